@@ -1,0 +1,41 @@
+# CodeBeaker: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+AGENT_TARGET := x86_64-unknown-linux-gnu
+BUNDLE := target/agent-bundle
+CARGO ?= cargo
+
+.PHONY: run test agent images bench check fmt clippy
+
+## Start the gateway on 127.0.0.1:8080, building the agent and any missing runtime image.
+run: agent images
+	$(CARGO) run --release --bin codebeaker -- serve
+
+## Run every test (unit + integration against the real Docker engine).
+test: agent images
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads 1
+
+## The in-container agent: a static binary (glibc, crt-static) plus the runner launchers,
+## mounted read-only into every container at /opt/codebeaker.
+agent:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --profile agent -p codebeaker-agent --target $(AGENT_TARGET)
+	rm -rf $(BUNDLE).new && mkdir -p $(BUNDLE).new
+	cp target/$(AGENT_TARGET)/agent/codebeaker-agent $(BUNDLE).new/
+	cp -r agent/launchers $(BUNDLE).new/launchers
+	chmod -R a+rX $(BUNDLE).new
+	rm -rf $(BUNDLE) && mv $(BUNDLE).new $(BUNDLE)
+
+## Runtime images, built offline from Debian packages (skipped when up to date).
+images:
+	./docker/build-images.sh
+
+## Load test: starts the gateway, warms it, runs k6 per language at concurrency 1 and 16.
+bench: agent images
+	./loadtest/bench.sh
+
+check: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

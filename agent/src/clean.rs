@@ -1,0 +1,96 @@
+//! Restoring a container to the state it had before an invocation.
+//!
+//! Everything an invocation can leave behind is listed here: processes, files in the
+//! writable mounts, POSIX message queues and SysV IPC objects. The network namespace is
+//! empty (`network none`) and the root filesystem is read-only, so nothing else persists.
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::io;
+use std::path::Path;
+
+use crate::files::{empty_dir, AsUser, User};
+
+/// Writable places user code can reach; all are tmpfs and are emptied after every run.
+pub const SCRATCH_DIRS: &[&str] = &["/workspace", "/tmp", "/dev/shm", "/dev/mqueue"];
+
+/// Kills every process in the container except the agent and reaps them all.
+///
+/// `kill(-1)` from PID 1 signals every process in the PID namespace but itself. Orphans are
+/// re-parented to PID 1, so reaping until ECHILD waits for all of them. A fork bomb may
+/// create processes between two passes, so we repeat until `kill` finds nobody.
+pub fn kill_all() {
+    for _ in 0..1000 {
+        let alive = kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok();
+        loop {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break, // ECHILD: nobody left to reap
+            }
+        }
+        if !alive {
+            return;
+        }
+    }
+}
+
+/// Wipes the scratch directories and IPC objects, with the user's credentials.
+pub fn wipe(user: User) -> io::Result<()> {
+    let _as_user = AsUser::enter(user)?;
+    let mut first_err = None;
+    for d in SCRATCH_DIRS {
+        if let Err(e) = empty_dir(Path::new(d)) {
+            first_err.get_or_insert(io::Error::new(e.kind(), format!("emptying {d}: {e}")));
+        }
+    }
+    remove_sysv_ipc(user.uid);
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Removes SysV shared memory, semaphores and message queues owned by the user. They live
+/// in the container's IPC namespace, not in any file system, so emptying directories would
+/// miss them. Must run with the owner's effective uid (IPC_RMID permission).
+fn remove_sysv_ipc(uid: u32) {
+    for (table, id_col, uid_col) in [
+        ("/proc/sysvipc/shm", 1, 7),
+        ("/proc/sysvipc/sem", 1, 4),
+        ("/proc/sysvipc/msg", 1, 7),
+    ] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(id), Some(owner)) = (cols.get(id_col), cols.get(uid_col)) else {
+                continue;
+            };
+            if owner.parse::<u32>().ok() != Some(uid) {
+                continue;
+            }
+            if let Ok(id) = id.parse::<i32>() {
+                ipc_rmid(table, id);
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn ipc_rmid(table: &str, id: i32) {
+    // SAFETY: IPC_RMID takes no buffer (null is allowed for shmctl/msgctl and the fourth
+    // argument of semctl is not read); the id comes from the kernel's own table.
+    unsafe {
+        match table {
+            "/proc/sysvipc/shm" => {
+                libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+            "/proc/sysvipc/sem" => {
+                libc::semctl(id, 0, libc::IPC_RMID);
+            }
+            _ => {
+                libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! File work inside the container, done with the sandbox user's credentials.
+//!
+//! The agent is uid 0 but holds no DAC capabilities, and every path it touches under
+//! `/workspace` or `/tmp` may have been shaped by untrusted code. Switching the effective
+//! uid to the sandbox user for the duration of the work means the kernel applies exactly
+//! the permissions the user code had: the agent cannot be tricked into reading or writing
+//! anything the user could not. Real and saved uid stay 0, so the switch is reversible,
+//! and no user process is alive while it lasts (runs have been collected or killed).
+
+use nix::unistd::{setegid, seteuid, Gid, Uid};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// The unprivileged identity that user code runs as.
+#[derive(Debug, Clone, Copy)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// While alive, the agent's effective uid/gid are the sandbox user's.
+pub struct AsUser(());
+
+impl AsUser {
+    pub fn enter(user: User) -> io::Result<AsUser> {
+        setegid(Gid::from_raw(user.gid)).map_err(io::Error::from)?;
+        if let Err(e) = seteuid(Uid::from_raw(user.uid)) {
+            let _ = setegid(Gid::from_raw(0));
+            return Err(e.into());
+        }
+        Ok(AsUser(()))
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        // Order matters: regain uid 0 first, which is what permits changing the gid back.
+        if seteuid(Uid::from_raw(0)).is_err() || setegid(Gid::from_raw(0)).is_err() {
+            // Continuing with the wrong identity would make every later decision suspect.
+            eprintln!("codebeaker-agent: cannot restore root credentials");
+            std::process::exit(71);
+        }
+    }
+}
+
+/// Creates or truncates `path` and writes `data`, refusing to follow a symlink.
+pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Result of reading a bounded regular file.
+pub enum Bounded {
+    Missing,
+    TooLarge(u64),
+    Data(Vec<u8>),
+}
+
+/// Reads `path` if it is a regular file of at most `limit` bytes. Symlinks, FIFOs and
+/// devices are refused without blocking (O_NOFOLLOW | O_NONBLOCK, then fstat).
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Bounded> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bounded::Missing),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > limit {
+        return Ok(Bounded::TooLarge(meta.len()));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // take() guards against a file that grows after the fstat.
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Ok(Bounded::TooLarge(buf.len() as u64));
+    }
+    Ok(Bounded::Data(buf))
+}
+
+/// Copies a file into a root-owned location (used for the compile cache). The caller
+/// reads the source as the user and writes the destination as root.
+pub fn read_all(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Installs `data` at `dest` atomically with the given mode (write to a temp name, rename).
+pub fn install(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    if let Some(dir) = dest.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = dest.with_extension("partial");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    fs::rename(&tmp, dest)
+}
+
+/// Removes everything inside `dir` (not `dir` itself). Directories the user made
+/// unreadable are chmod-ed back first, which the owner may always do.
+pub fn empty_dir(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut first_err = None;
+    for entry in entries {
+        let entry = entry?;
+        if let Err(e) = remove_any(&entry.path()) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+        empty_dir(path)?;
+        fs::remove_dir(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_bounded_refuses_symlinks_and_large_files() {
+        let dir = std::env::temp_dir().join(format!("cb-agent-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("out.json");
+        write_new(&f, b"{\"a\":1}").unwrap();
+        assert!(matches!(read_bounded(&f, 100).unwrap(), Bounded::Data(d) if d == b"{\"a\":1}"));
+        assert!(matches!(
+            read_bounded(&f, 3).unwrap(),
+            Bounded::TooLarge(7)
+        ));
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(read_bounded(&link, 100).is_err());
+        assert!(write_new(&link, b"x").is_err(), "must not write through a symlink");
+        assert!(matches!(
+            read_bounded(&dir.join("nope"), 100).unwrap(),
+            Bounded::Missing
+        ));
+        let sub = dir.join("locked");
+        fs::create_dir_all(sub.join("deep")).unwrap();
+        fs::write(sub.join("deep/x"), b"x").unwrap();
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o000)).unwrap();
+        empty_dir(&dir).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        fs::remove_dir(&dir).unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! The CodeBeaker agent: PID 1 of every pooled container.
+//!
+//! The gateway attaches to the container's stdin/stdout and speaks the line-delimited JSON
+//! protocol of `codebeaker-proto` with this process. For each `run` request the agent writes
+//! `/workspace/input.json` and the program, compiles it if needed (with a per-container
+//! cache keyed by a hash of language, toolchain and source), hands it to a runner process
+//! that was started ahead of time, collects stdout/stderr under caps and the timeout, reads
+//! `/workspace/output.json` and replies. After replying it restores a clean state: every
+//! process the invocation left is killed (as PID 1 it can reach them all), and
+//! `/workspace`, `/tmp`, `/dev/shm`, `/dev/mqueue` and SysV IPC objects are wiped. Only then
+//! does it read the next request, so the gateway never sees a dirty container.
+//!
+//! User code runs as an unprivileged uid; the agent stays uid 0 with only the capabilities
+//! the pool grants (SETUID, SETGID, KILL), is not dumpable, and so cannot be ptraced,
+//! signalled or read through /proc by the code it runs.
+//!
+//! The agent is single-threaded on purpose: it forks children, switches its effective uid
+//! for file work, and waits on signals, all of which are simplest and safe without threads.
+#![deny(unsafe_code)]
+
+mod clean;
+mod exec;
+mod files;
+mod runtime;
+
+use codebeaker_proto::{AgentInfo, Language, Reply, Request};
+use std::io::{BufRead, Write};
+
+use crate::runtime::Agent;
+
+fn main() {
+    let mut language = None;
+    let mut uid = 1000;
+    let mut gid = 1000;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--language" => language = args.next().and_then(|s| Language::parse(&s)),
+            "--uid" => uid = args.next().and_then(|s| s.parse().ok()).unwrap_or(uid),
+            "--gid" => gid = args.next().and_then(|s| s.parse().ok()).unwrap_or(gid),
+            "--version" => {
+                println!("codebeaker-agent {}", env!("CARGO_PKG_VERSION"));
+                return;
+            }
+            other => die(&format!("unknown argument {other:?}")),
+        }
+    }
+    let Some(language) = language else {
+        die("usage: codebeaker-agent --language <python|javascript|go|csharp> [--uid N --gid N]")
+    };
+
+    let mut agent = match Agent::start(language, uid, gid) {
+        Ok(a) => a,
+        Err(e) => die(&format!("startup failed: {e}")),
+    };
+    reply(&Reply::Ready(AgentInfo {
+        language,
+        toolchain: agent.toolchain().to_string(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    }));
+
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdin.lock().read_line(&mut line) {
+            // The gateway closed our stdin: it has let go of this container.
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => die(&format!("reading stdin: {e}")),
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Ping) => reply(&Reply::Pong {
+                invocations: agent.invocations(),
+            }),
+            Ok(Request::Run(req)) => {
+                // Reply first, then clean: the caller gets its answer without waiting for
+                // the wipe, and the next request is read only after the wipe is done.
+                match agent.run(req) {
+                    Ok(outcome) => reply(&Reply::Ran(outcome)),
+                    Err(e) => reply(&Reply::Failed {
+                        message: format!("agent error: {e}"),
+                    }),
+                }
+                if let Err(e) = agent.reset() {
+                    eprintln!("codebeaker-agent: reset failed: {e}");
+                    // A container we cannot clean must not serve again. Exiting makes the
+                    // next ping fail, so the pool retires it.
+                    std::process::exit(70);
+                }
+            }
+            Err(e) => reply(&Reply::Failed {
+                message: format!("malformed request: {e}"),
+            }),
+        }
+    }
+}
+
+fn reply(r: &Reply) {
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(r).unwrap_or_else(|e| {
+        format!(r#"{{"reply":"failed","message":"cannot encode reply: {e}"}}"#)
+    });
+    if out
+        .write_all(line.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+        .is_err()
+    {
+        // Nobody is listening any more; nothing useful is left to do.
+        std::process::exit(0);
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("codebeaker-agent: {msg}");
+    std::process::exit(64);
+}

@@ -1,0 +1,471 @@
+//! One invocation, start to finish, and the per-language recipes it follows.
+
+use codebeaker_proto::{Language, ProgramError, ProgramErrorKind, RunOutcome, RunRequest};
+use nix::sys::signal::Signal;
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::clean;
+use crate::exec::{self, Reaper};
+use crate::files::{self, AsUser, Bounded, User};
+
+/// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
+const BUNDLE: &str = "/opt/codebeaker";
+/// Root-owned tmpfs for compiled artifacts. User code can read and execute, never write.
+const CACHE: &str = "/cache";
+const INPUT: &str = "/workspace/input.json";
+const OUTPUT: &str = "/workspace/output.json";
+const BUILD_DIR: &str = "/tmp/.cb-build";
+
+/// How a language compiles, if it does.
+struct Compile {
+    /// `{src}` and `{out}` are replaced by the source and artifact paths.
+    argv: &'static [&'static str],
+    artifact: &'static str,
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// How a language's program is started.
+enum Runner {
+    /// A runner process is started ahead of time and waits on its stdin for the path of
+    /// the program to run. This takes interpreter (or VM) start-up off the request path.
+    Prestart {
+        argv: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+    },
+    /// The compiled artifact is executed directly (a static Go binary starts in ~1 ms).
+    Direct,
+}
+
+struct Spec {
+    version: &'static [&'static str],
+    compile: Option<Compile>,
+    runner: Runner,
+    /// For C#: the launcher source to compile at startup; `{launcher}` in the runner argv.
+    launcher_source: Option<&'static str>,
+}
+
+const GO_ENV: &[(&str, &str)] = &[
+    ("GOCACHE", "/tmp/.gocache"),
+    ("GOPATH", "/tmp/.gopath"),
+    ("CGO_ENABLED", "0"),
+    // Module mode off: a single-file program needs no go.mod. No -trimpath: it would
+    // stop the toolchain from using its precompiled standard library (seconds per build).
+    ("GO111MODULE", "off"),
+];
+
+fn spec(lang: Language) -> Spec {
+    match lang {
+        Language::Python => Spec {
+            version: &["python3", "--version"],
+            compile: None,
+            runner: Runner::Prestart {
+                argv: &["python3", "-I", "/opt/codebeaker/launchers/python.py"],
+                env: &[],
+            },
+            launcher_source: None,
+        },
+        Language::JavaScript => Spec {
+            version: &["node", "--version"],
+            compile: None,
+            runner: Runner::Prestart {
+                argv: &["node", "/opt/codebeaker/launchers/node.js"],
+                env: &[],
+            },
+            launcher_source: None,
+        },
+        Language::Go => Spec {
+            version: &["go", "version"],
+            compile: Some(Compile {
+                argv: &["go", "build", "-o", "{out}", "{src}"],
+                artifact: "program",
+                env: GO_ENV,
+            }),
+            runner: Runner::Direct,
+            launcher_source: None,
+        },
+        Language::CSharp => Spec {
+            version: &["mono", "--version"],
+            compile: Some(Compile {
+                argv: &[
+                    "mcs",
+                    "-r:System.Web.Extensions.dll",
+                    "-r:System.Core.dll",
+                    "-optimize+",
+                    "-out:{out}",
+                    "{src}",
+                ],
+                artifact: "program.exe",
+                env: &[],
+            }),
+            runner: Runner::Prestart {
+                argv: &["mono", "{launcher}"],
+                env: &[],
+            },
+            launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
+        },
+    }
+}
+
+/// The agent's state between requests.
+pub struct Agent {
+    lang: Language,
+    spec: Spec,
+    user: User,
+    reaper: Reaper,
+    toolchain: String,
+    /// Runner argv with `{launcher}` resolved.
+    runner_argv: Vec<String>,
+    /// The pre-started runner waiting for the next program, if the language uses one.
+    next_runner: Option<Child>,
+    invocations: u64,
+}
+
+enum Built {
+    Ready { path: PathBuf, cache_hit: bool },
+    Failed(String),
+}
+
+impl Agent {
+    /// Prepares the container: checks the toolchain, builds the launcher if the language has
+    /// one, and pre-starts the first runner.
+    pub fn start(lang: Language, uid: u32, gid: u32) -> io::Result<Agent> {
+        // Not dumpable: user code (another uid) cannot ptrace us or open /proc/1/mem.
+        nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
+        if !Path::new(BUNDLE).join("launchers").is_dir() {
+            return Err(io::Error::other(format!("{BUNDLE}/launchers is not mounted")));
+        }
+        let mut agent = Agent {
+            lang,
+            spec: spec(lang),
+            user: User { uid, gid },
+            reaper: Reaper::install()?,
+            toolchain: String::new(),
+            runner_argv: Vec::new(),
+            next_runner: None,
+            invocations: 0,
+        };
+        agent.toolchain = agent.toolchain_version()?;
+        let launcher = match agent.spec.launcher_source {
+            Some(src) => {
+                let source = std::fs::read(src)?;
+                match agent.build(Path::new(src), &source, Duration::from_secs(60))? {
+                    Built::Ready { path, .. } => path.display().to_string(),
+                    Built::Failed(msg) => {
+                        return Err(io::Error::other(format!("launcher build failed: {msg}")))
+                    }
+                }
+            }
+            None => String::new(),
+        };
+        if let Runner::Prestart { argv, .. } = &agent.spec.runner {
+            agent.runner_argv = argv.iter().map(|a| a.replace("{launcher}", &launcher)).collect();
+        }
+        agent.reset()?;
+        Ok(agent)
+    }
+
+    pub fn toolchain(&self) -> &str {
+        &self.toolchain
+    }
+
+    pub fn invocations(&self) -> u64 {
+        self.invocations
+    }
+
+    /// Kills everything the last invocation left, wipes scratch space, and pre-starts the
+    /// next runner so its start-up overlaps with the time until the next request.
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.next_runner = None;
+        clean::kill_all();
+        clean::wipe(self.user)?;
+        if let Runner::Prestart { env, .. } = &self.spec.runner {
+            let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
+            self.next_runner = Some(exec::spawn(&mut exec::user_command(&argv, env, self.user))?);
+        }
+        Ok(())
+    }
+
+    /// Runs one invocation. `Err` means the agent itself failed (the container is retired);
+    /// every failure of the program is reported inside the `RunOutcome`.
+    pub fn run(&mut self, req: RunRequest) -> io::Result<RunOutcome> {
+        self.invocations += 1;
+        let started = Instant::now();
+        let mut outcome = RunOutcome::default();
+        let program = Path::new("/workspace").join(self.lang.program_file());
+        {
+            let _as_user = AsUser::enter(self.user)?;
+            files::write_new(Path::new(INPUT), &serde_json::to_vec(&req.input)?)?;
+            files::write_new(&program, req.source.as_bytes())?;
+        }
+
+        let target = if self.spec.compile.is_some() {
+            let t0 = Instant::now();
+            let built = self.build(
+                &program,
+                req.source.as_bytes(),
+                Duration::from_millis(req.compile_timeout_ms),
+            )?;
+            outcome.compile_ms = t0.elapsed().as_millis() as u64;
+            match built {
+                Built::Ready { path, cache_hit } => {
+                    outcome.cache_hit = Some(cache_hit);
+                    if cache_hit {
+                        outcome.compile_ms = 0;
+                    }
+                    path
+                }
+                Built::Failed(message) => {
+                    outcome.cache_hit = Some(false);
+                    outcome.error = Some(ProgramError {
+                        kind: ProgramErrorKind::CompileError,
+                        message,
+                    });
+                    outcome.duration_ms = started.elapsed().as_millis() as u64;
+                    return Ok(outcome);
+                }
+            }
+        } else {
+            program
+        };
+
+        let oom_before = oom_kills();
+        let mut child = self.launch(&target)?;
+        let c = exec::collect(
+            &mut self.reaper,
+            &mut child,
+            Duration::from_millis(req.timeout_ms),
+            req.stream_limit_bytes as usize,
+        )?;
+        let oom = match (oom_before, oom_kills()) {
+            (Some(a), Some(b)) => b > a,
+            // Without the cgroup counter, an unexplained SIGKILL is the OOM killer's mark.
+            _ => c.signal == Some(Signal::SIGKILL) && !c.timed_out,
+        };
+        outcome.stdout = String::from_utf8_lossy(&c.stdout).into_owned();
+        outcome.stderr = String::from_utf8_lossy(&c.stderr).into_owned();
+        outcome.exit_code = c.exit_code;
+        outcome.truncated = c.truncated;
+        outcome.error = if c.timed_out {
+            Some(err(
+                ProgramErrorKind::Timeout,
+                format!("the program exceeded its {} ms time limit", req.timeout_ms),
+            ))
+        } else if oom {
+            Some(err(
+                ProgramErrorKind::MemoryLimitExceeded,
+                "the program exceeded the memory limit and was killed".into(),
+            ))
+        } else if c.exit_code != Some(0) {
+            Some(err(ProgramErrorKind::RuntimeError, runtime_message(&c)))
+        } else {
+            self.read_result(&req, &mut outcome)
+        };
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// Starts the program: hands its path to the pre-started runner, or execs it directly.
+    fn launch(&mut self, target: &Path) -> io::Result<Child> {
+        let Runner::Prestart { env, .. } = &self.spec.runner else {
+            let path = target.display().to_string();
+            let mut child = exec::spawn(&mut exec::user_command(&[&path], &[], self.user))?;
+            drop(child.stdin.take());
+            return Ok(child);
+        };
+        let mut line = target.display().to_string();
+        line.push('\n');
+        for _attempt in 0..2 {
+            let mut child = match self.next_runner.take() {
+                Some(c) => c,
+                None => {
+                    let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
+                    exec::spawn(&mut exec::user_command(&argv, env, self.user))?
+                }
+            };
+            // Closing stdin after the path gives the program an empty stdin.
+            let sent = child
+                .stdin
+                .take()
+                .map(|mut s| s.write_all(line.as_bytes()))
+                .unwrap_or(Ok(()));
+            match sent {
+                Ok(()) => return Ok(child),
+                // The pre-started runner died while waiting (it should not); start another.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    let _ = child.kill();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("runner process exits before it is handed a program"))
+    }
+
+    fn read_result(&self, req: &RunRequest, outcome: &mut RunOutcome) -> Option<ProgramError> {
+        let read = {
+            let Ok(_as_user) = AsUser::enter(self.user) else {
+                return Some(err(ProgramErrorKind::RuntimeError, "cannot read output".into()));
+            };
+            files::read_bounded(Path::new(OUTPUT), req.result_limit_bytes)
+        };
+        match read {
+            Ok(Bounded::Missing) => Some(err(
+                ProgramErrorKind::MissingResult,
+                "the program finished without setting `result` (no /workspace/output.json)".into(),
+            )),
+            Ok(Bounded::TooLarge(n)) => Some(err(
+                ProgramErrorKind::OutputTooLarge,
+                format!(
+                    "output.json is {n} bytes; the limit is {} bytes",
+                    req.result_limit_bytes
+                ),
+            )),
+            Ok(Bounded::Data(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(v) => {
+                    outcome.output = Some(v);
+                    None
+                }
+                Err(e) => Some(err(
+                    ProgramErrorKind::InvalidOutput,
+                    format!("output.json is not valid JSON: {e}"),
+                )),
+            },
+            Err(e) => Some(err(
+                ProgramErrorKind::InvalidOutput,
+                format!("output.json cannot be read: {e}"),
+            )),
+        }
+    }
+
+    /// Compiles `src` (already at `src_path`) unless the cache has it. The cache key covers
+    /// language, toolchain and source, so a toolchain change never reuses a stale binary.
+    fn build(&mut self, src_path: &Path, source: &[u8], timeout: Duration) -> io::Result<Built> {
+        let Some(compile) = &self.spec.compile else {
+            return Err(io::Error::other("language is not compiled"));
+        };
+        let mut h = Sha256::new();
+        h.update(self.lang.name());
+        h.update([0]);
+        h.update(&self.toolchain);
+        h.update([0]);
+        h.update(source);
+        let key = h.finalize().iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        let dest = Path::new(CACHE).join(&key).join(compile.artifact);
+        if dest.is_file() {
+            return Ok(Built::Ready { path: dest, cache_hit: true });
+        }
+
+        let out = Path::new(BUILD_DIR).join(compile.artifact);
+        {
+            let _as_user = AsUser::enter(self.user)?;
+            std::fs::create_dir_all(BUILD_DIR)?;
+        }
+        let (src_s, out_s) = (src_path.display().to_string(), out.display().to_string());
+        let argv: Vec<String> = compile
+            .argv
+            .iter()
+            .map(|a| a.replace("{src}", &src_s).replace("{out}", &out_s))
+            .collect();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut child = exec::spawn(&mut exec::user_command(&argv, compile.env, self.user))?;
+        drop(child.stdin.take());
+        let c = exec::collect(&mut self.reaper, &mut child, timeout, 64 * 1024)?;
+        if c.timed_out {
+            return Ok(Built::Failed(format!(
+                "compilation exceeded {} ms",
+                timeout.as_millis()
+            )));
+        }
+        if c.exit_code != Some(0) {
+            // mcs reports errors on stdout, go on stderr: show both.
+            let mut msg = String::from_utf8_lossy(&c.stdout).trim().to_string();
+            let e = String::from_utf8_lossy(&c.stderr);
+            if !e.trim().is_empty() {
+                if !msg.is_empty() {
+                    msg.push('\n');
+                }
+                msg.push_str(e.trim());
+            }
+            if msg.is_empty() {
+                msg = "the compiler failed without a message".into();
+            }
+            return Ok(Built::Failed(msg));
+        }
+        let artifact = {
+            let _as_user = AsUser::enter(self.user)?;
+            files::read_all(&out)?
+        };
+        // A full cache is not an error: run this build from the scratch directory instead.
+        match files::install(&dest, &artifact, 0o755) {
+            Ok(()) => Ok(Built::Ready { path: dest, cache_hit: false }),
+            Err(e) => {
+                eprintln!("codebeaker-agent: not caching {key}: {e}");
+                Ok(Built::Ready { path: out, cache_hit: false })
+            }
+        }
+    }
+
+    fn toolchain_version(&mut self) -> io::Result<String> {
+        let mut child = exec::spawn(&mut exec::user_command(self.spec.version, &[], self.user))?;
+        drop(child.stdin.take());
+        let c = exec::collect(&mut self.reaper, &mut child, Duration::from_secs(30), 4096)?;
+        let text = String::from_utf8_lossy(if c.stdout.is_empty() { &c.stderr } else { &c.stdout })
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if c.exit_code != Some(0) || text.is_empty() {
+            return Err(io::Error::other(format!(
+                "{} is not usable in this image",
+                self.spec.version[0]
+            )));
+        }
+        Ok(text)
+    }
+}
+
+fn err(kind: ProgramErrorKind, message: String) -> ProgramError {
+    ProgramError { kind, message }
+}
+
+/// The message for a program that failed: its last stderr line, which for Python, Node,
+/// Go panics and Mono is the exception, else the exit status.
+fn runtime_message(c: &exec::Collected) -> String {
+    let status = match (c.exit_code, c.signal) {
+        (Some(code), _) => format!("the program exited with code {code}"),
+        (None, Some(sig)) => format!("the program was killed by {sig}"),
+        _ => "the program failed".to_string(),
+    };
+    let stderr = String::from_utf8_lossy(&c.stderr);
+    match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("{status}: {}", last.trim()),
+        None => status,
+    }
+}
+
+/// The container cgroup's OOM-kill counter (cgroup v2 or v1), if readable.
+fn oom_kills() -> Option<u64> {
+    for (file, key) in [
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            for line in text.lines() {
+                let mut parts = line.split_whitespace();
+                if parts.next() == Some(key) {
+                    return parts.next().and_then(|n| n.parse().ok());
+                }
+            }
+        }
+    }
+    None
+}

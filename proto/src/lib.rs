@@ -1,0 +1,253 @@
+//! Types shared by the gateway and the in-container agent.
+//!
+//! This crate owns two things that must agree on both sides of the container boundary:
+//! the [`Language`] table (names, aliases, file names) and the agent wire protocol
+//! ([`Request`] / [`Reply`]). The protocol is one JSON object per line: the gateway writes
+//! requests to the container's stdin and reads replies from its stdout. The agent's own
+//! diagnostics go to stderr, which Docker keeps as a separate stream, so a log line can
+//! never be mistaken for a reply.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A language CodeBeaker can run. Past the HTTP edge nothing handles language names as
+/// strings: they are parsed once into this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Python,
+    JavaScript,
+    Go,
+    CSharp,
+}
+
+impl Language {
+    /// Every supported language, in the order they are listed to users.
+    pub const ALL: [Language; 4] = [
+        Language::Python,
+        Language::JavaScript,
+        Language::Go,
+        Language::CSharp,
+    ];
+
+    /// The canonical name used in the API, in config keys and in container labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::Go => "go",
+            Language::CSharp => "csharp",
+        }
+    }
+
+    /// Other names accepted for this language (matched case-insensitively).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Language::Python => &["py", "python3"],
+            Language::JavaScript => &["js", "node", "nodejs"],
+            Language::Go => &["golang"],
+            Language::CSharp => &["cs", "c#", "dotnet"],
+        }
+    }
+
+    /// Parses a canonical name or alias, ignoring ASCII case and surrounding spaces.
+    pub fn parse(s: &str) -> Option<Language> {
+        let s = s.trim().to_ascii_lowercase();
+        Language::ALL
+            .into_iter()
+            .find(|l| l.name() == s || l.aliases().contains(&s.as_str()))
+    }
+
+    /// The program's file name inside `/workspace`, as the edge contract names it.
+    pub fn program_file(self) -> &'static str {
+        match self {
+            Language::Python => "program.py",
+            Language::JavaScript => "program.js",
+            Language::Go => "program.go",
+            Language::CSharp => "program.cs",
+        }
+    }
+
+    /// Whether a program must be compiled before it runs (and so is worth caching).
+    pub fn is_compiled(self) -> bool {
+        matches!(self, Language::Go | Language::CSharp)
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A request from the gateway to the agent. One per line on the container's stdin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness and cleanliness check. The agent answers only once the previous
+    /// invocation has been cleaned up, so a `Pong` means "ready for the next one".
+    Ping,
+    /// Run one program under the edge contract.
+    Run(RunRequest),
+}
+
+/// One invocation: the already-wrapped program plus its input and limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequest {
+    /// The complete program source (wrapper template with the user's code inside).
+    pub source: String,
+    /// The value written to `/workspace/input.json`.
+    pub input: serde_json::Value,
+    /// Wall-clock limit for running the program (compilation has its own limit).
+    pub timeout_ms: u64,
+    /// Wall-clock limit for compiling, for compiled languages.
+    pub compile_timeout_ms: u64,
+    /// Cap on each of stdout and stderr; the rest is discarded and `truncated` is set.
+    pub stream_limit_bytes: u64,
+    /// Cap on the size of `/workspace/output.json`.
+    pub result_limit_bytes: u64,
+}
+
+/// A reply from the agent to the gateway. One per line on the container's stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Sent once at startup, after the first runner process has been pre-started.
+    Ready(AgentInfo),
+    /// Answer to [`Request::Ping`].
+    Pong { invocations: u64 },
+    /// Answer to [`Request::Run`].
+    Ran(RunOutcome),
+    /// The request could not be handled at all (malformed, or an agent-side fault).
+    /// The gateway retires a container that says this.
+    Failed { message: String },
+}
+
+/// What the agent reports about itself at startup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub language: Language,
+    /// The toolchain's own version line, e.g. `Python 3.11.2`.
+    pub toolchain: String,
+    pub agent_version: String,
+}
+
+/// The result of one invocation, as observed inside the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutcome {
+    /// The parsed contents of `/workspace/output.json`, when the program succeeded.
+    pub output: Option<serde_json::Value>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit code of the program, or `None` when it was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// True when stdout or stderr was cut at `stream_limit_bytes`.
+    pub truncated: bool,
+    /// Time spent inside the container, compile included.
+    pub duration_ms: u64,
+    /// Time spent compiling (0 when the language is interpreted or the cache hit).
+    pub compile_ms: u64,
+    /// For compiled languages: whether the compiled artifact came from the cache.
+    pub cache_hit: Option<bool>,
+    /// Why the invocation did not succeed, or `None` on success.
+    pub error: Option<ProgramError>,
+}
+
+/// A failure caused by the program itself (reported as HTTP 200, `success: false`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProgramError {
+    pub kind: ProgramErrorKind,
+    pub message: String,
+}
+
+/// The distinct ways a program can fail. Each has its own `kind` string in the API.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramErrorKind {
+    CompileError,
+    RuntimeError,
+    Timeout,
+    MemoryLimitExceeded,
+    MissingResult,
+    InvalidOutput,
+    OutputTooLarge,
+}
+
+impl ProgramErrorKind {
+    /// The stable string used in the API and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgramErrorKind::CompileError => "compile_error",
+            ProgramErrorKind::RuntimeError => "runtime_error",
+            ProgramErrorKind::Timeout => "timeout",
+            ProgramErrorKind::MemoryLimitExceeded => "memory_limit_exceeded",
+            ProgramErrorKind::MissingResult => "missing_result",
+            ProgramErrorKind::InvalidOutput => "invalid_output",
+            ProgramErrorKind::OutputTooLarge => "output_too_large",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_parse_to_their_language() {
+        for (s, l) in [
+            ("python", Language::Python),
+            ("PY", Language::Python),
+            (" python3 ", Language::Python),
+            ("js", Language::JavaScript),
+            ("node", Language::JavaScript),
+            ("nodejs", Language::JavaScript),
+            ("golang", Language::Go),
+            ("c#", Language::CSharp),
+            ("cs", Language::CSharp),
+            ("dotnet", Language::CSharp),
+        ] {
+            assert_eq!(Language::parse(s), Some(l), "{s}");
+        }
+        assert_eq!(Language::parse("ruby"), None);
+        assert_eq!(Language::parse(""), None);
+    }
+
+    #[test]
+    fn requests_and_replies_are_one_line_of_json() {
+        let req = Request::Run(RunRequest {
+            source: "print('a\\nb')\n".into(),
+            input: serde_json::json!({"x": "é\n"}),
+            timeout_ms: 1000,
+            compile_timeout_ms: 1000,
+            stream_limit_bytes: 10,
+            result_limit_bytes: 10,
+        });
+        let line = serde_json::to_string(&req).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), req);
+        let ping = serde_json::to_string(&Request::Ping).unwrap();
+        assert_eq!(ping, r#"{"op":"ping"}"#);
+        let reply = Reply::Pong { invocations: 3 };
+        let line = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
+    }
+
+    #[test]
+    fn error_kind_strings_match_serde() {
+        for k in [
+            ProgramErrorKind::CompileError,
+            ProgramErrorKind::RuntimeError,
+            ProgramErrorKind::Timeout,
+            ProgramErrorKind::MemoryLimitExceeded,
+            ProgramErrorKind::MissingResult,
+            ProgramErrorKind::InvalidOutput,
+            ProgramErrorKind::OutputTooLarge,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+}

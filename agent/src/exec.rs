@@ -12,11 +12,11 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
-use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,10 @@ use crate::files::User;
 /// The environment every user process starts with. Nothing from the agent's own
 /// environment leaks through (it has none worth keeping, and secrets never belong here).
 const BASE_ENV: &[(&str, &str)] = &[
-    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
     ("LANG", "C.UTF-8"),
     ("HOME", "/tmp"),
     ("TMPDIR", "/tmp"),
@@ -100,8 +103,14 @@ pub fn collect(
 ) -> io::Result<Collected> {
     let deadline = Instant::now() + timeout;
     let pid = Pid::from_raw(child.id() as i32);
-    let mut out = Stream::new(child.stdout.take().map(|p| File::from(OwnedFd::from(p))), limit)?;
-    let mut err = Stream::new(child.stderr.take().map(|p| File::from(OwnedFd::from(p))), limit)?;
+    let mut out = Stream::new(
+        child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+        limit,
+    )?;
+    let mut err = Stream::new(
+        child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+        limit,
+    )?;
     let mut timed_out = false;
     let status = loop {
         // Check first: the child may have exited before we started polling.
@@ -145,7 +154,11 @@ pub fn collect(
             .collect();
         reaper.drain();
         for i in ready {
-            if i == 0 { out.pump() } else { err.pump() }
+            if i == 0 {
+                out.pump()
+            } else {
+                err.pump()
+            }
         }
     };
     // Whatever is already buffered in the pipes belongs to this run; take it without
@@ -215,4 +228,3 @@ impl Stream {
         }
     }
 }
-

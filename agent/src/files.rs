@@ -161,14 +161,14 @@ mod tests {
         let f = dir.join("out.json");
         write_new(&f, b"{\"a\":1}").unwrap();
         assert!(matches!(read_bounded(&f, 100).unwrap(), Bounded::Data(d) if d == b"{\"a\":1}"));
-        assert!(matches!(
-            read_bounded(&f, 3).unwrap(),
-            Bounded::TooLarge(7)
-        ));
+        assert!(matches!(read_bounded(&f, 3).unwrap(), Bounded::TooLarge(7)));
         let link = dir.join("link.json");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(read_bounded(&link, 100).is_err());
-        assert!(write_new(&link, b"x").is_err(), "must not write through a symlink");
+        assert!(
+            write_new(&link, b"x").is_err(),
+            "must not write through a symlink"
+        );
         assert!(matches!(
             read_bounded(&dir.join("nope"), 100).unwrap(),
             Bounded::Missing

@@ -137,7 +137,9 @@ impl Agent {
         // Not dumpable: user code (another uid) cannot ptrace us or open /proc/1/mem.
         nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
         if !Path::new(BUNDLE).join("launchers").is_dir() {
-            return Err(io::Error::other(format!("{BUNDLE}/launchers is not mounted")));
+            return Err(io::Error::other(format!(
+                "{BUNDLE}/launchers is not mounted"
+            )));
         }
         let mut agent = Agent {
             lang,
@@ -163,7 +165,10 @@ impl Agent {
             None => String::new(),
         };
         if let Runner::Prestart { argv, .. } = &agent.spec.runner {
-            agent.runner_argv = argv.iter().map(|a| a.replace("{launcher}", &launcher)).collect();
+            agent.runner_argv = argv
+                .iter()
+                .map(|a| a.replace("{launcher}", &launcher))
+                .collect();
         }
         agent.reset()?;
         Ok(agent)
@@ -303,13 +308,18 @@ impl Agent {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::other("runner process exits before it is handed a program"))
+        Err(io::Error::other(
+            "runner process exits before it is handed a program",
+        ))
     }
 
     fn read_result(&self, req: &RunRequest, outcome: &mut RunOutcome) -> Option<ProgramError> {
         let read = {
             let Ok(_as_user) = AsUser::enter(self.user) else {
-                return Some(err(ProgramErrorKind::RuntimeError, "cannot read output".into()));
+                return Some(err(
+                    ProgramErrorKind::RuntimeError,
+                    "cannot read output".into(),
+                ));
             };
             files::read_bounded(Path::new(OUTPUT), req.result_limit_bytes)
         };
@@ -360,7 +370,10 @@ impl Agent {
         });
         let dest = Path::new(CACHE).join(&key).join(compile.artifact);
         if dest.is_file() {
-            return Ok(Built::Ready { path: dest, cache_hit: true });
+            return Ok(Built::Ready {
+                path: dest,
+                cache_hit: true,
+            });
         }
 
         let out = Path::new(BUILD_DIR).join(compile.artifact);
@@ -405,10 +418,16 @@ impl Agent {
         };
         // A full cache is not an error: run this build from the scratch directory instead.
         match files::install(&dest, &artifact, 0o755) {
-            Ok(()) => Ok(Built::Ready { path: dest, cache_hit: false }),
+            Ok(()) => Ok(Built::Ready {
+                path: dest,
+                cache_hit: false,
+            }),
             Err(e) => {
                 eprintln!("codebeaker-agent: not caching {key}: {e}");
-                Ok(Built::Ready { path: out, cache_hit: false })
+                Ok(Built::Ready {
+                    path: out,
+                    cache_hit: false,
+                })
             }
         }
     }
@@ -417,12 +436,16 @@ impl Agent {
         let mut child = exec::spawn(&mut exec::user_command(self.spec.version, &[], self.user))?;
         drop(child.stdin.take());
         let c = exec::collect(&mut self.reaper, &mut child, Duration::from_secs(30), 4096)?;
-        let text = String::from_utf8_lossy(if c.stdout.is_empty() { &c.stderr } else { &c.stdout })
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let text = String::from_utf8_lossy(if c.stdout.is_empty() {
+            &c.stderr
+        } else {
+            &c.stdout
+        })
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
         if c.exit_code != Some(0) || text.is_empty() {
             return Err(io::Error::other(format!(
                 "{} is not usable in this image",

@@ -1,0 +1,32 @@
+//! Container lifecycle, the warm pools and the agent protocol client.
+//!
+//! Architecture Invariant: this crate is the only code that talks to Docker. The gateway
+//! asks it to run an [`Invocation`] and gets an [`Execution`] or a [`PoolError`]; it never
+//! sees a container's file system (all file work happens inside, through the agent).
+#![forbid(unsafe_code)]
+
+mod agent;
+mod config;
+mod container;
+mod error;
+mod pool;
+mod wrap;
+
+pub use bollard::Docker;
+pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
+pub use container::{remove_instance, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
+pub use error::{AgentError, PoolError};
+pub use pool::{Execution, Invocation, Lifecycle, PoolStatus, Pools};
+pub use wrap::wrap;
+
+/// Connects to the local Docker engine and negotiates the API version, so the same binary
+/// works against Debian's Docker 20.10 (API 1.41) and newer engines.
+pub async fn connect() -> Result<Docker, PoolError> {
+    let docker = Docker::connect_with_defaults().map_err(PoolError::Docker)?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(PoolError::Docker)?;
+    docker.ping().await.map_err(PoolError::Docker)?;
+    Ok(docker)
+}

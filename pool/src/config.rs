@@ -1,0 +1,161 @@
+//! Typed settings for the pools. The gateway embeds these in its own config tree.
+
+use codebeaker_proto::Language;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the pools need to create, run and retire containers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct PoolSettings {
+    /// Value of the `codebeaker.instance` label on every container this gateway creates.
+    /// At startup, containers carrying this label are leftovers of a crashed run and are
+    /// removed. Two gateways sharing a Docker engine need different instance names.
+    pub instance: String,
+    /// Host directory holding the agent binary and launchers, mounted read-only at
+    /// `/opt/codebeaker` in every container.
+    pub agent_bundle: PathBuf,
+    /// How long a request waits for a container before it gets 503.
+    pub queue_timeout_ms: u64,
+    /// How long creating and starting one container may take (C# compiles its launcher).
+    pub create_timeout_ms: u64,
+    /// How often the warmer checks that each pool has its `min_idle` containers.
+    pub warm_interval_ms: u64,
+    pub limits: ContainerLimits,
+    pub languages: BTreeMap<Language, LanguageSettings>,
+}
+
+/// Isolation limits applied to every container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct ContainerLimits {
+    /// Memory limit of a container (swap is set equal, so there is none).
+    pub memory_mb: u64,
+    /// CPU quota in cores.
+    pub cpus: f64,
+    pub pids: i64,
+    pub workspace_mb: u64,
+    pub tmp_mb: u64,
+    /// Root-owned tmpfs for compiled artifacts.
+    pub cache_mb: u64,
+    pub nofile: i64,
+    /// Largest file any process may write (RLIMIT_FSIZE).
+    pub fsize_mb: i64,
+    /// The uid/gid user code runs as inside the container.
+    pub sandbox_uid: u32,
+}
+
+/// Per-language pool settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct LanguageSettings {
+    pub enabled: bool,
+    pub image: String,
+    /// Containers kept warm and idle at all times (created at startup and topped up).
+    pub min_idle: usize,
+    /// Most containers this language may have at once, busy or idle.
+    pub max_size: usize,
+    /// A container is retired after this many invocations...
+    pub max_uses: usize,
+    /// ...or this age, whichever comes first.
+    pub max_age_secs: u64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            instance: "codebeaker".into(),
+            agent_bundle: PathBuf::from("target/agent-bundle"),
+            queue_timeout_ms: 2_000,
+            create_timeout_ms: 60_000,
+            warm_interval_ms: 250,
+            limits: ContainerLimits::default(),
+            languages: Language::ALL
+                .into_iter()
+                .map(|l| (l, LanguageSettings::for_language(l)))
+                .collect(),
+        }
+    }
+}
+
+impl Default for ContainerLimits {
+    fn default() -> Self {
+        ContainerLimits {
+            memory_mb: 512,
+            cpus: 1.0,
+            pids: 256,
+            workspace_mb: 64,
+            tmp_mb: 128,
+            cache_mb: 256,
+            nofile: 1024,
+            fsize_mb: 128,
+            sandbox_uid: 1000,
+        }
+    }
+}
+
+impl LanguageSettings {
+    pub fn for_language(l: Language) -> Self {
+        LanguageSettings {
+            enabled: true,
+            image: format!("codebeaker-{}:latest", l.name()),
+            min_idle: 2,
+            max_size: 8,
+            max_uses: 1000,
+            max_age_secs: 3600,
+        }
+    }
+}
+
+impl Default for LanguageSettings {
+    fn default() -> Self {
+        LanguageSettings::for_language(Language::Python)
+    }
+}
+
+impl PoolSettings {
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+
+    pub fn create_timeout(&self) -> Duration {
+        Duration::from_millis(self.create_timeout_ms)
+    }
+
+    /// Checks what can be checked without Docker. Errors name the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.instance.is_empty()
+            || !self
+                .instance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "pool.instance {:?} must be non-empty [A-Za-z0-9_-]",
+                self.instance
+            ));
+        }
+        if !self.agent_bundle.join("codebeaker-agent").is_file() {
+            return Err(format!(
+                "pool.agent_bundle: {} has no codebeaker-agent (run `make agent`)",
+                self.agent_bundle.display()
+            ));
+        }
+        if self.limits.memory_mb < 32 {
+            return Err("pool.limits.memory_mb must be at least 32".into());
+        }
+        if self.limits.cpus <= 0.0 {
+            return Err("pool.limits.cpus must be positive".into());
+        }
+        for (l, s) in &self.languages {
+            if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {
+                return Err(format!(
+                    "pool.languages.{l}: need 0 < max_size and min_idle <= max_size"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

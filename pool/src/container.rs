@@ -1,0 +1,337 @@
+//! One sandbox container: how it is created, what isolation it gets, and how it dies.
+
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use codebeaker_proto::{AgentInfo, Language, Reply, Request, RunOutcome, RunRequest};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::agent::{short, AgentConn};
+use crate::config::PoolSettings;
+use crate::error::{AgentError, PoolError};
+
+pub const LABEL_MANAGED: &str = "codebeaker.managed";
+pub const LABEL_INSTANCE: &str = "codebeaker.instance";
+pub const LABEL_LANGUAGE: &str = "codebeaker.language";
+
+/// Mount point of the agent bundle inside containers.
+const BUNDLE_MOUNT: &str = "/opt/codebeaker";
+
+/// A started container whose agent said `ready`.
+pub struct Container {
+    pub id: String,
+    pub info: AgentInfo,
+    pub created: Instant,
+    pub uses: usize,
+    /// Memory limit currently applied, in MB (requests may lower it temporarily).
+    pub memory_mb: u64,
+    /// Set while a request is in flight and cleared when its reply has been read. A
+    /// container that is returned with this still set was abandoned mid-call (its reply
+    /// may still arrive) and must never serve again.
+    pub in_flight: bool,
+    /// Set on any agent or Docker failure: the container is retired.
+    pub broken: bool,
+    conn: AgentConn,
+    docker: Docker,
+}
+
+/// Creates, starts and handshakes one container for `language`.
+pub async fn create(
+    docker: &Docker,
+    settings: &PoolSettings,
+    language: Language,
+) -> Result<Container, PoolError> {
+    let lang = &settings.languages[&language];
+    let limits = &settings.limits;
+    let name = format!(
+        "cb-{}-{}-{}",
+        settings.instance,
+        language.name(),
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let labels = HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_INSTANCE.to_string(), settings.instance.clone()),
+        (LABEL_LANGUAGE.to_string(), language.name().to_string()),
+    ]);
+    let uid = limits.sandbox_uid;
+    let tmpfs = HashMap::from([
+        // The user's working directory, owned by the sandbox uid.
+        (
+            "/workspace".to_string(),
+            format!(
+                "rw,exec,nosuid,nodev,size={}m,uid={uid},gid={uid},mode=0755",
+                limits.workspace_mb
+            ),
+        ),
+        (
+            "/tmp".to_string(),
+            format!("rw,exec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
+        ),
+        // Compiled artifacts: written by the agent (root), only readable by user code.
+        (
+            "/cache".to_string(),
+            format!("rw,exec,nosuid,nodev,size={}m,mode=0755", limits.cache_mb),
+        ),
+    ]);
+    let memory = (limits.memory_mb * 1024 * 1024) as i64;
+    let bundle = std::fs::canonicalize(&settings.agent_bundle)
+        .map_err(|e| PoolError::CreateContainer(bollard::errors::Error::IOError { err: e }))?;
+    let host_config = HostConfig {
+        binds: Some(vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())]),
+        network_mode: Some("none".into()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        memory: Some(memory),
+        // Swap equal to memory means no swap: an over-limit program is OOM-killed at once
+        // instead of thrashing.
+        memory_swap: Some(memory),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        pids_limit: Some(limits.pids),
+        // The agent needs exactly three capabilities: SETUID and SETGID to start user
+        // processes as the sandbox uid and to switch its own effective uid for file work,
+        // and KILL to kill processes of that other uid during cleanup. No DAC override:
+        // all file work happens with the user's own permissions.
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(vec!["SETUID".into(), "SETGID".into(), "KILL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        ulimits: Some(vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(limits.nofile),
+                hard: Some(limits.nofile),
+            },
+            ResourcesUlimits {
+                name: Some("fsize".into()),
+                soft: Some(limits.fsize_mb * 1024 * 1024),
+                hard: Some(limits.fsize_mb * 1024 * 1024),
+            },
+        ]),
+        // No negative oom_score_adj for the agent: lowering it needs privileges that not
+        // every engine host grants (runc fails to start the container). The agent raises
+        // every user process to +1000 instead, which makes them the OOM killer's choice.
+        shm_size: Some(16 * 1024 * 1024),
+        ipc_mode: Some("private".into()),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(lang.image.clone()),
+        entrypoint: Some(vec![format!("{BUNDLE_MOUNT}/codebeaker-agent")]),
+        cmd: Some(vec![
+            "--language".into(),
+            language.name().into(),
+            "--uid".into(),
+            uid.to_string(),
+            "--gid".into(),
+            uid.to_string(),
+        ]),
+        user: Some("0:0".into()),
+        working_dir: Some("/workspace".into()),
+        // No environment from the host: nothing secret can leak into a sandbox.
+        env: Some(vec![]),
+        labels: Some(labels),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(false),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+        .map_err(PoolError::CreateContainer)?;
+    let id = created.id;
+    // From here on, a failure must not leave the container behind.
+    let result = async {
+        // Attach before start, so not a byte of the agent's output is missed.
+        let attach = docker
+            .attach_container(
+                &id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdin(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .stream(true)
+                        .logs(false)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(PoolError::AttachContainer)?;
+        let mut conn = AgentConn::new(id.clone(), attach);
+        docker
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(PoolError::StartContainer)?;
+        let reply = tokio::time::timeout(settings.create_timeout(), conn.read_reply())
+            .await
+            .map_err(|_| PoolError::CreateTimeout(settings.create_timeout()))?
+            .map_err(|source| PoolError::Agent {
+                container: short(&id).to_string(),
+                source,
+            })?;
+        match reply {
+            Reply::Ready(info) => Ok((conn, info)),
+            other => Err(PoolError::Agent {
+                container: short(&id).to_string(),
+                source: AgentError::Protocol(format!("expected ready, got {other:?}")),
+            }),
+        }
+    }
+    .await;
+    match result {
+        Ok((conn, info)) => {
+            tracing::debug!(container = %short(&id), %language, toolchain = %info.toolchain, "container ready");
+            Ok(Container {
+                id,
+                info,
+                created: Instant::now(),
+                uses: 0,
+                memory_mb: limits.memory_mb,
+                in_flight: false,
+                broken: false,
+                conn,
+                docker: docker.clone(),
+            })
+        }
+        Err(e) => {
+            remove(docker, &id).await;
+            Err(e)
+        }
+    }
+}
+
+impl Container {
+    /// Runs one invocation. Marks the container broken on any agent failure.
+    pub async fn run(&mut self, req: &RunRequest) -> Result<RunOutcome, PoolError> {
+        // Generous: the agent enforces the real limits; this only catches a dead agent.
+        let limit = Duration::from_millis(req.timeout_ms + req.compile_timeout_ms)
+            + Duration::from_secs(10);
+        self.uses += 1;
+        match self.call(&Request::Run(req.clone()), limit).await? {
+            Reply::Ran(outcome) => Ok(outcome),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
+        }
+    }
+
+    /// Liveness check. The agent answers only after it finished cleaning up.
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), PoolError> {
+        match self.call(&Request::Ping, timeout).await? {
+            Reply::Pong { .. } => Ok(()),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected pong, got {other:?}"
+            )))),
+        }
+    }
+
+    async fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, PoolError> {
+        self.in_flight = true;
+        match self.conn.call(req, timeout).await {
+            Ok(r) => {
+                self.in_flight = false;
+                Ok(r)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn fail(&mut self, source: AgentError) -> PoolError {
+        self.broken = true;
+        PoolError::Agent {
+            container: short(&self.id).to_string(),
+            source,
+        }
+    }
+
+    /// Applies a memory limit to the running container (memory and swap together).
+    pub async fn set_memory(&mut self, mb: u64) -> Result<(), PoolError> {
+        if mb == self.memory_mb {
+            return Ok(());
+        }
+        let bytes = (mb * 1024 * 1024) as i64;
+        // Lowering memory below memory_swap is accepted; raising it above memory_swap is
+        // not, so order the two values the way Docker validates them.
+        let body = ContainerUpdateBody {
+            memory: Some(bytes),
+            memory_swap: Some(bytes),
+            ..Default::default()
+        };
+        match self.docker.update_container(&self.id, body).await {
+            Ok(()) => {
+                self.memory_mb = mb;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(PoolError::UpdateContainer(e))
+            }
+        }
+    }
+}
+
+impl Drop for Container {
+    /// A container leaves the pool only to die: remove it in the background.
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { remove(&docker, &id).await });
+        }
+    }
+}
+
+/// Force-removes a container, logging (not returning) failures: removal is best effort
+/// and the startup sweep catches anything that survives.
+pub async fn remove(docker: &Docker, id: &str) {
+    if id.is_empty() {
+        return;
+    }
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(opts)).await {
+        Ok(()) => tracing::debug!(container = %short(id), "container removed"),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => tracing::warn!(container = %short(id), error = %e, "container removal failed"),
+    }
+}
+
+/// Removes every container labelled with `instance`: leftovers of an earlier run that
+/// crashed, or of this run at shutdown. Returns how many were removed.
+pub async fn remove_instance(docker: &Docker, instance: &str) -> Result<usize, PoolError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(PoolError::Docker)?;
+    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+    futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
+    Ok(ids.len())
+}

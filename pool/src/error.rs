@@ -1,0 +1,62 @@
+//! The pool layer's errors. The gateway maps them to HTTP in one place.
+
+use codebeaker_proto::Language;
+use std::time::Duration;
+
+/// A failure talking to one container's agent. Any of these retires the container.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("encoding the request: {0}")]
+    Encode(serde_json::Error),
+    #[error("writing to the container: {0}")]
+    Io(std::io::Error),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("attach stream: {0}")]
+    Attach(bollard::errors::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("the agent exited")]
+    Closed,
+    #[error("the agent reported a failure: {0}")]
+    Failed(String),
+}
+
+/// Why the pool could not run an invocation. None of these is the program's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("language {0} is not enabled on this gateway")]
+    Disabled(Language),
+    #[error("no {language} container became free within {waited:?}")]
+    Exhausted {
+        language: Language,
+        waited: Duration,
+    },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("creating a container: {0}")]
+    CreateContainer(#[source] bollard::errors::Error),
+    #[error("attaching to a container: {0}")]
+    AttachContainer(#[source] bollard::errors::Error),
+    #[error("starting a container: {0}")]
+    StartContainer(#[source] bollard::errors::Error),
+    #[error("updating a container's limits: {0}")]
+    UpdateContainer(#[source] bollard::errors::Error),
+    #[error("creating a container took longer than {0:?}")]
+    CreateTimeout(Duration),
+    #[error("agent in container {container}: {source}")]
+    Agent {
+        container: String,
+        #[source]
+        source: AgentError,
+    },
+    #[error("docker: {0}")]
+    Docker(#[source] bollard::errors::Error),
+}
+
+impl PoolError {
+    /// True when waiting and retrying may help (the caller should get `Retry-After`).
+    pub fn is_overload(&self) -> bool {
+        matches!(self, PoolError::Exhausted { .. } | PoolError::ShuttingDown)
+    }
+}

@@ -1,0 +1,445 @@
+//! The warm pools: one deadpool pool per language, kept topped up by a warmer task.
+//!
+//! deadpool creates objects lazily and has no notion of "minimum idle". We add it without
+//! fighting the library: the warmer creates containers ahead of time into a small
+//! *nursery*, and the deadpool `Manager::create` takes from the nursery when it can. So a
+//! request that finds no idle container in the pool gets a warm one from the nursery in
+//! microseconds, and only when both are empty does it pay for a cold container start.
+
+use codebeaker_proto::{Language, ProgramErrorKind, RunOutcome, RunRequest};
+use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult, Timeouts};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use bollard::Docker;
+
+use crate::agent::short;
+use crate::config::{LanguageSettings, PoolSettings};
+use crate::container::{self, Container};
+use crate::error::PoolError;
+use crate::wrap::wrap;
+
+/// One invocation as the gateway hands it to the pools.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub language: Language,
+    pub code: String,
+    pub input: serde_json::Value,
+    pub timeout: Duration,
+    pub compile_timeout: Duration,
+    /// Lower memory limit for this invocation only (must not exceed the container's).
+    pub memory_mb: Option<u64>,
+    pub stream_limit_bytes: u64,
+    pub result_limit_bytes: u64,
+}
+
+/// What came back, with where the time went.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub outcome: RunOutcome,
+    pub container_id: String,
+    /// Time spent waiting for a container (queue and, rarely, a cold start).
+    pub queue_wait: Duration,
+    /// Time of the agent round trip.
+    pub run_time: Duration,
+}
+
+/// A snapshot of one language's pool, for `/v1/languages`, readiness and metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    pub language: Language,
+    pub image: String,
+    /// Toolchain version reported by the first agent that started, if any did yet.
+    pub toolchain: Option<String>,
+    pub idle: usize,
+    pub busy: usize,
+    pub warming: usize,
+    pub total: usize,
+    pub min_idle: usize,
+    pub max_size: usize,
+}
+
+/// Container lifecycle counters (exposed as metrics by the gateway).
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    pub created: AtomicU64,
+    pub recycled: AtomicU64,
+    pub retired_max_uses: AtomicU64,
+    pub retired_max_age: AtomicU64,
+    pub retired_failure: AtomicU64,
+}
+
+pub struct Manager {
+    docker: Docker,
+    settings: Arc<PoolSettings>,
+    language: Language,
+    nursery: Arc<Mutex<Vec<Container>>>,
+    lifecycle: Arc<Lifecycle>,
+    toolchain: Arc<Mutex<Option<String>>>,
+}
+
+impl Manager {
+    fn lang(&self) -> &LanguageSettings {
+        &self.settings.languages[&self.language]
+    }
+
+    /// Creates a container in its own task: if the caller stops waiting, the creation
+    /// still finishes and the container is removed by its `Drop`, never leaked.
+    async fn create_detached(&self) -> Result<Container, PoolError> {
+        let (docker, settings, language) =
+            (self.docker.clone(), self.settings.clone(), self.language);
+        let c = tokio::spawn(async move { container::create(&docker, &settings, language).await })
+            .await
+            .map_err(|_| PoolError::ShuttingDown)??;
+        self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
+        self.toolchain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| c.info.toolchain.clone());
+        Ok(c)
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Container;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<Container, PoolError> {
+        let warm = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match warm {
+            Some(c) => Ok(c),
+            None => {
+                tracing::info!(language = %self.language, "no warm container: cold start on the request path");
+                self.create_detached().await
+            }
+        }
+    }
+
+    async fn recycle(&self, c: &mut Container, _: &Metrics) -> RecycleResult<PoolError> {
+        let lang = self.lang();
+        let id = short(&c.id).to_string();
+        let retire = |counter: &AtomicU64, why: &'static str| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(container = %id, reason = why, "retiring container");
+            Err(RecycleError::message(why))
+        };
+        if c.broken || c.in_flight {
+            return retire(&self.lifecycle.retired_failure, "failure");
+        }
+        if c.uses >= lang.max_uses {
+            return retire(&self.lifecycle.retired_max_uses, "max_uses");
+        }
+        if c.created.elapsed() >= Duration::from_secs(lang.max_age_secs) {
+            return retire(&self.lifecycle.retired_max_age, "max_age");
+        }
+        // The ping is answered only once the agent has finished cleaning up after the
+        // previous invocation, so success means alive *and* clean.
+        if let Err(e) = c.ping(Duration::from_secs(5)).await {
+            tracing::warn!(container = %short(&c.id), error = %e, "ping failed");
+            return retire(&self.lifecycle.retired_failure, "failure");
+        }
+        self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+type Pool = managed::Pool<Manager>;
+
+/// One language's pool plus its nursery of warm containers.
+struct LanguagePool {
+    language: Language,
+    settings: LanguageSettings,
+    pool: Pool,
+    nursery: Arc<Mutex<Vec<Container>>>,
+    warming: AtomicUsize,
+    toolchain: Arc<Mutex<Option<String>>>,
+}
+
+impl LanguagePool {
+    fn status(&self) -> PoolStatus {
+        let st = self.pool.status();
+        let nursery = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let warming = self.warming.load(Ordering::Relaxed);
+        PoolStatus {
+            language: self.language,
+            image: self.settings.image.clone(),
+            toolchain: self
+                .toolchain
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            idle: st.available + nursery,
+            busy: st.size - st.available,
+            warming,
+            total: st.size + nursery + warming,
+            min_idle: self.settings.min_idle,
+            max_size: self.settings.max_size,
+        }
+    }
+}
+
+/// All language pools of one gateway.
+pub struct Pools {
+    docker: Docker,
+    settings: Arc<PoolSettings>,
+    pools: BTreeMap<Language, Arc<LanguagePool>>,
+    lifecycle: Arc<Lifecycle>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Pools {
+    /// Removes leftovers of an earlier run, builds the pools and starts warming them.
+    /// Returns at once; use [`Pools::wait_warm`] to wait for the warm-up.
+    pub async fn start(
+        docker: Docker,
+        settings: PoolSettings,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Pools>, PoolError> {
+        let removed = container::remove_instance(&docker, &settings.instance).await?;
+        if removed > 0 {
+            tracing::warn!(removed, instance = %settings.instance, "removed leftover containers of an earlier run");
+        }
+        let settings = Arc::new(settings);
+        let lifecycle = Arc::new(Lifecycle::default());
+        let mut pools = BTreeMap::new();
+        for (&language, lang) in settings.languages.iter().filter(|(_, s)| s.enabled) {
+            let nursery = Arc::new(Mutex::new(Vec::new()));
+            let toolchain = Arc::new(Mutex::new(None));
+            let manager = Manager {
+                docker: docker.clone(),
+                settings: settings.clone(),
+                language,
+                nursery: nursery.clone(),
+                lifecycle: lifecycle.clone(),
+                toolchain: toolchain.clone(),
+            };
+            let pool = Pool::builder(manager)
+                .max_size(lang.max_size)
+                // FIFO hands out the container that has been idle longest, which gives each
+                // one the most time to have its next runner process pre-started.
+                .queue_mode(managed::QueueMode::Fifo)
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| {
+                    PoolError::Docker(bollard::errors::Error::IOError {
+                        err: std::io::Error::other(e.to_string()),
+                    })
+                })?;
+            pools.insert(
+                language,
+                Arc::new(LanguagePool {
+                    language,
+                    settings: lang.clone(),
+                    pool,
+                    nursery,
+                    warming: AtomicUsize::new(0),
+                    toolchain,
+                }),
+            );
+        }
+        let this = Arc::new(Pools {
+            docker,
+            settings,
+            pools,
+            lifecycle,
+            shutdown,
+            tasks: TaskTracker::new(),
+        });
+        for lp in this.pools.values() {
+            this.tasks.spawn(warm_loop(this.clone(), lp.clone()));
+        }
+        Ok(this)
+    }
+
+    pub fn languages(&self) -> impl Iterator<Item = Language> + '_ {
+        self.pools.keys().copied()
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    pub fn status(&self) -> Vec<PoolStatus> {
+        self.pools.values().map(|lp| lp.status()).collect()
+    }
+
+    /// True when every enabled pool has at least `min_idle` idle containers.
+    pub fn is_warm(&self) -> bool {
+        self.status().iter().all(|s| s.idle >= s.min_idle)
+    }
+
+    /// Waits until [`Pools::is_warm`] or `timeout`; returns whether the pools are warm.
+    pub async fn wait_warm(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_warm() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.is_warm()
+    }
+
+    /// Whether the Docker engine answers.
+    pub async fn docker_alive(&self) -> bool {
+        self.docker.ping().await.is_ok()
+    }
+
+    /// Runs one invocation on a pooled container.
+    ///
+    /// The work runs in its own task: if the HTTP caller goes away, the invocation still
+    /// completes and the container goes back to the pool clean, instead of being abandoned
+    /// with a reply in flight.
+    pub async fn execute(self: &Arc<Self>, inv: Invocation) -> Result<Execution, PoolError> {
+        let lp = self
+            .pools
+            .get(&inv.language)
+            .ok_or(PoolError::Disabled(inv.language))?
+            .clone();
+        if self.shutdown.is_cancelled() {
+            return Err(PoolError::ShuttingDown);
+        }
+        let settings = self.settings.clone();
+        self.tasks
+            .spawn(async move { run_on_pool(&lp, &settings, inv).await })
+            .await
+            .map_err(|_| PoolError::ShuttingDown)?
+    }
+
+    /// Stops warming, closes the pools and removes every container of this instance.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        // In-flight invocations get `grace` to finish before their containers go.
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        for lp in self.pools.values() {
+            lp.pool.close();
+            lp.nursery.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        match container::remove_instance(&self.docker, &self.settings.instance).await {
+            Ok(n) => tracing::info!(removed = n, "containers removed at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "container cleanup at shutdown failed"),
+        }
+    }
+}
+
+async fn run_on_pool(
+    lp: &LanguagePool,
+    settings: &PoolSettings,
+    inv: Invocation,
+) -> Result<Execution, PoolError> {
+    let started = Instant::now();
+    let timeouts = Timeouts {
+        wait: Some(settings.queue_timeout()),
+        create: Some(settings.create_timeout()),
+        recycle: Some(Duration::from_secs(10)),
+    };
+    let mut obj = match lp.pool.timeout_get(&timeouts).await {
+        Ok(o) => o,
+        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => {
+            return Err(PoolError::Exhausted {
+                language: lp.language,
+                waited: started.elapsed(),
+            })
+        }
+        Err(managed::PoolError::Timeout(_)) => {
+            return Err(PoolError::CreateTimeout(settings.create_timeout()))
+        }
+        Err(managed::PoolError::Backend(e)) => return Err(e),
+        Err(managed::PoolError::Closed) => return Err(PoolError::ShuttingDown),
+        Err(e) => {
+            return Err(PoolError::Docker(bollard::errors::Error::IOError {
+                err: std::io::Error::other(e.to_string()),
+            }))
+        }
+    };
+    let queue_wait = started.elapsed();
+    let default_mb = settings.limits.memory_mb;
+    let result = async {
+        if let Some(mb) = inv.memory_mb {
+            obj.set_memory(mb).await?;
+        }
+        let req = RunRequest {
+            source: wrap(inv.language, &inv.code),
+            input: inv.input,
+            timeout_ms: inv.timeout.as_millis() as u64,
+            compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
+            stream_limit_bytes: inv.stream_limit_bytes,
+            result_limit_bytes: inv.result_limit_bytes,
+        };
+        let t = Instant::now();
+        let outcome = obj.run(&req).await?;
+        Ok((outcome, t.elapsed()))
+    }
+    .await;
+    if obj.memory_mb != default_mb && !obj.broken {
+        let _ = obj.set_memory(default_mb).await;
+    }
+    let container_id = obj.id.clone();
+    // After an OOM kill the agent is intact (user code is the OOM killer's first choice)
+    // but we retire the container anyway: cheap insurance against a half-dead sandbox.
+    let oom = matches!(&result, Ok((o, _)) if o.error.as_ref().is_some_and(|e| e.kind == ProgramErrorKind::MemoryLimitExceeded));
+    if obj.broken || oom {
+        drop(Object::take(obj));
+    }
+    let (outcome, run_time) = result?;
+    Ok(Execution {
+        outcome,
+        container_id,
+        queue_wait,
+        run_time,
+    })
+}
+
+/// Keeps `min_idle` warm containers available for one language until shutdown.
+async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
+    let interval = Duration::from_millis(pools.settings.warm_interval_ms);
+    let mut backoff = interval;
+    loop {
+        let st = lp.status();
+        let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
+        let room = st.max_size.saturating_sub(st.total);
+        // At most two at a time: container start is CPU-heavy and we have few cores.
+        let n = deficit.min(room).min(2usize.saturating_sub(st.warming));
+        for _ in 0..n {
+            lp.warming.fetch_add(1, Ordering::Relaxed);
+            let (pools2, lp2) = (pools.clone(), lp.clone());
+            pools.tasks.spawn(async move {
+                let manager = lp2.pool.manager();
+                let res = tokio::select! {
+                    r = manager.create_detached() => r,
+                    _ = pools2.shutdown.cancelled() => Err(PoolError::ShuttingDown),
+                };
+                match res {
+                    Ok(c) if !pools2.shutdown.is_cancelled() => {
+                        lp2.nursery.lock().unwrap_or_else(|p| p.into_inner()).push(c)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(language = %lp2.language, error = %e, "warming a container failed"),
+                }
+                lp2.warming.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        // Back off while creations keep failing (e.g. a missing image), so a broken
+        // setup logs once a few seconds instead of spinning.
+        backoff = if lp.status().total == 0 && n > 0 {
+            (backoff * 2).min(Duration::from_secs(10))
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = pools.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}

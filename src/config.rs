@@ -1,0 +1,162 @@
+//! The gateway's typed configuration: defaults, then an optional TOML file, then
+//! environment variables (`CODEBEAKER_SECTION__KEY`, e.g. `CODEBEAKER_SERVER__BIND`).
+
+use codebeaker_pool::PoolSettings;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub limits: ExecutionLimits,
+    pub pool: PoolSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// How long in-flight requests get to finish at shutdown before containers go.
+    pub shutdown_grace_ms: u64,
+    /// `pretty` for development, `json` for production log pipelines.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Limits on what one request may ask for. Requests above a maximum are refused, never
+/// silently clamped: a caller must know which limit its program ran under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecutionLimits {
+    pub default_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    /// Compiling (Go, C#) has its own limit; a cache hit skips it.
+    pub compile_timeout_ms: u64,
+    /// Each of stdout and stderr is cut here and `truncated` is set.
+    pub stream_limit_bytes: u64,
+    /// Largest `output.json` accepted.
+    pub result_limit_bytes: u64,
+    pub max_code_bytes: usize,
+    pub max_input_bytes: usize,
+    /// Whole request body; checked before any JSON parsing.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_ms: 10_000,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl Default for ExecutionLimits {
+    fn default() -> Self {
+        ExecutionLimits {
+            default_timeout_ms: 5_000,
+            max_timeout_ms: 60_000,
+            compile_timeout_ms: 30_000,
+            stream_limit_bytes: 1024 * 1024,
+            result_limit_bytes: 4 * 1024 * 1024,
+            max_code_bytes: 256 * 1024,
+            max_input_bytes: 4 * 1024 * 1024,
+            max_body_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads defaults, then `file` (if given, it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let mut b = config::Config::builder().add_source(defaults);
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).required(true));
+        }
+        let settings: Settings = b
+            .add_source(
+                config::Environment::with_prefix("CODEBEAKER")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Everything checkable before binding a port or touching Docker.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.default_timeout_ms == 0 || l.default_timeout_ms > l.max_timeout_ms {
+            return Err(ConfigError(
+                "limits: need 0 < default_timeout_ms <= max_timeout_ms".into(),
+            ));
+        }
+        if l.max_body_bytes < l.max_code_bytes {
+            return Err(ConfigError(
+                "limits: max_body_bytes must be at least max_code_bytes".into(),
+            ));
+        }
+        self.pool.validate().map_err(ConfigError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_environment_override_defaults_key_by_key() {
+        let dir = std::env::temp_dir().join(format!("cb-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bundle")).unwrap();
+        std::fs::write(dir.join("bundle/codebeaker-agent"), b"").unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[pool]\nagent_bundle = {:?}\n[pool.languages.python]\nmin_idle = 5\n",
+                dir.join("bundle")
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        let py = &s.pool.languages[&codebeaker_proto::Language::Python];
+        assert_eq!(py.min_idle, 5);
+        assert_eq!(
+            py.image, "codebeaker-python:latest",
+            "untouched keys keep defaults"
+        );
+        assert_eq!(
+            s.pool.languages.len(),
+            4,
+            "other languages keep their defaults"
+        );
+        assert_eq!(s.server.bind.port(), 8080);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn invalid_limits_are_rejected() {
+        let mut s = Settings::default();
+        s.limits.default_timeout_ms = s.limits.max_timeout_ms + 1;
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Health, readiness and the language list.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use codebeaker_pool::PoolStatus;
+use codebeaker_proto::Language;
+use serde::Serialize;
+
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LanguageInfo {
+    #[schema(value_type = String)]
+    pub name: Language,
+    pub aliases: Vec<&'static str>,
+    pub image: String,
+    /// The toolchain version the agents reported (null until a container started).
+    pub toolchain: Option<String>,
+    #[schema(value_type = Object)]
+    pub pool: PoolStatus,
+}
+
+#[utoipa::path(get, path = "/v1/languages", responses((status = 200, body = Vec<LanguageInfo>)))]
+pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
+    Json(
+        state
+            .pools
+            .status()
+            .into_iter()
+            .map(|p| LanguageInfo {
+                name: p.language,
+                aliases: p.language.aliases().to_vec(),
+                image: p.image.clone(),
+                toolchain: p.toolchain.clone(),
+                pool: p,
+            })
+            .collect(),
+    )
+}
+
+/// The process is alive (says nothing about Docker).
+#[utoipa::path(get, path = "/healthz", responses((status = 200)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Docker answers and every enabled language has its minimum of idle containers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let docker = state.pools.docker_alive().await;
+    let pools = state.pools.status();
+    let warm = pools.iter().all(|p| p.idle >= p.min_idle);
+    let ready = docker && warm;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({"ready": ready, "docker": docker, "pools": pools})),
+    )
+}

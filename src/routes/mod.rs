@@ -1,0 +1,4 @@
+//! HTTP routes. Each file owns one group of endpoints.
+
+pub mod execute;
+pub mod meta;

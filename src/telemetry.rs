@@ -1,0 +1,16 @@
+//! Logging setup: pretty for development, JSON for production; level from `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,bollard=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // try_init: tests may set up more than one app in a process.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

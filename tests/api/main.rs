@@ -1,1 +1,9 @@
+//! Integration tests: the real gateway over HTTP, against real Docker containers.
+//! They need a running Docker engine and the runtime images (`make test` prepares both).
 
+mod helpers;
+
+mod hostile;
+mod languages;
+mod pool;
+mod requests;

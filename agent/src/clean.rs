@@ -6,7 +6,7 @@
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io;
 use std::path::Path;
@@ -16,16 +16,34 @@ use crate::files::{empty_dir, AsUser, User};
 /// Writable places user code can reach; all are tmpfs and are emptied after every run.
 pub const SCRATCH_DIRS: &[&str] = &["/workspace", "/tmp", "/dev/shm", "/dev/mqueue"];
 
-/// Kills every process in the container except the agent and reaps them all.
+/// Kills every process in the container except the agent (and `keep`, the zygote) and
+/// reaps them all.
 ///
-/// `kill(-1)` from PID 1 signals every process in the PID namespace but itself. Orphans are
-/// re-parented to PID 1, so reaping until ECHILD waits for all of them. A fork bomb may
-/// create processes between two passes, so we repeat until `kill` finds nobody.
-pub fn kill_all() {
-    for _ in 0..1000 {
-        let alive = kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok();
+/// Without a process to keep, `kill(-1)` from PID 1 signals every process in the PID
+/// namespace but itself. Orphans are re-parented to PID 1, so reaping until ECHILD waits for
+/// all of them. A fork bomb may create processes between two passes, so we repeat until
+/// nobody is left. With a zygote to keep, processes are listed from /proc and killed one by
+/// one: a process with a pending SIGKILL can no longer fork, so every pass shrinks the set.
+pub fn kill_all(keep: Option<i32>) {
+    for _ in 0..10_000 {
+        let alive = match keep {
+            None => kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok(),
+            Some(k) => {
+                let victims = live_pids(k);
+                for &p in &victims {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+                !victims.is_empty()
+            }
+        };
         loop {
-            match waitpid(Pid::from_raw(-1), None) {
+            let flag = if keep.is_some() {
+                Some(WaitPidFlag::WNOHANG)
+            } else {
+                None
+            };
+            match waitpid(Pid::from_raw(-1), flag) {
+                Ok(WaitStatus::StillAlive) => break,
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(_) => break, // ECHILD: nobody left to reap
             }
@@ -33,7 +51,32 @@ pub fn kill_all() {
         if !alive {
             return;
         }
+        if keep.is_some() {
+            // Give the killed processes a moment to die before listing again.
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
+}
+
+/// Pids of live (non-zombie) processes other than PID 1 and `keep`.
+fn live_pids(keep: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != 1 && p != keep)
+        .filter(|p| {
+            // Field 3 of /proc/PID/stat is the state; skip zombies (already dead). The
+            // command name in field 2 may contain spaces, so split after its ')'.
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
+                .is_some_and(|zombie| !zombie)
+        })
+        .collect()
 }
 
 /// Wipes the scratch directories and IPC objects, with the user's credentials.

@@ -24,7 +24,7 @@ use crate::files::User;
 
 /// The environment every user process starts with. Nothing from the agent's own
 /// environment leaks through (it has none worth keeping, and secrets never belong here).
-const BASE_ENV: &[(&str, &str)] = &[
+pub const BASE_ENV: &[(&str, &str)] = &[
     (
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -93,32 +93,48 @@ pub struct Collected {
     pub timed_out: bool,
 }
 
-/// Waits for `child` to exit or for `timeout` to pass (then kills it), capturing up to
-/// `limit` bytes of each output stream.
+/// Where the exit status of the process being collected comes from.
+pub enum Watch<'a> {
+    /// Our own child: SIGCHLD on the reaper's signalfd, then `waitpid`.
+    Child(&'a mut Child),
+    /// A process the zygote forked: it reports the exit on its socket.
+    Forked {
+        pid: Pid,
+        zygote: &'a mut crate::zygote::Zygote,
+        stdout: File,
+        stderr: File,
+    },
+}
+
+/// Waits for the watched process to exit or for `timeout` to pass (then kills it),
+/// capturing up to `limit` bytes of each output stream.
 pub fn collect(
     reaper: &mut Reaper,
-    child: &mut Child,
+    mut watch: Watch<'_>,
     timeout: Duration,
     limit: usize,
 ) -> io::Result<Collected> {
     let deadline = Instant::now() + timeout;
-    let pid = Pid::from_raw(child.id() as i32);
-    let mut out = Stream::new(
-        child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-        limit,
-    )?;
-    let mut err = Stream::new(
-        child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
-        limit,
-    )?;
+    let (pid, out_pipe, err_pipe) = match &mut watch {
+        Watch::Child(child) => (
+            Pid::from_raw(child.id() as i32),
+            child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+            child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+        ),
+        Watch::Forked {
+            pid,
+            stdout,
+            stderr,
+            ..
+        } => (*pid, Some(stdout.try_clone()?), Some(stderr.try_clone()?)),
+    };
+    let mut out = Stream::new(out_pipe, limit)?;
+    let mut err = Stream::new(err_pipe, limit)?;
     let mut timed_out = false;
-    let status = loop {
-        // Check first: the child may have exited before we started polling.
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break s,
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
+    let status: ExitStatus = loop {
+        // Check first: the process may have exited before we started polling.
+        if let Some(s) = try_exit(&mut watch, pid)? {
+            break s;
         }
         let now = Instant::now();
         if now >= deadline {
@@ -127,14 +143,14 @@ pub fn collect(
                 let _ = kill(pid, Signal::SIGKILL);
             }
             // SIGKILL cannot be caught; the exit arrives promptly.
-            match waitpid(pid, None) {
-                Ok(s) => break s,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            break wait_exit(&mut watch, pid)?;
         }
         let wait_ms = (deadline - now).as_millis().clamp(1, 60_000) as u16;
-        let mut fds = vec![PollFd::new(reaper.sigfd.as_fd(), PollFlags::POLLIN)];
+        let exit_fd = match &watch {
+            Watch::Child(_) => reaper.sigfd.as_fd(),
+            Watch::Forked { zygote, .. } => zygote.as_fd(),
+        };
+        let mut fds = vec![PollFd::new(exit_fd, PollFlags::POLLIN)];
         let mut which = Vec::with_capacity(2);
         for (i, s) in [&out, &err].into_iter().enumerate() {
             if let Some(p) = s.pipe.as_ref() {
@@ -165,19 +181,79 @@ pub fn collect(
     // waiting for writers that may still hold the pipes open.
     out.pump();
     err.pump();
-    let (exit_code, signal) = match status {
-        WaitStatus::Exited(_, code) => (Some(code), None),
-        WaitStatus::Signaled(_, sig, _) => (None, Some(sig)),
-        _ => (None, None),
-    };
     Ok(Collected {
-        exit_code,
-        signal,
+        exit_code: status.code,
+        signal: status.signal,
         truncated: out.truncated || err.truncated,
         stdout: out.buf,
         stderr: err.buf,
         timed_out,
     })
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<Signal>,
+}
+
+impl ExitStatus {
+    /// From Python's `os.waitstatus_to_exitcode` convention: negative means a signal.
+    pub fn from_code(n: i32) -> ExitStatus {
+        if n >= 0 {
+            ExitStatus {
+                code: Some(n),
+                signal: None,
+            }
+        } else {
+            ExitStatus {
+                code: None,
+                signal: Signal::try_from(-n).ok(),
+            }
+        }
+    }
+
+    fn from_wait(s: WaitStatus) -> Option<ExitStatus> {
+        match s {
+            WaitStatus::Exited(_, code) => Some(ExitStatus {
+                code: Some(code),
+                signal: None,
+            }),
+            WaitStatus::Signaled(_, sig, _) => Some(ExitStatus {
+                code: None,
+                signal: Some(sig),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn try_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {
+    match watch {
+        Watch::Child(_) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(s) => Ok(ExitStatus::from_wait(s)),
+            Err(e) => Err(e.into()),
+        },
+        Watch::Forked { zygote, .. } => zygote.try_exit(),
+    }
+}
+
+fn wait_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<ExitStatus> {
+    match watch {
+        Watch::Child(_) => loop {
+            match waitpid(pid, None) {
+                Ok(s) => {
+                    if let Some(st) = ExitStatus::from_wait(s) {
+                        return Ok(st);
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        },
+        Watch::Forked { zygote, .. } => zygote.wait_exit(Duration::from_secs(10)),
+    }
 }
 
 /// One captured output stream: non-blocking reads, keep up to `limit`, discard the rest.

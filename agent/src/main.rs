@@ -22,6 +22,7 @@ mod clean;
 mod exec;
 mod files;
 mod runtime;
+mod zygote;
 
 use codebeaker_proto::{AgentInfo, Language, Reply, Request};
 use std::io::{BufRead, Write};

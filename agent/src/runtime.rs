@@ -10,8 +10,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::clean;
-use crate::exec::{self, Reaper};
+use crate::exec::{self, Reaper, Watch};
 use crate::files::{self, AsUser, Bounded, User};
+use crate::zygote::Zygote;
 
 /// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
 const BUNDLE: &str = "/opt/codebeaker";
@@ -39,6 +40,9 @@ enum Runner {
     },
     /// The compiled artifact is executed directly (a static Go binary starts in ~1 ms).
     Direct,
+    /// A pre-initialised interpreter forks one child per program (see `zygote.rs`).
+    /// `{uid}` in the argv is replaced by the sandbox uid.
+    Zygote { argv: &'static [&'static str] },
 }
 
 struct Spec {
@@ -63,9 +67,13 @@ fn spec(lang: Language) -> Spec {
         Language::Python => Spec {
             version: &["python3", "--version"],
             compile: None,
-            runner: Runner::Prestart {
-                argv: &["python3", "-I", "/opt/codebeaker/launchers/python.py"],
-                env: &[],
+            runner: Runner::Zygote {
+                argv: &[
+                    "python3",
+                    "-I",
+                    "/opt/codebeaker/launchers/python_zygote.py",
+                    "{uid}",
+                ],
             },
             launcher_source: None,
         },
@@ -122,6 +130,8 @@ pub struct Agent {
     runner_argv: Vec<String>,
     /// The pre-started runner waiting for the next program, if the language uses one.
     next_runner: Option<Child>,
+    /// The zygote, if the language uses one. It survives cleanups.
+    zygote: Option<Zygote>,
     invocations: u64,
 }
 
@@ -149,6 +159,7 @@ impl Agent {
             toolchain: String::new(),
             runner_argv: Vec::new(),
             next_runner: None,
+            zygote: None,
             invocations: 0,
         };
         agent.toolchain = agent.toolchain_version()?;
@@ -186,8 +197,16 @@ impl Agent {
     /// next runner so its start-up overlaps with the time until the next request.
     pub fn reset(&mut self) -> io::Result<()> {
         self.next_runner = None;
-        clean::kill_all();
+        clean::kill_all(self.zygote.as_ref().map(Zygote::pid));
         clean::wipe(self.user)?;
+        if let Runner::Zygote { argv } = &self.spec.runner {
+            if !self.zygote.as_mut().is_some_and(Zygote::alive) {
+                let uid = self.user.uid.to_string();
+                let argv: Vec<String> = argv.iter().map(|a| a.replace("{uid}", &uid)).collect();
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                self.zygote = Some(Zygote::spawn(&argv)?);
+            }
+        }
         if let Runner::Prestart { env, .. } = &self.spec.runner {
             let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
             self.next_runner = Some(exec::spawn(&mut exec::user_command(&argv, env, self.user))?);
@@ -239,13 +258,21 @@ impl Agent {
         };
 
         let oom_before = oom_kills();
-        let mut child = self.launch(&target)?;
-        let c = exec::collect(
-            &mut self.reaper,
-            &mut child,
-            Duration::from_millis(req.timeout_ms),
-            req.stream_limit_bytes as usize,
-        )?;
+        let timeout = Duration::from_millis(req.timeout_ms);
+        let limit = req.stream_limit_bytes as usize;
+        let c = if let Some(zygote) = self.zygote.as_mut() {
+            let (pid, stdout, stderr) = zygote.start(&target.display().to_string())?;
+            let watch = Watch::Forked {
+                pid,
+                zygote,
+                stdout,
+                stderr,
+            };
+            exec::collect(&mut self.reaper, watch, timeout, limit)?
+        } else {
+            let mut child = self.launch(&target)?;
+            exec::collect(&mut self.reaper, Watch::Child(&mut child), timeout, limit)?
+        };
         let oom = match (oom_before, oom_kills()) {
             (Some(a), Some(b)) => b > a,
             // Without the cgroup counter, an unexplained SIGKILL is the OOM killer's mark.
@@ -277,6 +304,7 @@ impl Agent {
     /// Starts the program: hands its path to the pre-started runner, or execs it directly.
     fn launch(&mut self, target: &Path) -> io::Result<Child> {
         let Runner::Prestart { env, .. } = &self.spec.runner else {
+            // Direct (and, as a fallback, anything else): execute the target itself.
             let path = target.display().to_string();
             let mut child = exec::spawn(&mut exec::user_command(&[&path], &[], self.user))?;
             drop(child.stdin.take());
@@ -390,7 +418,12 @@ impl Agent {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut child = exec::spawn(&mut exec::user_command(&argv, compile.env, self.user))?;
         drop(child.stdin.take());
-        let c = exec::collect(&mut self.reaper, &mut child, timeout, 64 * 1024)?;
+        let c = exec::collect(
+            &mut self.reaper,
+            Watch::Child(&mut child),
+            timeout,
+            64 * 1024,
+        )?;
         if c.timed_out {
             return Ok(Built::Failed(format!(
                 "compilation exceeded {} ms",
@@ -435,7 +468,12 @@ impl Agent {
     fn toolchain_version(&mut self) -> io::Result<String> {
         let mut child = exec::spawn(&mut exec::user_command(self.spec.version, &[], self.user))?;
         drop(child.stdin.take());
-        let c = exec::collect(&mut self.reaper, &mut child, Duration::from_secs(30), 4096)?;
+        let c = exec::collect(
+            &mut self.reaper,
+            Watch::Child(&mut child),
+            Duration::from_secs(30),
+            4096,
+        )?;
         let text = String::from_utf8_lossy(if c.stdout.is_empty() {
             &c.stderr
         } else {

@@ -18,11 +18,12 @@ async fn single_container_app() -> TestApp {
     spawn_with(s).await
 }
 
-/// Lists processes other than the agent (PID 1) and the caller itself.
+/// Lists processes other than the agent (PID 1), the Python zygote (the caller's parent)
+/// and the caller itself.
 const OTHER_PROCESSES: &str = r#"
 import os
-me = os.getpid()
-result = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me))
+mine = (1, os.getpid(), os.getppid())
+result = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in mine)
 "#;
 
 async fn assert_no_leftover_processes(app: &TestApp) {

@@ -66,7 +66,7 @@ async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdow
             instance.clone(),
         ),
     ]);
-    docker
+    let leftover = docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,
             ContainerCreateBody {
@@ -77,18 +77,21 @@ async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdow
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     assert_eq!(count_containers(&instance).await, 1);
 
     let app = spawn_with(s).await;
     // Only the pool's own warm container remains.
     let b = app.run("python", "result = 1", json!({})).await;
     assert_eq!(b["output"], 1);
-    assert_eq!(
-        count_containers(&instance).await,
-        1,
-        "the leftover must be gone"
-    );
+    let gone = docker
+        .inspect_container(
+            &leftover,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await;
+    assert!(gone.is_err(), "the leftover must be gone");
     app.stop().await;
     assert_eq!(
         count_containers(&instance).await,

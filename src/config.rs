@@ -2,16 +2,77 @@
 //! environment variables (`CODEBEAKER_SECTION__KEY`, e.g. `CODEBEAKER_SERVER__BIND`).
 
 use codebeaker_pool::PoolSettings;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::auth::{Limits, Scope};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub server: ServerSettings,
     pub limits: ExecutionLimits,
+    pub auth: AuthSettings,
     pub pool: PoolSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// TOML file of API keys (hashes only). Missing file = no keys yet. Reloaded on SIGHUP
+    /// and when its modification time changes.
+    pub keys_file: Option<PathBuf>,
+    pub reload_interval_ms: u64,
+    pub jwt: JwtSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JwtSettings {
+    /// HS256 shared secret; set it through `CODEBEAKER_AUTH__JWT__HS256_SECRET`.
+    #[serde(skip_serializing)]
+    pub hs256_secret: Option<SecretString>,
+    /// PEM files of RSA public keys accepted for RS256.
+    pub rs256_public_keys: Vec<PathBuf>,
+    /// PEM files of EC P-256 public keys accepted for ES256.
+    pub es256_public_keys: Vec<PathBuf>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    pub audience: Option<String>,
+    pub leeway_secs: u64,
+    /// Tenant and scopes for tokens whose `cb` claim does not say.
+    pub default_tenant: String,
+    pub default_scopes: Vec<Scope>,
+    pub defaults: Limits,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            keys_file: Some(PathBuf::from("codebeaker-keys.toml")),
+            reload_interval_ms: 2_000,
+            jwt: JwtSettings::default(),
+        }
+    }
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            hs256_secret: None,
+            rs256_public_keys: Vec::new(),
+            es256_public_keys: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+            default_tenant: "default".into(),
+            default_scopes: vec![Scope::Execute],
+            defaults: Limits::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +83,8 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// `pretty` for development, `json` for production log pipelines.
     pub log_format: LogFormat,
+    /// Serve `/metrics` on this separate address instead of the main one.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +111,9 @@ pub struct ExecutionLimits {
     pub max_input_bytes: usize,
     /// Whole request body; checked before any JSON parsing.
     pub max_body_bytes: usize,
+    /// Invocations admitted at once across the gateway (running or waiting for a
+    /// container). Past it, requests are shed at once with 503 instead of queueing.
+    pub admission_limit: usize,
 }
 
 impl Default for ServerSettings {
@@ -56,6 +122,7 @@ impl Default for ServerSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Pretty,
+            metrics_bind: None,
         }
     }
 }
@@ -71,6 +138,7 @@ impl Default for ExecutionLimits {
             max_code_bytes: 256 * 1024,
             max_input_bytes: 4 * 1024 * 1024,
             max_body_bytes: 5 * 1024 * 1024,
+            admission_limit: 256,
         }
     }
 }
@@ -108,6 +176,11 @@ impl Settings {
         if l.default_timeout_ms == 0 || l.default_timeout_ms > l.max_timeout_ms {
             return Err(ConfigError(
                 "limits: need 0 < default_timeout_ms <= max_timeout_ms".into(),
+            ));
+        }
+        if l.admission_limit == 0 {
+            return Err(ConfigError(
+                "limits.admission_limit must be positive".into(),
             ));
         }
         if l.max_body_bytes < l.max_code_bytes {

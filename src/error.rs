@@ -12,6 +12,9 @@ use axum::Json;
 use codebeaker_pool::PoolError;
 use serde::Serialize;
 
+use crate::auth::AuthFailure;
+use crate::limits::RateLimited;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -26,6 +29,16 @@ pub enum ApiError {
     },
     #[error("{0}")]
     LimitExceeded(String),
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthFailure),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("rate limit exceeded; retry after {:.1} s", .0.retry_after.as_secs_f64())]
+    RateLimited(RateLimited),
+    #[error("this credential already has {0} invocations in flight")]
+    ConcurrencyLimited(u32),
+    #[error("the gateway is at capacity; retry shortly")]
+    Overloaded,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -63,6 +76,11 @@ impl ApiError {
             ApiError::UnsupportedLanguage(_) => (StatusCode::BAD_REQUEST, "unsupported_language"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::ConcurrencyLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::Pool(e) => match e {
                 PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
@@ -77,9 +95,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_kind();
-        let message = if status.is_server_error()
-            && !matches!(&self, ApiError::Pool(e) if e.is_overload())
-        {
+        let overload = matches!(&self, ApiError::Overloaded)
+            || matches!(&self, ApiError::Pool(e) if e.is_overload());
+        let message = if status.is_server_error() && !overload {
             // Internals (container ids, Docker messages) stay in the logs.
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
             "the sandbox failed before the program could finish; it was not your program's fault, retry".to_string()
@@ -87,16 +105,32 @@ impl IntoResponse for ApiError {
             tracing::debug!(%status, kind, error = %self, "request rejected");
             self.to_string()
         };
-        let mut resp = (
-            status,
-            Json(ErrorBody {
-                error: ErrorDetail { kind, message },
-            }),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let body = Json(ErrorBody {
+            error: ErrorDetail { kind, message },
+        });
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        match &self {
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthenticated(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"ApiKey realm="codebeaker", Bearer realm="codebeaker""#,
+                    ),
+                );
+            }
+            ApiError::RateLimited(r) => {
+                let secs = r.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r.info.write_headers(h);
+            }
+            ApiError::ConcurrencyLimited(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }

@@ -7,6 +7,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -1,6 +1,8 @@
 //! `codebeaker serve`: start the gateway.
 
 use clap::{Parser, Subcommand};
+use codebeaker::auth::keys::{self, KeysFile};
+use codebeaker::auth::{Limits, Scope};
 use codebeaker::config::Settings;
 use codebeaker::startup::{shutdown_signal, Application, StartupError};
 use std::path::PathBuf;
@@ -25,6 +27,35 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Serve,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key: prints the secret once and stores only its hash in the keys file.
+    Create {
+        /// A human name for the key (shown in the keys file, not secret).
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Comma-separated: execute, sessions, admin.
+        #[arg(long, default_value = "execute,sessions")]
+        scopes: String,
+        #[arg(long, default_value_t = 100)]
+        rate_per_second: u32,
+        #[arg(long, default_value_t = 200)]
+        burst: u32,
+        #[arg(long, default_value_t = 16)]
+        max_concurrent: u32,
+        #[arg(long, default_value_t = 8)]
+        max_sessions: u32,
+        /// Only create the key if the keys file has none (used by `make run`).
+        #[arg(long)]
+        if_none: bool,
+    },
 }
 
 /// sysexits EX_CONFIG-style code for a bad configuration (as linkerd does).
@@ -40,9 +71,64 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    codebeaker::telemetry::init(settings.server.log_format);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+        Command::Serve => {
+            codebeaker::telemetry::init(settings.server.log_format);
+            serve(settings).await
+        }
+        Command::Keys(KeysCommand::Create {
+            name,
+            tenant,
+            scopes,
+            rate_per_second,
+            burst,
+            max_concurrent,
+            max_sessions,
+            if_none,
+        }) => {
+            let Some(path) = settings.auth.keys_file.clone() else {
+                eprintln!("codebeaker: auth.keys_file is not set");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            if if_none {
+                let has_keys = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| toml::from_str::<KeysFile>(&t).ok())
+                    .is_some_and(|f| !f.keys.is_empty());
+                if has_keys {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let mut parsed = Vec::new();
+            for s in scopes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match Scope::parse(s) {
+                    Some(sc) => parsed.push(sc),
+                    None => {
+                        eprintln!("codebeaker: unknown scope {s:?} (execute, sessions, admin)");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
+            let limits = Limits {
+                rate_per_second,
+                burst,
+                max_concurrent,
+                max_sessions,
+                ..Limits::default()
+            };
+            let (key, record) = keys::generate(&name, &tenant, parsed, limits);
+            let id = record.id.clone();
+            if let Err(e) = keys::append_to_file(&path, record) {
+                eprintln!("codebeaker: {e}");
+                return ExitCode::FAILURE;
+            }
+            eprintln!(
+                "Created key {id} for tenant {tenant:?} in {}. The secret is shown only now:",
+                path.display()
+            );
+            println!("{key}");
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -68,7 +154,9 @@ async fn serve(settings: Settings) -> ExitCode {
         tracing::info!("shutdown requested");
         shutdown.cancel();
     });
-    match app.run().await {
+    let result = app.run().await;
+    codebeaker::telemetry::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("codebeaker: server error: {e}");

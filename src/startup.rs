@@ -9,7 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::keys::KeyStore;
+use crate::limits::{Admission, Concurrency, RateLimits};
 
 use crate::config::{ConfigError, Settings};
 use crate::routes::{execute, meta};
@@ -21,6 +27,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("the Docker engine is not reachable ({0}); start dockerd or set DOCKER_HOST")]
     Docker(#[source] PoolError),
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -32,6 +40,7 @@ pub enum StartupError {
 /// A gateway that is bound and warming, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     shutdown: CancellationToken,
 }
@@ -44,30 +53,61 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
         settings.validate()?;
+        let keys =
+            Arc::new(KeyStore::load(settings.auth.keys_file.clone()).map_err(StartupError::Auth)?);
+        let jwt = Arc::new(JwtVerifier::new(&settings.auth.jwt).map_err(StartupError::Auth)?);
         let docker = codebeaker_pool::connect()
             .await
             .map_err(StartupError::Docker)?;
-        let listener = TcpListener::bind(settings.server.bind)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.server.bind,
-                source,
-            })?;
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind { addr, source })
+        };
+        let listener = bind(settings.server.bind).await?;
+        let metrics_listener = match settings.server.metrics_bind {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let pools = Pools::start(docker, settings.pool.clone(), shutdown.child_token())
             .await
             .map_err(StartupError::Docker)?;
+        let rate = Arc::new(RateLimits::default());
+        let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
+        tokio::spawn(crate::auth::keys::watch(
+            keys.clone(),
+            reload_every,
+            shutdown.child_token(),
+        ));
+        tokio::spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
+        let state = AppState {
+            admission: Arc::new(Admission::new(settings.limits.admission_limit)),
+            settings: Arc::new(settings),
+            pools,
+            keys,
+            jwt,
+            rate,
+            concurrency: Arc::new(Concurrency::default()),
+            metrics: crate::metrics::install(),
+        };
         Ok(Application {
             listener,
-            state: AppState {
-                settings: Arc::new(settings),
-                pools,
-            },
+            metrics_listener,
+            state,
             shutdown,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port `/metrics` is served on when it has its own listener.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     pub fn pools(&self) -> Arc<Pools> {
@@ -79,6 +119,17 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
         let pools = self.state.pools.clone();
+        if let Some(l) = self.metrics_listener {
+            let metrics_router = Router::new()
+                .route("/metrics", get(crate::metrics::render))
+                .with_state(self.state.clone());
+            let token = self.shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(l, metrics_router)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+            });
+        }
         let router = router(self.state);
         let token = self.shutdown.clone();
         let served = axum::serve(self.listener, router)
@@ -89,22 +140,48 @@ impl Application {
     }
 }
 
-/// The route table. `/v1` routes pass the auth layer; health probes do not.
+/// The route table. `/v1` routes pass the auth layer; probes, metrics and the API
+/// document do not.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes;
     let v1 = Router::new()
         .route("/v1/execute", post(execute::execute))
         .route("/v1/languages", get(meta::languages))
-        .layer(axum::middleware::from_fn(crate::auth::authenticate));
-    Router::new()
-        .merge(v1)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+    let mut open = Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route("/openapi.json", get(crate::openapi::openapi_json));
+    if state.settings.server.metrics_bind.is_none() {
+        open = open.route("/metrics", get(crate::metrics::render));
+    }
+    Router::new()
+        .merge(v1)
+        .merge(open)
+        // After routing, so the route template is known and labels stay low-cardinality.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         // The body limit applies before JSON parsing: an oversized body is refused (413)
         // without being buffered.
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
         .with_state(state)
+}
+
+async fn prune_rate_limits(rate: Arc<RateLimits>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => rate.prune(),
+        }
+    }
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.

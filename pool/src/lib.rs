@@ -16,7 +16,7 @@ pub use bollard::Docker;
 pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
 pub use container::{remove_instance, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
 pub use error::{AgentError, PoolError};
-pub use pool::{Execution, Invocation, Lifecycle, PoolStatus, Pools};
+pub use pool::{Execution, Invocation, LifecycleSnapshot, PoolStatus, Pools};
 pub use wrap::wrap;
 
 /// Connects to the local Docker engine and negotiates the API version, so the same binary

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use bollard::Docker;
 
@@ -62,9 +63,21 @@ pub struct PoolStatus {
     pub total: usize,
     pub min_idle: usize,
     pub max_size: usize,
+    pub lifecycle: LifecycleSnapshot,
 }
 
-/// Container lifecycle counters (exposed as metrics by the gateway).
+/// Container lifecycle counts of one language since startup.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSnapshot {
+    pub created: u64,
+    pub recycled: u64,
+    pub retired_max_uses: u64,
+    pub retired_max_age: u64,
+    pub retired_failure: u64,
+}
+
+/// Container lifecycle counters of one language (exposed as metrics by the gateway).
 #[derive(Debug, Default)]
 pub struct Lifecycle {
     pub created: AtomicU64,
@@ -158,6 +171,7 @@ struct LanguagePool {
     nursery: Arc<Mutex<Vec<Container>>>,
     warming: AtomicUsize,
     toolchain: Arc<Mutex<Option<String>>>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl LanguagePool {
@@ -179,6 +193,13 @@ impl LanguagePool {
             total: st.size + nursery + warming,
             min_idle: self.settings.min_idle,
             max_size: self.settings.max_size,
+            lifecycle: LifecycleSnapshot {
+                created: self.lifecycle.created.load(Ordering::Relaxed),
+                recycled: self.lifecycle.recycled.load(Ordering::Relaxed),
+                retired_max_uses: self.lifecycle.retired_max_uses.load(Ordering::Relaxed),
+                retired_max_age: self.lifecycle.retired_max_age.load(Ordering::Relaxed),
+                retired_failure: self.lifecycle.retired_failure.load(Ordering::Relaxed),
+            },
         }
     }
 }
@@ -188,7 +209,6 @@ pub struct Pools {
     docker: Docker,
     settings: Arc<PoolSettings>,
     pools: BTreeMap<Language, Arc<LanguagePool>>,
-    lifecycle: Arc<Lifecycle>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -206,11 +226,11 @@ impl Pools {
             tracing::warn!(removed, instance = %settings.instance, "removed leftover containers of an earlier run");
         }
         let settings = Arc::new(settings);
-        let lifecycle = Arc::new(Lifecycle::default());
         let mut pools = BTreeMap::new();
         for (&language, lang) in settings.languages.iter().filter(|(_, s)| s.enabled) {
             let nursery = Arc::new(Mutex::new(Vec::new()));
             let toolchain = Arc::new(Mutex::new(None));
+            let lifecycle = Arc::new(Lifecycle::default());
             let manager = Manager {
                 docker: docker.clone(),
                 settings: settings.clone(),
@@ -240,6 +260,7 @@ impl Pools {
                     nursery,
                     warming: AtomicUsize::new(0),
                     toolchain,
+                    lifecycle,
                 }),
             );
         }
@@ -247,7 +268,6 @@ impl Pools {
             docker,
             settings,
             pools,
-            lifecycle,
             shutdown,
             tasks: TaskTracker::new(),
         });
@@ -263,10 +283,6 @@ impl Pools {
 
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
-    }
-
-    pub fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
     }
 
     pub fn status(&self) -> Vec<PoolStatus> {
@@ -310,8 +326,10 @@ impl Pools {
             return Err(PoolError::ShuttingDown);
         }
         let settings = self.settings.clone();
+        // The task keeps the caller's span as parent, so traces show the pool work.
+        let span = tracing::Span::current();
         self.tasks
-            .spawn(async move { run_on_pool(&lp, &settings, inv).await })
+            .spawn(async move { run_on_pool(&lp, &settings, inv).await }.instrument(span))
             .await
             .map_err(|_| PoolError::ShuttingDown)?
     }
@@ -344,7 +362,8 @@ async fn run_on_pool(
         create: Some(settings.create_timeout()),
         recycle: Some(Duration::from_secs(10)),
     };
-    let mut obj = match lp.pool.timeout_get(&timeouts).await {
+    let checkout = tracing::info_span!("pool.checkout", language = %lp.language);
+    let mut obj = match lp.pool.timeout_get(&timeouts).instrument(checkout).await {
         Ok(o) => o,
         Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => {
             return Err(PoolError::Exhausted {
@@ -378,7 +397,31 @@ async fn run_on_pool(
             result_limit_bytes: inv.result_limit_bytes,
         };
         let t = Instant::now();
-        let outcome = obj.run(&req).await?;
+        let call = tracing::info_span!(
+            "agent.run",
+            container = %short(&obj.id),
+            compile_ms = tracing::field::Empty,
+            run_ms = tracing::field::Empty,
+            cache_hit = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = obj.run(&req).instrument(call.clone()).await?;
+        // The agent measures compile and run separately; record both on the call's span.
+        call.record("compile_ms", outcome.compile_ms);
+        call.record(
+            "run_ms",
+            outcome.duration_ms.saturating_sub(outcome.compile_ms),
+        );
+        if let Some(hit) = outcome.cache_hit {
+            call.record("cache_hit", hit);
+        }
+        call.record(
+            "outcome",
+            outcome
+                .error
+                .as_ref()
+                .map_or("success", |e| e.kind.as_str()),
+        );
         Ok((outcome, t.elapsed()))
     }
     .await;

@@ -22,7 +22,9 @@ pub struct LanguageInfo {
     pub pool: PoolStatus,
 }
 
-#[utoipa::path(get, path = "/v1/languages", responses((status = 200, body = Vec<LanguageInfo>)))]
+#[utoipa::path(get, path = "/v1/languages",
+    responses((status = 200, body = Vec<LanguageInfo>), (status = 401, body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
     Json(
         state

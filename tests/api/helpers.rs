@@ -1,9 +1,12 @@
 //! Test harness: start the real gateway on port 0 against the real Docker engine.
 
+use codebeaker::auth::keys;
+use codebeaker::auth::{Limits, Scope};
 use codebeaker::config::Settings;
 use codebeaker::startup::Application;
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +14,10 @@ pub struct TestApp {
     pub addr: String,
     pub client: reqwest::Client,
     pub instance: String,
+    /// A key with every scope and generous limits, sent by the helpers below.
+    pub key: String,
+    pub keys_file: PathBuf,
+    pub metrics_port: Option<u16>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -28,7 +35,40 @@ pub fn settings(languages: &[Language]) -> Settings {
         ls.min_idle = 1;
         ls.max_size = 2;
     }
+    let dir = std::env::temp_dir().join(format!("codebeaker-{}", s.pool.instance));
+    std::fs::create_dir_all(&dir).unwrap();
+    s.auth.keys_file = Some(dir.join("keys.toml"));
+    s.auth.reload_interval_ms = 100;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    s.auth.jwt.hs256_secret = Some(JWT_HS256_SECRET.into());
+    s.auth.jwt.rs256_public_keys = vec![fixtures.join("jwt-rs256-public.pem")];
+    s.auth.jwt.es256_public_keys = vec![fixtures.join("jwt-es256-public.pem")];
+    s.auth.jwt.issuer = Some(JWT_ISSUER.into());
+    s.auth.jwt.audience = Some(JWT_AUDIENCE.into());
+    s.auth.jwt.leeway_secs = 5;
     s
+}
+
+pub const JWT_HS256_SECRET: &str = "test-only-hs256-secret-0123456789abcdef";
+pub const JWT_ISSUER: &str = "codebeaker-tests";
+pub const JWT_AUDIENCE: &str = "codebeaker-api";
+
+/// Adds a key to `keys_file` and returns its secret form.
+pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Limits) -> String {
+    let (key, record) = keys::generate("test", "tenant-a", scopes, limits);
+    keys::append_to_file(keys_file, record).unwrap();
+    key
+}
+
+/// Limits that never get in a test's way.
+pub fn generous() -> Limits {
+    Limits {
+        rate_per_second: 10_000,
+        burst: 10_000,
+        max_concurrent: 1_000,
+        max_sessions: 1_000,
+        ..Limits::default()
+    }
 }
 
 /// Starts a gateway with `settings` and waits until its pools are warm.
@@ -43,6 +83,12 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         "the agent bundle is missing: run `make agent` (or `make test`, which builds it)"
     );
     let instance = settings.pool.instance.clone();
+    let keys_file = settings
+        .auth
+        .keys_file
+        .clone()
+        .expect("tests use a keys file");
+    let key = add_key(&keys_file, vec![Scope::Admin], generous());
     let shutdown = CancellationToken::new();
     let app = match Application::build(settings, shutdown.clone()).await {
         Ok(app) => app,
@@ -51,6 +97,7 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         ),
     };
     let pools = app.pools();
+    let metrics_port = app.metrics_port();
     let addr = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run());
     if !pools.wait_warm(Duration::from_secs(120)).await {
@@ -63,6 +110,9 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         addr,
         client: reqwest::Client::new(),
         instance,
+        key,
+        keys_file,
+        metrics_port,
         shutdown,
         server: Some(server),
     }
@@ -77,6 +127,7 @@ impl TestApp {
         self.client
             .post(format!("{}/v1/execute", self.addr))
             .header("content-type", content_type)
+            .header("x-api-key", &self.key)
             .body(body.to_string())
             .send()
             .await
@@ -99,10 +150,24 @@ impl TestApp {
         body
     }
 
+    /// POST /v1/execute with the given credential header (or none).
+    pub async fn execute_as(&self, header: Option<(&str, &str)>, body: Value) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/execute", self.addr))
+            .json(&body);
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        req.send().await.expect("request failed")
+    }
+
+    /// GET with the default key.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client
             .get(format!("{}{path}", self.addr))
+            .header("x-api-key", &self.key)
             .send()
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod edge;
 mod hostile;
 mod languages;
 mod pool;

@@ -17,9 +17,11 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     let busy = {
         let client = app.client.clone();
         let url = format!("{}/v1/execute", app.addr);
+        let key = app.key.clone();
         tokio::spawn(async move {
             client
                 .post(url)
+                .header("x-api-key", key)
                 .json(&json!({"language": "python", "code": "import time\ntime.sleep(3)\nresult = 1"}))
                 .send()
                 .await
@@ -32,6 +34,7 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     let r = app
         .client
         .post(format!("{}/v1/execute", app.addr))
+        .header("x-api-key", &app.key)
         .json(&json!({"language": "python", "code": "result = 2"}))
         .send()
         .await

@@ -1,0 +1,286 @@
+//! API keys: generation, the keys file, verification and hot reload.
+//!
+//! A key looks like `cb_<id>_<secret>`: the id is visible (it names the key in logs and
+//! metrics), the secret is 32 random bytes. Only `sha256(secret)` is stored; comparison is
+//! constant-time. Keys are high-entropy, so a fast hash is enough (no password hashing).
+
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use subtle::ConstantTimeEq;
+
+use super::{AuthFailure, Limits, Principal, Scope, Via};
+
+/// One key as stored in the keys file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub tenant: String,
+    /// `sha256:<hex>` of the secret part.
+    pub hash: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KeysFile {
+    #[serde(default)]
+    pub keys: Vec<KeyRecord>,
+}
+
+struct Entry {
+    hash: [u8; 32],
+    revoked: bool,
+    principal: Principal,
+}
+
+/// The loaded keys, swapped whole on reload so readers never see a half-read file.
+pub struct KeyStore {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<HashMap<String, Entry>>>,
+    loaded_mtime: RwLock<Option<SystemTime>>,
+}
+
+fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Splits `cb_<id>_<secret>`. The secret may itself contain `_` (base64url).
+fn parse_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("cb_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && secret.len() >= 16).then_some((id, secret))
+}
+
+/// Describes the presented credential for logs without revealing it.
+pub fn describe_presented(headers: &HeaderMap) -> String {
+    let raw = headers
+        .get("x-api-key")
+        .or_else(|| headers.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let raw = raw
+        .strip_prefix("ApiKey ")
+        .or_else(|| raw.strip_prefix("Bearer "))
+        .unwrap_or(raw)
+        .trim();
+    if let Some((id, _)) = parse_key(raw) {
+        return format!("key:{id}");
+    }
+    if raw.matches('.').count() == 2 {
+        // A JWT's subject is in its payload; we did not trust it, so do not log it as fact.
+        return "jwt".into();
+    }
+    if raw.is_empty() {
+        "none".into()
+    } else {
+        "unrecognised".into()
+    }
+}
+
+impl KeyStore {
+    /// Loads `path` (a missing file means "no keys yet").
+    pub fn load(path: Option<PathBuf>) -> Result<KeyStore, String> {
+        let store = KeyStore {
+            path,
+            current: RwLock::new(Arc::new(HashMap::new())),
+            loaded_mtime: RwLock::new(None),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Re-reads the keys file. On error the previous keys stay in force.
+    pub fn reload(&self) -> Result<usize, String> {
+        let Some(path) = &self.path else { return Ok(0) };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let file = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str::<KeysFile>(&text)
+                .map_err(|e| format!("keys file {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
+            Err(e) => return Err(format!("keys file {}: {e}", path.display())),
+        };
+        let mut map = HashMap::new();
+        for k in file.keys {
+            let hex_hash = k
+                .hash
+                .strip_prefix("sha256:")
+                .ok_or_else(|| format!("key {}: hash must start with sha256:", k.id))?;
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(hex_hash, &mut hash)
+                .map_err(|e| format!("key {}: bad hash: {e}", k.id))?;
+            map.insert(
+                k.id.clone(),
+                Entry {
+                    hash,
+                    revoked: k.revoked,
+                    principal: Principal {
+                        subject: format!("key:{}", k.id),
+                        tenant: k.tenant,
+                        scopes: k.scopes,
+                        limits: k.limits,
+                        via: Via::ApiKey,
+                    },
+                },
+            );
+        }
+        let n = map.len();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        *self.loaded_mtime.write().unwrap_or_else(|p| p.into_inner()) = mtime;
+        Ok(n)
+    }
+
+    /// Reloads if the file's modification time changed since the last load.
+    pub fn reload_if_changed(&self) {
+        let Some(path) = &self.path else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if mtime != *self.loaded_mtime.read().unwrap_or_else(|p| p.into_inner()) {
+            match self.reload() {
+                Ok(n) => tracing::info!(keys = n, "keys file reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "keys file reload failed; keeping the previous keys")
+                }
+            }
+        }
+    }
+
+    pub fn verify(&self, presented: &str) -> Result<Principal, AuthFailure> {
+        let (id, secret) = parse_key(presented).ok_or(AuthFailure::MalformedKey)?;
+        let keys = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let presented_hash = hash_secret(secret);
+        let Some(entry) = keys.get(id) else {
+            return Err(AuthFailure::WrongKey);
+        };
+        if !bool::from(entry.hash.ct_eq(&presented_hash)) {
+            return Err(AuthFailure::WrongKey);
+        }
+        if entry.revoked {
+            return Err(AuthFailure::Revoked);
+        }
+        Ok(entry.principal.clone())
+    }
+}
+
+/// Creates a key: returns the full secret key (shown once) and the record to store.
+pub fn generate(
+    name: &str,
+    tenant: &str,
+    scopes: Vec<Scope>,
+    limits: Limits,
+) -> (String, KeyRecord) {
+    let id_bytes: [u8; 6] = rand::random();
+    let secret_bytes: [u8; 32] = rand::random();
+    let id = hex::encode(id_bytes);
+    let secret = hex::encode(secret_bytes);
+    let key = format!("cb_{id}_{secret}");
+    let record = KeyRecord {
+        id,
+        name: name.to_string(),
+        tenant: tenant.to_string(),
+        hash: format!("sha256:{}", hex::encode(hash_secret(&secret))),
+        scopes,
+        limits,
+        created_at: chrono::Utc::now().to_rfc3339(),
+        revoked: false,
+    };
+    (key, record)
+}
+
+/// Appends `record` to the keys file (created if missing), rewriting it atomically.
+pub fn append_to_file(path: &Path, record: KeyRecord) -> Result<(), String> {
+    let mut file = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str::<KeysFile>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    file.keys.push(record);
+    let text = toml::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Watches the keys file (mtime polling) and SIGHUP until `shutdown`.
+pub async fn watch(
+    store: Arc<KeyStore>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_recv = std::future::pending::<()>();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => store.reload_if_changed(),
+            _ = hup_recv => {
+                match store.reload() {
+                    Ok(n) => tracing::info!(keys = n, "keys reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(error = %e, "keys reload on SIGHUP failed"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_verify_and_wrong_or_revoked_ones_do_not() {
+        let dir = std::env::temp_dir().join(format!("cb-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.toml");
+        let (key, rec) = generate("t", "acme", vec![Scope::Execute], Limits::default());
+        let (key2, mut rec2) = generate("t2", "acme", vec![Scope::Execute], Limits::default());
+        rec2.revoked = true;
+        append_to_file(&path, rec.clone()).unwrap();
+        append_to_file(&path, rec2).unwrap();
+        assert!(
+            !std::fs::read_to_string(&path).unwrap().contains(&key[20..]),
+            "secret never stored"
+        );
+        let store = KeyStore::load(Some(path)).unwrap();
+        let p = store.verify(&key).unwrap();
+        assert_eq!(p.tenant, "acme");
+        assert_eq!(p.subject, format!("key:{}", rec.id));
+        let mut wrong = key.clone();
+        wrong.pop();
+        wrong.push(if key.ends_with('0') { '1' } else { '0' });
+        assert!(matches!(store.verify(&wrong), Err(AuthFailure::WrongKey)));
+        assert!(matches!(store.verify(&key2), Err(AuthFailure::Revoked)));
+        assert!(matches!(
+            store.verify("nope"),
+            Err(AuthFailure::MalformedKey)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,225 @@
+//! Per-caller rate limits and concurrency caps, and global load shedding.
+
+use axum::http::{HeaderMap, HeaderValue};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Limits;
+
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// Keyed GCRA limiters from governor, one per distinct (rate, burst) quota, keyed by the
+/// caller's subject. Keys with the same quota share a limiter; each key has its own state.
+pub struct RateLimits {
+    by_quota: Mutex<HashMap<(u32, u32), Arc<Keyed>>>,
+    clock: DefaultClock,
+}
+
+/// What the `RateLimit-*` headers report.
+#[derive(Debug, Clone)]
+pub struct RateInfo {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+}
+
+/// A refused request: when to retry, and the headers.
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    pub info: RateInfo,
+    pub retry_after: Duration,
+}
+
+impl RateInfo {
+    pub fn write_headers(&self, h: &mut HeaderMap) {
+        h.insert("ratelimit-limit", HeaderValue::from(self.limit));
+        h.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
+        h.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            by_quota: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// `Ok(None)` when the caller has no rate limit.
+    pub fn check(&self, subject: &str, limits: &Limits) -> Result<Option<RateInfo>, RateLimited> {
+        let (Some(rate), burst) = (NonZeroU32::new(limits.rate_per_second), limits.burst) else {
+            return Ok(None);
+        };
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let limiter = {
+            let mut map = self.by_quota.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((rate.get(), burst.get()))
+                .or_insert_with(|| {
+                    Arc::new(
+                        RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+                            .with_middleware::<StateInformationMiddleware>(),
+                    )
+                })
+                .clone()
+        };
+        let refill = |missing: u32| (missing as u64).div_ceil(rate.get() as u64);
+        match limiter.check_key(&subject.to_string()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Ok(Some(RateInfo {
+                    limit: burst.get(),
+                    remaining,
+                    reset_secs: refill(burst.get() - remaining),
+                }))
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Err(RateLimited {
+                    info: RateInfo {
+                        limit: burst.get(),
+                        remaining: 0,
+                        reset_secs: refill(burst.get()),
+                    },
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
+    /// Forgets callers whose buckets are full again, so memory stays bounded by the
+    /// number of recently active keys.
+    pub fn prune(&self) {
+        let map = self.by_quota.lock().unwrap_or_else(|p| p.into_inner());
+        for l in map.values() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// Per-caller caps on invocations in flight. Entries idle for ten minutes are dropped.
+pub struct Concurrency {
+    per_subject: Cache<String, Arc<Semaphore>>,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency {
+            per_subject: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+}
+
+impl Concurrency {
+    /// A permit, or `None` when the caller already has `max` invocations in flight.
+    pub fn try_acquire(&self, subject: &str, max: u32) -> Option<OwnedSemaphorePermit> {
+        if max == 0 {
+            return None;
+        }
+        let sem = self.per_subject.get_with(subject.to_string(), || {
+            Arc::new(Semaphore::new(max as usize))
+        });
+        sem.try_acquire_owned().ok()
+    }
+}
+
+/// Global admission: at most `limit` invocations inside the gateway at once.
+pub struct Admission {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+pub struct Admitted<'a>(&'a Admission);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(limit: usize) -> Self {
+        Admission {
+            in_flight: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Admits one invocation, or `None` (shed) when the gateway is full.
+    pub fn try_admit(&self) -> Option<Admitted<'_>> {
+        let prev = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.limit {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admitted(self))
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rate: u32, burst: u32) -> Limits {
+        Limits {
+            rate_per_second: rate,
+            burst,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn burst_then_refusal_and_other_keys_unaffected() {
+        let r = RateLimits::default();
+        let l = limits(1, 3);
+        for i in 0..3 {
+            let info = r.check("a", &l).unwrap().unwrap();
+            assert_eq!(info.remaining, 2 - i);
+        }
+        let refused = r.check("a", &l).unwrap_err();
+        assert!(
+            refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1)
+        );
+        assert!(r.check("b", &l).is_ok(), "another key has its own bucket");
+        assert!(
+            r.check("a", &limits(0, 0)).unwrap().is_none(),
+            "rate 0 = unlimited"
+        );
+    }
+
+    #[test]
+    fn concurrency_cap_and_admission() {
+        let c = Concurrency::default();
+        let p1 = c.try_acquire("k", 2).unwrap();
+        let _p2 = c.try_acquire("k", 2).unwrap();
+        assert!(c.try_acquire("k", 2).is_none());
+        drop(p1);
+        assert!(c.try_acquire("k", 2).is_some());
+        let a = Admission::new(1);
+        let g = a.try_admit().unwrap();
+        assert!(a.try_admit().is_none());
+        drop(g);
+        assert!(a.try_admit().is_some());
+    }
+}

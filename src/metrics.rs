@@ -1,0 +1,114 @@
+//! Prometheus metrics (`codebeaker_*`), through the `metrics` facade.
+//!
+//! Labels stay low-cardinality: route templates, languages, outcomes, reasons. Never a key,
+//! a code hash or an execution id.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding test); ours
+            // then simply records nothing, which is not worth failing startup over.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Middleware: request count and duration by route template, method and status.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    counter!("codebeaker_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    histogram!("codebeaker_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A refused request: `auth`, `rate_limit`, `concurrency`, `shed`, `forbidden`.
+pub fn rejection(reason: &'static str) {
+    counter!("codebeaker_rejections_total", "reason" => reason).increment(1);
+}
+
+/// One finished invocation.
+pub fn invocation(
+    language: &'static str,
+    outcome: &'static str,
+    queue_wait: Duration,
+    run: Duration,
+    total: Duration,
+    cache_hit: Option<bool>,
+) {
+    counter!("codebeaker_invocations_total", "language" => language, "outcome" => outcome)
+        .increment(1);
+    histogram!("codebeaker_queue_wait_seconds", "language" => language)
+        .record(queue_wait.as_secs_f64());
+    histogram!("codebeaker_container_run_seconds", "language" => language)
+        .record(run.as_secs_f64());
+    histogram!("codebeaker_invocation_duration_seconds", "language" => language)
+        .record(total.as_secs_f64());
+    if let Some(hit) = cache_hit {
+        let result = if hit { "hit" } else { "miss" };
+        counter!("codebeaker_compile_cache_total", "language" => language, "result" => result)
+            .increment(1);
+    }
+}
+
+/// `GET /metrics`: pool gauges and lifecycle counters are read at scrape time.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    for s in state.pools.status() {
+        let l = s.language.name();
+        gauge!("codebeaker_pool_containers", "language" => l, "state" => "idle").set(s.idle as f64);
+        gauge!("codebeaker_pool_containers", "language" => l, "state" => "busy").set(s.busy as f64);
+        gauge!("codebeaker_pool_containers", "language" => l, "state" => "warming")
+            .set(s.warming as f64);
+        gauge!("codebeaker_pool_containers", "language" => l, "state" => "total")
+            .set(s.total as f64);
+        let lc = &s.lifecycle;
+        counter!("codebeaker_containers_created_total", "language" => l).absolute(lc.created);
+        counter!("codebeaker_containers_recycled_total", "language" => l).absolute(lc.recycled);
+        for (reason, v) in [
+            ("max_uses", lc.retired_max_uses),
+            ("max_age", lc.retired_max_age),
+            ("failure", lc.retired_failure),
+        ] {
+            counter!("codebeaker_containers_retired_total", "language" => l, "reason" => reason)
+                .absolute(v);
+        }
+    }
+    gauge!("codebeaker_admitted_invocations").set(state.admission.in_flight() as f64);
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

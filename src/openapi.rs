@@ -1,0 +1,53 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::execute::{ExecuteRequest, ExecuteResponse, ProgramErrorBody};
+use crate::routes::meta::LanguageInfo;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "CodeBeaker", description = "Run (language, code, input) in pre-warmed, isolated containers."),
+    paths(
+        crate::routes::execute::execute,
+        crate::routes::meta::languages,
+        crate::routes::meta::healthz,
+        crate::routes::meta::readyz,
+        crate::metrics::render,
+        openapi_json,
+    ),
+    components(schemas(ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    modifiers(&Security),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /openapi.json`
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -7,8 +7,11 @@ CARGO ?= cargo
 .PHONY: run test agent images bench check fmt clippy
 
 ## Start the gateway on 127.0.0.1:8080, building the agent and any missing runtime image.
+## On first run it creates a development API key in codebeaker-keys.toml and prints it.
 run: agent images
-	$(CARGO) run --release --bin codebeaker -- serve
+	$(CARGO) build --release --bin codebeaker
+	@./target/release/codebeaker keys create --name dev --tenant dev --scopes execute,sessions,admin --if-none
+	./target/release/codebeaker serve
 
 ## Run every test (unit + integration against the real Docker engine).
 test: agent images

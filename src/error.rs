@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::limits::RateLimited;
+use crate::sessions::SessionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,6 +44,18 @@ pub enum ApiError {
     Invalid(String),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error(transparent)]
+    Session(SessionError),
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            // Pool failures keep their own mapping (503 for overload, 500 otherwise).
+            SessionError::Pool(p) => ApiError::Pool(p),
+            other => ApiError::Session(other),
+        }
+    }
 }
 
 /// `{"error": {"kind": "...", "message": "..."}}`
@@ -81,6 +94,17 @@ impl ApiError {
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::ConcurrencyLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Session(s) => match s {
+                SessionError::NotFound => (StatusCode::NOT_FOUND, "session_not_found"),
+                SessionError::Busy => (StatusCode::CONFLICT, "session_busy"),
+                SessionError::LimitReached(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "session_limit_reached")
+                }
+                SessionError::InvalidParams(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+                }
+                SessionError::Pool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
+            },
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::Pool(e) => match e {
                 PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),

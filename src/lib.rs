@@ -11,6 +11,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

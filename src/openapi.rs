@@ -17,9 +17,14 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::meta::healthz,
         crate::routes::meta::readyz,
         crate::metrics::render,
+        crate::routes::sessions::create,
+        crate::routes::sessions::list,
+        crate::routes::sessions::get,
+        crate::routes::sessions::command,
+        crate::routes::sessions::close,
         openapi_json,
     ),
-    components(schemas(ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    components(schemas(crate::sessions::CreateParams, ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]

@@ -18,7 +18,8 @@ use crate::auth::keys::KeyStore;
 use crate::limits::{Admission, Concurrency, RateLimits};
 
 use crate::config::{ConfigError, Settings};
-use crate::routes::{execute, meta};
+use crate::routes::{execute, meta, sessions};
+use crate::sessions::Sessions;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,11 @@ impl Application {
             shutdown.child_token(),
         ));
         tokio::spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
+        let sessions = Sessions::new(pools.clone(), settings.sessions.clone());
+        tokio::spawn(crate::sessions::janitor(
+            sessions.clone(),
+            shutdown.child_token(),
+        ));
         let state = AppState {
             admission: Arc::new(Admission::new(settings.limits.admission_limit)),
             settings: Arc::new(settings),
@@ -89,6 +95,7 @@ impl Application {
             rate,
             concurrency: Arc::new(Concurrency::default()),
             metrics: crate::metrics::install(),
+            sessions,
         };
         Ok(Application {
             listener,
@@ -119,6 +126,7 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
         let pools = self.state.pools.clone();
+        let sessions = self.state.sessions.clone();
         if let Some(l) = self.metrics_listener {
             let metrics_router = Router::new()
                 .route("/metrics", get(crate::metrics::render))
@@ -135,7 +143,9 @@ impl Application {
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await;
-        pools.shutdown(grace).await;
+        // Live sessions survive a restart: their containers stay up for re-adoption.
+        let keep = sessions.detach_all();
+        pools.shutdown_keeping(grace, &keep).await;
         served
     }
 }
@@ -147,6 +157,13 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/execute", post(execute::execute))
         .route("/v1/languages", get(meta::languages))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::close),
+        )
+        .route("/v1/sessions/{id}/commands", post(sessions::command))
+        .route("/ws/jsonrpc", get(crate::sessions::jsonrpc::upgrade))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

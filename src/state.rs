@@ -8,6 +8,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::KeyStore;
 use crate::config::Settings;
 use crate::limits::{Admission, Concurrency, RateLimits};
+use crate::sessions::Sessions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,4 +20,5 @@ pub struct AppState {
     pub concurrency: Arc<Concurrency>,
     pub admission: Arc<Admission>,
     pub metrics: PrometheusHandle,
+    pub sessions: Arc<Sessions>,
 }

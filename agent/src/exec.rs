@@ -110,9 +110,21 @@ pub enum Watch<'a> {
 /// capturing up to `limit` bytes of each output stream.
 pub fn collect(
     reaper: &mut Reaper,
+    watch: Watch<'_>,
+    timeout: Duration,
+    limit: usize,
+) -> io::Result<Collected> {
+    collect_streaming(reaper, watch, timeout, limit, None)
+}
+
+/// Like [`collect`]; `sink`, when given, also receives every captured chunk as it arrives
+/// (`"stdout"` or `"stderr"`), for streaming to the caller.
+pub fn collect_streaming(
+    reaper: &mut Reaper,
     mut watch: Watch<'_>,
     timeout: Duration,
     limit: usize,
+    mut sink: Option<&mut dyn FnMut(&str, &[u8])>,
 ) -> io::Result<Collected> {
     let deadline = Instant::now() + timeout;
     let (pid, out_pipe, err_pipe) = match &mut watch {
@@ -171,16 +183,16 @@ pub fn collect(
         reaper.drain();
         for i in ready {
             if i == 0 {
-                out.pump()
+                out.pump(sink.as_deref_mut(), "stdout")
             } else {
-                err.pump()
+                err.pump(sink.as_deref_mut(), "stderr")
             }
         }
     };
     // Whatever is already buffered in the pipes belongs to this run; take it without
     // waiting for writers that may still hold the pipes open.
-    out.pump();
-    err.pump();
+    out.pump(sink.as_deref_mut(), "stdout");
+    err.pump(sink.as_deref_mut(), "stderr");
     Ok(Collected {
         exit_code: status.code,
         signal: status.signal,
@@ -277,8 +289,9 @@ impl Stream {
         })
     }
 
-    /// Reads whatever is available now. Closes the pipe on EOF or error.
-    fn pump(&mut self) {
+    /// Reads whatever is available now, passing kept bytes to `sink`. Closes the pipe on
+    /// EOF or error.
+    fn pump<'c>(&mut self, mut sink: Option<&mut (dyn FnMut(&str, &[u8]) + 'c)>, name: &str) {
         let Some(p) = self.pipe.as_mut() else { return };
         let mut chunk = [0u8; 64 * 1024];
         loop {
@@ -292,7 +305,13 @@ impl Stream {
                     if n > room {
                         self.truncated = true;
                     }
-                    self.buf.extend_from_slice(&chunk[..n.min(room)]);
+                    let kept = &chunk[..n.min(room)];
+                    if let Some(f) = sink.as_mut() {
+                        if !kept.is_empty() {
+                            f(name, kept);
+                        }
+                    }
+                    self.buf.extend_from_slice(kept);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

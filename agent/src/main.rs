@@ -22,6 +22,7 @@ mod clean;
 mod exec;
 mod files;
 mod runtime;
+mod session;
 mod zygote;
 
 use codebeaker_proto::{AgentInfo, Language, Reply, Request};
@@ -86,11 +87,49 @@ fn main() {
                         message: format!("agent error: {e}"),
                     }),
                 }
+                // A session keeps its state: that is the point of it.
+                if agent.is_session() {
+                    continue;
+                }
                 if let Err(e) = agent.reset() {
                     eprintln!("codebeaker-agent: reset failed: {e}");
                     // A container we cannot clean must not serve again. Exiting makes the
                     // next ping fail, so the pool retires it.
                     std::process::exit(70);
+                }
+            }
+            Ok(Request::Session { meta }) => {
+                agent.enter_session(meta);
+                reply(&Reply::SessionStarted);
+            }
+            Ok(Request::SessionInfo) => reply(&Reply::SessionInfo {
+                meta: agent.session_meta().cloned(),
+            }),
+            Ok(Request::File(_) | Request::Shell(_)) if !agent.is_session() => {
+                reply(&Reply::Failed {
+                    message: "file and shell commands need a session".into(),
+                })
+            }
+            Ok(Request::File(cmd)) => match agent.file(cmd) {
+                Ok(result) => reply(&Reply::FileDone { result }),
+                Err(e) => reply(&Reply::CommandFailed {
+                    kind: e.kind,
+                    message: e.message,
+                }),
+            },
+            Ok(Request::Shell(req)) => {
+                let mut emit = |stream: &str, data: &[u8]| {
+                    reply(&Reply::Output {
+                        stream: stream.to_string(),
+                        data: String::from_utf8_lossy(data).into_owned(),
+                    })
+                };
+                match agent.shell(req, &mut emit) {
+                    Ok(r) => reply(&Reply::Shell(r)),
+                    Err(e) => reply(&Reply::CommandFailed {
+                        kind: e.kind,
+                        message: e.message,
+                    }),
                 }
             }
             Err(e) => reply(&Reply::Failed {

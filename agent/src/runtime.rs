@@ -1,6 +1,9 @@
 //! One invocation, start to finish, and the per-language recipes it follows.
 
-use codebeaker_proto::{Language, ProgramError, ProgramErrorKind, RunOutcome, RunRequest};
+use codebeaker_proto::{
+    CommandErrorKind, FileCommand, Language, ProgramError, ProgramErrorKind, RunOutcome,
+    RunRequest, ShellRequest, ShellResult,
+};
 use nix::sys::signal::Signal;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::clean;
 use crate::exec::{self, Reaper, Watch};
 use crate::files::{self, AsUser, Bounded, User};
+use crate::session::{self, CommandError, Workspace};
 use crate::zygote::Zygote;
 
 /// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
@@ -132,6 +136,8 @@ pub struct Agent {
     next_runner: Option<Child>,
     /// The zygote, if the language uses one. It survives cleanups.
     zygote: Option<Zygote>,
+    /// Set once the container became a session: nothing is wiped any more.
+    session_meta: Option<serde_json::Value>,
     invocations: u64,
 }
 
@@ -160,6 +166,7 @@ impl Agent {
             runner_argv: Vec::new(),
             next_runner: None,
             zygote: None,
+            session_meta: None,
             invocations: 0,
         };
         agent.toolchain = agent.toolchain_version()?;
@@ -191,6 +198,36 @@ impl Agent {
 
     pub fn invocations(&self) -> u64 {
         self.invocations
+    }
+
+    /// Turns the container into a session (state persists between requests from now on).
+    pub fn enter_session(&mut self, meta: serde_json::Value) {
+        self.session_meta = Some(meta);
+    }
+
+    pub fn session_meta(&self) -> Option<&serde_json::Value> {
+        self.session_meta.as_ref()
+    }
+
+    pub fn is_session(&self) -> bool {
+        self.session_meta.is_some()
+    }
+
+    pub fn file(&mut self, cmd: FileCommand) -> Result<serde_json::Value, CommandError> {
+        Workspace::open(self.user)
+            .map_err(|e| CommandError {
+                kind: CommandErrorKind::Io,
+                message: e.to_string(),
+            })?
+            .handle(cmd)
+    }
+
+    pub fn shell(
+        &mut self,
+        req: ShellRequest,
+        emit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<ShellResult, CommandError> {
+        session::shell(&mut self.reaper, self.user, req, emit)
     }
 
     /// Kills everything the last invocation left, wipes scratch space, and pre-starts the

@@ -45,6 +45,14 @@ impl AgentConn {
         .map_err(|_| AgentError::Timeout(timeout))?
     }
 
+    /// Sends one request line without waiting for a reply (for multi-reply commands).
+    pub async fn send(&mut self, req: &Request) -> Result<(), AgentError> {
+        let mut line = serde_json::to_vec(req).map_err(AgentError::Encode)?;
+        line.push(b'\n');
+        self.input.write_all(&line).await.map_err(AgentError::Io)?;
+        self.input.flush().await.map_err(AgentError::Io)
+    }
+
     /// Reads the next reply line (used for the `ready` line at startup as well).
     pub async fn read_reply(&mut self) -> Result<Reply, AgentError> {
         loop {

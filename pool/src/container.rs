@@ -6,7 +6,10 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
-use codebeaker_proto::{AgentInfo, Language, Reply, Request, RunOutcome, RunRequest};
+use codebeaker_proto::{
+    AgentInfo, CommandErrorKind, FileCommand, Language, Reply, Request, RunOutcome, RunRequest,
+    ShellRequest, ShellResult,
+};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -35,6 +38,9 @@ pub struct Container {
     pub in_flight: bool,
     /// Set on any agent or Docker failure: the container is retired.
     pub broken: bool,
+    /// When set, dropping this handle leaves the container running (a session kept for
+    /// re-adoption by the next gateway process).
+    pub keep_on_drop: bool,
     conn: AgentConn,
     docker: Docker,
 }
@@ -205,6 +211,7 @@ pub async fn create(
                 memory_mb: limits.memory_mb,
                 in_flight: false,
                 broken: false,
+                keep_on_drop: false,
                 conn,
                 docker: docker.clone(),
             })
@@ -237,6 +244,90 @@ impl Container {
             other => Err(self.fail(AgentError::Protocol(format!(
                 "expected pong, got {other:?}"
             )))),
+        }
+    }
+
+    /// Marks this container as a session, storing the gateway's metadata in the agent.
+    pub async fn start_session(&mut self, meta: serde_json::Value) -> Result<(), PoolError> {
+        match self
+            .call(&Request::Session { meta }, Duration::from_secs(5))
+            .await?
+        {
+            Reply::SessionStarted => Ok(()),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected session_started, got {other:?}"
+            )))),
+        }
+    }
+
+    /// The session metadata stored in the agent, or `None` for a pool container.
+    pub async fn session_info(&mut self) -> Result<Option<serde_json::Value>, PoolError> {
+        match self
+            .call(&Request::SessionInfo, Duration::from_secs(3))
+            .await?
+        {
+            Reply::SessionInfo { meta } => Ok(meta),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected session_info, got {other:?}"
+            )))),
+        }
+    }
+
+    /// A file command. `Ok(Err(..))` is the caller's failure (bad path, missing file).
+    pub async fn file(
+        &mut self,
+        cmd: FileCommand,
+    ) -> Result<Result<serde_json::Value, (CommandErrorKind, String)>, PoolError> {
+        match self
+            .call(&Request::File(cmd), Duration::from_secs(30))
+            .await?
+        {
+            Reply::FileDone { result } => Ok(Ok(result)),
+            Reply::CommandFailed { kind, message } => Ok(Err((kind, message))),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected file_done, got {other:?}"
+            )))),
+        }
+    }
+
+    /// Runs an argv; `on_output` receives streamed chunks (stream name, data) when
+    /// `req.stream` is set.
+    pub async fn shell(
+        &mut self,
+        req: ShellRequest,
+        on_output: &mut (dyn FnMut(&str, String) + Send),
+    ) -> Result<Result<ShellResult, (CommandErrorKind, String)>, PoolError> {
+        let limit = Duration::from_millis(req.timeout_ms) + Duration::from_secs(10);
+        let line = Request::Shell(req);
+        self.in_flight = true;
+        if let Err(e) = self.conn.send(&line).await {
+            return Err(self.fail(e));
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let reply = match tokio::time::timeout_at(deadline, self.conn.read_reply()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(self.fail(e)),
+                Err(_) => return Err(self.fail(AgentError::Timeout(limit))),
+            };
+            match reply {
+                Reply::Output { stream, data } => on_output(&stream, data),
+                Reply::Shell(r) => {
+                    self.in_flight = false;
+                    return Ok(Ok(r));
+                }
+                Reply::CommandFailed { kind, message } => {
+                    self.in_flight = false;
+                    return Ok(Err((kind, message)));
+                }
+                Reply::Failed { message } => return Err(self.fail(AgentError::Failed(message))),
+                other => {
+                    return Err(self.fail(AgentError::Protocol(format!(
+                        "expected shell, got {other:?}"
+                    ))))
+                }
+            }
         }
     }
 
@@ -288,12 +379,60 @@ impl Container {
 impl Drop for Container {
     /// A container leaves the pool only to die: remove it in the background.
     fn drop(&mut self) {
+        if self.keep_on_drop {
+            return;
+        }
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { remove(&docker, &id).await });
         }
     }
+}
+
+/// Re-attaches to a running container of ours (after a gateway restart) and asks its agent
+/// whether it is a session. Returns the handle and the session metadata, if any.
+pub async fn reattach(
+    docker: &Docker,
+    id: &str,
+    language: Language,
+    memory_mb: u64,
+) -> Result<(Container, Option<serde_json::Value>), PoolError> {
+    let attach = docker
+        .attach_container(
+            id,
+            Some(
+                AttachContainerOptionsBuilder::default()
+                    .stdin(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .logs(false)
+                    .build(),
+            ),
+        )
+        .await
+        .map_err(PoolError::AttachContainer)?;
+    let mut c = Container {
+        id: id.to_string(),
+        info: AgentInfo {
+            language,
+            toolchain: String::new(),
+            agent_version: String::new(),
+        },
+        created: Instant::now(),
+        uses: 0,
+        memory_mb,
+        in_flight: false,
+        broken: false,
+        // Until we know it is a session we own, do not let a failure here remove it twice.
+        keep_on_drop: true,
+        conn: AgentConn::new(id.to_string(), attach),
+        docker: docker.clone(),
+    };
+    let meta = c.session_info().await?;
+    c.keep_on_drop = false;
+    Ok((c, meta))
 }
 
 /// Force-removes a container, logging (not returning) failures: removal is best effort
@@ -315,9 +454,11 @@ pub async fn remove(docker: &Docker, id: &str) {
     }
 }
 
-/// Removes every container labelled with `instance`: leftovers of an earlier run that
-/// crashed, or of this run at shutdown. Returns how many were removed.
-pub async fn remove_instance(docker: &Docker, instance: &str) -> Result<usize, PoolError> {
+/// Lists this instance's containers: (id, language label, running).
+pub async fn list_instance(
+    docker: &Docker,
+    instance: &str,
+) -> Result<Vec<(String, Option<Language>, bool)>, PoolError> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_INSTANCE}={instance}")],
@@ -331,7 +472,53 @@ pub async fn remove_instance(docker: &Docker, instance: &str) -> Result<usize, P
         ))
         .await
         .map_err(PoolError::Docker)?;
-    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let lang = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_LANGUAGE))
+                .and_then(|l| Language::parse(l));
+            let running = c
+                .state
+                .as_ref()
+                .is_some_and(|s| format!("{s:?}").to_lowercase().contains("running"));
+            Some((c.id?, lang, running))
+        })
+        .collect())
+}
+
+/// Removes every container labelled with `instance`: leftovers of an earlier run that
+/// crashed, or of this run at shutdown. Returns how many were removed.
+pub async fn remove_instance(docker: &Docker, instance: &str) -> Result<usize, PoolError> {
+    remove_instance_except(docker, instance, &Default::default()).await
+}
+
+/// Like [`remove_instance`], sparing the containers in `keep` (live sessions).
+pub async fn remove_instance_except(
+    docker: &Docker,
+    instance: &str,
+    keep: &std::collections::HashSet<String>,
+) -> Result<usize, PoolError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(PoolError::Docker)?;
+    let ids: Vec<String> = list
+        .into_iter()
+        .filter_map(|c| c.id)
+        .filter(|id| !keep.contains(id))
+        .collect();
     futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
     Ok(ids.len())
 }

@@ -211,6 +211,7 @@ pub struct Pools {
     pools: BTreeMap<Language, Arc<LanguagePool>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    adopted: Mutex<Vec<(Container, serde_json::Value)>>,
 }
 
 impl Pools {
@@ -221,9 +222,40 @@ impl Pools {
         settings: PoolSettings,
         shutdown: CancellationToken,
     ) -> Result<Arc<Pools>, PoolError> {
-        let removed = container::remove_instance(&docker, &settings.instance).await?;
+        // Containers of an earlier run: sessions are re-adopted, everything else removed.
+        let mut adopted = Vec::new();
+        let mut removed = 0;
+        for (id, language, running) in container::list_instance(&docker, &settings.instance).await?
+        {
+            if let (true, Some(language)) = (running, language) {
+                let attempt = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    container::reattach(&docker, &id, language, settings.limits.memory_mb),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok((c, Some(meta)))) => {
+                        adopted.push((c, meta));
+                        continue;
+                    }
+                    Ok(Ok((mut c, None))) => c.keep_on_drop = true,
+                    Ok(Err(e)) => {
+                        tracing::warn!(container = %short(&id), error = %e, "cannot re-adopt container")
+                    }
+                    Err(_) => tracing::warn!(container = %short(&id), "re-adoption timed out"),
+                }
+            }
+            container::remove(&docker, &id).await;
+            removed += 1;
+        }
         if removed > 0 {
             tracing::warn!(removed, instance = %settings.instance, "removed leftover containers of an earlier run");
+        }
+        if !adopted.is_empty() {
+            tracing::info!(
+                sessions = adopted.len(),
+                "re-adopted session containers of an earlier run"
+            );
         }
         let settings = Arc::new(settings);
         let mut pools = BTreeMap::new();
@@ -270,6 +302,7 @@ impl Pools {
             pools,
             shutdown,
             tasks: TaskTracker::new(),
+            adopted: Mutex::new(adopted),
         });
         for lp in this.pools.values() {
             this.tasks.spawn(warm_loop(this.clone(), lp.clone()));
@@ -334,8 +367,52 @@ impl Pools {
             .map_err(|_| PoolError::ShuttingDown)?
     }
 
+    /// Session containers found running at startup, with their stored metadata. Taken
+    /// once by the session manager.
+    pub fn take_adopted(&self) -> Vec<(Container, serde_json::Value)> {
+        std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes a warm container out of the pool for good and turns it into a session.
+    /// The pool's warmer replaces it.
+    pub async fn take_for_session(
+        &self,
+        language: Language,
+        meta: serde_json::Value,
+        memory_mb: Option<u64>,
+    ) -> Result<Container, PoolError> {
+        let lp = self
+            .pools
+            .get(&language)
+            .ok_or(PoolError::Disabled(language))?;
+        if self.shutdown.is_cancelled() {
+            return Err(PoolError::ShuttingDown);
+        }
+        let obj = checkout(lp, &self.settings).await?;
+        let mut c = Object::take(obj);
+        c.start_session(meta).await?;
+        if let Some(mb) = memory_mb {
+            c.set_memory(mb).await?;
+        }
+        Ok(c)
+    }
+
+    /// Stops warming, closes the pools and removes every container of this instance
+    /// except `keep` (live sessions, left running for the next gateway to re-adopt).
+    pub async fn shutdown_keeping(
+        &self,
+        grace: Duration,
+        keep: &std::collections::HashSet<String>,
+    ) {
+        self.shutdown_inner(grace, keep).await
+    }
+
     /// Stops warming, closes the pools and removes every container of this instance.
     pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown_inner(grace, &Default::default()).await
+    }
+
+    async fn shutdown_inner(&self, grace: Duration, keep: &std::collections::HashSet<String>) {
         self.shutdown.cancel();
         self.tasks.close();
         // In-flight invocations get `grace` to finish before their containers go.
@@ -344,10 +421,42 @@ impl Pools {
             lp.pool.close();
             lp.nursery.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        match container::remove_instance(&self.docker, &self.settings.instance).await {
+        for (mut c, _) in self.take_adopted() {
+            c.keep_on_drop = keep.contains(&c.id);
+        }
+        match container::remove_instance_except(&self.docker, &self.settings.instance, keep).await {
             Ok(n) => tracing::info!(removed = n, "containers removed at shutdown"),
             Err(e) => tracing::warn!(error = %e, "container cleanup at shutdown failed"),
         }
+    }
+}
+
+/// Takes a container from the pool within the queue timeout.
+async fn checkout(
+    lp: &LanguagePool,
+    settings: &PoolSettings,
+) -> Result<Object<Manager>, PoolError> {
+    let started = Instant::now();
+    let timeouts = Timeouts {
+        wait: Some(settings.queue_timeout()),
+        create: Some(settings.create_timeout()),
+        recycle: Some(Duration::from_secs(10)),
+    };
+    let span = tracing::info_span!("pool.checkout", language = %lp.language);
+    match lp.pool.timeout_get(&timeouts).instrument(span).await {
+        Ok(o) => Ok(o),
+        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => Err(PoolError::Exhausted {
+            language: lp.language,
+            waited: started.elapsed(),
+        }),
+        Err(managed::PoolError::Timeout(_)) => {
+            Err(PoolError::CreateTimeout(settings.create_timeout()))
+        }
+        Err(managed::PoolError::Backend(e)) => Err(e),
+        Err(managed::PoolError::Closed) => Err(PoolError::ShuttingDown),
+        Err(e) => Err(PoolError::Docker(bollard::errors::Error::IOError {
+            err: std::io::Error::other(e.to_string()),
+        })),
     }
 }
 
@@ -357,31 +466,7 @@ async fn run_on_pool(
     inv: Invocation,
 ) -> Result<Execution, PoolError> {
     let started = Instant::now();
-    let timeouts = Timeouts {
-        wait: Some(settings.queue_timeout()),
-        create: Some(settings.create_timeout()),
-        recycle: Some(Duration::from_secs(10)),
-    };
-    let checkout = tracing::info_span!("pool.checkout", language = %lp.language);
-    let mut obj = match lp.pool.timeout_get(&timeouts).instrument(checkout).await {
-        Ok(o) => o,
-        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => {
-            return Err(PoolError::Exhausted {
-                language: lp.language,
-                waited: started.elapsed(),
-            })
-        }
-        Err(managed::PoolError::Timeout(_)) => {
-            return Err(PoolError::CreateTimeout(settings.create_timeout()))
-        }
-        Err(managed::PoolError::Backend(e)) => return Err(e),
-        Err(managed::PoolError::Closed) => return Err(PoolError::ShuttingDown),
-        Err(e) => {
-            return Err(PoolError::Docker(bollard::errors::Error::IOError {
-                err: std::io::Error::other(e.to_string()),
-            }))
-        }
-    };
+    let mut obj = checkout(lp, settings).await?;
     let queue_wait = started.elapsed();
     let default_mb = settings.limits.memory_mb;
     let result = async {

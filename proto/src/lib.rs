@@ -90,6 +90,121 @@ pub enum Request {
     Ping,
     /// Run one program under the edge contract.
     Run(RunRequest),
+    /// Turn this container into a session: from now on nothing is wiped between requests.
+    /// `meta` is the gateway's record of the session, kept so that a restarted gateway can
+    /// re-adopt the container ([`Request::SessionInfo`]).
+    Session { meta: serde_json::Value },
+    /// Asks whether this container is a session, and its stored metadata.
+    SessionInfo,
+    /// A file command inside `/workspace` (sessions only).
+    File(FileCommand),
+    /// Run an argv (sessions only). With `stream`, [`Reply::Output`] lines precede the
+    /// final [`Reply::Shell`].
+    Shell(ShellRequest),
+}
+
+/// File commands, tagged by `type` exactly as the JSON-RPC protocol names them. Every
+/// path is resolved inside `/workspace` by the agent, beneath-only and without following
+/// symlinks out of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FileCommand {
+    #[serde(rename_all = "camelCase")]
+    WriteFile {
+        path: String,
+        content: String,
+        #[serde(default)]
+        mode: WriteMode,
+        #[serde(default)]
+        encoding: Encoding,
+    },
+    #[serde(rename_all = "camelCase")]
+    ReadFile {
+        path: String,
+        #[serde(default)]
+        encoding: Encoding,
+    },
+    ListDirectory {
+        #[serde(default = "workspace_root")]
+        path: String,
+    },
+    CreateDirectory {
+        path: String,
+    },
+    DeleteFile {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+    CopyFile {
+        source: String,
+        destination: String,
+        #[serde(default)]
+        overwrite: bool,
+    },
+}
+
+fn workspace_root() -> String {
+    "/workspace".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Fails if the file exists.
+    Create,
+    /// Creates or replaces (the default).
+    #[default]
+    Overwrite,
+    Append,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+/// An argv to run in a session, never through a shell string.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShellRequest {
+    pub command_name: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub working_directory: Option<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    pub stdin: Option<String>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_limit_bytes: u64,
+}
+
+/// What a shell command did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShellResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+    pub truncated: bool,
+}
+
+/// Why a session command could not be carried out.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandErrorKind {
+    PathOutsideWorkspace,
+    NotFound,
+    AlreadyExists,
+    TooLarge,
+    InvalidArgument,
+    Io,
 }
 
 /// One invocation: the already-wrapped program plus its input and limits.
@@ -110,6 +225,9 @@ pub struct RunRequest {
     pub result_limit_bytes: u64,
 }
 
+/// Limits for session file commands, sent with each command.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A reply from the agent to the gateway. One per line on the container's stdout.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -123,6 +241,21 @@ pub enum Reply {
     /// The request could not be handled at all (malformed, or an agent-side fault).
     /// The gateway retires a container that says this.
     Failed { message: String },
+    /// Answer to [`Request::Session`].
+    SessionStarted,
+    /// Answer to [`Request::SessionInfo`]: `None` for a pool container.
+    SessionInfo { meta: Option<serde_json::Value> },
+    /// Answer to a successful [`Request::File`]: the command's JSON result.
+    FileDone { result: serde_json::Value },
+    /// A session command that failed for a reason of the caller's (bad path, missing file).
+    CommandFailed {
+        kind: CommandErrorKind,
+        message: String,
+    },
+    /// Streamed output of a running shell command (before its [`Reply::Shell`]).
+    Output { stream: String, data: String },
+    /// Answer to [`Request::Shell`].
+    Shell(ShellResult),
 }
 
 /// What the agent reports about itself at startup.

@@ -172,14 +172,29 @@ pub async fn execute(
         .require(Scope::Execute)
         .inspect_err(|_| crate::metrics::rejection("forbidden"))?;
     let Json(req) = body?;
-    let inv = parse(req, &state, &caller).inspect_err(|e| {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    execute_parsed(&state, &caller, req, request_id)
+        .await
+        .map(Json)
+}
+
+/// The execute path after authentication and body parsing (shared with JSON-RPC's
+/// `execution.run`).
+pub async fn execute_parsed(
+    state: &AppState,
+    caller: &Principal,
+    req: ExecuteRequest,
+    request_id: Option<String>,
+) -> Result<ExecuteResponse, ApiError> {
+    let inv = parse(req, state, caller).inspect_err(|e| {
         if matches!(e, ApiError::Forbidden(_) | ApiError::LimitExceeded(_)) {
             crate::metrics::rejection("forbidden");
         }
     })?;
-    let (ex, started) = run_admitted(&state, &caller, inv).await?;
-    let language = ex.0;
-    let ex = ex.1;
+    let ((language, ex), started) = run_admitted(state, caller, inv).await?;
     let o = ex.outcome;
     let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
     crate::metrics::invocation(
@@ -196,12 +211,9 @@ pub async fn execute(
         duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
         "invocation finished"
     );
-    Ok(Json(ExecuteResponse {
+    Ok(ExecuteResponse {
         execution_id,
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id,
         language,
         success: o.error.is_none(),
         output: o.output.unwrap_or(serde_json::Value::Null),
@@ -217,7 +229,7 @@ pub async fn execute(
             kind: e.kind.as_str(),
             message: e.message,
         }),
-    }))
+    })
 }
 
 /// Admission (global shedding), then the caller's concurrency cap, then the pool.

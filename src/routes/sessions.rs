@@ -1,0 +1,93 @@
+//! REST equivalents of the session methods (the same engine as the JSON-RPC socket).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::auth::{Caller, Scope};
+use crate::error::ApiError;
+use crate::sessions::commands::{self, Command};
+use crate::sessions::CreateParams;
+use crate::state::AppState;
+
+#[utoipa::path(post, path = "/v1/sessions", request_body = CreateParams,
+    responses((status = 201, description = "Session created"), (status = 422, body = crate::error::ErrorBody),
+              (status = 429, description = "Session limit reached", body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<CreateParams>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::Sessions)?;
+    let Json(p) = body?;
+    if let Some(l) = codebeaker_proto::Language::parse(&p.language) {
+        caller.allow_language(l)?;
+    }
+    let s = state.sessions.create(&caller, p).await?;
+    Ok((StatusCode::CREATED, Json(s.created_view())))
+}
+
+#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, description = "The caller's sessions")),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Sessions)?;
+    let list: Vec<Value> = state
+        .sessions
+        .list(&caller)
+        .iter()
+        .map(|s| s.list_view())
+        .collect();
+    Ok(Json(json!({"count": list.len(), "sessions": list})))
+}
+
+#[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, description = "One session"), (status = 404, body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Sessions)?;
+    Ok(Json(state.sessions.get(&caller, &id)?.list_view()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/commands", params(("id" = String, Path)),
+    responses((status = 200, description = "{success, result, error, durationMs}"),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, description = "Session busy", body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn command(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Sessions)?;
+    let Json(v) = body?;
+    let cmd = Command::parse(v).map_err(ApiError::Invalid)?;
+    let session = state.sessions.get(&caller, &id)?;
+    // REST has no side channel for streamed output; the final result carries it all.
+    let mut ignore = |_: &str, _: String| {};
+    let out =
+        commands::execute(&state.sessions, &state.settings, &session, cmd, &mut ignore).await?;
+    Ok(Json(out))
+}
+
+#[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, description = "{sessionId, closed}"), (status = 404, body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn close(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Sessions)?;
+    state.sessions.close(&caller, &id)?;
+    Ok(Json(json!({"sessionId": id, "closed": true})))
+}

@@ -1,0 +1,312 @@
+//! JSON-RPC 2.0 over WebSocket at `/ws/jsonrpc`, wire-compatible with the CodeBeaker
+//! protocol the Loopai client speaks: `session.create`, `session.execute`, `session.list`,
+//! `session.close` and `execution.run`, with batches, notifications, and several requests
+//! in flight on one socket (responses are matched by id). `execute_shell` with
+//! `stream: true` also sends `session.output` notifications before its response.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::commands::{self, codes, Command};
+use super::{CreateParams, SessionError};
+use crate::auth::{Caller, Principal, Scope};
+use crate::error::ApiError;
+use crate::routes::execute::{self as exec_route, ExecuteRequest};
+use crate::state::AppState;
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+
+/// An error response's `error` member.
+#[derive(Debug)]
+pub struct RpcError {
+    code: i64,
+    message: String,
+}
+
+fn rpc_err(code: i64, message: impl Into<String>) -> RpcError {
+    RpcError {
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<SessionError> for RpcError {
+    fn from(e: SessionError) -> Self {
+        let code = match &e {
+            SessionError::NotFound => codes::SESSION_NOT_FOUND,
+            SessionError::Busy => codes::SESSION_BUSY,
+            SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
+            SessionError::InvalidParams(_) => INVALID_PARAMS,
+            SessionError::Pool(p) if p.is_overload() => codes::OVERLOADED,
+            SessionError::Pool(p) => {
+                tracing::error!(error = %p, "session command failed in the sandbox");
+                return rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry");
+            }
+        };
+        rpc_err(code, e.to_string())
+    }
+}
+
+impl From<ApiError> for RpcError {
+    fn from(e: ApiError) -> Self {
+        let code = match &e {
+            ApiError::Json(_)
+            | ApiError::UnsupportedLanguage(_)
+            | ApiError::Invalid(_)
+            | ApiError::TooLarge { .. } => INVALID_PARAMS,
+            ApiError::Unauthenticated(_) | ApiError::Forbidden(_) | ApiError::LimitExceeded(_) => {
+                codes::UNAUTHORIZED
+            }
+            ApiError::RateLimited(_) | ApiError::ConcurrencyLimited(_) | ApiError::Overloaded => {
+                codes::OVERLOADED
+            }
+            ApiError::Pool(p) if p.is_overload() => codes::OVERLOADED,
+            ApiError::Pool(codebeaker_pool::PoolError::Disabled(_)) => INVALID_PARAMS,
+            ApiError::Session(s) => return rpc_err(RpcError::from_session_code(s), e.to_string()),
+            ApiError::Pool(_) => {
+                tracing::error!(error = %e, "execution.run failed in the sandbox");
+                return rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry");
+            }
+        };
+        rpc_err(code, e.to_string())
+    }
+}
+
+impl RpcError {
+    fn from_session_code(s: &SessionError) -> i64 {
+        match s {
+            SessionError::NotFound => codes::SESSION_NOT_FOUND,
+            SessionError::Busy => codes::SESSION_BUSY,
+            SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
+            SessionError::InvalidParams(_) => INVALID_PARAMS,
+            SessionError::Pool(_) => codes::SERVER_ERROR,
+        }
+    }
+}
+
+/// `GET /ws/jsonrpc` (upgrade). Authentication happened on the upgrade request.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.settings.limits.max_body_bytes;
+    ws.max_message_size(max)
+        .on_upgrade(move |socket| serve(socket, state, caller))
+}
+
+async fn serve(socket: WebSocket, state: AppState, caller: Arc<Principal>) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t.to_string(),
+            Ok(Message::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        // Each message is handled on its own task: several requests may be in flight.
+        let (state, caller, tx) = (state.clone(), caller.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Some(resp) = handle_text(&state, &caller, &text, &tx).await {
+                let _ = tx.send(resp.to_string());
+            }
+        });
+    }
+    // A disconnect does not close the caller's sessions: they live until idle timeout.
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Handles one WebSocket message (a request, a notification or a batch).
+pub async fn handle_text(
+    state: &AppState,
+    caller: &Principal,
+    text: &str,
+    tx: &mpsc::UnboundedSender<String>,
+) -> Option<Value> {
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(error_response(
+                Value::Null,
+                rpc_err(PARSE_ERROR, format!("parse error: {e}")),
+            ))
+        }
+    };
+    match v {
+        Value::Array(items) if items.is_empty() => Some(error_response(
+            Value::Null,
+            rpc_err(INVALID_REQUEST, "empty batch"),
+        )),
+        Value::Array(items) => {
+            let replies = futures_util::future::join_all(
+                items
+                    .into_iter()
+                    .map(|item| handle_one(state, caller, item, tx)),
+            )
+            .await;
+            let replies: Vec<Value> = replies.into_iter().flatten().collect();
+            (!replies.is_empty()).then_some(Value::Array(replies))
+        }
+        other => handle_one(state, caller, other, tx).await,
+    }
+}
+
+fn error_response(id: Value, e: RpcError) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}})
+}
+
+async fn handle_one(
+    state: &AppState,
+    caller: &Principal,
+    req: Value,
+    tx: &mpsc::UnboundedSender<String>,
+) -> Option<Value> {
+    let Value::Object(obj) = req else {
+        return Some(error_response(
+            Value::Null,
+            rpc_err(INVALID_REQUEST, "a request must be an object"),
+        ));
+    };
+    let id = obj.get("id").cloned();
+    let valid_id = matches!(
+        id,
+        None | Some(Value::String(_) | Value::Number(_) | Value::Null)
+    );
+    let method = obj.get("method").and_then(Value::as_str);
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || method.is_none() || !valid_id {
+        let id = if valid_id {
+            id.unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        return Some(error_response(
+            id,
+            rpc_err(
+                INVALID_REQUEST,
+                "invalid request: need jsonrpc \"2.0\", a string method and a string/number id",
+            ),
+        ));
+    }
+    let method = method.unwrap_or_default();
+    let params = obj.get("params").cloned().unwrap_or(json!({}));
+    if !(params.is_object() || params.is_array()) {
+        let e = rpc_err(INVALID_PARAMS, "params must be an object");
+        return id.map(|id| error_response(id, e));
+    }
+    let result = dispatch(state, caller, method, params, tx).await;
+    // A notification gets no response, whatever happened.
+    let id = id?;
+    Some(match result {
+        Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
+        Err(e) => error_response(id, e),
+    })
+}
+
+fn field<'a>(params: &'a Value, name: &str) -> Result<&'a Value, RpcError> {
+    params
+        .get(name)
+        .ok_or_else(|| rpc_err(INVALID_PARAMS, format!("params.{name} is required")))
+}
+
+fn session_id(params: &Value) -> Result<&str, RpcError> {
+    field(params, "sessionId")?
+        .as_str()
+        .ok_or_else(|| rpc_err(INVALID_PARAMS, "params.sessionId must be a string"))
+}
+
+fn require(caller: &Principal, scope: Scope) -> Result<(), RpcError> {
+    if caller.has(scope) {
+        Ok(())
+    } else {
+        Err(rpc_err(
+            codes::UNAUTHORIZED,
+            format!("this credential lacks the `{}` scope", scope.as_str()),
+        ))
+    }
+}
+
+async fn dispatch(
+    state: &AppState,
+    caller: &Principal,
+    method: &str,
+    params: Value,
+    tx: &mpsc::UnboundedSender<String>,
+) -> Result<Value, RpcError> {
+    let sessions = &state.sessions;
+    match method {
+        "session.create" => {
+            require(caller, Scope::Sessions)?;
+            let p: CreateParams = serde_json::from_value(params)
+                .map_err(|e| rpc_err(INVALID_PARAMS, format!("invalid params: {e}")))?;
+            caller
+                .allow_language(
+                    codebeaker_proto::Language::parse(&p.language)
+                        .unwrap_or(codebeaker_proto::Language::Python),
+                )
+                .map_err(|e| rpc_err(codes::UNAUTHORIZED, e.to_string()))?;
+            let s = sessions.create(caller, p).await?;
+            Ok(s.created_view())
+        }
+        "session.execute" => {
+            require(caller, Scope::Sessions)?;
+            let id = session_id(&params)?.to_string();
+            let cmd = Command::parse(field(&params, "command")?.clone())
+                .map_err(|e| rpc_err(INVALID_PARAMS, e))?;
+            let session = sessions.get(caller, &id)?;
+            let tx = tx.clone();
+            let sid = id.clone();
+            let mut on_output = move |stream: &str, data: String| {
+                let note = json!({
+                    "jsonrpc": "2.0",
+                    "method": "session.output",
+                    "params": {"sessionId": sid, "stream": stream, "data": data},
+                });
+                let _ = tx.send(note.to_string());
+            };
+            Ok(commands::execute(sessions, &state.settings, &session, cmd, &mut on_output).await?)
+        }
+        "session.list" => {
+            require(caller, Scope::Sessions)?;
+            let list: Vec<Value> = sessions
+                .list(caller)
+                .iter()
+                .map(|s| s.list_view())
+                .collect();
+            Ok(json!({"count": list.len(), "sessions": list}))
+        }
+        "session.close" => {
+            require(caller, Scope::Sessions)?;
+            let id = session_id(&params)?.to_string();
+            sessions.close(caller, &id)?;
+            Ok(json!({"sessionId": id, "closed": true}))
+        }
+        "execution.run" => {
+            require(caller, Scope::Execute)?;
+            let req: ExecuteRequest = serde_json::from_value(params)
+                .map_err(|e| rpc_err(INVALID_PARAMS, format!("invalid params: {e}")))?;
+            let resp = exec_route::execute_parsed(state, caller, req, None).await?;
+            Ok(serde_json::to_value(resp).unwrap_or_default())
+        }
+        other => Err(rpc_err(
+            METHOD_NOT_FOUND,
+            format!("method not found: {other}"),
+        )),
+    }
+}

@@ -466,6 +466,11 @@ async fn openapi_document_is_valid_and_covers_every_route() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
+        ("/v1/sessions", "post"),
+        ("/v1/sessions", "get"),
+        ("/v1/sessions/{id}", "get"),
+        ("/v1/sessions/{id}", "delete"),
+        ("/v1/sessions/{id}/commands", "post"),
     ];
     for (path, method) in routes {
         assert!(

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub metrics_port: Option<u16>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Remove every container of this instance when dropped (off for a restart hand-off).
+    cleanup_on_drop: bool,
 }
 
 /// Settings for tests: only the given languages, one warm container each, small caps.
@@ -115,6 +117,7 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         metrics_port,
         shutdown,
         server: Some(server),
+        cleanup_on_drop: true,
     }
 }
 
@@ -175,6 +178,16 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Stops the gateway as SIGTERM would, leaving live sessions' containers running for the
+    /// next gateway process with the same instance name.
+    pub async fn stop_for_restart(mut self) {
+        self.cleanup_on_drop = false;
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+
     /// Stops the gateway the way SIGTERM would and waits for it to clean up.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -188,6 +201,9 @@ impl Drop for TestApp {
     /// Even when a test panics, remove every container it created.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if !self.cleanup_on_drop {
+            return;
+        }
         let instance = self.instance.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -8,3 +8,4 @@ mod hostile;
 mod languages;
 mod pool;
 mod requests;
+mod sessions;

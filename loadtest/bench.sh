@@ -63,6 +63,25 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {d['med']:.1f} | {d['p(90)']:.1f} | {d
 PY
   done
 done
+# Sessions over the JSON-RPC WebSocket (Python).
+case " $LANGS " in *" python "*)
+  f="$OUT/sessions.json"
+  DURATION_MS=${SESSION_MS:-20000} BASE_URL=http://127.0.0.1:$PORT \
+    k6 run -q --summary-export "$f" loadtest/sessions.js >/dev/null 2>&1 || true
+  echo
+  echo "| session metric (python) | p50 ms | p90 ms | p99 ms | samples |"
+  echo "|---|---|---|---|---|"
+  python3 - "$f" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+for k in ["session_create_ms", "file_command_ms", "write_read_round_trip_ms", "execute_shell_true_ms", "loopai_flow_ms"]:
+    d = m.get(k)
+    if d:
+        print(f"| {k} | {d['med']:.1f} | {d['p(90)']:.1f} | {d['p(99)']:.1f} | {d['count']} |")
+print(f"rpc errors: {m.get('rpc_errors', {}).get('count', 0)}")
+PY
+;; esac
+
 # The edge alone: auth, rate limiting and routing, no container (GET /v1/languages).
 if command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1; then
   echo

@@ -94,6 +94,7 @@ pub struct Manager {
     nursery: Arc<Mutex<Vec<Container>>>,
     lifecycle: Arc<Lifecycle>,
     toolchain: Arc<Mutex<Option<String>>>,
+    shutdown: CancellationToken,
 }
 
 impl Manager {
@@ -104,11 +105,25 @@ impl Manager {
     /// Creates a container in its own task: if the caller stops waiting, the creation
     /// still finishes and the container is removed by its `Drop`, never leaked.
     async fn create_detached(&self) -> Result<Container, PoolError> {
-        let (docker, settings, language) =
-            (self.docker.clone(), self.settings.clone(), self.language);
-        let c = tokio::spawn(async move { container::create(&docker, &settings, language).await })
-            .await
-            .map_err(|_| PoolError::ShuttingDown)??;
+        let (docker, settings, language, shutdown) = (
+            self.docker.clone(),
+            self.settings.clone(),
+            self.language,
+            self.shutdown.clone(),
+        );
+        let c = tokio::spawn(async move {
+            let mut c = container::create(&docker, &settings, language).await?;
+            // Finished after shutdown began: the shutdown sweep may already have run, so
+            // remove it here, before anyone can lose track of it.
+            if shutdown.is_cancelled() {
+                container::remove(&docker, &c.id).await;
+                c.keep_on_drop = true;
+                return Err(PoolError::ShuttingDown);
+            }
+            Ok(c)
+        })
+        .await
+        .map_err(|_| PoolError::ShuttingDown)??;
         self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
         self.toolchain
             .lock()
@@ -270,6 +285,7 @@ impl Pools {
                 nursery: nursery.clone(),
                 lifecycle: lifecycle.clone(),
                 toolchain: toolchain.clone(),
+                shutdown: shutdown.clone(),
             };
             let pool = Pool::builder(manager)
                 .max_size(lang.max_size)
@@ -543,16 +559,15 @@ async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
             lp.warming.fetch_add(1, Ordering::Relaxed);
             let (pools2, lp2) = (pools.clone(), lp.clone());
             pools.tasks.spawn(async move {
-                let manager = lp2.pool.manager();
-                let res = tokio::select! {
-                    r = manager.create_detached() => r,
-                    _ = pools2.shutdown.cancelled() => Err(PoolError::ShuttingDown),
-                };
+                // Not cancelled by shutdown: a creation in progress finishes (bounded by the
+                // create timeout) and removes itself, so shutdown can wait for it.
+                let res = lp2.pool.manager().create_detached().await;
                 match res {
                     Ok(c) if !pools2.shutdown.is_cancelled() => {
                         lp2.nursery.lock().unwrap_or_else(|p| p.into_inner()).push(c)
                     }
                     Ok(_) => {}
+                    Err(PoolError::ShuttingDown) => {}
                     Err(e) => tracing::error!(language = %lp2.language, error = %e, "warming a container failed"),
                 }
                 lp2.warming.fetch_sub(1, Ordering::Relaxed);

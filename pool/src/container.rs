@@ -1,6 +1,9 @@
 //! One sandbox container: how it is created, what isolation it gets, and how it dies.
 
-use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, ContainerUpdateBody, HostConfig,
+    ResourcesUlimits,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -480,10 +483,7 @@ pub async fn list_instance(
                 .as_ref()
                 .and_then(|l| l.get(LABEL_LANGUAGE))
                 .and_then(|l| Language::parse(l));
-            let running = c
-                .state
-                .as_ref()
-                .is_some_and(|s| format!("{s:?}").to_lowercase().contains("running"));
+            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
             Some((c.id?, lang, running))
         })
         .collect())
@@ -501,22 +501,10 @@ pub async fn remove_instance_except(
     instance: &str,
     keep: &std::collections::HashSet<String>,
 ) -> Result<usize, PoolError> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_INSTANCE}={instance}")],
-    )]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(PoolError::Docker)?;
-    let ids: Vec<String> = list
+    let ids: Vec<String> = list_instance(docker, instance)
+        .await?
         .into_iter()
-        .filter_map(|c| c.id)
+        .map(|(id, _, _)| id)
         .filter(|id| !keep.contains(id))
         .collect();
     futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;

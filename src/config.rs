@@ -178,8 +178,17 @@ impl Default for ExecutionLimits {
 pub struct ConfigError(pub String);
 
 impl Settings {
-    /// Loads defaults, then `file` (if given, it must exist), then the environment.
+    /// Loads defaults, then `file` (if given, it must exist), then the environment, and
+    /// validates the result.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let settings = Settings::load_unvalidated(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Like [`Settings::load`] without the checks that only serving needs (for example
+    /// that the agent bundle exists): used by `codebeaker keys`.
+    pub fn load_unvalidated(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let defaults = config::Config::try_from(&Settings::default())
             .map_err(|e| ConfigError(e.to_string()))?;
         let mut b = config::Config::builder().add_source(defaults);
@@ -196,7 +205,6 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
-        settings.validate()?;
         Ok(settings)
     }
 

@@ -64,7 +64,13 @@ const EXIT_CONFIG: u8 = 64;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let loaded = if serving {
+        Settings::load(cli.config.as_deref())
+    } else {
+        Settings::load_unvalidated(cli.config.as_deref())
+    };
+    let settings = match loaded {
         Ok(s) => s,
         Err(e) => {
             eprintln!("codebeaker: {e}");

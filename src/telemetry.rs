@@ -48,9 +48,7 @@ pub fn init_with(format: LogFormat, default_filter: &str) {
 }
 
 fn otlp_provider() -> Option<&'static SdkTracerProvider> {
-    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
-        return None;
-    }
+    std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
     if let Some(p) = PROVIDER.get() {
         return Some(p);
     }

@@ -24,6 +24,9 @@ use crate::files::User;
 
 /// The environment every user process starts with. Nothing from the agent's own
 /// environment leaks through (it has none worth keeping, and secrets never belong here).
+/// Receives captured output as it arrives: (`"stdout"` or `"stderr"`, bytes).
+pub type OutputSink<'a, 'b> = &'a mut (dyn FnMut(&str, &[u8]) + 'b);
+
 pub const BASE_ENV: &[(&str, &str)] = &[
     (
         "PATH",
@@ -124,7 +127,7 @@ pub fn collect_streaming(
     mut watch: Watch<'_>,
     timeout: Duration,
     limit: usize,
-    mut sink: Option<&mut dyn FnMut(&str, &[u8])>,
+    mut sink: Option<OutputSink<'_, '_>>,
 ) -> io::Result<Collected> {
     let deadline = Instant::now() + timeout;
     let (pid, out_pipe, err_pipe) = match &mut watch {
@@ -192,7 +195,7 @@ pub fn collect_streaming(
     // Whatever is already buffered in the pipes belongs to this run; take it without
     // waiting for writers that may still hold the pipes open.
     out.pump(sink.as_deref_mut(), "stdout");
-    err.pump(sink.as_deref_mut(), "stderr");
+    err.pump(sink, "stderr");
     Ok(Collected {
         exit_code: status.code,
         signal: status.signal,
@@ -291,7 +294,7 @@ impl Stream {
 
     /// Reads whatever is available now, passing kept bytes to `sink`. Closes the pipe on
     /// EOF or error.
-    fn pump<'c>(&mut self, mut sink: Option<&mut (dyn FnMut(&str, &[u8]) + 'c)>, name: &str) {
+    fn pump<'c>(&mut self, mut sink: Option<OutputSink<'_, 'c>>, name: &str) {
         let Some(p) = self.pipe.as_mut() else { return };
         let mut chunk = [0u8; 64 * 1024];
         loop {

@@ -440,7 +440,7 @@ pub fn shell(
     reaper: &mut Reaper,
     user: User,
     req: ShellRequest,
-    emit: &mut dyn FnMut(&str, &[u8]),
+    emit: exec::OutputSink<'_, '_>,
 ) -> Result<ShellResult, CommandError> {
     if req.command_name.is_empty() || req.command_name.contains('\0') {
         return Err(cerr(
@@ -484,7 +484,7 @@ pub fn shell(
             });
         }
     }
-    let sink: Option<&mut dyn FnMut(&str, &[u8])> = if req.stream { Some(emit) } else { None };
+    let sink = if req.stream { Some(emit) } else { None };
     let c = exec::collect_streaming(
         reaper,
         Watch::Child(&mut child),

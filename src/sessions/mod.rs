@@ -193,7 +193,8 @@ impl Sessions {
         what: &str,
     ) -> Result<f64, SessionError> {
         let m = asked.unwrap_or(default);
-        if !(m > 0.0) {
+        // Written so that NaN is refused too.
+        if m.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(SessionError::InvalidParams(format!(
                 "{what} must be positive"
             )));
@@ -299,7 +300,7 @@ impl Sessions {
             .filter(|s| s.meta.tenant == caller.tenant)
             .cloned()
             .collect();
-        v.sort_by(|a, b| a.meta.created_at.cmp(&b.meta.created_at));
+        v.sort_by_key(|s| s.meta.created_at);
         v
     }
 

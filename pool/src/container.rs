@@ -450,8 +450,11 @@ pub async fn remove(docker: &Docker, id: &str) {
         .build();
     match docker.remove_container(id, Some(opts)).await {
         Ok(()) => tracing::debug!(container = %short(id), "container removed"),
+        // Gone already, or being removed by the other path (a dropped handle and the
+        // shutdown sweep can race): both mean the container is going away.
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
+            status_code: 404 | 409,
+            ..
         }) => {}
         Err(e) => tracing::warn!(container = %short(id), error = %e, "container removal failed"),
     }

@@ -154,6 +154,14 @@ impl Drop for Admitted<'_> {
     }
 }
 
+pub struct AdmittedOwned(Arc<Admission>);
+
+impl Drop for AdmittedOwned {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Admission {
     pub fn new(limit: usize) -> Self {
         Admission {
@@ -162,14 +170,24 @@ impl Admission {
         }
     }
 
-    /// Admits one invocation, or `None` (shed) when the gateway is full.
-    pub fn try_admit(&self) -> Option<Admitted<'_>> {
+    fn reserve(&self) -> bool {
         let prev = self.in_flight.fetch_add(1, Ordering::AcqRel);
         if prev >= self.limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return false;
         }
-        Some(Admitted(self))
+        true
+    }
+
+    /// Admits one invocation, or `None` (shed) when the gateway is full.
+    pub fn try_admit(&self) -> Option<Admitted<'_>> {
+        self.reserve().then_some(Admitted(self))
+    }
+
+    /// Like [`Admission::try_admit`], for a permit that must outlive the borrow (moved into
+    /// a spawned task).
+    pub fn try_admit_owned(self: Arc<Self>) -> Option<AdmittedOwned> {
+        self.reserve().then_some(AdmittedOwned(self))
     }
 
     pub fn in_flight(&self) -> usize {

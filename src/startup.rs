@@ -143,7 +143,7 @@ impl Application {
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await;
         // Live sessions survive a restart: their containers stay up for re-adoption.
-        let keep = sessions.detach_all();
+        let keep = sessions.detach_all(grace).await;
         pools.shutdown_keeping(grace, &keep).await;
         served
     }

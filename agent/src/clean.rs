@@ -92,24 +92,28 @@ pub fn wipe(user: User) -> io::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-/// Removes SysV shared memory, semaphores and message queues owned by the user. They live
-/// in the container's IPC namespace, not in any file system, so emptying directories would
-/// miss them. Must run with the owner's effective uid (IPC_RMID permission).
+/// Removes SysV shared memory, semaphores and message queues created or owned by the user.
+/// They live in the container's IPC namespace, not in any file system, so emptying
+/// directories would miss them. The creator uid is matched as well as the owner: user code
+/// may hand an object to another owner with IPC_SET, but cannot change its creator, and
+/// the creator keeps the right to IPC_RMID. Must run with the user's effective uid.
 fn remove_sysv_ipc(uid: u32) {
-    for (table, id_col, uid_col) in [
-        ("/proc/sysvipc/shm", 1, 7),
-        ("/proc/sysvipc/sem", 1, 4),
-        ("/proc/sysvipc/msg", 1, 7),
+    for (table, id_col, uid_col, cuid_col) in [
+        ("/proc/sysvipc/shm", 1, 7, 9),
+        ("/proc/sysvipc/sem", 1, 4, 6),
+        ("/proc/sysvipc/msg", 1, 7, 9),
     ] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(id), Some(owner)) = (cols.get(id_col), cols.get(uid_col)) else {
+            let Some(id) = cols.get(id_col) else {
                 continue;
             };
-            if owner.parse::<u32>().ok() != Some(uid) {
+            let is_user =
+                |col: usize| cols.get(col).and_then(|v| v.parse::<u32>().ok()) == Some(uid);
+            if !is_user(uid_col) && !is_user(cuid_col) {
                 continue;
             }
             if let Ok(id) = id.parse::<i32>() {

@@ -77,12 +77,19 @@ pub fn user_command(argv: &[&str], extra_env: &[(&str, &str)], user: User) -> Co
 
 /// Spawns `cmd` and makes its process the first choice of the OOM killer, so that a memory
 /// bomb takes itself out and not the agent.
+///
+/// After exec the child is a dumpable uid-1000 process whose /proc files the agent (no
+/// DAC override) cannot write, so the score is set by inheritance instead: the agent raises
+/// its own score, spawns, and lowers it back. Raising needs no privilege, and going back
+/// down to 0 is allowed because 0 is the floor this process started with.
 pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
-    let child = cmd.spawn()?;
-    // Raising a score needs no privilege; the agent owns the (non-dumpable) child's /proc
-    // entry. The window before this write is a few microseconds of exec.
-    let _ = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "1000");
-    Ok(child)
+    const ADJ: &str = "/proc/self/oom_score_adj";
+    let raised = std::fs::write(ADJ, "1000").is_ok();
+    let child = cmd.spawn();
+    if raised && std::fs::write(ADJ, "0").is_err() {
+        eprintln!("codebeaker-agent: cannot restore own oom_score_adj");
+    }
+    child
 }
 
 /// What a finished (or killed) process did.
@@ -246,10 +253,25 @@ impl ExitStatus {
 
 fn try_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {
     match watch {
-        Watch::Child(_) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(s) => Ok(ExitStatus::from_wait(s)),
-            Err(e) => Err(e.into()),
-        },
+        // Reap every exited child, not only the watched one: background processes of a
+        // session command would otherwise pile up as zombies of PID 1 (and count against
+        // the pids limit), since sessions skip the cleanup.
+        Watch::Child(_) => {
+            let mut found = None;
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                    Ok(s) => {
+                        if s.pid() == Some(pid) {
+                            found = ExitStatus::from_wait(s);
+                        }
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(found)
+        }
         Watch::Forked { zygote, .. } => zygote.try_exit(),
     }
 }

@@ -45,15 +45,23 @@ impl Drop for AsUser {
     }
 }
 
-/// Creates or truncates `path` and writes `data`, refusing to follow a symlink.
+/// Creates or truncates `path` and writes `data`, refusing to follow a symlink or to write
+/// into anything but a regular file (a planted FIFO must not block the agent: O_NONBLOCK
+/// makes its open fail or return at once, and the fstat check refuses it).
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    f.set_len(0)?;
     f.write_all(data)
 }
 

@@ -260,6 +260,13 @@ impl Agent {
         let program = Path::new("/workspace").join(self.lang.program_file());
         {
             let _as_user = AsUser::enter(self.user)?;
+            // A session keeps its files: an earlier run's output.json must not pass for
+            // this run's result.
+            match std::fs::remove_file(OUTPUT) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             files::write_new(Path::new(INPUT), &serde_json::to_vec(&req.input)?)?;
             files::write_new(&program, req.source.as_bytes())?;
         }

@@ -186,10 +186,11 @@ impl Workspace {
                 };
                 let fd = self.open_at(
                     &rel,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | extra,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra,
                     Mode::from_bits_truncate(0o644),
                     &path,
                 )?;
+                regular(&fd, &path)?;
                 let mut f = File::from(fd);
                 f.write_all(&data).map_err(|e| io_err(e, &path))?;
                 Ok(json!({"path": display(&rel), "bytes": data.len()}))
@@ -303,10 +304,11 @@ impl Workspace {
                 };
                 let fd = self.open_at(
                     &dst,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | extra,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra,
                     Mode::from_bits_truncate(0o644),
                     &destination,
                 )?;
+                regular(&fd, &destination)?;
                 File::from(fd)
                     .write_all(&data)
                     .map_err(|e| io_err(e, &destination))?;
@@ -344,6 +346,18 @@ impl Workspace {
             .map_err(|e| io_err(e, shown))?;
         Ok(data)
     }
+}
+
+/// Refuses FIFOs, devices and sockets (opened non-blocking, so the open itself cannot hang).
+fn regular(fd: &OwnedFd, shown: &str) -> Result<(), CommandError> {
+    let st = fstat(fd.as_fd()).map_err(|e| from_errno(e, shown))?;
+    if kind_of(st.st_mode) != "file" {
+        return Err(cerr(
+            CommandErrorKind::InvalidArgument,
+            format!("{shown}: not a regular file"),
+        ));
+    }
+    Ok(())
 }
 
 fn display(rel: &str) -> String {
@@ -449,7 +463,16 @@ pub fn shell(
         ));
     }
     let cwd = match &req.working_directory {
-        Some(d) => display(&relative(d)?),
+        Some(d) => {
+            let rel = relative(d)?;
+            // Resolved by the kernel beneath /workspace, like every other path, so `..` or
+            // a symlink cannot start the command elsewhere (it can still `cd` itself: the
+            // argv is the caller's, and it runs as the sandbox user either way).
+            let ws = Workspace::open(user).map_err(|e| io_err(e, d))?;
+            let _as_user = AsUser::enter(user).map_err(|e| io_err(e, d))?;
+            ws.open_at(&rel, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), d)?;
+            display(&rel)
+        }
         None => WORKSPACE.to_string(),
     };
     let argv: Vec<&str> = std::iter::once(req.command_name.as_str())

@@ -433,7 +433,21 @@ pub async fn reattach(
         conn: AgentConn::new(id.to_string(), attach),
         docker: docker.clone(),
     };
-    let meta = c.session_info().await?;
+    // The previous gateway may have died with a command in flight: its reply (or streamed
+    // output) can still be in the pipe ahead of ours. Skip anything that is not the
+    // answer to our question.
+    c.conn
+        .send(&Request::SessionInfo)
+        .await
+        .map_err(|e| c.fail(e))?;
+    let meta = loop {
+        match tokio::time::timeout(Duration::from_secs(3), c.conn.read_reply()).await {
+            Ok(Ok(Reply::SessionInfo { meta })) => break meta,
+            Ok(Ok(_stale)) => continue,
+            Ok(Err(e)) => return Err(c.fail(e)),
+            Err(_) => return Err(c.fail(AgentError::Timeout(Duration::from_secs(3)))),
+        }
+    };
     c.keep_on_drop = false;
     Ok((c, meta))
 }

@@ -147,24 +147,38 @@ pub enum AuthFailure {
     JwtDisabled,
 }
 
-enum Credential<'a> {
-    ApiKey(&'a str),
-    Bearer(&'a str),
+/// A presented credential (kept by a WebSocket to re-check it on every message).
+#[derive(Clone)]
+pub enum Credential {
+    ApiKey(String),
+    Bearer(String),
 }
 
-fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(Credential::ApiKey(k.trim()));
+impl Credential {
+    pub fn from_headers(headers: &HeaderMap) -> Option<Credential> {
+        if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return Some(Credential::ApiKey(k.trim().to_string()));
+        }
+        let auth = headers.get("authorization")?.to_str().ok()?.trim();
+        let (scheme, value) = auth.split_once(' ')?;
+        let value = value.trim().to_string();
+        if scheme.eq_ignore_ascii_case("apikey") {
+            Some(Credential::ApiKey(value))
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            Some(Credential::Bearer(value))
+        } else {
+            None
+        }
     }
-    let auth = headers.get("authorization")?.to_str().ok()?.trim();
-    let (scheme, value) = auth.split_once(' ')?;
-    let value = value.trim();
-    if scheme.eq_ignore_ascii_case("apikey") {
-        Some(Credential::ApiKey(value))
-    } else if scheme.eq_ignore_ascii_case("bearer") {
-        Some(Credential::Bearer(value))
-    } else {
-        None
+}
+
+impl AppState {
+    /// Turns a credential into a principal (API key or JWT).
+    pub fn verify(&self, c: &Credential) -> Result<Principal, AuthFailure> {
+        match c {
+            Credential::ApiKey(k) => self.keys.verify(k),
+            Credential::Bearer(t) => self.jwt.verify(t),
+        }
     }
 }
 
@@ -173,10 +187,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let span = tracing::info_span!("auth", subject = tracing::field::Empty);
     let principal = {
         let _enter = span.enter();
-        let result = match credential(req.headers()) {
+        let result = match Credential::from_headers(req.headers()) {
             None => Err(AuthFailure::Missing),
-            Some(Credential::ApiKey(k)) => state.keys.verify(k),
-            Some(Credential::Bearer(t)) => state.jwt.verify(t),
+            Some(c) => state.verify(&c),
         };
         match result {
             Ok(p) => {

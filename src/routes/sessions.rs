@@ -72,10 +72,27 @@ pub async fn command(
     let Json(v) = body?;
     let cmd = Command::parse(v).map_err(ApiError::Invalid)?;
     let session = state.sessions.get(&caller, &id)?;
-    // REST has no side channel for streamed output; the final result carries it all.
-    let mut ignore = |_: &str, _: String| {};
-    let out =
-        commands::execute(&state.sessions, &state.settings, &session, cmd, &mut ignore).await?;
+    let admitted = state.admission.clone().try_admit_owned().ok_or_else(|| {
+        crate::metrics::rejection("shed");
+        ApiError::Overloaded
+    })?;
+    // Its own task: if the HTTP caller goes away mid-command, the command still completes
+    // and the session's container stays in step with its agent.
+    let task = tokio::spawn(async move {
+        let _admitted = admitted;
+        // REST has no side channel for streamed output; the final result carries it all.
+        let mut ignore = |_: &str, _: String| {};
+        commands::execute(
+            &state.sessions,
+            &state.settings,
+            &caller,
+            &session,
+            cmd,
+            &mut ignore,
+        )
+        .await
+    });
+    let out = task.await.map_err(|_| ApiError::Overloaded)??;
     Ok(Json(out))
 }
 

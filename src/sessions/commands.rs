@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{Session, SessionError, Sessions};
+use crate::auth::Principal;
 use crate::config::Settings;
 
 /// Application error codes inside a command outcome, and for session-level JSON-RPC
@@ -117,13 +118,17 @@ fn command_error(kind: CommandErrorKind, message: String) -> (i64, &'static str,
 pub async fn execute(
     sessions: &Sessions,
     settings: &Settings,
+    caller: &Principal,
     session: &Session,
     cmd: Command,
     on_output: &mut (dyn FnMut(&str, String) + Send),
 ) -> Result<Value, SessionError> {
     let limits = &settings.limits;
     let language = session.language();
-    let shell_max = sessions.settings().max_command_timeout_ms;
+    // The caller's own maximum applies on top of the server's.
+    let key_max = caller.limits.max_timeout_ms.unwrap_or(u64::MAX);
+    let shell_max = sessions.settings().max_command_timeout_ms.min(key_max);
+    let run_max = limits.max_timeout_ms.min(key_max);
     sessions
         .with_container(session, async move |c| {
             let started = Instant::now();
@@ -157,7 +162,7 @@ pub async fn execute(
                     }
                 }
                 Command::RunCode(p) => {
-                    let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms).min(limits.max_timeout_ms);
+                    let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms).min(run_max);
                     let req = RunRequest {
                         source: codebeaker_pool::wrap(language, &p.code),
                         input: p.input,

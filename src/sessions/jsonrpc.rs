@@ -6,6 +6,7 @@
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -93,17 +94,27 @@ impl RpcError {
 }
 
 /// `GET /ws/jsonrpc` (upgrade). Authentication happened on the upgrade request.
+///
+/// The same credential is checked again for every message, so a revoked key or an expired
+/// token stops working on an open socket too; every request counts against the rate limit.
 pub async fn upgrade(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = state.settings.limits.max_body_bytes;
+    let credential = crate::auth::Credential::from_headers(&headers);
     ws.max_message_size(max)
-        .on_upgrade(move |socket| serve(socket, state, caller))
+        .on_upgrade(move |socket| serve(socket, state, caller, credential))
 }
 
-async fn serve(socket: WebSocket, state: AppState, caller: Arc<Principal>) {
+async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    caller: Arc<Principal>,
+    credential: Option<crate::auth::Credential>,
+) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
@@ -120,6 +131,16 @@ async fn serve(socket: WebSocket, state: AppState, caller: Arc<Principal>) {
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => continue,
         };
+        let still_valid = credential.as_ref().is_some_and(|c| state.verify(c).is_ok());
+        if !still_valid {
+            crate::metrics::rejection("auth");
+            let e = rpc_err(
+                codes::UNAUTHORIZED,
+                "the credential is no longer valid; reconnect with a valid one",
+            );
+            let _ = tx.send(error_response(Value::Null, e).to_string());
+            break;
+        }
         // Each message is handled on its own task: several requests may be in flight.
         let (state, caller, tx) = (state.clone(), caller.clone(), tx.clone());
         tokio::spawn(async move {
@@ -210,7 +231,19 @@ async fn handle_one(
         let e = rpc_err(INVALID_PARAMS, "params must be an object");
         return id.map(|id| error_response(id, e));
     }
-    let result = dispatch(state, caller, method, params, tx).await;
+    let result = match state.rate.check(&caller.subject, &caller.limits) {
+        Ok(_) => dispatch(state, caller, method, params, tx).await,
+        Err(limited) => {
+            crate::metrics::rejection("rate_limit");
+            Err(rpc_err(
+                codes::OVERLOADED,
+                format!(
+                    "rate limit exceeded; retry after {:.1} s",
+                    limited.retry_after.as_secs_f64()
+                ),
+            ))
+        }
+    };
     // A notification gets no response, whatever happened.
     let id = id?;
     Some(match result {
@@ -270,6 +303,12 @@ async fn dispatch(
             let cmd = Command::parse(field(&params, "command")?.clone())
                 .map_err(|e| rpc_err(INVALID_PARAMS, e))?;
             let session = sessions.get(caller, &id)?;
+            let _admitted = state.admission.try_admit().ok_or_else(|| {
+                rpc_err(
+                    codes::OVERLOADED,
+                    "the gateway is at capacity; retry shortly",
+                )
+            })?;
             let tx = tx.clone();
             let sid = id.clone();
             let mut on_output = move |stream: &str, data: String| {
@@ -280,7 +319,15 @@ async fn dispatch(
                 });
                 let _ = tx.send(note.to_string());
             };
-            Ok(commands::execute(sessions, &state.settings, &session, cmd, &mut on_output).await?)
+            Ok(commands::execute(
+                sessions,
+                &state.settings,
+                caller,
+                &session,
+                cmd,
+                &mut on_output,
+            )
+            .await?)
         }
         "session.list" => {
             require(caller, Scope::Sessions)?;

@@ -225,7 +225,11 @@ impl Sessions {
             self.settings.max_lifetime_minutes,
             "maxLifetimeMinutes",
         )?;
-        let max_mb = self.pools.settings().limits.memory_mb;
+        let container_mb = self.pools.settings().limits.memory_mb;
+        let max_mb = caller
+            .limits
+            .max_memory_mb
+            .map_or(container_mb, |k| k.min(container_mb));
         if let Some(mb) = p.memory_limit_mb {
             if !(32..=max_mb).contains(&mb) {
                 return Err(SessionError::InvalidParams(format!(
@@ -247,7 +251,11 @@ impl Sessions {
         };
         let raw =
             serde_json::to_value(&meta).map_err(|e| SessionError::InvalidParams(e.to_string()))?;
-        let memory = p.memory_limit_mb.filter(|&mb| mb < max_mb);
+        // A key that caps memory below the container's gets that cap applied.
+        let memory = p
+            .memory_limit_mb
+            .or((max_mb < container_mb).then_some(max_mb))
+            .filter(|&mb| mb < container_mb);
         let container = self.pools.take_for_session(language, raw, memory).await?;
         let s = Arc::new(Session {
             container_id: container.id.clone(),
@@ -368,14 +376,22 @@ impl Sessions {
     }
 
     /// Leaves every session container running for the next gateway process and returns
-    /// their ids (so the pool's shutdown sweep spares them).
-    pub fn detach_all(&self) -> HashSet<String> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+    /// their ids (so the pool's shutdown sweep spares them). A session busy with a command
+    /// gets up to `grace` to finish it first.
+    pub async fn detach_all(&self, grace: Duration) -> HashSet<String> {
+        let sessions: Vec<Arc<Session>> = {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, s)| s).collect()
+        };
+        let deadline = tokio::time::Instant::now() + grace;
         let mut ids = HashSet::new();
-        for (_, s) in map.drain() {
-            if let Ok(mut c) = s.container.try_lock() {
-                c.keep_on_drop = true;
-                ids.insert(c.id.clone());
+        for s in sessions {
+            match tokio::time::timeout_at(deadline, s.container.lock()).await {
+                Ok(mut c) if !c.in_flight && !c.broken => {
+                    c.keep_on_drop = true;
+                    ids.insert(c.id.clone());
+                }
+                _ => tracing::warn!(session = %s.id(), "session still busy at shutdown; not kept"),
             }
         }
         ids

@@ -77,6 +77,10 @@ for p in ['/workspace/secret.txt', '/tmp/secret.txt', '/dev/shm/secret.txt']:
 os.makedirs('/workspace/locked/deep')
 open('/workspace/locked/deep/f', 'w').write('x')
 os.chmod('/workspace/locked', 0)
+import subprocess
+subprocess.run(['ipcmk', '-M', '4096'], check=True, capture_output=True)
+subprocess.run(['ipcmk', '-Q'], check=True, capture_output=True)
+subprocess.run(['ipcmk', '-S', '2'], check=True, capture_output=True)
 result = 'wrote'
 "#,
             json!({}),
@@ -86,14 +90,14 @@ result = 'wrote'
     let b = app
         .run(
             "python",
-            "import os\nresult = {d: sorted(os.listdir(d)) for d in ['/workspace', '/tmp', '/dev/shm']}",
+            "import os\nresult = {d: sorted(os.listdir(d)) for d in ['/workspace', '/tmp', '/dev/shm']}\nresult['ipc'] = [len(open(f'/proc/sysvipc/{t}').read().splitlines()) - 1 for t in ('shm', 'msg', 'sem')]",
             json!({}),
         )
         .await;
     // Only this invocation's own input and program are present.
     assert_eq!(
         b["output"],
-        json!({"/workspace": ["input.json", "program.py"], "/tmp": [], "/dev/shm": []}),
+        json!({"/workspace": ["input.json", "program.py"], "/tmp": [], "/dev/shm": [], "ipc": [0, 0, 0]}),
         "{b}"
     );
     app.stop().await;

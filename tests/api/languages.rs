@@ -137,6 +137,16 @@ async fn program_errors_have_distinct_kinds() {
         .await;
     assert_eq!(kind(&b), "invalid_output", "{b}");
 
+    // User processes are the OOM killer's first choice, not the agent, in every language.
+    for (lang, code) in [
+        ("python", "result = open('/proc/self/oom_score_adj').read().strip()"),
+        ("javascript", "const result = require('fs').readFileSync('/proc/self/oom_score_adj', 'utf8').trim();"),
+        ("go", "b, _ := os.ReadFile(\"/proc/self/oom_score_adj\")\nresult := strings.TrimSpace(string(b))"),
+    ] {
+        let b = app.run(lang, code, json!({})).await;
+        assert_eq!(b["output"], "1000", "{lang}: {b}");
+    }
+
     // The pool is healthy after all of that.
     let b = app.run("python", "result = 42", json!({})).await;
     assert_eq!(b["output"], 42);

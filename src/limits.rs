@@ -181,13 +181,13 @@ impl Admission {
 
     /// Admits one invocation, or `None` (shed) when the gateway is full.
     pub fn try_admit(&self) -> Option<Admitted<'_>> {
-        self.reserve().then_some(Admitted(self))
+        self.reserve().then(|| Admitted(self))
     }
 
     /// Like [`Admission::try_admit`], for a permit that must outlive the borrow (moved into
     /// a spawned task).
     pub fn try_admit_owned(self: Arc<Self>) -> Option<AdmittedOwned> {
-        self.reserve().then_some(AdmittedOwned(self))
+        self.reserve().then(|| AdmittedOwned(self))
     }
 
     pub fn in_flight(&self) -> usize {

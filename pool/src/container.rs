@@ -164,22 +164,7 @@ pub async fn create(
     // From here on, a failure must not leave the container behind.
     let result = async {
         // Attach before start, so not a byte of the agent's output is missed.
-        let attach = docker
-            .attach_container(
-                &id,
-                Some(
-                    AttachContainerOptionsBuilder::default()
-                        .stdin(true)
-                        .stdout(true)
-                        .stderr(true)
-                        .stream(true)
-                        .logs(false)
-                        .build(),
-                ),
-            )
-            .await
-            .map_err(PoolError::AttachContainer)?;
-        let mut conn = AgentConn::new(id.clone(), attach);
+        let mut conn = attach(docker, &id).await?;
         docker
             .start_container(
                 &id,
@@ -393,6 +378,23 @@ impl Drop for Container {
     }
 }
 
+/// Opens the agent's channel: the container's stdin, stdout and stderr as a live stream
+/// (no replay of earlier output).
+async fn attach(docker: &Docker, id: &str) -> Result<AgentConn, PoolError> {
+    let opts = AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build();
+    let streams = docker
+        .attach_container(id, Some(opts))
+        .await
+        .map_err(PoolError::AttachContainer)?;
+    Ok(AgentConn::new(id.to_string(), streams))
+}
+
 /// Re-attaches to a running container of ours (after a gateway restart) and asks its agent
 /// whether it is a session. Returns the handle and the session metadata, if any.
 pub async fn reattach(
@@ -401,21 +403,7 @@ pub async fn reattach(
     language: Language,
     memory_mb: u64,
 ) -> Result<(Container, Option<serde_json::Value>), PoolError> {
-    let attach = docker
-        .attach_container(
-            id,
-            Some(
-                AttachContainerOptionsBuilder::default()
-                    .stdin(true)
-                    .stdout(true)
-                    .stderr(true)
-                    .stream(true)
-                    .logs(false)
-                    .build(),
-            ),
-        )
-        .await
-        .map_err(PoolError::AttachContainer)?;
+    let conn = attach(docker, id).await?;
     let mut c = Container {
         id: id.to_string(),
         info: AgentInfo {
@@ -430,7 +418,7 @@ pub async fn reattach(
         broken: false,
         // Until we know it is a session we own, do not let a failure here remove it twice.
         keep_on_drop: true,
-        conn: AgentConn::new(id.to_string(), attach),
+        conn,
         docker: docker.clone(),
     };
     // The previous gateway may have died with a command in flight: its reply (or streamed

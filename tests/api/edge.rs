@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    add_key, generous, settings, spawn, spawn_with, JWT_AUDIENCE, JWT_HS256_SECRET, JWT_ISSUER,
+    add_key, generous, revoke_key, settings, spawn, spawn_with, JWT_AUDIENCE, JWT_HS256_SECRET,
+    JWT_ISSUER,
 };
 
 const PY: &str = "result = 1";
@@ -119,20 +120,7 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
 
     // Rotation: a new key works and the old one is revoked, by editing the file only.
     let new_key = add_key(&app.keys_file, vec![Scope::Execute], generous());
-    let text = std::fs::read_to_string(&app.keys_file).unwrap();
-    let old_id = app.key.split('_').nth(1).unwrap();
-    let mut file: toml::Table = toml::from_str(&text).unwrap();
-    for k in file["keys"].as_array_mut().unwrap() {
-        if k["id"].as_str() == Some(old_id) {
-            k.as_table_mut()
-                .unwrap()
-                .insert("revoked".into(), toml::Value::Boolean(true));
-        }
-    }
-    // Make sure the mtime changes even on coarse-grained file systems.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    std::fs::write(&app.keys_file, toml::to_string(&file).unwrap()).unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    revoke_key(&app.keys_file, &app.key).await;
     let (st, b, _) = status_of(&app, Some(("x-api-key", &new_key))).await;
     assert_eq!(st, 200, "new key: {b}");
     let (st, b, _) = status_of(&app, Some(("x-api-key", &app.key))).await;

@@ -62,6 +62,25 @@ pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Limits) -> String {
     key
 }
 
+/// Marks `key` revoked in `keys_file` (as an operator would, by editing the file) and waits
+/// for the gateway's reload.
+pub async fn revoke_key(keys_file: &Path, key: &str) {
+    let id = key.split('_').nth(1).unwrap();
+    let mut file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(keys_file).unwrap()).unwrap();
+    for k in file["keys"].as_array_mut().unwrap() {
+        if k["id"].as_str() == Some(id) {
+            k.as_table_mut()
+                .unwrap()
+                .insert("revoked".into(), toml::Value::Boolean(true));
+        }
+    }
+    // Make sure the mtime changes even on coarse-grained file systems.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    std::fs::write(keys_file, toml::to_string(&file).unwrap()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+}
+
 /// Limits that never get in a test's way.
 pub fn generous() -> Limits {
     Limits {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{add_key, generous, settings, spawn, spawn_with, TestApp};
+use crate::helpers::{add_key, generous, revoke_key, settings, spawn, spawn_with, TestApp};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -499,19 +499,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
     // The owner still has its session.
     assert_eq!(a.ok("session.list", json!({})).await["count"], 1);
     // Revoking a key takes effect on an already open socket.
-    let text = std::fs::read_to_string(&app.keys_file).unwrap();
-    let other_id = other_key.split('_').nth(1).unwrap().to_string();
-    let mut file: toml::Table = toml::from_str(&text).unwrap();
-    for k in file["keys"].as_array_mut().unwrap() {
-        if k["id"].as_str() == Some(other_id.as_str()) {
-            k.as_table_mut()
-                .unwrap()
-                .insert("revoked".into(), toml::Value::Boolean(true));
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    std::fs::write(&app.keys_file, toml::to_string(&file).unwrap()).unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    revoke_key(&app.keys_file, &other_key).await;
     b.send_text(json!({"jsonrpc": "2.0", "id": 9, "method": "session.list"}).to_string())
         .await;
     assert_eq!(b.recv().await["error"]["code"], -32004);

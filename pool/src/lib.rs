@@ -14,7 +14,9 @@ mod wrap;
 
 pub use bollard::Docker;
 pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
-pub use container::{remove_instance, Container, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
+pub use container::{
+    list_instance, remove_instance, Container, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED,
+};
 pub use error::{AgentError, PoolError};
 pub use pool::{Execution, Invocation, LifecycleSnapshot, PoolStatus, Pools};
 pub use wrap::wrap;

@@ -44,7 +44,7 @@ pub struct JwtVerifier {
     es256: Vec<DecodingKey>,
     settings: JwtSettings,
     /// token → (principal, exp)
-    cache: Cache<String, Arc<(Principal, u64)>>,
+    cache: Cache<String, (Arc<Principal>, u64)>,
 }
 
 impl JwtVerifier {
@@ -88,14 +88,14 @@ impl JwtVerifier {
         self.hs256.is_some() || !self.rs256.is_empty() || !self.es256.is_empty()
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthFailure> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
         if !self.enabled() {
             return Err(AuthFailure::JwtDisabled);
         }
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.cache.get(token) {
             if hit.1 + self.settings.leeway_secs > now {
-                return Ok(hit.0.clone());
+                return Ok(hit.0);
             }
             self.cache.invalidate(token);
         }
@@ -135,9 +135,9 @@ impl JwtVerifier {
         for key in keys {
             match decode::<Claims>(token, key, &v) {
                 Ok(data) => {
-                    let p = self.principal(data.claims.sub, data.claims.cb);
+                    let p = Arc::new(self.principal(data.claims.sub, data.claims.cb));
                     self.cache
-                        .insert(token.to_string(), Arc::new((p.clone(), data.claims.exp)));
+                        .insert(token.to_string(), (p.clone(), data.claims.exp));
                     return Ok(p);
                 }
                 Err(e) => last = Some(e),

@@ -42,7 +42,8 @@ pub struct KeysFile {
 struct Entry {
     hash: [u8; 32],
     revoked: bool,
-    principal: Principal,
+    /// Shared, so a request costs a reference count, not a copy of the record.
+    principal: Arc<Principal>,
 }
 
 /// The loaded keys, swapped whole on reload so readers never see a half-read file.
@@ -125,13 +126,13 @@ impl KeyStore {
                 Entry {
                     hash,
                     revoked: k.revoked,
-                    principal: Principal {
+                    principal: Arc::new(Principal {
                         subject: format!("key:{}", k.id),
                         tenant: k.tenant,
                         scopes: k.scopes,
                         limits: k.limits,
                         via: Via::ApiKey,
-                    },
+                    }),
                 },
             );
         }
@@ -155,7 +156,7 @@ impl KeyStore {
         }
     }
 
-    pub fn verify(&self, presented: &str) -> Result<Principal, AuthFailure> {
+    pub fn verify(&self, presented: &str) -> Result<Arc<Principal>, AuthFailure> {
         let (id, secret) = parse_key(presented).ok_or(AuthFailure::MalformedKey)?;
         let keys = self
             .current

@@ -174,7 +174,7 @@ impl Credential {
 
 impl AppState {
     /// Turns a credential into a principal (API key or JWT).
-    pub fn verify(&self, c: &Credential) -> Result<Principal, AuthFailure> {
+    pub fn verify(&self, c: &Credential) -> Result<Arc<Principal>, AuthFailure> {
         match c {
             Credential::ApiKey(k) => self.keys.verify(k),
             Credential::Bearer(t) => self.jwt.verify(t),
@@ -211,7 +211,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             return ApiError::RateLimited(limited).into_response();
         }
     };
-    req.extensions_mut().insert(Arc::new(principal));
+    req.extensions_mut().insert(principal);
     let mut resp = next.run(req).await;
     if let Some(info) = rate {
         info.write_headers(resp.headers_mut());

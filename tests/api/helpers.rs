@@ -241,19 +241,8 @@ impl Drop for TestApp {
 
 /// Number of containers carrying this instance label.
 pub async fn count_containers(instance: &str) -> usize {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = codebeaker_pool::connect().await.unwrap();
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={instance}", codebeaker_pool::LABEL_INSTANCE)],
-    )]);
-    docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+    codebeaker_pool::list_instance(&docker, instance)
         .await
         .unwrap()
         .len()

@@ -76,6 +76,14 @@ impl Rpc {
         v["result"].clone()
     }
 
+    /// Creates a session with `params` and returns its id.
+    async fn create(&mut self, params: Value) -> String {
+        self.ok("session.create", params).await["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     async fn exec(&mut self, sid: &str, command: Value) -> Value {
         self.ok(
             "session.execute",
@@ -153,10 +161,7 @@ async fn loopai_flow_over_websocket_for_every_language() {
 async fn file_commands_persist_and_run_code_uses_the_session_workspace() {
     let app = spawn(&[Language::Python]).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
-    let sid = rpc.ok("session.create", json!({"language": "py"})).await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = rpc.create(json!({"language": "py"})).await;
     rpc.exec(
         &sid,
         json!({"type": "write_file", "path": "notes/a.txt", "content": "one\n"}),
@@ -335,12 +340,7 @@ async fn json_rpc_protocol_errors_batches_and_notifications() {
 async fn streaming_output_arrives_before_the_final_response() {
     let app = spawn(&[Language::Python]).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
-    let sid = rpc
-        .ok("session.create", json!({"language": "python"}))
-        .await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = rpc.create(json!({"language": "python"})).await;
     let r = rpc
         .exec(&sid, json!({"type": "execute_shell", "commandName": "sh", "args": ["-c", "echo one; sleep 0.5; echo two >&2; echo three"], "stream": true}))
         .await;
@@ -370,12 +370,7 @@ async fn streaming_output_arrives_before_the_final_response() {
 async fn path_escapes_are_refused() {
     let app = spawn(&[Language::Python]).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
-    let sid = rpc
-        .ok("session.create", json!({"language": "python"}))
-        .await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = rpc.create(json!({"language": "python"})).await;
     let ln = rpc
         .exec(&sid, json!({"type": "execute_shell", "commandName": "sh", "args": ["-c", "ln -s /etc/passwd /workspace/link && ln -s /etc /workspace/etcdir && ln -s ../../etc/hostname /workspace/rel"]}))
         .await;
@@ -512,12 +507,7 @@ async fn concurrent_commands_on_one_session_are_serialized_then_refused_as_busy(
     s.sessions.busy_wait_ms = 1500;
     let app = spawn_with(s).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
-    let sid = rpc
-        .ok("session.create", json!({"language": "python"}))
-        .await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = rpc.create(json!({"language": "python"})).await;
     let timed = json!({"type": "execute_shell", "commandName": "sh", "args": ["-c", "date +%s%N; sleep 0.4; date +%s%N"]});
     // Two requests in flight on one socket, answered by id.
     let ids = [101, 102];

@@ -22,9 +22,68 @@ need docker docker.io
 need debootstrap debootstrap
 [ "$(id -u)" = 0 ] || { echo "build-images: must run as root (debootstrap and chroot)" >&2; exit 1; }
 
+# Everything that decides what ends up in a language's image, beyond its package list.
+extra_inputs() {
+  case $1 in
+    javascript) echo "$here/recipes/javascript.npm" "$here/files/deno" ;;
+    csharp) ls "$here"/csharp/json/*.cs ;;
+  esac
+}
+
 recipe_hash() {
-  # The recipe and this script both decide what ends up in the image.
-  cat "$here/recipes/$1.packages" "$here/build-images.sh" | sha256sum | cut -c1-16
+  # shellcheck disable=SC2046
+  cat "$here/recipes/$1.packages" "$here/build-images.sh" $(extra_inputs "$1") | sha256sum | cut -c1-16
+}
+
+# Installs the npm-registry runtime binaries pinned in recipes/<lang>.npm into $2: each
+# tarball is fetched once into $WORK/downloads and checked against its pinned SHA-256.
+npm_binaries() {
+  local lang=$1 root=$2 list=$here/recipes/$1.npm
+  [ -f "$list" ] || return 0
+  mkdir -p "$WORK/downloads"
+  grep -v '^\s*#' "$list" | while read -r pkg version sha dir; do
+    [ -n "$pkg" ] || continue
+    local tgz="$WORK/downloads/$(echo "$pkg" | tr '/@' '__')-$version.tgz"
+    if ! echo "$sha  $tgz" | sha256sum -c --quiet >/dev/null 2>&1; then
+      local url="https://registry.npmjs.org/$pkg/-/${pkg##*/}-$version.tgz"
+      echo "build-images: fetching $pkg@$version" >&2
+      curl -fsSL --retry 3 -o "$tgz.part" "$url" || { echo "build-images: cannot fetch $url" >&2; exit 1; }
+      echo "$sha  $tgz.part" | sha256sum -c --quiet \
+        || { echo "build-images: $pkg@$version does not match its pinned SHA-256" >&2; exit 1; }
+      mv "$tgz.part" "$tgz"
+    fi
+    mkdir -p "$root$dir"
+    tar -xzf "$tgz" -C "$root$dir" --strip-components=1 --no-same-owner
+    chmod -R a+rX "$root$dir"
+  done
+}
+
+# What a language needs beyond its packages.
+extras() {
+  local lang=$1 root=$2
+  case $lang in
+    javascript)
+      npm_binaries "$lang" "$root"
+      install -m 0755 "$here/files/deno" "$root/usr/local/bin/deno"
+      chroot "$root" /usr/local/bin/deno --version >/dev/null \
+        || { echo "build-images: deno does not start in the image" >&2; exit 1; }
+      ;;
+    csharp)
+      # The System.Text.Json subset for Mono, built from this repository's source.
+      rm -rf "$root/tmp/stj" && mkdir -p "$root/tmp/stj" "$root/usr/lib/codebeaker"
+      cp "$here"/csharp/json/*.cs "$root/tmp/stj/"
+      # Mono needs /proc, even to compile.
+      mount -t proc proc "$root/proc"
+      local ok=0
+      chroot "$root" /bin/sh -c 'mcs -nologo -target:library -optimize+ -r:System.Core.dll -r:System.Numerics.dll -out:/usr/lib/codebeaker/System.Text.Json.dll /tmp/stj/*.cs' || ok=$?
+      umount "$root/proc"
+      [ "$ok" = 0 ] || { echo "build-images: the System.Text.Json library does not compile" >&2; exit 1; }
+      rm -rf "$root/tmp/stj"
+      chmod 0644 "$root/usr/lib/codebeaker/System.Text.Json.dll"
+      # `dotnet script FILE.cs`: the agent binary (mounted at /opt/codebeaker) is the shim.
+      ln -sf /opt/codebeaker/codebeaker-agent "$root/usr/local/bin/dotnet"
+      ;;
+  esac
 }
 
 base_rootfs() {
@@ -56,6 +115,7 @@ build_one() {
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
   chroot "$root" /bin/sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs && apt-get clean" \
     >"$WORK/$lang.log" 2>&1 || { tail -30 "$WORK/$lang.log" >&2; exit 1; }
+  extras "$lang" "$root"
   # Drop what a runtime never needs: apt lists, docs, man pages, and the build host's resolver.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root/etc/resolv.conf"
   # The image's user for untrusted code (the agent drops to this uid).

@@ -32,6 +32,10 @@ pub struct SessionSettings {
     pub janitor_interval_ms: u64,
     /// Upper bound on an `execute_shell` command's `timeoutMs`.
     pub max_command_timeout_ms: u64,
+    /// Upper bound on a session's `cpuShares` (Docker's relative CPU weight; 1024 is
+    /// Docker's default). A larger request is lowered to this, so no session can claim
+    /// more than its share of the host.
+    pub max_cpu_shares: u64,
 }
 
 impl Default for SessionSettings {
@@ -44,6 +48,7 @@ impl Default for SessionSettings {
             busy_wait_ms: 2_000,
             janitor_interval_ms: 5_000,
             max_command_timeout_ms: 300_000,
+            max_cpu_shares: 1024,
         }
     }
 }
@@ -224,6 +229,11 @@ impl Settings {
         if l.max_body_bytes < l.max_code_bytes {
             return Err(ConfigError(
                 "limits: max_body_bytes must be at least max_code_bytes".into(),
+            ));
+        }
+        if !(2..=262_144).contains(&self.sessions.max_cpu_shares) {
+            return Err(ConfigError(
+                "sessions.max_cpu_shares must be 2..=262144 (Docker's CPU shares range)".into(),
             ));
         }
         self.pool.validate().map_err(ConfigError)

@@ -1,23 +1,17 @@
-// CodeBeaker wrapper for C# (Mono): the user's code is the body of Main and declares
-// `result`. `input_data` is the parsed JSON as JavaScriptSerializer gives it: objects are
-// Dictionary<string, object>, arrays object[], numbers int/long/decimal. (`dynamic` was
-// tried: Mono's binder adds about a second of CPU to every invocation.)
+// CodeBeaker wrapper for C#, the same contract as Loopai's: top-level statements, with
+// `input_data` a System.Text.Json JsonElement. The user's code declares `result`. The
+// gateway's translator (agent/src/csharp.rs) turns this into a Main for Mono's compiler;
+// System.Text.Json is CodeBeaker's subset for Mono (docs/csharp.md).
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Text;
-using System.Web.Script.Serialization;
+using System.Text.Json;
 
-public static class Program
-{
-    public static void Main()
-    {
-        var __cbJson = new JavaScriptSerializer { MaxJsonLength = int.MaxValue, RecursionLimit = 512 };
-        object input_data = __cbJson.DeserializeObject(File.ReadAllText("/workspace/input.json", Encoding.UTF8));
+var inputJson = File.ReadAllText("/workspace/input.json");
+var input_data = JsonSerializer.Deserialize<JsonElement>(inputJson);
 
 {{code}}
 
-        File.WriteAllText("/workspace/output.json", __cbJson.Serialize(result), new UTF8Encoding(false));
-    }
-}
+var outputJson = JsonSerializer.Serialize(result);
+File.WriteAllText("/workspace/output.json", outputJson);

@@ -1,10 +1,11 @@
 // CodeBeaker C# runner. Mono start-up and JIT warm-up cost ~100 ms, so the agent starts
-// this ahead of time. It warms the JSON serializer the wrapper uses, then waits for one
-// line on stdin (the compiled program's path), loads that assembly and calls its Main.
+// this ahead of time. It warms the JSON library the wrapper uses (CodeBeaker's
+// System.Text.Json subset), then waits for one line on stdin (the compiled program's
+// path), loads that assembly and calls its Main.
 using System;
 using System.Reflection;
 using System.Runtime.InteropServices;
-using System.Web.Script.Serialization;
+using System.Text.Json;
 
 public static class CodeBeakerLauncher
 {
@@ -22,11 +23,13 @@ public static class CodeBeakerLauncher
 
     public static int Main()
     {
-        var warm = new JavaScriptSerializer();
-        // Warm the serializer the wrapper uses: its first use costs tens of milliseconds,
-        // which would otherwise land on the request.
-        var d = (System.Collections.Generic.Dictionary<string, object>)warm.DeserializeObject("{\"a\":[1,2.5,\"x\",true,null]}");
-        warm.Serialize(new { x = d["a"], y = 1 });
+        // Warm the JSON paths the wrapper uses: their first use costs tens of milliseconds
+        // of JIT, which would otherwise land on the request.
+        var warm = JsonSerializer.Deserialize<JsonElement>("{\"a\":[1,2.5,\"x\",true,null],\"v\":21}");
+        int sum = 0, n;
+        foreach (var x in warm.GetProperty("a").EnumerateArray())
+            if (x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out n)) sum += n;
+        JsonSerializer.Serialize(new { x = warm.GetProperty("v").GetInt32() * 2, y = sum, s = "t", l = new[] { 1.5 } });
         var path = Console.In.ReadLine();
         if (string.IsNullOrEmpty(path)) return 2;
         var entry = Assembly.LoadFile(path.Trim()).EntryPoint;

@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod clean;
+mod csharp;
 mod exec;
 mod files;
 mod runtime;
@@ -30,7 +31,22 @@ use std::io::{BufRead, Write};
 
 use crate::runtime::Agent;
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    // One binary, two jobs: installed as `dotnet` in the C# image, it is the `dotnet
+    // script` shim (see csharp.rs) and never the agent.
+    let argv: Vec<String> = std::env::args().collect();
+    let called = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    if called == "dotnet" {
+        return csharp::dotnet_main(&argv[1..]);
+    }
+    agent_main();
+    std::process::ExitCode::SUCCESS
+}
+
+fn agent_main() {
     let mut language = None;
     let mut uid = 1000;
     let mut gid = 1000;

@@ -5,14 +5,13 @@ use codebeaker_proto::{
     RunRequest, ShellRequest, ShellResult,
 };
 use nix::sys::signal::Signal;
-use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::clean;
+use crate::csharp;
 use crate::exec::{self, Reaper, Watch};
 use crate::files::{self, AsUser, Bounded, User};
 use crate::session::{self, CommandError, Workspace};
@@ -28,10 +27,17 @@ const BUILD_DIR: &str = "/tmp/.cb-build";
 
 /// How a language compiles, if it does.
 struct Compile {
-    /// `{src}` and `{out}` are replaced by the source and artifact paths.
-    argv: &'static [&'static str],
+    /// The compiler's argv for (source path, artifact path).
+    argv: fn(&str, &str) -> Vec<String>,
     artifact: &'static str,
     env: &'static [(&'static str, &'static str)],
+    /// Rewrites the source before it is compiled (C#: top-level statements → `Main`).
+    /// The rewritten file is what the compiler sees; the cache key covers the translator.
+    translate: Option<fn(&str, &str) -> String>,
+}
+
+fn go_build(src: &str, out: &str) -> Vec<String> {
+    ["go", "build", "-o", out, src].map(String::from).to_vec()
 }
 
 /// How a language's program is started.
@@ -93,9 +99,10 @@ fn spec(lang: Language) -> Spec {
         Language::Go => Spec {
             version: &["go", "version"],
             compile: Some(Compile {
-                argv: &["go", "build", "-o", "{out}", "{src}"],
+                argv: go_build,
                 artifact: "program",
                 env: GO_ENV,
+                translate: None,
             }),
             runner: Runner::Direct,
             launcher_source: None,
@@ -103,20 +110,15 @@ fn spec(lang: Language) -> Spec {
         Language::CSharp => Spec {
             version: &["mono", "--version"],
             compile: Some(Compile {
-                argv: &[
-                    "mcs",
-                    "-r:System.Web.Extensions.dll",
-                    "-r:System.Core.dll",
-                    "-optimize+",
-                    "-out:{out}",
-                    "{src}",
-                ],
+                argv: csharp::compiler_argv,
                 artifact: "program.exe",
                 env: &[],
+                translate: Some(csharp::to_program),
             }),
             runner: Runner::Prestart {
                 argv: &["mono", "{launcher}"],
-                env: &[],
+                // Where Mono finds the System.Text.Json subset the programs reference.
+                env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
             },
             launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
         },
@@ -430,16 +432,17 @@ impl Agent {
         let Some(compile) = &self.spec.compile else {
             return Err(io::Error::other("language is not compiled"));
         };
-        let mut h = Sha256::new();
-        h.update(self.lang.name());
-        h.update([0]);
-        h.update(&self.toolchain);
-        h.update([0]);
-        h.update(source);
-        let key = h.finalize().iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+        let translator = if compile.translate.is_some() {
+            csharp::TRANSLATION_VERSION
+        } else {
+            ""
+        };
+        let key = csharp::digest(&[
+            self.lang.name().as_bytes(),
+            self.toolchain.as_bytes(),
+            translator.as_bytes(),
+            source,
+        ]);
         let dest = Path::new(CACHE).join(&key).join(compile.artifact);
         if dest.is_file() {
             return Ok(Built::Ready {
@@ -449,16 +452,22 @@ impl Agent {
         }
 
         let out = Path::new(BUILD_DIR).join(compile.artifact);
+        let mut src_path = src_path.to_path_buf();
         {
             let _as_user = AsUser::enter(self.user)?;
             std::fs::create_dir_all(BUILD_DIR)?;
+            if let Some(translate) = compile.translate {
+                let name = src_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(source);
+                let translated = Path::new(BUILD_DIR).join(format!("gen.{name}"));
+                files::write_new(&translated, translate(&text, &name).as_bytes())?;
+                src_path = translated;
+            }
         }
-        let (src_s, out_s) = (src_path.display().to_string(), out.display().to_string());
-        let argv: Vec<String> = compile
-            .argv
-            .iter()
-            .map(|a| a.replace("{src}", &src_s).replace("{out}", &out_s))
-            .collect();
+        let argv = (compile.argv)(&src_path.display().to_string(), &out.display().to_string());
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut child = exec::spawn(&mut exec::user_command(&argv, compile.env, self.user))?;
         drop(child.stdin.take());

@@ -180,14 +180,21 @@ impl Workspace {
                     ));
                 }
                 let extra = match mode {
-                    WriteMode::Create => OFlag::O_EXCL,
-                    WriteMode::Overwrite => OFlag::O_TRUNC,
-                    WriteMode::Append => OFlag::O_APPEND,
+                    WriteMode::Create => OFlag::O_CREAT | OFlag::O_TRUNC,
+                    WriteMode::CreateNew => OFlag::O_CREAT | OFlag::O_EXCL,
+                    WriteMode::Append => OFlag::O_CREAT | OFlag::O_APPEND,
+                    WriteMode::Truncate => OFlag::O_TRUNC,
+                };
+                // openat2 refuses a mode without O_CREAT (EINVAL).
+                let perms = if extra.contains(OFlag::O_CREAT) {
+                    Mode::from_bits_truncate(0o644)
+                } else {
+                    Mode::empty()
                 };
                 let fd = self.open_at(
                     &rel,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra,
-                    Mode::from_bits_truncate(0o644),
+                    OFlag::O_WRONLY | OFlag::O_NONBLOCK | extra,
+                    perms,
                     &path,
                 )?;
                 regular(&fd, &path)?;

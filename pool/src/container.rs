@@ -364,6 +364,23 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Sets the container's relative CPU weight (a session's `cpuShares`).
+    pub async fn set_cpu_shares(&mut self, shares: u64) -> Result<(), PoolError> {
+        let body = ContainerUpdateBody {
+            cpu_shares: Some(shares as i64),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(&self.id, body)
+            .await
+            .map_err(|e| {
+                self.broken = true;
+                PoolError::UpdateContainer(e)
+            })
+    }
+}
+
 impl Drop for Container {
     /// A container leaves the pool only to die: remove it in the background.
     fn drop(&mut self) {

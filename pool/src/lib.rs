@@ -18,7 +18,7 @@ pub use container::{
     list_instance, remove_instance, Container, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED,
 };
 pub use error::{AgentError, PoolError};
-pub use pool::{Execution, Invocation, LifecycleSnapshot, PoolStatus, Pools};
+pub use pool::{Execution, Invocation, LifecycleSnapshot, PoolStatus, Pools, SessionResources};
 pub use wrap::wrap;
 
 /// Connects to the local Docker engine and negotiates the API version, so the same binary

@@ -219,6 +219,15 @@ impl LanguagePool {
     }
 }
 
+/// What a session may use of the host, beyond the pool's container defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionResources {
+    /// A memory limit below the container's (MiB).
+    pub memory_mb: Option<u64>,
+    /// Docker's relative CPU weight for the container (`--cpu-shares`).
+    pub cpu_shares: Option<u64>,
+}
+
 /// All language pools of one gateway.
 pub struct Pools {
     docker: Docker,
@@ -391,11 +400,12 @@ impl Pools {
 
     /// Takes a warm container out of the pool for good and turns it into a session.
     /// The pool's warmer replaces it.
+    /// `resources` are applied to its cgroup before it is handed out.
     pub async fn take_for_session(
         &self,
         language: Language,
         meta: serde_json::Value,
-        memory_mb: Option<u64>,
+        resources: SessionResources,
     ) -> Result<Container, PoolError> {
         let lp = self
             .pools
@@ -407,8 +417,11 @@ impl Pools {
         let obj = checkout(lp, &self.settings).await?;
         let mut c = Object::take(obj);
         c.start_session(meta).await?;
-        if let Some(mb) = memory_mb {
+        if let Some(mb) = resources.memory_mb {
             c.set_memory(mb).await?;
+        }
+        if let Some(shares) = resources.cpu_shares {
+            c.set_cpu_shares(shares).await?;
         }
         Ok(c)
     }

@@ -148,14 +148,30 @@ fn workspace_root() -> String {
     "/workspace".into()
 }
 
+/// How `write_file` treats an existing file. The names are .NET's `FileMode`, which is
+/// what the Loopai client sends (`"Create"` by default, on every call of a reused session).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub enum WriteMode {
-    /// Fails if the file exists.
-    Create,
-    /// Creates or replaces (the default).
+    /// Creates the file, or truncates it if it exists (the default). `Overwrite`, this
+    /// protocol's earlier name, means the same.
     #[default]
-    Overwrite,
+    #[serde(alias = "Overwrite", alias = "create", alias = "overwrite")]
+    Create,
+    /// Fails if the file exists.
+    #[serde(alias = "createNew", alias = "create_new")]
+    CreateNew,
+    /// Appends, creating the file if needed.
+    #[serde(alias = "append")]
     Append,
+    /// Truncates a file that must already exist.
+    #[serde(alias = "truncate")]
+    Truncate,
+}
+
+impl WriteMode {
+    /// The accepted names, for error messages.
+    pub const NAMES: &'static str =
+        "Create (default), CreateNew, Append, Truncate, Overwrite (= Create)";
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -145,6 +145,8 @@ pub enum AuthFailure {
     InvalidToken(String),
     #[error("JWT authentication is not configured")]
     JwtDisabled,
+    #[error("a credential in the URL (api_key / access_token) is accepted only on the WebSocket upgrade /ws/jsonrpc, because URLs end up in logs and proxies; send X-API-Key or Authorization instead")]
+    CredentialInUrl,
 }
 
 /// A presented credential (kept by a WebSocket to re-check it on every message).
@@ -154,7 +156,29 @@ pub enum Credential {
     Bearer(String),
 }
 
+/// Query parameters that carry a credential (WebSocket upgrade only).
+const QUERY_API_KEY: &str = "api_key";
+const QUERY_ACCESS_TOKEN: &str = "access_token";
+
 impl Credential {
+    /// The credential of a request: headers first, then, only where `allow_query` (the
+    /// WebSocket upgrade, whose clients such as .NET's `ClientWebSocket` in the Loopai
+    /// client cannot be configured to send a header), `?api_key=` or `?access_token=`.
+    /// A credential in the query of any other route is refused rather than ignored, so a
+    /// caller learns at once that it leaks the secret into URLs.
+    pub fn from_request(
+        headers: &HeaderMap,
+        query: Option<&str>,
+        allow_query: bool,
+    ) -> Result<Option<Credential>, AuthFailure> {
+        let from_query = query.and_then(query_credential);
+        match (from_query, allow_query) {
+            (Some(_), false) => Err(AuthFailure::CredentialInUrl),
+            (Some(q), true) => Ok(Some(Credential::from_headers(headers).unwrap_or(q))),
+            (None, _) => Ok(Credential::from_headers(headers)),
+        }
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> Option<Credential> {
         if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
             return Some(Credential::ApiKey(k.trim().to_string()));
@@ -172,6 +196,18 @@ impl Credential {
     }
 }
 
+/// `api_key` or `access_token` from a query string (form-decoded).
+fn query_credential(query: &str) -> Option<Credential> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(name, value)| {
+        let value = value.trim().to_string();
+        match name.as_ref() {
+            QUERY_API_KEY => Some(Credential::ApiKey(value)),
+            QUERY_ACCESS_TOKEN => Some(Credential::Bearer(value)),
+            _ => None,
+        }
+    })
+}
+
 impl AppState {
     /// Turns a credential into a principal (API key or JWT).
     pub fn verify(&self, c: &Credential) -> Result<Arc<Principal>, AuthFailure> {
@@ -182,14 +218,19 @@ impl AppState {
     }
 }
 
+/// The one route that takes a credential in its URL.
+pub const WEBSOCKET_PATH: &str = "/ws/jsonrpc";
+
 /// The authentication layer: credential → principal → rate limit → handler.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("auth", subject = tracing::field::Empty);
     let principal = {
         let _enter = span.enter();
-        let result = match Credential::from_headers(req.headers()) {
-            None => Err(AuthFailure::Missing),
-            Some(c) => state.verify(&c),
+        let allow_query = req.uri().path() == WEBSOCKET_PATH;
+        let result = match Credential::from_request(req.headers(), req.uri().query(), allow_query) {
+            Ok(None) => Err(AuthFailure::Missing),
+            Ok(Some(c)) => state.verify(&c),
+            Err(e) => Err(e),
         };
         match result {
             Ok(p) => {

@@ -1,6 +1,8 @@
 //! Session commands: a tagged union on `type`, executed on the session's container.
 
-use codebeaker_proto::{CommandErrorKind, FileCommand, RunRequest, ShellRequest};
+use codebeaker_proto::{
+    CommandErrorKind, FileCommand, RunRequest, ShellRequest, ShellResult, WriteMode,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -61,56 +63,133 @@ pub enum Command {
     RunCode(RunCodeParams),
 }
 
+/// Command names the Loopai client uses, and the names they stand for.
+const ALIASES: &[(&str, &str)] = &[
+    ("shell", "execute_shell"),
+    ("create_dir", "create_directory"),
+];
+
 impl Command {
-    /// Parses a command object; the error text is for "invalid params".
-    pub fn parse(v: Value) -> Result<Command, String> {
-        let t = v
+    /// Parses a command object; the error text is for "invalid params". Members a command
+    /// does not know are ignored.
+    pub fn parse(mut v: Value) -> Result<Command, String> {
+        let given = v
             .get("type")
             .and_then(Value::as_str)
             .ok_or("command.type is required")?
             .to_string();
-        let t = t.as_str();
+        let t = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == given)
+            .map_or(given.as_str(), |(_, name)| name);
+        if t != given {
+            v["type"] = Value::String(t.to_string());
+        }
         match t {
-            "execute_shell" => serde_json::from_value(v).map(Command::Shell).map_err(|e| format!("execute_shell: {e}")),
+            "execute_shell" => serde_json::from_value(v).map(Command::Shell).map_err(|e| format!("{given}: {e}")),
             "run_code" => serde_json::from_value(v).map(Command::RunCode).map_err(|e| format!("run_code: {e}")),
             "write_file" | "read_file" | "list_directory" | "create_directory" | "delete_file" | "copy_file" => {
-                serde_json::from_value(v).map(Command::File).map_err(|e| format!("{t}: {e}"))
+                if let Some(mode) = v.get("mode") {
+                    if serde_json::from_value::<WriteMode>(mode.clone()).is_err() {
+                        return Err(format!(
+                            "{given}: mode {mode} is not one of {}",
+                            WriteMode::NAMES
+                        ));
+                    }
+                }
+                serde_json::from_value(v).map(Command::File).map_err(|e| format!("{given}: {e}"))
             }
             other => Err(format!(
-                "unknown command type {other:?}; expected write_file, read_file, list_directory, create_directory, delete_file, copy_file, execute_shell or run_code"
+                "unknown command type {other:?}; expected write_file, read_file, list_directory, create_directory (create_dir), delete_file, copy_file, execute_shell (shell) or run_code"
             )),
         }
     }
 }
 
-/// `{success, result, error, durationMs}`, the `session.execute` result.
-pub fn outcome(
-    success: bool,
-    result: Value,
-    error: Option<(i64, &str, String)>,
-    started: Instant,
-) -> Value {
+/// Why a command did not succeed: one readable line for clients that only show a string
+/// (the Loopai client's `CommandResult.Error` is a `string`), plus the machine-readable
+/// code and kind.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i64,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// `{success, result, error, errorCode, errorKind, durationMs}`, the `session.execute`
+/// result. `error` is a string or null; `errorCode` and `errorKind` are null on success.
+pub fn outcome(success: bool, result: Value, failure: Option<Failure>, started: Instant) -> Value {
+    let (error, code, kind) = match failure {
+        Some(f) => (Some(f.message), Some(f.code), Some(f.kind)),
+        None => (None, None, None),
+    };
     json!({
         "success": success,
         "result": result,
-        "error": error.map(|(code, kind, message)| json!({"code": code, "kind": kind, "message": message})),
+        "error": error,
+        "errorCode": code,
+        "errorKind": kind,
         "durationMs": started.elapsed().as_millis() as u64,
     })
 }
 
-fn command_error(kind: CommandErrorKind, message: String) -> (i64, &'static str, String) {
-    match kind {
-        CommandErrorKind::PathOutsideWorkspace => (
-            codes::PATH_OUTSIDE_WORKSPACE,
-            "path_outside_workspace",
-            message,
-        ),
-        CommandErrorKind::NotFound => (codes::COMMAND_FAILED, "not_found", message),
-        CommandErrorKind::AlreadyExists => (codes::COMMAND_FAILED, "already_exists", message),
-        CommandErrorKind::TooLarge => (codes::COMMAND_FAILED, "too_large", message),
-        CommandErrorKind::InvalidArgument => (codes::COMMAND_FAILED, "invalid_argument", message),
-        CommandErrorKind::Io => (codes::COMMAND_FAILED, "io_error", message),
+fn command_error(kind: CommandErrorKind, message: String) -> Failure {
+    let (code, kind) = match kind {
+        CommandErrorKind::PathOutsideWorkspace => {
+            (codes::PATH_OUTSIDE_WORKSPACE, "path_outside_workspace")
+        }
+        CommandErrorKind::NotFound => (codes::COMMAND_FAILED, "not_found"),
+        CommandErrorKind::AlreadyExists => (codes::COMMAND_FAILED, "already_exists"),
+        CommandErrorKind::TooLarge => (codes::COMMAND_FAILED, "too_large"),
+        CommandErrorKind::InvalidArgument => (codes::COMMAND_FAILED, "invalid_argument"),
+        CommandErrorKind::Io => (codes::COMMAND_FAILED, "io_error"),
+    };
+    Failure {
+        code,
+        kind,
+        message,
     }
+}
+
+/// Why a shell command failed, as one line: the exit status first, the last line of
+/// stderr (where interpreters put the exception) last.
+fn shell_failure(r: &ShellResult, timeout_ms: u64) -> Option<Failure> {
+    let last = r
+        .stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty());
+    let (code, kind, status) = if r.timed_out {
+        (
+            codes::COMMAND_TIMEOUT,
+            "command_timeout",
+            format!("timed out after {timeout_ms} ms"),
+        )
+    } else {
+        match r.exit_code {
+            Some(0) => return None,
+            Some(n) => (
+                codes::COMMAND_FAILED,
+                "exit_status",
+                format!("exit code {n}"),
+            ),
+            None => (
+                codes::COMMAND_FAILED,
+                "exit_status",
+                "killed by a signal".to_string(),
+            ),
+        }
+    };
+    let message = match last {
+        Some(line) => format!("{status}: {line}"),
+        None => status,
+    };
+    Some(Failure {
+        code,
+        kind,
+        message,
+    })
 }
 
 /// Runs one command on the session. `on_output(stream, data)` receives streamed output of
@@ -135,7 +214,9 @@ pub async fn execute(
             match cmd {
                 Command::File(f) => match c.file(f).await? {
                     Ok(result) => Ok(outcome(true, result, None, started)),
-                    Err((kind, msg)) => Ok(outcome(false, Value::Null, Some(command_error(kind, msg)), started)),
+                    Err((kind, msg)) => {
+                        Ok(outcome(false, Value::Null, Some(command_error(kind, msg)), started))
+                    }
                 },
                 Command::Shell(p) => {
                     let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms).min(shell_max);
@@ -151,12 +232,11 @@ pub async fn execute(
                     };
                     match c.shell(req, on_output).await? {
                         Ok(r) => {
-                            let timed_out = r.timed_out;
-                            let ok = r.exit_code == Some(0) && !timed_out;
-                            let err = timed_out.then(|| {
-                                (codes::COMMAND_TIMEOUT, "command_timeout", format!("the command exceeded its {timeout_ms} ms limit"))
-                            });
-                            Ok(outcome(ok, serde_json::to_value(r).unwrap_or_default(), err, started))
+                            // A failed command still returns its stdout, stderr, exit code
+                            // and timedOut in `result`.
+                            let failure = shell_failure(&r, timeout_ms);
+                            let ok = failure.is_none();
+                            Ok(outcome(ok, serde_json::to_value(r).unwrap_or_default(), failure, started))
                         }
                         Err((kind, msg)) => Ok(outcome(false, Value::Null, Some(command_error(kind, msg)), started)),
                     }
@@ -172,7 +252,11 @@ pub async fn execute(
                         result_limit_bytes: limits.result_limit_bytes,
                     };
                     let o = c.run(&req).await?;
-                    let err = o.error.as_ref().map(|e| (codes::PROGRAM_ERROR, e.kind.as_str(), e.message.clone()));
+                    let err = o.error.as_ref().map(|e| Failure {
+                        code: codes::PROGRAM_ERROR,
+                        kind: e.kind.as_str(),
+                        message: e.message.clone(),
+                    });
                     let result = json!({
                         "success": o.error.is_none(),
                         "output": o.output,

@@ -6,7 +6,7 @@
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -101,10 +101,15 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = state.settings.limits.max_body_bytes;
-    let credential = crate::auth::Credential::from_headers(&headers);
+    // The same credential the auth layer accepted: a header, or the URL's `api_key` /
+    // `access_token` (the Loopai client can only put it there).
+    let credential = crate::auth::Credential::from_request(&headers, uri.query(), true)
+        .ok()
+        .flatten();
     ws.max_message_size(max)
         .on_upgrade(move |socket| serve(socket, state, caller, credential))
 }

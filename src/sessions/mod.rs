@@ -12,7 +12,7 @@ pub mod commands;
 pub mod jsonrpc;
 
 use chrono::{DateTime, Utc};
-use codebeaker_pool::{Container, PoolError, Pools};
+use codebeaker_pool::{Container, PoolError, Pools, SessionResources};
 use codebeaker_proto::Language;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,7 +40,8 @@ pub enum SessionError {
     Pool(#[from] PoolError),
 }
 
-/// `session.create` parameters (camelCase as the .NET client sends them).
+/// `session.create` parameters (camelCase as the .NET client sends them). Members this
+/// gateway does not know are ignored, never refused: newer clients add some.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateParams {
@@ -49,6 +50,12 @@ pub struct CreateParams {
     pub max_lifetime_minutes: Option<f64>,
     #[serde(rename = "memoryLimitMB", alias = "memoryLimitMb")]
     pub memory_limit_mb: Option<u64>,
+    /// Relative CPU weight (Docker's `--cpu-shares`), lowered to `sessions.max_cpu_shares`.
+    pub cpu_shares: Option<i64>,
+    /// The runtime the client asked for (Loopai sends `docker`, `deno`, `python`, …).
+    /// Every session runs in a Docker container of the language's image, whose tools
+    /// include that runtime; the value is kept and echoed back.
+    pub runtime: Option<String>,
 }
 
 /// What is stored in the agent so a restarted gateway can re-adopt the session.
@@ -61,6 +68,27 @@ struct Meta {
     created_at: DateTime<Utc>,
     idle_timeout_minutes: f64,
     max_lifetime_minutes: f64,
+    /// Absent in sessions created before these fields existed.
+    #[serde(default = "default_runtime")]
+    runtime: String,
+    #[serde(default)]
+    cpu_shares: Option<u64>,
+    #[serde(default)]
+    memory_limit_mb: Option<u64>,
+}
+
+fn default_runtime() -> String {
+    "docker".into()
+}
+
+/// Minutes as a JSON number: an integer when whole (what .NET clients with `int` fields
+/// can read), a fraction otherwise.
+fn minutes_json(m: f64) -> Value {
+    if m.fract() == 0.0 && m.abs() < 1e15 {
+        json!(m as i64)
+    } else {
+        json!(m)
+    }
 }
 
 pub struct Session {
@@ -103,18 +131,31 @@ impl Session {
             .elapsed()
     }
 
-    /// The `session.create` result shape.
+    fn short_container_id(&self) -> &str {
+        &self.container_id[..self.container_id.len().min(12)]
+    }
+
+    fn config_view(&self) -> Value {
+        json!({
+            "idleTimeoutMinutes": minutes_json(self.meta.idle_timeout_minutes),
+            "maxLifetimeMinutes": minutes_json(self.meta.max_lifetime_minutes),
+            "memoryLimitMB": self.meta.memory_limit_mb,
+            "cpuShares": self.meta.cpu_shares,
+        })
+    }
+
+    /// The `session.create` result shape (what the Loopai client's `SessionCreateResult`
+    /// reads; `environmentId` is the newer client's fallback for `containerId`).
     pub fn created_view(&self) -> Value {
         json!({
             "sessionId": self.meta.session_id,
-            "containerId": &self.container_id[..self.container_id.len().min(12)],
+            "containerId": self.short_container_id(),
+            "environmentId": self.short_container_id(),
             "language": self.meta.language,
+            "runtime": self.meta.runtime,
             "createdAt": self.meta.created_at,
             "state": "Active",
-            "config": {
-                "idleTimeoutMinutes": self.meta.idle_timeout_minutes,
-                "maxLifetimeMinutes": self.meta.max_lifetime_minutes,
-            }
+            "config": self.config_view(),
         })
     }
 
@@ -124,18 +165,17 @@ impl Session {
         let busy = self.container.try_lock().is_err();
         json!({
             "sessionId": self.meta.session_id,
-            "containerId": &self.container_id[..self.container_id.len().min(12)],
+            "containerId": self.short_container_id(),
+            "environmentId": self.short_container_id(),
             "language": self.meta.language,
+            "runtime": self.meta.runtime,
             "createdAt": self.meta.created_at,
             "lastActivity": last,
             "state": if busy { "Active" } else { "Idle" },
             "executionCount": self.executions.load(Ordering::Relaxed),
             "idleMinutes": round2(self.idle().as_secs_f64() / 60.0),
             "lifetimeMinutes": round2(self.created.elapsed().as_secs_f64() / 60.0),
-            "config": {
-                "idleTimeoutMinutes": self.meta.idle_timeout_minutes,
-                "maxLifetimeMinutes": self.meta.max_lifetime_minutes,
-            }
+            "config": self.config_view(),
         })
     }
 }
@@ -237,10 +277,24 @@ impl Sessions {
                 )));
             }
         }
+        // Docker's minimum weight is 2; above the server's cap the request is lowered.
+        let cpu_shares = match p.cpu_shares {
+            None => None,
+            Some(n) if n < 2 => return Err(SessionError::InvalidParams(
+                "cpuShares must be at least 2 (Docker's relative CPU weight; 1024 is the default)"
+                    .into(),
+            )),
+            Some(n) => Some((n as u64).min(self.settings.max_cpu_shares)),
+        };
         let open = self.count_for(&caller.tenant);
         if open >= caller.limits.max_sessions as usize {
             return Err(SessionError::LimitReached(caller.limits.max_sessions));
         }
+        // A key that caps memory below the container's gets that cap applied.
+        let memory_limit_mb = p
+            .memory_limit_mb
+            .or((max_mb < container_mb).then_some(max_mb))
+            .filter(|&mb| mb < container_mb);
         let meta = Meta {
             session_id: uuid::Uuid::new_v4().simple().to_string(),
             tenant: caller.tenant.clone(),
@@ -248,15 +302,20 @@ impl Sessions {
             created_at: Utc::now(),
             idle_timeout_minutes: idle,
             max_lifetime_minutes: life,
+            runtime: p.runtime.unwrap_or_else(default_runtime),
+            cpu_shares,
+            memory_limit_mb,
         };
         let raw =
             serde_json::to_value(&meta).map_err(|e| SessionError::InvalidParams(e.to_string()))?;
-        // A key that caps memory below the container's gets that cap applied.
-        let memory = p
-            .memory_limit_mb
-            .or((max_mb < container_mb).then_some(max_mb))
-            .filter(|&mb| mb < container_mb);
-        let container = self.pools.take_for_session(language, raw, memory).await?;
+        let resources = SessionResources {
+            memory_mb: memory_limit_mb,
+            cpu_shares,
+        };
+        let container = self
+            .pools
+            .take_for_session(language, raw, resources)
+            .await?;
         let s = Arc::new(Session {
             container_id: container.id.clone(),
             container: tokio::sync::Mutex::new(container),

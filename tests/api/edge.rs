@@ -25,7 +25,7 @@ fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
-fn claims(overrides: Value) -> Value {
+pub(crate) fn claims(overrides: Value) -> Value {
     let mut c = json!({
         "sub": "user-1", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE,
         "exp": now() + 600, "nbf": now() - 10,
@@ -41,7 +41,7 @@ fn claims(overrides: Value) -> Value {
     c
 }
 
-fn hs256(c: &Value) -> String {
+pub(crate) fn hs256(c: &Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         c,

@@ -6,6 +6,7 @@ mod helpers;
 mod edge;
 mod hostile;
 mod languages;
+mod loopai;
 mod pool;
 mod requests;
 mod sessions;

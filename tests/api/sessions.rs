@@ -127,7 +127,8 @@ async fn loopai_flow_over_websocket_for_every_language() {
         let sid = created["sessionId"].as_str().unwrap().to_string();
         assert_eq!(created["language"], lang.name());
         assert_eq!(created["state"], "Active");
-        assert_eq!(created["config"]["idleTimeoutMinutes"], 10.0);
+        // Integers stay JSON integers (the .NET client's fields are `int`).
+        assert_eq!(created["config"]["idleTimeoutMinutes"], 10);
         assert!(created["containerId"].as_str().unwrap().len() >= 12);
         let (file, source, mut run) = program(lang);
         let w = rpc.exec(&sid, json!({"type": "write_file", "path": "/workspace/input.json", "content": "{\"xs\": [1, 2, 3]}", "mode": "Create"})).await;
@@ -187,10 +188,11 @@ async fn file_commands_persist_and_run_code_uses_the_session_workspace() {
     let dup = rpc
         .exec(
             &sid,
-            json!({"type": "write_file", "path": "notes/a.txt", "content": "x", "mode": "Create"}),
+            json!({"type": "write_file", "path": "notes/a.txt", "content": "x", "mode": "CreateNew"}),
         )
         .await;
-    assert_eq!(dup["error"]["kind"], "already_exists", "{dup}");
+    assert_eq!(dup["errorKind"], "already_exists", "{dup}");
+    assert!(dup["error"].as_str().unwrap().contains("exists"), "{dup}");
     rpc.exec(
         &sid,
         json!({"type": "write_file", "path": "notes/a.txt", "content": "two\n", "mode": "Append"}),
@@ -388,8 +390,8 @@ async fn path_escapes_are_refused() {
             .exec(&sid, json!({"type": "read_file", "path": path}))
             .await;
         assert_eq!(r["success"], false, "{path}: {r}");
-        assert_eq!(r["error"]["code"], -32005, "{path}: {r}");
-        assert_eq!(r["error"]["kind"], "path_outside_workspace");
+        assert_eq!(r["errorCode"], -32005, "{path}: {r}");
+        assert_eq!(r["errorKind"], "path_outside_workspace");
     }
     for cmd in [
         json!({"type": "write_file", "path": "link", "content": "pwned"}),
@@ -399,7 +401,7 @@ async fn path_escapes_are_refused() {
         json!({"type": "execute_shell", "commandName": "true", "workingDirectory": "/etc"}),
     ] {
         let r = rpc.exec(&sid, cmd.clone()).await;
-        assert_eq!(r["error"]["code"], -32005, "{cmd}: {r}");
+        assert_eq!(r["errorCode"], -32005, "{cmd}: {r}");
     }
     // Deleting the symlink itself is fine and does not touch its target.
     let d = rpc

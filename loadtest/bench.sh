@@ -92,5 +92,21 @@ print(f"rpc errors: {m.get('rpc_errors', {}).get('count', 0)}")
 PY
 ;; esac
 
+# The Loopai client's flow per language (key in the URL, mode Create, shell, read).
+echo
+echo "| Loopai flow (reused session) | flow p50 ms | flow p99 ms | shell step p50 ms | \`true\` p50 ms | flows | failures |"
+echo "|---|---|---|---|---|---|---|"
+for l in $LANGS; do
+  f="$OUT/loopai-$l.json"
+  CB_LANGUAGE=$l DURATION_MS=${LOOPAI_MS:-15000} BASE_URL=http://127.0.0.1:$PORT \
+    k6 run -q --summary-export "$f" loadtest/loopai.js >/dev/null 2>&1 || true
+  python3 - "$f" "$l" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+f, s, t = m["loopai_flow_ms"], m["shell_run_ms"], m["shell_true_ms"]
+print(f"| {sys.argv[2]} | {f['med']:.1f} | {f['p(99)']:.1f} | {s['med']:.1f} | {t['med']:.1f} | {f['count']} | {m.get('flow_failures', {}).get('count', 0)} |")
+PY
+done
+
 echo
 echo "gateway RSS with all pools warm: $((rss_kb / 1024)) MB (after the runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$GW/status) / 1024 )) MB)"

@@ -766,3 +766,42 @@ async fn csharp_json_subset_passes_its_checks_and_refuses_what_it_lacks() {
     let _ = c.ws.close(None).await;
     app.stop().await;
 }
+
+/// `cpuShares` is applied to the session's container, lowered to the server's cap, and
+/// `memoryLimitMB` too; both come back as integers in `config`.
+#[tokio::test]
+async fn cpu_shares_and_memory_are_applied_to_the_session_container() {
+    let app = spawn(&[Language::Python]).await;
+    let mut c = LoopaiClient::connect(&url_with_key(&app)).await;
+    let docker = codebeaker_pool::connect().await.unwrap();
+    for (asked, applied) in [(512, 512), (4096, 1024)] {
+        let v = c
+            .request(
+                "session.create",
+                format!("{{\"language\":\"python\",\"memoryLimitMB\":256,\"cpuShares\":{asked}}}"),
+            )
+            .await;
+        let r = &v["result"];
+        assert_eq!(r["config"]["cpuShares"], applied, "{v}");
+        assert_eq!(r["config"]["memoryLimitMB"], 256, "{v}");
+        let info = docker
+            .inspect_container(
+                r["containerId"].as_str().unwrap(),
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let host = info.host_config.unwrap();
+        assert_eq!(host.cpu_shares, Some(applied), "Docker has the weight");
+        assert_eq!(host.memory, Some(256 * 1024 * 1024));
+    }
+    let v = c
+        .request(
+            "session.create",
+            "{\"language\":\"python\",\"cpuShares\":1}".into(),
+        )
+        .await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let _ = c.ws.close(None).await;
+    app.stop().await;
+}

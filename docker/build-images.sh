@@ -68,6 +68,10 @@ extras() {
       chroot "$root" /usr/local/bin/deno --version >/dev/null \
         || { echo "build-images: deno does not start in the image" >&2; exit 1; }
       ;;
+    go)
+      # `go run FILE.go` builds once per program (agent/src/gorun.rs); the rest is go's.
+      ln -sf /opt/codebeaker/codebeaker-agent "$root/usr/local/bin/go"
+      ;;
     csharp)
       # The System.Text.Json subset for Mono, built from this repository's source.
       rm -rf "$root/tmp/stj" && mkdir -p "$root/tmp/stj" "$root/usr/lib/codebeaker"

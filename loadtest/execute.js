@@ -9,7 +9,7 @@ const PROGRAMS = {
   python: 'result = {"sum": sum(input_data["xs"])}',
   javascript: 'const result = {sum: input_data.xs.reduce((a, b) => a + b, 0)};',
   go: 's := 0.0\nfor _, x := range input_data["xs"].([]interface{}) { s += x.(float64) }\nresult := map[string]interface{}{"sum": s}',
-  csharp: 'var xs = (object[])((Dictionary<string, object>)input_data)["xs"];\nvar result = new { sum = xs.Sum(x => Convert.ToInt32(x)) };',
+  csharp: 'var result = new { sum = input_data.GetProperty("xs").EnumerateArray().Sum(x => x.GetInt32()) };',
 };
 
 export const options = {

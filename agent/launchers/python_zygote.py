@@ -8,6 +8,10 @@
 # code can never talk to the zygote), drops to the sandbox uid and runs the program. The
 # zygote reports "pid N", then "exit N" when the child ends. User code never runs in the
 # zygote itself, and the child runs as another uid, so it cannot touch the zygote.
+#
+# A request is one JSON line {"path", "args", "cwd"}: the child behaves as `python3 PATH
+# ARGS...` started in CWD would (sys.argv, sys.path[0] = the script's directory, an
+# absolute __file__, exit code 2 for a missing file). Sessions use it for `python3 FILE`.
 import json  # noqa: F401  (pre-loaded for every program)
 import os
 import signal
@@ -22,7 +26,7 @@ os.close(_null)
 sock = socket.socket(fileno=SOCK_FD)
 
 
-def run_child(path, fds):
+def run_child(path, args, cwd, fds):
     os.dup2(fds[0], 0)
     os.dup2(fds[1], 1)
     os.dup2(fds[2], 2)
@@ -32,13 +36,20 @@ def run_child(path, fds):
     os.setgroups([])
     os.setgid(UID)
     os.setuid(UID)
-    os.chdir("/workspace")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    sys.argv = [path]
     try:
-        with open(path, "rb") as src:
-            code = compile(src.read(), path, "exec")
-        exec(code, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
+        os.chdir(cwd)
+        script = os.path.abspath(path)
+        sys.argv = [path] + args
+        sys.path.insert(0, os.path.dirname(script))
+        try:
+            with open(path, "rb") as src:
+                source = src.read()
+        except OSError as e:
+            print("python3: can't open file %r: [Errno %d] %s" % (script, e.errno, e.strerror), file=sys.stderr)
+            raise SystemExit(2)
+        code = compile(source, path, "exec")
+        exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__})
         status = 0
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -60,16 +71,16 @@ def run_child(path, fds):
 
 while True:
     try:
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)
+        msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 3)
     except OSError:
         break
     if not msg:
         break  # the agent is gone
-    path = msg.decode().strip()
+    req = json.loads(msg.decode())
     pid = os.fork()
     if pid == 0:
         try:
-            run_child(path, fds)
+            run_child(req["path"], req.get("args", []), req.get("cwd", "/workspace"), fds)
         finally:
             os._exit(127)
     for fd in fds:

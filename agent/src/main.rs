@@ -22,6 +22,7 @@ mod clean;
 mod csharp;
 mod exec;
 mod files;
+mod gorun;
 mod runtime;
 mod session;
 mod zygote;
@@ -32,15 +33,17 @@ use std::io::{BufRead, Write};
 use crate::runtime::Agent;
 
 fn main() -> std::process::ExitCode {
-    // One binary, two jobs: installed as `dotnet` in the C# image, it is the `dotnet
-    // script` shim (see csharp.rs) and never the agent.
+    // One binary, three jobs: installed as `dotnet` in the C# image it is the `dotnet
+    // script` shim (csharp.rs), as `go` in the Go image the `go run` cache (gorun.rs).
     let argv: Vec<String> = std::env::args().collect();
     let called = argv
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
-    if called == "dotnet" {
-        return csharp::dotnet_main(&argv[1..]);
+    match called.as_str() {
+        "dotnet" => return csharp::dotnet_main(&argv[1..]),
+        "go" => return gorun::go_main(&argv[1..]),
+        _ => {}
     }
     agent_main();
     std::process::ExitCode::SUCCESS

@@ -229,7 +229,7 @@ impl Agent {
         req: ShellRequest,
         emit: &mut dyn FnMut(&str, &[u8]),
     ) -> Result<ShellResult, CommandError> {
-        session::shell(&mut self.reaper, self.user, req, emit)
+        session::shell(&mut self.reaper, self.user, self.zygote.as_mut(), req, emit)
     }
 
     /// Kills everything the last invocation left, wipes scratch space, and pre-starts the

@@ -59,12 +59,23 @@ impl Zygote {
     /// Forks a child running `path`; returns its pid and the read ends of its stdout and
     /// stderr. Its stdin is an empty pipe.
     pub fn start(&mut self, path: &str) -> io::Result<(Pid, File, File)> {
+        self.start_with(path, &[], "/workspace")
+    }
+
+    /// Like [`Zygote::start`], as `python3 PATH ARGS…` run in `cwd` would.
+    pub fn start_with(
+        &mut self,
+        path: &str,
+        args: &[String],
+        cwd: &str,
+    ) -> io::Result<(Pid, File, File)> {
         let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC)?;
         drop(in_w);
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
         let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        let line = format!("{path}\n");
+        let mut line = serde_json::json!({"path": path, "args": args, "cwd": cwd}).to_string();
+        line.push('\n');
         sendmsg::<UnixAddr>(
             self.sock.as_raw_fd(),
             &[IoSlice::new(line.as_bytes())],

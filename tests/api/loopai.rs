@@ -805,3 +805,125 @@ async fn cpu_shares_and_memory_are_applied_to_the_session_container() {
     let _ = c.ws.close(None).await;
     app.stop().await;
 }
+
+/// `python3 FILE` (run by the Python container's zygote) and `go run FILE` (built once
+/// per program) behave as the real commands do: argv, working directory, `sys.path[0]`,
+/// `__file__`, exit codes and messages.
+#[tokio::test]
+async fn python3_and_go_run_behave_like_the_real_commands() {
+    let app = spawn(&[Language::Python, Language::Go]).await;
+    let mut c = LoopaiClient::connect(&url_with_key(&app)).await;
+    let py = c.create_session("python").await.unwrap();
+    c.execute(&py, "create_dir", "\"path\":\"pkg\"").await;
+    c.write_file(&py, "/workspace/pkg/helper.py", "VALUE = 7\n")
+        .await;
+    c.write_file(&py, "/workspace/pkg/main.py", "import sys, os, helper\nprint(sys.argv, os.getcwd(), __file__, helper.VALUE, __name__)\nsys.exit(int(sys.argv[1]))\n").await;
+    let r = c
+        .execute(
+            &py,
+            "shell",
+            "\"commandName\":\"python3\",\"args\":[\"pkg/main.py\",\"3\",\"x y\"]",
+        )
+        .await;
+    assert_eq!(
+        r["result"]["stdout"],
+        "['pkg/main.py', '3', 'x y'] /workspace /workspace/pkg/main.py 7 __main__\n",
+        "{r}"
+    );
+    assert_eq!(r["result"]["exitCode"], 3, "{r}");
+    let r = c
+        .execute(&py, "shell", "\"commandName\":\"python3\",\"args\":[\"main.py\",\"0\"],\"workingDirectory\":\"/workspace/pkg\"")
+        .await;
+    assert_eq!(r["success"], true, "cwd-relative script: {r}");
+    let r = c
+        .execute(
+            &py,
+            "shell",
+            "\"commandName\":\"python3\",\"args\":[\"nope.py\"]",
+        )
+        .await;
+    assert_eq!(r["result"]["exitCode"], 2, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("can't open file '/workspace/nope.py'"),
+        "{r}"
+    );
+    let r = c
+        .execute(&py, "shell", "\"commandName\":\"python3\",\"args\":[\"-c\",\"import sys; print(sys.flags.isolated)\"]")
+        .await;
+    assert_eq!(
+        r["result"]["stdout"], "0\n",
+        "flags go to the real python3: {r}"
+    );
+
+    let go = c.create_session("go").await.unwrap();
+    let prog = "package main\nimport (\"fmt\"; \"os\")\nfunc main() {\n fmt.Println(os.Args[1:])\n if len(os.Args) > 1 && os.Args[1] == \"fail\" { os.Exit(4) }\n}\n";
+    c.write_file(&go, "/workspace/m.go", prog).await;
+    for _ in 0..2 {
+        let r = c
+            .execute(
+                &go,
+                "shell",
+                "\"commandName\":\"go\",\"args\":[\"run\",\"/workspace/m.go\",\"a\",\"b\"]",
+            )
+            .await;
+        assert_eq!(r["result"]["stdout"], "[a b]\n", "{r}");
+    }
+    let r = c
+        .execute(
+            &go,
+            "shell",
+            "\"commandName\":\"go\",\"args\":[\"run\",\"/workspace/m.go\",\"fail\"]",
+        )
+        .await;
+    assert_eq!(
+        r["result"]["exitCode"], 1,
+        "go run exits 1 when the program fails: {r}"
+    );
+    assert!(
+        r["result"]["stderr"]
+            .as_str()
+            .unwrap()
+            .ends_with("exit status 4\n"),
+        "{r}"
+    );
+    c.write_file(
+        &go,
+        "/workspace/m.go",
+        "package main\nfunc main() { undefinedThing() }\n",
+    )
+    .await;
+    let r = c
+        .execute(
+            &go,
+            "shell",
+            "\"commandName\":\"go\",\"args\":[\"run\",\"/workspace/m.go\"]",
+        )
+        .await;
+    assert_eq!(r["success"], false);
+    assert!(
+        r["result"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("undefined: undefinedThing"),
+        "{r}"
+    );
+    let r = c
+        .execute(
+            &go,
+            "shell",
+            "\"commandName\":\"go\",\"args\":[\"version\"]",
+        )
+        .await;
+    assert!(
+        r["result"]["stdout"]
+            .as_str()
+            .unwrap()
+            .starts_with("go version go1."),
+        "{r}"
+    );
+    let _ = c.ws.close(None).await;
+    app.stop().await;
+}

@@ -24,7 +24,7 @@ const VERSION: &str = "go-run-1";
 
 pub fn go_main(args: &[String]) -> ExitCode {
     match cacheable_run(args) {
-        Some((files, program_args)) => match run(&files, program_args) {
+        Some((files, program_args)) => match run(files, program_args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("go: {e}");

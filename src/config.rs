@@ -200,43 +200,106 @@ impl Settings {
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
-        let settings: Settings = b
+        let built = b
             .add_source(
-                config::Environment::with_prefix("CODEBEAKER")
+                config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(settings_environment())),
             )
             .build()
-            .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
-        Ok(settings)
+        // A misspelt key would otherwise be ignored and its default used in silence.
+        let mut unknown = Vec::new();
+        let settings: Settings =
+            serde_ignored::deserialize(built, |path| unknown.push(path.to_string()))
+                .map_err(|e| ConfigError(e.to_string()))?;
+        match unknown.first() {
+            Some(key) => Err(ConfigError(unknown_key(key))),
+            None => Ok(settings),
+        }
     }
 
-    /// Everything checkable before binding a port or touching Docker.
+    /// Everything checkable before binding a port or touching Docker: every numeric
+    /// setting is range-checked, and what is wrong is named by its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_string()));
         let l = &self.limits;
         if l.default_timeout_ms == 0 || l.default_timeout_ms > l.max_timeout_ms {
-            return Err(ConfigError(
-                "limits: need 0 < default_timeout_ms <= max_timeout_ms".into(),
-            ));
+            return fail("limits: need 0 < default_timeout_ms <= max_timeout_ms");
         }
-        if l.admission_limit == 0 {
-            return Err(ConfigError(
-                "limits.admission_limit must be positive".into(),
-            ));
+        for (key, v) in [
+            ("limits.compile_timeout_ms", l.compile_timeout_ms),
+            ("limits.stream_limit_bytes", l.stream_limit_bytes),
+            ("limits.result_limit_bytes", l.result_limit_bytes),
+            ("limits.max_code_bytes", l.max_code_bytes as u64),
+            ("limits.max_input_bytes", l.max_input_bytes as u64),
+            ("limits.max_body_bytes", l.max_body_bytes as u64),
+            ("limits.admission_limit", l.admission_limit as u64),
+            ("auth.reload_interval_ms", self.auth.reload_interval_ms),
+            ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
+            ("sessions.janitor_interval_ms", self.sessions.janitor_interval_ms),
+            ("sessions.max_command_timeout_ms", self.sessions.max_command_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{key} must be positive")));
+            }
         }
         if l.max_body_bytes < l.max_code_bytes {
-            return Err(ConfigError(
-                "limits: max_body_bytes must be at least max_code_bytes".into(),
-            ));
+            return fail("limits: max_body_bytes must be at least max_code_bytes");
         }
-        if !(2..=262_144).contains(&self.sessions.max_cpu_shares) {
-            return Err(ConfigError(
-                "sessions.max_cpu_shares must be 2..=262144 (Docker's CPU shares range)".into(),
-            ));
+        let s = &self.sessions;
+        for (what, default, max) in [
+            ("idle", s.default_idle_minutes, s.max_idle_minutes),
+            ("lifetime", s.default_lifetime_minutes, s.max_lifetime_minutes),
+        ] {
+            // Written so that NaN fails too.
+            if !(default > 0.0 && max.is_finite() && default <= max) {
+                return Err(ConfigError(format!(
+                    "sessions: need 0 < default_{what}_minutes <= max_{what}_minutes (finite)"
+                )));
+            }
+        }
+        if !(2..=262_144).contains(&s.max_cpu_shares) {
+            return fail("sessions.max_cpu_shares must be 2..=262144 (Docker's CPU shares range)");
+        }
+        if self.server.shutdown_grace_ms > 3_600_000 {
+            return fail("server.shutdown_grace_ms must be at most 3600000 (an hour)");
         }
         self.pool.validate().map_err(ConfigError)
+    }
+}
+
+const ENV_PREFIX: &str = "CODEBEAKER";
+/// Variables with the prefix that are not settings (the config file's path).
+const NOT_SETTINGS: &[&str] = &["CODEBEAKER_CONFIG"];
+
+/// The process environment minus the variables that share the prefix but are not settings.
+fn settings_environment() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_SETTINGS.contains(&k.as_str()))
+        .collect()
+}
+
+/// "unknown key `pool.languages.python.min_idel`; did you mean `min_idle`?"
+fn unknown_key(path: &str) -> String {
+    let (parent, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    let siblings = parent
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(&defaults, |v, part| v.get(part));
+    let closest = siblings
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .map(|k| (strsim::jaro_winkler(leaf, k), k))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match closest {
+        Some((_, k)) => format!("unknown key `{path}`; did you mean `{k}`?"),
+        None => format!("unknown key `{path}`"),
     }
 }
 
@@ -279,5 +342,53 @@ mod tests {
         let mut s = Settings::default();
         s.limits.default_timeout_ms = s.limits.max_timeout_ms + 1;
         assert!(s.validate().is_err());
+    }
+
+    fn load_toml(name: &str, toml: &str) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("cb-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        let r = Settings::load_unvalidated(Some(&file));
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_closest_known_one() {
+        let e = load_toml("idel", "[pool.languages.python]\nmin_idel = 5\n").unwrap_err();
+        assert_eq!(
+            e.0,
+            "unknown key `pool.languages.python.min_idel`; did you mean `min_idle`?"
+        );
+        let e = load_toml("bnd", "[server]\nbnd = \"0.0.0.0:1\"\n").unwrap_err();
+        assert_eq!(e.0, "unknown key `server.bnd`; did you mean `bind`?");
+        let e = load_toml("top", "[sesions]\nbusy_wait_ms = 1\n").unwrap_err();
+        assert!(e.0.starts_with("unknown key `sesions"), "{e}");
+        assert!(e.0.contains("did you mean `sessions`?"), "{e}");
+        let e = load_toml("far", "[server]\nzzzz = 1\n").unwrap_err();
+        assert_eq!(e.0, "unknown key `server.zzzz`");
+        assert!(load_toml("ok", "[server]\nshutdown_grace_ms = 5\n").is_ok());
+    }
+
+    #[test]
+    fn every_interval_and_session_setting_is_range_checked() {
+        let check = |f: &dyn Fn(&mut Settings), needle: &str| {
+            let mut s = Settings::default();
+            f(&mut s);
+            // The pool's agent-bundle check runs last; everything before it is ours.
+            let e = s.validate().unwrap_err();
+            assert!(e.0.contains(needle), "{needle}: {e}");
+        };
+        check(&|s| s.sessions.janitor_interval_ms = 0, "sessions.janitor_interval_ms");
+        check(&|s| s.auth.reload_interval_ms = 0, "auth.reload_interval_ms");
+        check(&|s| s.sessions.busy_wait_ms = 0, "sessions.busy_wait_ms");
+        check(&|s| s.sessions.default_idle_minutes = -1.0, "default_idle_minutes");
+        check(&|s| s.sessions.max_lifetime_minutes = f64::NAN, "max_lifetime_minutes");
+        check(&|s| s.sessions.default_lifetime_minutes = 1e9, "default_lifetime_minutes");
+        check(&|s| s.sessions.max_cpu_shares = 1, "sessions.max_cpu_shares");
+        check(&|s| s.limits.compile_timeout_ms = 0, "limits.compile_timeout_ms");
+        check(&|s| s.pool.warm_interval_ms = 0, "pool.warm_interval_ms");
+        check(&|s| s.pool.limits.sandbox_uid = 0, "sandbox_uid");
     }
 }

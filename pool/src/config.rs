@@ -137,17 +137,30 @@ impl PoolSettings {
                 self.instance
             ));
         }
-        if !self.agent_bundle.join("codebeaker-agent").is_file() {
-            return Err(format!(
-                "pool.agent_bundle: {} has no codebeaker-agent (run `make agent`)",
-                self.agent_bundle.display()
-            ));
+        let l = &self.limits;
+        positive("pool.queue_timeout_ms", self.queue_timeout_ms)?;
+        positive("pool.create_timeout_ms", self.create_timeout_ms)?;
+        positive("pool.warm_interval_ms", self.warm_interval_ms)?;
+        if !(32..=1 << 20).contains(&l.memory_mb) {
+            return Err("pool.limits.memory_mb must be 32..=1048576".into());
         }
-        if self.limits.memory_mb < 32 {
-            return Err("pool.limits.memory_mb must be at least 32".into());
+        if !(l.cpus.is_finite() && l.cpus > 0.0 && l.cpus <= 1024.0) {
+            return Err("pool.limits.cpus must be a positive number of cores".into());
         }
-        if self.limits.cpus <= 0.0 {
-            return Err("pool.limits.cpus must be positive".into());
+        for (key, v) in [
+            ("pool.limits.pids", l.pids),
+            ("pool.limits.nofile", l.nofile),
+            ("pool.limits.fsize_mb", l.fsize_mb),
+        ] {
+            if v <= 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        positive("pool.limits.workspace_mb", l.workspace_mb)?;
+        positive("pool.limits.tmp_mb", l.tmp_mb)?;
+        positive("pool.limits.cache_mb", l.cache_mb)?;
+        if l.sandbox_uid == 0 {
+            return Err("pool.limits.sandbox_uid must not be 0: user code never runs as root".into());
         }
         for (l, s) in &self.languages {
             if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {
@@ -155,7 +168,31 @@ impl PoolSettings {
                     "pool.languages.{l}: need 0 < max_size and min_idle <= max_size"
                 ));
             }
+            if s.max_uses == 0 || s.max_age_secs == 0 {
+                return Err(format!(
+                    "pool.languages.{l}: max_uses and max_age_secs must be positive"
+                ));
+            }
+            if s.image.trim().is_empty() {
+                return Err(format!("pool.languages.{l}.image must not be empty"));
+            }
         }
+        // Last: the only check that looks at the file system.
+        if !self.agent_bundle.join("codebeaker-agent").is_file() {
+            return Err(format!(
+                "pool.agent_bundle: {} has no codebeaker-agent (run `make agent`)",
+                self.agent_bundle.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A setting that must be above zero (a zero interval would spin its loop).
+fn positive(key: &str, v: u64) -> Result<(), String> {
+    if v == 0 {
+        Err(format!("{key} must be positive"))
+    } else {
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::auth::{Limits, Scope};
+use crate::domain::{Quota, Scope};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -81,7 +81,7 @@ pub struct JwtSettings {
     /// Tenant and scopes for tokens whose `cb` claim does not say.
     pub default_tenant: String,
     pub default_scopes: Vec<Scope>,
-    pub defaults: Limits,
+    pub defaults: Quota,
 }
 
 impl Default for AuthSettings {
@@ -105,7 +105,7 @@ impl Default for JwtSettings {
             leeway_secs: 30,
             default_tenant: "default".into(),
             default_scopes: vec![Scope::Execute],
-            defaults: Limits::default(),
+            defaults: Quota::default(),
         }
     }
 }
@@ -239,8 +239,14 @@ impl Settings {
             ("limits.admission_limit", l.admission_limit as u64),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
-            ("sessions.janitor_interval_ms", self.sessions.janitor_interval_ms),
-            ("sessions.max_command_timeout_ms", self.sessions.max_command_timeout_ms),
+            (
+                "sessions.janitor_interval_ms",
+                self.sessions.janitor_interval_ms,
+            ),
+            (
+                "sessions.max_command_timeout_ms",
+                self.sessions.max_command_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError(format!("{key} must be positive")));
@@ -252,7 +258,11 @@ impl Settings {
         let s = &self.sessions;
         for (what, default, max) in [
             ("idle", s.default_idle_minutes, s.max_idle_minutes),
-            ("lifetime", s.default_lifetime_minutes, s.max_lifetime_minutes),
+            (
+                "lifetime",
+                s.default_lifetime_minutes,
+                s.max_lifetime_minutes,
+            ),
         ] {
             // Written so that NaN fails too.
             if !(default > 0.0 && max.is_finite() && default <= max) {
@@ -380,14 +390,35 @@ mod tests {
             let e = s.validate().unwrap_err();
             assert!(e.0.contains(needle), "{needle}: {e}");
         };
-        check(&|s| s.sessions.janitor_interval_ms = 0, "sessions.janitor_interval_ms");
-        check(&|s| s.auth.reload_interval_ms = 0, "auth.reload_interval_ms");
+        check(
+            &|s| s.sessions.janitor_interval_ms = 0,
+            "sessions.janitor_interval_ms",
+        );
+        check(
+            &|s| s.auth.reload_interval_ms = 0,
+            "auth.reload_interval_ms",
+        );
         check(&|s| s.sessions.busy_wait_ms = 0, "sessions.busy_wait_ms");
-        check(&|s| s.sessions.default_idle_minutes = -1.0, "default_idle_minutes");
-        check(&|s| s.sessions.max_lifetime_minutes = f64::NAN, "max_lifetime_minutes");
-        check(&|s| s.sessions.default_lifetime_minutes = 1e9, "default_lifetime_minutes");
-        check(&|s| s.sessions.max_cpu_shares = 1, "sessions.max_cpu_shares");
-        check(&|s| s.limits.compile_timeout_ms = 0, "limits.compile_timeout_ms");
+        check(
+            &|s| s.sessions.default_idle_minutes = -1.0,
+            "default_idle_minutes",
+        );
+        check(
+            &|s| s.sessions.max_lifetime_minutes = f64::NAN,
+            "max_lifetime_minutes",
+        );
+        check(
+            &|s| s.sessions.default_lifetime_minutes = 1e9,
+            "default_lifetime_minutes",
+        );
+        check(
+            &|s| s.sessions.max_cpu_shares = 1,
+            "sessions.max_cpu_shares",
+        );
+        check(
+            &|s| s.limits.compile_timeout_ms = 0,
+            "limits.compile_timeout_ms",
+        );
         check(&|s| s.pool.warm_interval_ms = 0, "pool.warm_interval_ms");
         check(&|s| s.pool.limits.sandbox_uid = 0, "sandbox_uid");
     }

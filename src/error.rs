@@ -2,8 +2,10 @@
 //!
 //! Three families, kept apart: the caller's fault (4xx with a precise kind), the program's
 //! fault (never an error here: 200 with `success: false`), and our fault or overload (5xx,
-//! with `Retry-After` where waiting helps). Clients get a stable JSON body; logs get the
-//! full cause chain.
+//! with `Retry-After` where waiting helps). Every layer returns its own error enum; this
+//! module maps each of them once, and counts refused requests
+//! (`codebeaker_rejections_total`) here and nowhere else. Clients get a stable JSON body;
+//! logs get the full cause chain.
 
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,49 +15,30 @@ use codebeaker_pool::PoolError;
 use serde::Serialize;
 
 use crate::auth::AuthFailure;
-use crate::limits::RateLimited;
+use crate::domain::Denied;
+use crate::invoke::ExecuteError;
+use crate::limits::{RateInfo, RateLimited};
+use crate::requests::RequestError;
 use crate::sessions::SessionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Json(#[from] JsonRejection),
-    #[error("unsupported language {0:?}; supported: python (py, python3), javascript (js, node, nodejs), go (golang), csharp (cs, c#, dotnet)")]
-    UnsupportedLanguage(String),
-    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
-    TooLarge {
-        what: &'static str,
-        size: usize,
-        limit: usize,
-    },
-    #[error("{0}")]
-    LimitExceeded(String),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error(transparent)]
     Unauthenticated(#[from] AuthFailure),
-    #[error("{0}")]
-    Forbidden(String),
     #[error("rate limit exceeded; retry after {:.1} s", .0.retry_after.as_secs_f64())]
     RateLimited(RateLimited),
-    #[error("this credential already has {0} invocations in flight")]
-    ConcurrencyLimited(u32),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error("the gateway is at capacity; retry shortly")]
     Overloaded,
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Pool(#[from] PoolError),
-    #[error(transparent)]
-    Session(SessionError),
-}
-
-impl From<SessionError> for ApiError {
-    fn from(e: SessionError) -> Self {
-        match e {
-            // Pool failures keep their own mapping (503 for overload, 500 otherwise).
-            SessionError::Pool(p) => ApiError::Pool(p),
-            other => ApiError::Session(other),
-        }
-    }
 }
 
 /// `{"error": {"kind": "...", "message": "..."}}`
@@ -70,8 +53,29 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+type Mapped = (StatusCode, &'static str);
+
+fn request_status(e: &RequestError) -> Mapped {
+    match e {
+        RequestError::UnsupportedLanguage(_) => (StatusCode::BAD_REQUEST, "unsupported_language"),
+        RequestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        RequestError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
+        RequestError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        RequestError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+    }
+}
+
+fn pool_status(e: &PoolError) -> Mapped {
+    match e {
+        PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
+        PoolError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        PoolError::Disabled(_) => (StatusCode::BAD_REQUEST, "language_disabled"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
+    }
+}
+
 impl ApiError {
-    fn status_and_kind(&self) -> (StatusCode, &'static str) {
+    fn status_and_kind(&self) -> Mapped {
         match self {
             ApiError::Json(r) => match r {
                 JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
@@ -86,14 +90,18 @@ impl ApiError {
                 }
                 other => (other.status(), "invalid_request"),
             },
-            ApiError::UnsupportedLanguage(_) => (StatusCode::BAD_REQUEST, "unsupported_language"),
-            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
+            ApiError::Request(e) => request_status(e),
+            ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::ConcurrencyLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit"),
-            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Execute(e) => match e {
+                ExecuteError::Request(e) => request_status(e),
+                ExecuteError::Shed => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+                ExecuteError::ConcurrencyLimited(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit")
+                }
+                ExecuteError::Pool(p) => pool_status(p),
+            },
             ApiError::Session(s) => match s {
                 SessionError::NotFound => (StatusCode::NOT_FOUND, "session_not_found"),
                 SessionError::Busy => (StatusCode::CONFLICT, "session_busy"),
@@ -103,15 +111,33 @@ impl ApiError {
                 SessionError::InvalidParams(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
                 }
-                SessionError::Pool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
+                SessionError::Request(e) => request_status(e),
+                SessionError::Pool(p) => pool_status(p),
             },
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            ApiError::Pool(e) => match e {
-                PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
-                PoolError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-                PoolError::Disabled(_) => (StatusCode::BAD_REQUEST, "language_disabled"),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
-            },
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        }
+    }
+
+    /// The `codebeaker_rejections_total` reason, for a refused request.
+    fn rejection(&self) -> Option<&'static str> {
+        let (status, kind) = self.status_and_kind();
+        match kind {
+            "unauthenticated" => Some("auth"),
+            "rate_limited" => Some("rate_limit"),
+            "concurrency_limit" => Some("concurrency"),
+            "overloaded" => Some("shed"),
+            _ if status == StatusCode::FORBIDDEN => Some("forbidden"),
+            _ => None,
+        }
+    }
+
+    fn is_overload(&self) -> bool {
+        match self {
+            ApiError::Overloaded | ApiError::Execute(ExecuteError::Shed) => true,
+            ApiError::Execute(ExecuteError::Pool(p)) | ApiError::Session(SessionError::Pool(p)) => {
+                p.is_overload()
+            }
+            _ => false,
         }
     }
 }
@@ -119,9 +145,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_kind();
-        let overload = matches!(&self, ApiError::Overloaded)
-            || matches!(&self, ApiError::Pool(e) if e.is_overload());
-        let message = if status.is_server_error() && !overload {
+        if let Some(reason) = self.rejection() {
+            crate::metrics::rejection(reason);
+        }
+        let message = if status.is_server_error() && !self.is_overload() {
             // Internals (container ids, Docker messages) stay in the logs.
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
             "the sandbox failed before the program could finish; it was not your program's fault, retry".to_string()
@@ -149,13 +176,108 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(r) => {
                 let secs = r.retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                r.info.write_headers(h);
+                rate_headers(&r.info, h);
             }
-            ApiError::ConcurrencyLimited(_) => {
+            ApiError::Execute(ExecuteError::ConcurrencyLimited(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
         resp
+    }
+}
+
+/// The `RateLimit-*` headers (IETF draft), on successes and on 429s.
+pub fn rate_headers(info: &RateInfo, h: &mut axum::http::HeaderMap) {
+    h.insert("ratelimit-limit", HeaderValue::from(info.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(info.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(info.reset_secs));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Scope;
+    use codebeaker_proto::Language;
+
+    type Expected = (u16, &'static str, Option<&'static str>);
+
+    fn mapped(e: ApiError) -> Expected {
+        let (s, k) = e.status_and_kind();
+        (s.as_u16(), k, e.rejection())
+    }
+
+    #[test]
+    fn every_layer_error_has_one_status_kind_and_rejection_reason() {
+        let cases: Vec<(ApiError, Expected)> = vec![
+            (
+                AuthFailure::Missing.into(),
+                (401, "unauthenticated", Some("auth")),
+            ),
+            (
+                AuthFailure::CredentialInUrl.into(),
+                (401, "unauthenticated", Some("auth")),
+            ),
+            (
+                Denied::MissingScope(Scope::Execute).into(),
+                (403, "forbidden", Some("forbidden")),
+            ),
+            (
+                RequestError::Denied(Denied::Language(Language::Go)).into(),
+                (403, "forbidden", Some("forbidden")),
+            ),
+            (
+                RequestError::LimitExceeded("x".into()).into(),
+                (403, "limit_exceeded", Some("forbidden")),
+            ),
+            (
+                RequestError::UnsupportedLanguage("rust".into()).into(),
+                (400, "unsupported_language", None),
+            ),
+            (
+                RequestError::TooLarge {
+                    what: "code",
+                    size: 2,
+                    limit: 1,
+                }
+                .into(),
+                (413, "payload_too_large", None),
+            ),
+            (
+                RequestError::Invalid("x".into()).into(),
+                (422, "invalid_request", None),
+            ),
+            (ExecuteError::Shed.into(), (503, "overloaded", Some("shed"))),
+            (
+                ExecuteError::ConcurrencyLimited(1).into(),
+                (429, "concurrency_limit", Some("concurrency")),
+            ),
+            (
+                ExecuteError::Pool(PoolError::ShuttingDown).into(),
+                (503, "shutting_down", None),
+            ),
+            (
+                ExecuteError::Pool(PoolError::Disabled(Language::Go)).into(),
+                (400, "language_disabled", None),
+            ),
+            (
+                SessionError::NotFound.into(),
+                (404, "session_not_found", None),
+            ),
+            (SessionError::Busy.into(), (409, "session_busy", None)),
+            (
+                SessionError::LimitReached(2).into(),
+                (429, "session_limit_reached", None),
+            ),
+            (
+                SessionError::Pool(PoolError::ShuttingDown).into(),
+                (503, "shutting_down", None),
+            ),
+            (ApiError::Overloaded, (503, "overloaded", Some("shed"))),
+        ];
+        for (e, want) in cases {
+            let label = format!("{e:?}");
+            assert_eq!(mapped(e), want, "{label}");
+        }
     }
 }

@@ -4,14 +4,22 @@
 //! container; it asks `codebeaker-pool` to run invocations.
 #![forbid(unsafe_code)]
 
+// Leaves: what every layer may use.
+pub mod domain;
+pub mod metrics;
+pub mod telemetry;
+// Layers, each with its own error enum and no knowledge of HTTP or `AppState`.
 pub mod auth;
 pub mod config;
-pub mod error;
+pub mod invoke;
 pub mod limits;
-pub mod metrics;
+pub mod requests;
+pub mod sessions;
+// Transports: the only modules that know `AppState` and map errors.
+pub mod error;
+pub mod jsonrpc;
 pub mod openapi;
 pub mod routes;
-pub mod sessions;
-pub mod startup;
 pub mod state;
-pub mod telemetry;
+// Wiring.
+pub mod startup;

@@ -1,10 +1,9 @@
 //! Per-caller rate limits and concurrency caps, and global load shedding.
 
-use axum::http::{HeaderMap, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -13,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Limits;
+use crate::domain::Quota;
 
 type Keyed =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -41,14 +40,6 @@ pub struct RateLimited {
     pub retry_after: Duration,
 }
 
-impl RateInfo {
-    pub fn write_headers(&self, h: &mut HeaderMap) {
-        h.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        h.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        h.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
-    }
-}
-
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
@@ -60,7 +51,7 @@ impl Default for RateLimits {
 
 impl RateLimits {
     /// `Ok(None)` when the caller has no rate limit.
-    pub fn check(&self, subject: &str, limits: &Limits) -> Result<Option<RateInfo>, RateLimited> {
+    pub fn check(&self, subject: &str, limits: &Quota) -> Result<Option<RateInfo>, RateLimited> {
         let (Some(rate), burst) = (NonZeroU32::new(limits.rate_per_second), limits.burst) else {
             return Ok(None);
         };
@@ -70,7 +61,7 @@ impl RateLimits {
             map.entry((rate.get(), burst.get()))
                 .or_insert_with(|| {
                     Arc::new(
-                        RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+                        RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
                             .with_middleware::<StateInformationMiddleware>(),
                     )
                 })
@@ -199,11 +190,11 @@ impl Admission {
 mod tests {
     use super::*;
 
-    fn limits(rate: u32, burst: u32) -> Limits {
-        Limits {
+    fn limits(rate: u32, burst: u32) -> Quota {
+        Quota {
             rate_per_second: rate,
             burst,
-            ..Limits::default()
+            ..Quota::default()
         }
     }
 

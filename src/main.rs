@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use codebeaker::auth::keys::{self, KeysFile};
-use codebeaker::auth::{Limits, Scope};
 use codebeaker::config::Settings;
-use codebeaker::startup::{shutdown_signal, Application, StartupError};
+use codebeaker::domain::{Quota, Scope};
+use codebeaker::startup::{shutdown_signal, Application};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -115,12 +115,12 @@ async fn main() -> ExitCode {
                     }
                 }
             }
-            let limits = Limits {
+            let limits = Quota {
                 rate_per_second,
                 burst,
                 max_concurrent,
                 max_sessions,
-                ..Limits::default()
+                ..Quota::default()
             };
             let (key, record) = keys::generate(&name, &tenant, parsed, limits);
             let id = record.id.clone();
@@ -142,7 +142,7 @@ async fn serve(settings: Settings) -> ExitCode {
     let shutdown = CancellationToken::new();
     let app = match Application::build(settings, shutdown.clone()).await {
         Ok(a) => a,
-        Err(e @ StartupError::Config(_)) => {
+        Err(e) if e.is_configuration() => {
             eprintln!("codebeaker: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }

@@ -3,15 +3,13 @@
 //! Labels stay low-cardinality: route templates, languages, outcomes, reasons. Never a key,
 //! a code hash or an execution id.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-use crate::state::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -83,10 +81,9 @@ pub fn invocation(
     }
 }
 
-/// `GET /metrics`: pool gauges and lifecycle counters are read at scrape time.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    for s in state.pools.status() {
+/// Pool gauges and lifecycle counters, set from a snapshot at scrape time.
+pub fn pools(status: &[codebeaker_pool::PoolStatus], admitted: usize) {
+    for s in status {
         let l = s.language.name();
         gauge!("codebeaker_pool_containers", "language" => l, "state" => "idle").set(s.idle as f64);
         gauge!("codebeaker_pool_containers", "language" => l, "state" => "busy").set(s.busy as f64);
@@ -106,9 +103,5 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 .absolute(v);
         }
     }
-    gauge!("codebeaker_admitted_invocations").set(state.admission.in_flight() as f64);
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    gauge!("codebeaker_admitted_invocations").set(admitted as f64);
 }

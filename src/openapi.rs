@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::execute::{ExecuteRequest, ExecuteResponse, ProgramErrorBody};
+use crate::invoke::{ExecuteResponse, ProgramErrorBody};
+use crate::requests::{CreateSession, ExecuteRequest};
 use crate::routes::meta::LanguageInfo;
 
 #[derive(OpenApi)]
@@ -16,7 +17,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::meta::languages,
         crate::routes::meta::healthz,
         crate::routes::meta::readyz,
-        crate::metrics::render,
+        crate::routes::meta::metrics,
         crate::routes::sessions::create,
         crate::routes::sessions::list,
         crate::routes::sessions::get,
@@ -24,7 +25,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::sessions::close,
         openapi_json,
     ),
-    components(schemas(crate::sessions::CreateParams, ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    components(schemas(CreateSession, ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]

@@ -4,6 +4,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use codebeaker_pool::{PoolError, Pools};
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -12,8 +13,8 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::keys::KeyStore;
+use crate::auth::{Authenticator, SetupError};
+use crate::invoke::Invoker;
 use crate::limits::{Admission, Concurrency, RateLimits};
 
 use crate::config::{ConfigError, Settings};
@@ -23,18 +24,26 @@ use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    // Configuration, or a file it names (keys file, PEM keys): exit code 64.
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("the Docker engine is not reachable ({0}); start dockerd or set DOCKER_HOST")]
     Docker(#[source] PoolError),
-    #[error("auth: {0}")]
-    Auth(String),
+    #[error(transparent)]
+    Auth(#[from] SetupError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StartupError {
+    /// Caused by the configuration or the files it names (the process exits with 64).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StartupError::Config(_) | StartupError::Auth(_))
+    }
 }
 
 /// A gateway that is bound and warming, not yet serving.
@@ -53,9 +62,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
         settings.validate()?;
-        let keys =
-            Arc::new(KeyStore::load(settings.auth.keys_file.clone()).map_err(StartupError::Auth)?);
-        let jwt = Arc::new(JwtVerifier::new(&settings.auth.jwt).map_err(StartupError::Auth)?);
+        let auth = Arc::new(Authenticator::new(&settings.auth)?);
         let docker = codebeaker_pool::connect()
             .await
             .map_err(StartupError::Docker)?;
@@ -75,7 +82,7 @@ impl Application {
         let rate = Arc::new(RateLimits::default());
         let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
         tokio::spawn(crate::auth::keys::watch(
-            keys.clone(),
+            auth.keys.clone(),
             reload_every,
             shutdown.child_token(),
         ));
@@ -85,16 +92,25 @@ impl Application {
             sessions.clone(),
             shutdown.child_token(),
         ));
+        let settings = Arc::new(settings);
+        let admission = Arc::new(Admission::new(settings.limits.admission_limit));
+        let invoker = Arc::new(Invoker {
+            settings: settings.clone(),
+            pools: pools.clone(),
+            admission: admission.clone(),
+            concurrency: Concurrency::default(),
+        });
         let state = AppState {
-            admission: Arc::new(Admission::new(settings.limits.admission_limit)),
-            settings: Arc::new(settings),
+            settings,
             pools,
-            keys,
-            jwt,
+            auth,
             rate,
-            concurrency: Arc::new(Concurrency::default()),
+            admission,
+            invoker,
             metrics: crate::metrics::install(),
             sessions,
+            shutdown: shutdown.clone(),
+            tasks: tokio_util::task::TaskTracker::new(),
         };
         Ok(Application {
             listener,
@@ -120,18 +136,21 @@ impl Application {
         self.state.pools.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-    /// finish within the grace period, and removes this gateway's containers.
+    /// Serves until `shutdown` is cancelled. Then, in this order: stop accepting; let
+    /// in-flight requests, WebSocket commands and session commands finish, all within one
+    /// `shutdown_grace_ms` counted from the signal; keep live sessions' containers for the
+    /// next process; remove every other container and wait for the removals.
     pub async fn run(self) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
         let pools = self.state.pools.clone();
         let sessions = self.state.sessions.clone();
+        let tasks = self.state.tasks.clone();
         if let Some(l) = self.metrics_listener {
             let metrics_router = Router::new()
-                .route("/metrics", get(crate::metrics::render))
+                .route("/metrics", get(meta::metrics))
                 .with_state(self.state.clone());
             let token = self.shutdown.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let _ = axum::serve(l, metrics_router)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await;
@@ -139,13 +158,37 @@ impl Application {
         }
         let router = router(self.state);
         let token = self.shutdown.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
-        // Live sessions survive a restart: their containers stay up for re-adoption.
-        let keep = sessions.detach_all(grace).await;
-        pools.shutdown_keeping(grace, &keep).await;
-        served
+        let mut server = tokio::spawn(
+            axum::serve(self.listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .into_future(),
+        );
+        let served = tokio::select! {
+            r = &mut server => r,
+            _ = self.shutdown.cancelled() => {
+                // One deadline for everything that drains.
+                let deadline = tokio::time::Instant::now() + grace;
+                let drained = tokio::time::timeout_at(deadline, &mut server).await;
+                tasks.close();
+                let tasks_done = tokio::time::timeout_at(deadline, tasks.wait()).await.is_ok();
+                if drained.is_err() || !tasks_done {
+                    tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running when the grace period ended; closing them");
+                }
+                server.abort();
+                // Live sessions survive a restart: their containers stay up for re-adoption.
+                let keep = sessions.detach_all(deadline).await;
+                pools.shutdown_keeping(deadline, &keep).await;
+                return match drained {
+                    Ok(Ok(r)) => r,
+                    _ => Ok(()),
+                };
+            }
+        };
+        // The server stopped by itself (an accept error): clean up the same way.
+        let deadline = tokio::time::Instant::now() + grace;
+        let keep = sessions.detach_all(deadline).await;
+        pools.shutdown_keeping(deadline, &keep).await;
+        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }
 
@@ -162,17 +205,20 @@ pub fn router(state: AppState) -> Router {
             get(sessions::get).delete(sessions::close),
         )
         .route("/v1/sessions/{id}/commands", post(sessions::command))
-        .route("/ws/jsonrpc", get(crate::sessions::jsonrpc::upgrade))
+        .route(
+            crate::routes::auth::WEBSOCKET_PATH,
+            get(crate::jsonrpc::upgrade),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::authenticate,
+            crate::routes::auth::authenticate,
         ));
     let mut open = Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json));
     if state.settings.server.metrics_bind.is_none() {
-        open = open.route("/metrics", get(crate::metrics::render));
+        open = open.route("/metrics", get(meta::metrics));
     }
     Router::new()
         .merge(v1)

@@ -1,24 +1,27 @@
-//! What every handler can reach.
+//! What every handler can reach: the transports' view of the gateway.
 
 use codebeaker_pool::Pools;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::keys::KeyStore;
+use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::limits::{Admission, Concurrency, RateLimits};
+use crate::invoke::Invoker;
+use crate::limits::{Admission, RateLimits};
 use crate::sessions::Sessions;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub pools: Arc<Pools>,
-    pub keys: Arc<KeyStore>,
-    pub jwt: Arc<JwtVerifier>,
+    pub auth: Arc<Authenticator>,
     pub rate: Arc<RateLimits>,
-    pub concurrency: Arc<Concurrency>,
     pub admission: Arc<Admission>,
+    pub invoker: Arc<Invoker>,
     pub metrics: PrometheusHandle,
     pub sessions: Arc<Sessions>,
+    /// Cancelled at shutdown; WebSocket loops and their tasks watch it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Every task a transport spawns, so shutdown can wait for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }

@@ -160,7 +160,9 @@ impl PoolSettings {
         positive("pool.limits.tmp_mb", l.tmp_mb)?;
         positive("pool.limits.cache_mb", l.cache_mb)?;
         if l.sandbox_uid == 0 {
-            return Err("pool.limits.sandbox_uid must not be 0: user code never runs as root".into());
+            return Err(
+                "pool.limits.sandbox_uid must not be 0: user code never runs as root".into(),
+            );
         }
         for (l, s) in &self.languages {
             if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {

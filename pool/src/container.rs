@@ -88,8 +88,11 @@ pub async fn create(
         ),
     ]);
     let memory = (limits.memory_mb * 1024 * 1024) as i64;
-    let bundle = std::fs::canonicalize(&settings.agent_bundle)
-        .map_err(|e| PoolError::CreateContainer(bollard::errors::Error::IOError { err: e }))?;
+    let bundle =
+        std::fs::canonicalize(&settings.agent_bundle).map_err(|source| PoolError::AgentBundle {
+            path: settings.agent_bundle.clone(),
+            source,
+        })?;
     let host_config = HostConfig {
         binds: Some(vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())]),
         network_mode: Some("none".into()),
@@ -382,7 +385,8 @@ impl Container {
 }
 
 impl Drop for Container {
-    /// A container leaves the pool only to die: remove it in the background.
+    /// A container leaves the pool only to die: remove it in the background, tracked so
+    /// that shutdown can wait for the removal ([`removals_settled`]).
     fn drop(&mut self) {
         if self.keep_on_drop {
             return;
@@ -390,9 +394,23 @@ impl Drop for Container {
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { remove(&docker, &id).await });
+            let _guard = rt.enter();
+            REMOVALS.spawn(async move { remove(&docker, &id).await });
         }
     }
+}
+
+/// Removals started by dropped handles. Process-wide: a removal outlives the pool that
+/// started it, and the process must not exit before it is done.
+static REMOVALS: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+    std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
+
+/// Waits (up to `limit`) until every removal started by a dropped handle has finished.
+pub async fn removals_settled(limit: Duration) -> bool {
+    REMOVALS.close();
+    let done = tokio::time::timeout(limit, REMOVALS.wait()).await.is_ok();
+    REMOVALS.reopen();
+    done
 }
 
 /// Opens the agent's channel: the container's stdin, stdout and stderr as a live stream

@@ -52,6 +52,16 @@ pub enum PoolError {
     },
     #[error("docker: {0}")]
     Docker(#[source] bollard::errors::Error),
+    #[error("pool.agent_bundle {path}: {source}")]
+    AgentBundle {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the {0} pool: {1}")]
+    Build(Language, String),
+    #[error("the {0} pool failed: {1}")]
+    Checkout(Language, String),
 }
 
 impl PoolError {

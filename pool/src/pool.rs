@@ -303,11 +303,7 @@ impl Pools {
                 .queue_mode(managed::QueueMode::Fifo)
                 .runtime(deadpool::Runtime::Tokio1)
                 .build()
-                .map_err(|e| {
-                    PoolError::Docker(bollard::errors::Error::IOError {
-                        err: std::io::Error::other(e.to_string()),
-                    })
-                })?;
+                .map_err(|e| PoolError::Build(language, e.to_string()))?;
             pools.insert(
                 language,
                 Arc::new(LanguagePool {
@@ -428,24 +424,21 @@ impl Pools {
 
     /// Stops warming, closes the pools and removes every container of this instance
     /// except `keep` (live sessions, left running for the next gateway to re-adopt).
+    /// In-flight invocations may finish until `deadline`; then the containers go, and the
+    /// removals are waited for.
     pub async fn shutdown_keeping(
         &self,
-        grace: Duration,
+        deadline: tokio::time::Instant,
         keep: &std::collections::HashSet<String>,
     ) {
-        self.shutdown_inner(grace, keep).await
-    }
-
-    /// Stops warming, closes the pools and removes every container of this instance.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.shutdown_inner(grace, &Default::default()).await
-    }
-
-    async fn shutdown_inner(&self, grace: Duration, keep: &std::collections::HashSet<String>) {
         self.shutdown.cancel();
         self.tasks.close();
-        // In-flight invocations get `grace` to finish before their containers go.
-        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("invocations still running at the end of the grace period");
+        }
         for lp in self.pools.values() {
             lp.pool.close();
             lp.nursery.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -457,8 +450,21 @@ impl Pools {
             Ok(n) => tracing::info!(removed = n, "containers removed at shutdown"),
             Err(e) => tracing::warn!(error = %e, "container cleanup at shutdown failed"),
         }
+        if !container::removals_settled(REMOVAL_WAIT).await {
+            tracing::warn!("some container removals had not finished at exit");
+        }
+    }
+
+    /// Like [`Pools::shutdown_keeping`], keeping nothing, with `grace` from now.
+    pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.shutdown_keeping(deadline, &Default::default()).await
     }
 }
+
+/// How long shutdown waits for container removals after the grace period (Docker may be
+/// slow or gone; the next start's sweep removes what is left).
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 
 /// Takes a container from the pool within the queue timeout.
 async fn checkout(
@@ -483,9 +489,8 @@ async fn checkout(
         }
         Err(managed::PoolError::Backend(e)) => Err(e),
         Err(managed::PoolError::Closed) => Err(PoolError::ShuttingDown),
-        Err(e) => Err(PoolError::Docker(bollard::errors::Error::IOError {
-            err: std::io::Error::other(e.to_string()),
-        })),
+        // deadpool's remaining cases (hooks, no runtime) are not Docker's doing.
+        Err(e) => Err(PoolError::Checkout(lp.language, e.to_string())),
     }
 }
 

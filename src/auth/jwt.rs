@@ -13,8 +13,26 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthFailure, Limits, Principal, Scope, Via};
+use super::AuthFailure;
 use crate::config::JwtSettings;
+use crate::domain::{Principal, Quota, Scope, Via};
+
+/// Why a configured public key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtSetupError {
+    #[error("auth.jwt: {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auth.jwt: {path}: not a usable PEM public key: {source}")]
+    Pem {
+        path: std::path::PathBuf,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+}
 
 /// The `cb` claim: tenant, scopes and limits. Anything absent comes from config defaults.
 #[derive(Debug, Default, Deserialize)]
@@ -48,25 +66,26 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(settings: &JwtSettings) -> Result<JwtVerifier, String> {
+    pub fn new(settings: &JwtSettings) -> Result<JwtVerifier, JwtSetupError> {
         let read = |p: &std::path::PathBuf| {
-            std::fs::read(p).map_err(|e| format!("auth.jwt: {}: {e}", p.display()))
+            std::fs::read(p).map_err(|source| JwtSetupError::Read {
+                path: p.clone(),
+                source,
+            })
+        };
+        let pem = |p: &std::path::PathBuf| {
+            let path = p.clone();
+            move |source| JwtSetupError::Pem { path, source }
         };
         let rs256 = settings
             .rs256_public_keys
             .iter()
-            .map(|p| {
-                DecodingKey::from_rsa_pem(&read(p)?)
-                    .map_err(|e| format!("auth.jwt: {}: {e}", p.display()))
-            })
+            .map(|p| DecodingKey::from_rsa_pem(&read(p)?).map_err(pem(p)))
             .collect::<Result<Vec<_>, _>>()?;
         let es256 = settings
             .es256_public_keys
             .iter()
-            .map(|p| {
-                DecodingKey::from_ec_pem(&read(p)?)
-                    .map_err(|e| format!("auth.jwt: {}: {e}", p.display()))
-            })
+            .map(|p| DecodingKey::from_ec_pem(&read(p)?).map_err(pem(p)))
             .collect::<Result<Vec<_>, _>>()?;
         let hs256 = settings
             .hs256_secret
@@ -158,7 +177,7 @@ impl JwtVerifier {
             scopes: cb
                 .scopes
                 .unwrap_or_else(|| self.settings.default_scopes.clone()),
-            limits: Limits {
+            quota: Quota {
                 rate_per_second: cb.rate_per_second.unwrap_or(d.rate_per_second),
                 burst: cb.burst.unwrap_or(d.burst),
                 max_concurrent: cb.max_concurrent.unwrap_or(d.max_concurrent),

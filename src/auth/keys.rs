@@ -4,7 +4,6 @@
 //! metrics), the secret is 32 random bytes. Only `sha256(secret)` is stored; comparison is
 //! constant-time. Keys are high-entropy, so a fast hash is enough (no password hashing).
 
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -13,7 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq;
 
-use super::{AuthFailure, Limits, Principal, Scope, Via};
+use super::AuthFailure;
+use crate::domain::{Principal, Quota, Scope, Via};
 
 /// One key as stored in the keys file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,8 +25,9 @@ pub struct KeyRecord {
     /// `sha256:<hex>` of the secret part.
     pub hash: String,
     pub scopes: Vec<Scope>,
+    /// The key's quota (named `limits` in the keys file).
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: Quota,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -64,35 +65,42 @@ fn parse_key(key: &str) -> Option<(&str, &str)> {
     (!id.is_empty() && secret.len() >= 16).then_some((id, secret))
 }
 
-/// Describes the presented credential for logs without revealing it.
-pub fn describe_presented(headers: &HeaderMap) -> String {
-    let raw = headers
-        .get("x-api-key")
-        .or_else(|| headers.get("authorization"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let raw = raw
-        .strip_prefix("ApiKey ")
-        .or_else(|| raw.strip_prefix("Bearer "))
-        .unwrap_or(raw)
-        .trim();
-    if let Some((id, _)) = parse_key(raw) {
-        return format!("key:{id}");
-    }
-    if raw.matches('.').count() == 2 {
-        // A JWT's subject is in its payload; we did not trust it, so do not log it as fact.
-        return "jwt".into();
-    }
-    if raw.is_empty() {
-        "none".into()
-    } else {
-        "unrecognised".into()
+/// The id of a well-formed key (`cb_<id>_<secret>`), for logs.
+pub fn key_id(key: &str) -> Option<&str> {
+    parse_key(key).map(|(id, _)| id)
+}
+
+/// Why the keys file could not be read, parsed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysFileError {
+    #[error("keys file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("keys file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("keys file: key {id}: {reason}")]
+    BadHash { id: String, reason: String },
+    #[error("keys file: {0}")]
+    Encode(#[from] toml::ser::Error),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeysFileError + '_ {
+    move |source| KeysFileError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
 impl KeyStore {
     /// Loads `path` (a missing file means "no keys yet").
-    pub fn load(path: Option<PathBuf>) -> Result<KeyStore, String> {
+    pub fn load(path: Option<PathBuf>) -> Result<KeyStore, KeysFileError> {
         let store = KeyStore {
             path,
             current: RwLock::new(Arc::new(HashMap::new())),
@@ -103,24 +111,33 @@ impl KeyStore {
     }
 
     /// Re-reads the keys file. On error the previous keys stay in force.
-    pub fn reload(&self) -> Result<usize, String> {
+    pub fn reload(&self) -> Result<usize, KeysFileError> {
         let Some(path) = &self.path else { return Ok(0) };
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let file = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str::<KeysFile>(&text)
-                .map_err(|e| format!("keys file {}: {e}", path.display()))?,
+            Ok(text) => {
+                toml::from_str::<KeysFile>(&text).map_err(|source| KeysFileError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
-            Err(e) => return Err(format!("keys file {}: {e}", path.display())),
+            Err(e) => return Err(io_error(path)(e)),
         };
         let mut map = HashMap::new();
         for k in file.keys {
-            let hex_hash = k
-                .hash
-                .strip_prefix("sha256:")
-                .ok_or_else(|| format!("key {}: hash must start with sha256:", k.id))?;
+            let hex_hash =
+                k.hash
+                    .strip_prefix("sha256:")
+                    .ok_or_else(|| KeysFileError::BadHash {
+                        id: k.id.clone(),
+                        reason: "the hash must start with sha256:".into(),
+                    })?;
             let mut hash = [0u8; 32];
-            hex::decode_to_slice(hex_hash, &mut hash)
-                .map_err(|e| format!("key {}: bad hash: {e}", k.id))?;
+            hex::decode_to_slice(hex_hash, &mut hash).map_err(|e| KeysFileError::BadHash {
+                id: k.id.clone(),
+                reason: e.to_string(),
+            })?;
             map.insert(
                 k.id.clone(),
                 Entry {
@@ -130,7 +147,7 @@ impl KeyStore {
                         subject: format!("key:{}", k.id),
                         tenant: k.tenant,
                         scopes: k.scopes,
-                        limits: k.limits,
+                        quota: k.limits,
                         via: Via::ApiKey,
                     }),
                 },
@@ -182,7 +199,7 @@ pub fn generate(
     name: &str,
     tenant: &str,
     scopes: Vec<Scope>,
-    limits: Limits,
+    limits: Quota,
 ) -> (String, KeyRecord) {
     let id_bytes: [u8; 6] = rand::random();
     let secret_bytes: [u8; 32] = rand::random();
@@ -203,19 +220,20 @@ pub fn generate(
 }
 
 /// Appends `record` to the keys file (created if missing), rewriting it atomically.
-pub fn append_to_file(path: &Path, record: KeyRecord) -> Result<(), String> {
+pub fn append_to_file(path: &Path, record: KeyRecord) -> Result<(), KeysFileError> {
     let mut file = match std::fs::read_to_string(path) {
-        Ok(text) => {
-            toml::from_str::<KeysFile>(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Ok(text) => toml::from_str::<KeysFile>(&text).map_err(|source| KeysFileError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(io_error(path)(e)),
     };
     file.keys.push(record);
-    let text = toml::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    let text = toml::to_string_pretty(&file)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&tmp, text).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
 }
 
 /// Watches the keys file (mtime polling) and SIGHUP until `shutdown`.
@@ -260,8 +278,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cb-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keys.toml");
-        let (key, rec) = generate("t", "acme", vec![Scope::Execute], Limits::default());
-        let (key2, mut rec2) = generate("t2", "acme", vec![Scope::Execute], Limits::default());
+        let (key, rec) = generate("t", "acme", vec![Scope::Execute], Quota::default());
+        let (key2, mut rec2) = generate("t2", "acme", vec![Scope::Execute], Quota::default());
         rec2.revoked = true;
         append_to_file(&path, rec.clone()).unwrap();
         append_to_file(&path, rec2).unwrap();

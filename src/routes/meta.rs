@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use codebeaker_pool::PoolStatus;
 use codebeaker_proto::Language;
@@ -63,5 +64,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     (
         status,
         Json(serde_json::json!({"ready": ready, "docker": docker, "pools": pools})),
+    )
+}
+
+/// `GET /metrics`: pool gauges and lifecycle counters are read at scrape time.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::pools(&state.pools.status(), state.admission.in_flight());
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
     )
 }

@@ -1,5 +1,6 @@
 //! HTTP routes. Each file owns one group of endpoints.
 
+pub mod auth;
 pub mod execute;
 pub mod meta;
 pub mod sessions;

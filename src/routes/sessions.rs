@@ -6,26 +6,24 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::auth::{Caller, Scope};
+use crate::domain::Scope;
 use crate::error::ApiError;
+use crate::requests::{CreateSession, RequestError};
+use crate::routes::auth::Caller;
 use crate::sessions::commands::{self, Command};
-use crate::sessions::CreateParams;
 use crate::state::AppState;
 
-#[utoipa::path(post, path = "/v1/sessions", request_body = CreateParams,
+#[utoipa::path(post, path = "/v1/sessions", request_body = CreateSession,
     responses((status = 201, description = "Session created"), (status = 422, body = crate::error::ErrorBody),
               (status = 429, description = "Session limit reached", body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    body: Result<Json<CreateParams>, JsonRejection>,
+    body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Scope::Sessions)?;
     let Json(p) = body?;
-    if let Some(l) = codebeaker_proto::Language::parse(&p.language) {
-        caller.allow_language(l)?;
-    }
     let s = state.sessions.create(&caller, p).await?;
     Ok((StatusCode::CREATED, Json(s.created_view())))
 }
@@ -70,15 +68,17 @@ pub async fn command(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Sessions)?;
     let Json(v) = body?;
-    let cmd = Command::parse(v).map_err(ApiError::Invalid)?;
+    let cmd = Command::parse(v).map_err(RequestError::Invalid)?;
     let session = state.sessions.get(&caller, &id)?;
-    let admitted = state.admission.clone().try_admit_owned().ok_or_else(|| {
-        crate::metrics::rejection("shed");
-        ApiError::Overloaded
-    })?;
+    let admitted = state
+        .admission
+        .clone()
+        .try_admit_owned()
+        .ok_or(ApiError::Overloaded)?;
     // Its own task: if the HTTP caller goes away mid-command, the command still completes
-    // and the session's container stays in step with its agent.
-    let task = tokio::spawn(async move {
+    // and the session's container stays in step with its agent. Tracked, so shutdown
+    // waits for it.
+    let task = state.tasks.clone().spawn(async move {
         let _admitted = admitted;
         // REST has no side channel for streamed output; the final result carries it all.
         let mut ignore = |_: &str, _: String| {};

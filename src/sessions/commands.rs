@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{Session, SessionError, Sessions};
-use crate::auth::Principal;
 use crate::config::Settings;
+use crate::domain::Principal;
+use crate::requests;
 
 /// Application error codes inside a command outcome, and for session-level JSON-RPC
 /// errors. Documented in docs/jsonrpc.md.
@@ -204,10 +205,14 @@ pub async fn execute(
 ) -> Result<Value, SessionError> {
     let limits = &settings.limits;
     let language = session.language();
-    // The caller's own maximum applies on top of the server's.
-    let key_max = caller.limits.max_timeout_ms.unwrap_or(u64::MAX);
-    let shell_max = sessions.settings().max_command_timeout_ms.min(key_max);
-    let run_max = limits.max_timeout_ms.min(key_max);
+    // The caller's own maximum applies on top of the server's. A shell command's timeout
+    // is lowered to it; a program's (`run_code`) is refused above it, as `/v1/execute`
+    // refuses it, so the same request gets the same answer on both paths.
+    let shell_max = caller.timeout_cap(sessions.settings().max_command_timeout_ms);
+    let run_timeout = match &cmd {
+        Command::RunCode(p) => Some(requests::run_timeout(p.timeout_ms, settings, caller)?),
+        _ => None,
+    };
     sessions
         .with_container(session, async move |c| {
             let started = Instant::now();
@@ -242,7 +247,7 @@ pub async fn execute(
                     }
                 }
                 Command::RunCode(p) => {
-                    let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms).min(run_max);
+                    let timeout_ms = run_timeout.unwrap_or(limits.default_timeout_ms);
                     let req = RunRequest {
                         source: codebeaker_pool::wrap(language, &p.code),
                         input: p.input,

@@ -9,7 +9,6 @@
 //! re-adopts them by label, with their ids, files and timeouts.
 
 pub mod commands;
-pub mod jsonrpc;
 
 use chrono::{DateTime, Utc};
 use codebeaker_pool::{Container, PoolError, Pools, SessionResources};
@@ -22,8 +21,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Principal;
 use crate::config::SessionSettings;
+use crate::domain::Principal;
+use crate::requests::{CreateSession, RequestError};
 
 /// Why a session operation failed (mapped to JSON-RPC codes and HTTP statuses).
 #[derive(Debug, thiserror::Error)]
@@ -37,25 +37,9 @@ pub enum SessionError {
     #[error("{0}")]
     InvalidParams(String),
     #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
     Pool(#[from] PoolError),
-}
-
-/// `session.create` parameters (camelCase as the .NET client sends them). Members this
-/// gateway does not know are ignored, never refused: newer clients add some.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateParams {
-    pub language: String,
-    pub idle_timeout_minutes: Option<f64>,
-    pub max_lifetime_minutes: Option<f64>,
-    #[serde(rename = "memoryLimitMB", alias = "memoryLimitMb")]
-    pub memory_limit_mb: Option<u64>,
-    /// Relative CPU weight (Docker's `--cpu-shares`), lowered to `sessions.max_cpu_shares`.
-    pub cpu_shares: Option<i64>,
-    /// The runtime the client asked for (Loopai sends `docker`, `deno`, `python`, …).
-    /// Every session runs in a Docker container of the language's image, whose tools
-    /// include that runtime; the value is kept and echoed back.
-    pub runtime: Option<String>,
 }
 
 /// What is stored in the agent so a restarted gateway can re-adopt the session.
@@ -245,7 +229,7 @@ impl Sessions {
     pub async fn create(
         &self,
         caller: &Principal,
-        p: CreateParams,
+        p: CreateSession,
     ) -> Result<Arc<Session>, SessionError> {
         let language = Language::parse(&p.language).ok_or_else(|| {
             SessionError::InvalidParams(format!(
@@ -265,11 +249,11 @@ impl Sessions {
             self.settings.max_lifetime_minutes,
             "maxLifetimeMinutes",
         )?;
+        caller
+            .allow_language(language)
+            .map_err(RequestError::from)?;
         let container_mb = self.pools.settings().limits.memory_mb;
-        let max_mb = caller
-            .limits
-            .max_memory_mb
-            .map_or(container_mb, |k| k.min(container_mb));
+        let max_mb = caller.memory_cap(container_mb);
         if let Some(mb) = p.memory_limit_mb {
             if !(32..=max_mb).contains(&mb) {
                 return Err(SessionError::InvalidParams(format!(
@@ -287,14 +271,11 @@ impl Sessions {
             Some(n) => Some((n as u64).min(self.settings.max_cpu_shares)),
         };
         let open = self.count_for(&caller.tenant);
-        if open >= caller.limits.max_sessions as usize {
-            return Err(SessionError::LimitReached(caller.limits.max_sessions));
+        if open >= caller.quota.max_sessions as usize {
+            return Err(SessionError::LimitReached(caller.quota.max_sessions));
         }
         // A key that caps memory below the container's gets that cap applied.
-        let memory_limit_mb = p
-            .memory_limit_mb
-            .or((max_mb < container_mb).then_some(max_mb))
-            .filter(|&mb| mb < container_mb);
+        let memory_limit_mb = caller.memory_limit(p.memory_limit_mb, container_mb);
         let meta = Meta {
             session_id: uuid::Uuid::new_v4().simple().to_string(),
             tenant: caller.tenant.clone(),
@@ -330,8 +311,8 @@ impl Sessions {
             .values()
             .filter(|x| x.meta.tenant == caller.tenant)
             .count();
-        if open >= caller.limits.max_sessions as usize {
-            return Err(SessionError::LimitReached(caller.limits.max_sessions));
+        if open >= caller.quota.max_sessions as usize {
+            return Err(SessionError::LimitReached(caller.quota.max_sessions));
         }
         map.insert(s.meta.session_id.clone(), s.clone());
         tracing::info!(session = %s.meta.session_id, tenant = %caller.tenant, %language, "session created");
@@ -436,13 +417,12 @@ impl Sessions {
 
     /// Leaves every session container running for the next gateway process and returns
     /// their ids (so the pool's shutdown sweep spares them). A session busy with a command
-    /// gets up to `grace` to finish it first.
-    pub async fn detach_all(&self, grace: Duration) -> HashSet<String> {
+    /// gets until `deadline` to finish it first.
+    pub async fn detach_all(&self, deadline: tokio::time::Instant) -> HashSet<String> {
         let sessions: Vec<Arc<Session>> = {
             let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, s)| s).collect()
         };
-        let deadline = tokio::time::Instant::now() + grace;
         let mut ids = HashSet::new();
         for s in sessions {
             match tokio::time::timeout_at(deadline, s.container.lock()).await {

@@ -1,6 +1,6 @@
 //! The gateway edge: authentication, scopes, rate limits, caps, shedding, metrics, OpenAPI.
 
-use codebeaker::auth::{Limits, Scope};
+use codebeaker::domain::{Quota, Scope};
 use codebeaker_proto::Language;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -152,7 +152,7 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
     let limited = add_key(
         &app.keys_file,
         vec![Scope::Execute],
-        Limits {
+        Quota {
             languages: vec![Language::Go],
             max_timeout_ms: Some(1000),
             ..generous()
@@ -246,7 +246,7 @@ async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
     let tight = add_key(
         &app.keys_file,
         vec![Scope::Execute],
-        Limits {
+        Quota {
             rate_per_second: 1,
             burst: 3,
             ..generous()
@@ -255,7 +255,7 @@ async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
     let other = add_key(
         &app.keys_file,
         vec![Scope::Execute],
-        Limits {
+        Quota {
             rate_per_second: 1,
             burst: 3,
             ..generous()
@@ -306,7 +306,7 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
     let capped = add_key(
         &app.keys_file,
         vec![Scope::Execute],
-        Limits {
+        Quota {
             max_concurrent: 1,
             ..generous()
         },

@@ -1,8 +1,8 @@
 //! Test harness: start the real gateway on port 0 against the real Docker engine.
 
 use codebeaker::auth::keys;
-use codebeaker::auth::{Limits, Scope};
 use codebeaker::config::Settings;
+use codebeaker::domain::{Quota, Scope};
 use codebeaker::startup::Application;
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ pub const JWT_ISSUER: &str = "codebeaker-tests";
 pub const JWT_AUDIENCE: &str = "codebeaker-api";
 
 /// Adds a key to `keys_file` and returns its secret form.
-pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Limits) -> String {
+pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Quota) -> String {
     let (key, record) = keys::generate("test", "tenant-a", scopes, limits);
     keys::append_to_file(keys_file, record).unwrap();
     key
@@ -82,13 +82,13 @@ pub async fn revoke_key(keys_file: &Path, key: &str) {
 }
 
 /// Limits that never get in a test's way.
-pub fn generous() -> Limits {
-    Limits {
+pub fn generous() -> Quota {
+    Quota {
         rate_per_second: 10_000,
         burst: 10_000,
         max_concurrent: 1_000,
         max_sessions: 1_000,
-        ..Limits::default()
+        ..Quota::default()
     }
 }
 

@@ -621,7 +621,7 @@ async fn a_key_in_the_url_never_reaches_the_logs() {
     let keys_file = s.auth.keys_file.clone().unwrap();
     let key = crate::helpers::add_key(
         &keys_file,
-        vec![codebeaker::auth::Scope::Admin],
+        vec![codebeaker::domain::Scope::Admin],
         crate::helpers::generous(),
     );
     s.pool

@@ -1,6 +1,6 @@
 //! Sessions over WebSocket JSON-RPC 2.0 and REST, against real containers.
 
-use codebeaker::auth::{Limits, Scope};
+use codebeaker::domain::{Quota, Scope};
 use codebeaker_proto::Language;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -451,7 +451,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
         "b",
         "tenant-b",
         vec![Scope::Sessions],
-        Limits {
+        Quota {
             max_sessions: 1,
             ..generous()
         },

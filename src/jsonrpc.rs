@@ -4,20 +4,25 @@
 //! in flight on one socket (responses are matched by id). `execute_shell` with
 //! `stream: true` also sends `session.output` notifications before its response.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
+use codebeaker_pool::PoolError;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
-use super::commands::{self, codes, Command};
-use super::{CreateParams, SessionError};
-use crate::auth::{Caller, Principal, Scope};
-use crate::error::ApiError;
-use crate::routes::execute::{self as exec_route, ExecuteRequest};
+use crate::auth::{AuthFailure, Credential};
+use crate::domain::{Denied, Principal, Scope};
+use crate::invoke::ExecuteError;
+use crate::limits::RateLimited;
+use crate::requests::{CreateSession, ExecuteRequest, RequestError};
+use crate::routes::auth::Caller;
+use crate::sessions::commands::{self, codes, Command};
+use crate::sessions::SessionError;
 use crate::state::AppState;
 
 const PARSE_ERROR: i64 = -32700;
@@ -25,70 +30,106 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
-/// An error response's `error` member.
+/// An error response's `error` member, and the rejection it counts as (if any).
 #[derive(Debug)]
 pub struct RpcError {
     code: i64,
     message: String,
+    rejection: Option<&'static str>,
 }
 
 fn rpc_err(code: i64, message: impl Into<String>) -> RpcError {
     RpcError {
         code,
         message: message.into(),
+        rejection: None,
+    }
+}
+
+impl RpcError {
+    fn rejected(mut self, reason: &'static str) -> Self {
+        self.rejection = Some(reason);
+        self
+    }
+
+    /// Our fault: the details go to the log, the caller gets a retry hint.
+    fn sandbox(e: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %e, "a JSON-RPC request failed in the sandbox");
+        rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry")
+    }
+}
+
+// This transport's one mapping from each layer's errors (HTTP's is in error.rs).
+
+impl From<Denied> for RpcError {
+    fn from(e: Denied) -> Self {
+        rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("forbidden")
+    }
+}
+
+impl From<AuthFailure> for RpcError {
+    fn from(e: AuthFailure) -> Self {
+        rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("auth")
+    }
+}
+
+impl From<RateLimited> for RpcError {
+    fn from(e: RateLimited) -> Self {
+        let message = format!(
+            "rate limit exceeded; retry after {:.1} s",
+            e.retry_after.as_secs_f64()
+        );
+        rpc_err(codes::OVERLOADED, message).rejected("rate_limit")
+    }
+}
+
+impl From<RequestError> for RpcError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Denied(d) => d.into(),
+            RequestError::LimitExceeded(_) => {
+                rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("forbidden")
+            }
+            RequestError::UnsupportedLanguage(_)
+            | RequestError::TooLarge { .. }
+            | RequestError::Invalid(_) => rpc_err(INVALID_PARAMS, e.to_string()),
+        }
+    }
+}
+
+impl From<PoolError> for RpcError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Disabled(_) => rpc_err(INVALID_PARAMS, e.to_string()),
+            e if e.is_overload() => rpc_err(codes::OVERLOADED, e.to_string()),
+            e => RpcError::sandbox(&e),
+        }
     }
 }
 
 impl From<SessionError> for RpcError {
     fn from(e: SessionError) -> Self {
-        let code = match &e {
+        let code = match e {
+            SessionError::Request(r) => return r.into(),
+            SessionError::Pool(p) => return p.into(),
             SessionError::NotFound => codes::SESSION_NOT_FOUND,
             SessionError::Busy => codes::SESSION_BUSY,
             SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
             SessionError::InvalidParams(_) => INVALID_PARAMS,
-            SessionError::Pool(p) if p.is_overload() => codes::OVERLOADED,
-            SessionError::Pool(p) => {
-                tracing::error!(error = %p, "session command failed in the sandbox");
-                return rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry");
-            }
         };
         rpc_err(code, e.to_string())
     }
 }
 
-impl From<ApiError> for RpcError {
-    fn from(e: ApiError) -> Self {
-        let code = match &e {
-            ApiError::Json(_)
-            | ApiError::UnsupportedLanguage(_)
-            | ApiError::Invalid(_)
-            | ApiError::TooLarge { .. } => INVALID_PARAMS,
-            ApiError::Unauthenticated(_) | ApiError::Forbidden(_) | ApiError::LimitExceeded(_) => {
-                codes::UNAUTHORIZED
+impl From<ExecuteError> for RpcError {
+    fn from(e: ExecuteError) -> Self {
+        match e {
+            ExecuteError::Request(r) => r.into(),
+            ExecuteError::Pool(p) => p.into(),
+            ExecuteError::Shed => rpc_err(codes::OVERLOADED, e.to_string()).rejected("shed"),
+            ExecuteError::ConcurrencyLimited(_) => {
+                rpc_err(codes::OVERLOADED, e.to_string()).rejected("concurrency")
             }
-            ApiError::RateLimited(_) | ApiError::ConcurrencyLimited(_) | ApiError::Overloaded => {
-                codes::OVERLOADED
-            }
-            ApiError::Pool(p) if p.is_overload() => codes::OVERLOADED,
-            ApiError::Pool(codebeaker_pool::PoolError::Disabled(_)) => INVALID_PARAMS,
-            ApiError::Session(s) => return rpc_err(RpcError::from_session_code(s), e.to_string()),
-            ApiError::Pool(_) => {
-                tracing::error!(error = %e, "execution.run failed in the sandbox");
-                return rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry");
-            }
-        };
-        rpc_err(code, e.to_string())
-    }
-}
-
-impl RpcError {
-    fn from_session_code(s: &SessionError) -> i64 {
-        match s {
-            SessionError::NotFound => codes::SESSION_NOT_FOUND,
-            SessionError::Busy => codes::SESSION_BUSY,
-            SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
-            SessionError::InvalidParams(_) => INVALID_PARAMS,
-            SessionError::Pool(_) => codes::SERVER_ERROR,
         }
     }
 }
@@ -107,51 +148,82 @@ pub async fn upgrade(
     let max = state.settings.limits.max_body_bytes;
     // The same credential the auth layer accepted: a header, or the URL's `api_key` /
     // `access_token` (the Loopai client can only put it there).
-    let credential = crate::auth::Credential::from_request(&headers, uri.query(), true)
+    let credential = crate::routes::auth::credential(&headers, uri.query(), true)
         .ok()
         .flatten();
+    // Tracked: the upgraded socket outlives the HTTP request, and shutdown must wait for it.
+    let tasks = state.tasks.clone();
     ws.max_message_size(max)
-        .on_upgrade(move |socket| serve(socket, state, caller, credential))
+        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller, credential)))
+}
+
+/// Why a socket's read loop ended.
+enum Ended {
+    ByClient,
+    Shutdown,
+    CredentialRevoked,
 }
 
 async fn serve(
     socket: WebSocket,
     state: AppState,
     caller: Arc<Principal>,
-    credential: Option<crate::auth::Credential>,
+    credential: Option<Credential>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
+                return;
             }
         }
+        // Every reply is out; say why the socket closes, if the server closes it.
+        if let Ok(frame) = close_rx.await {
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
     });
-    while let Some(msg) = stream.next().await {
-        let text = match msg {
-            Ok(Message::Text(t)) => t.to_string(),
-            Ok(Message::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
+    // This socket's requests in flight: at shutdown they finish (within the gateway's
+    // grace) and their replies are sent before the socket is closed.
+    let inflight = TaskTracker::new();
+    let ended = loop {
+        let msg = tokio::select! {
+            _ = state.shutdown.cancelled() => break Ended::Shutdown,
+            msg = stream.next() => msg,
         };
-        let still_valid = credential.as_ref().is_some_and(|c| state.verify(c).is_ok());
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break Ended::ByClient,
+            Some(Ok(_)) => continue,
+        };
+        let still_valid = credential
+            .as_ref()
+            .is_some_and(|c| state.auth.verify(c).is_ok());
         if !still_valid {
-            crate::metrics::rejection("auth");
             let e = rpc_err(
                 codes::UNAUTHORIZED,
                 "the credential is no longer valid; reconnect with a valid one",
-            );
+            )
+            .rejected("auth");
             let _ = tx.send(error_response(Value::Null, e).to_string());
-            break;
+            break Ended::CredentialRevoked;
         }
         // Each message is handled on its own task: several requests may be in flight.
         let (state, caller, tx) = (state.clone(), caller.clone(), tx.clone());
-        tokio::spawn(async move {
+        inflight.spawn(async move {
             if let Some(resp) = handle_text(&state, &caller, &text, &tx).await {
                 let _ = tx.send(resp.to_string());
             }
+        });
+    };
+    inflight.close();
+    inflight.wait().await;
+    if matches!(ended, Ended::Shutdown) {
+        let _ = close_tx.send(CloseFrame {
+            code: axum::extract::ws::close_code::AWAY,
+            reason: "the server is shutting down; reconnect shortly".into(),
         });
     }
     // A disconnect does not close the caller's sessions: they live until idle timeout.
@@ -194,7 +266,11 @@ pub async fn handle_text(
     }
 }
 
+/// Builds an error response; the one place this transport counts a rejection.
 fn error_response(id: Value, e: RpcError) -> Value {
+    if let Some(reason) = e.rejection {
+        crate::metrics::rejection(reason);
+    }
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}})
 }
 
@@ -236,18 +312,9 @@ async fn handle_one(
         let e = rpc_err(INVALID_PARAMS, "params must be an object");
         return id.map(|id| error_response(id, e));
     }
-    let result = match state.rate.check(&caller.subject, &caller.limits) {
+    let result = match state.rate.check(&caller.subject, &caller.quota) {
         Ok(_) => dispatch(state, caller, method, params, tx).await,
-        Err(limited) => {
-            crate::metrics::rejection("rate_limit");
-            Err(rpc_err(
-                codes::OVERLOADED,
-                format!(
-                    "rate limit exceeded; retry after {:.1} s",
-                    limited.retry_after.as_secs_f64()
-                ),
-            ))
-        }
+        Err(limited) => Err(limited.into()),
     };
     // A notification gets no response, whatever happened.
     let id = id?;
@@ -269,17 +336,6 @@ fn session_id(params: &Value) -> Result<&str, RpcError> {
         .ok_or_else(|| rpc_err(INVALID_PARAMS, "params.sessionId must be a string"))
 }
 
-fn require(caller: &Principal, scope: Scope) -> Result<(), RpcError> {
-    if caller.has(scope) {
-        Ok(())
-    } else {
-        Err(rpc_err(
-            codes::UNAUTHORIZED,
-            format!("this credential lacks the `{}` scope", scope.as_str()),
-        ))
-    }
-}
-
 async fn dispatch(
     state: &AppState,
     caller: &Principal,
@@ -290,20 +346,14 @@ async fn dispatch(
     let sessions = &state.sessions;
     match method {
         "session.create" => {
-            require(caller, Scope::Sessions)?;
-            let p: CreateParams = serde_json::from_value(params)
+            caller.require(Scope::Sessions)?;
+            let p: CreateSession = serde_json::from_value(params)
                 .map_err(|e| rpc_err(INVALID_PARAMS, format!("invalid params: {e}")))?;
-            caller
-                .allow_language(
-                    codebeaker_proto::Language::parse(&p.language)
-                        .unwrap_or(codebeaker_proto::Language::Python),
-                )
-                .map_err(|e| rpc_err(codes::UNAUTHORIZED, e.to_string()))?;
             let s = sessions.create(caller, p).await?;
             Ok(s.created_view())
         }
         "session.execute" => {
-            require(caller, Scope::Sessions)?;
+            caller.require(Scope::Sessions)?;
             let id = session_id(&params)?.to_string();
             let cmd = Command::parse(field(&params, "command")?.clone())
                 .map_err(|e| rpc_err(INVALID_PARAMS, e))?;
@@ -313,6 +363,7 @@ async fn dispatch(
                     codes::OVERLOADED,
                     "the gateway is at capacity; retry shortly",
                 )
+                .rejected("shed")
             })?;
             let tx = tx.clone();
             let sid = id.clone();
@@ -335,7 +386,7 @@ async fn dispatch(
             .await?)
         }
         "session.list" => {
-            require(caller, Scope::Sessions)?;
+            caller.require(Scope::Sessions)?;
             let list: Vec<Value> = sessions
                 .list(caller)
                 .iter()
@@ -344,16 +395,16 @@ async fn dispatch(
             Ok(json!({"count": list.len(), "sessions": list}))
         }
         "session.close" => {
-            require(caller, Scope::Sessions)?;
+            caller.require(Scope::Sessions)?;
             let id = session_id(&params)?.to_string();
             sessions.close(caller, &id)?;
             Ok(json!({"sessionId": id, "closed": true}))
         }
         "execution.run" => {
-            require(caller, Scope::Execute)?;
+            caller.require(Scope::Execute)?;
             let req: ExecuteRequest = serde_json::from_value(params)
                 .map_err(|e| rpc_err(INVALID_PARAMS, format!("invalid params: {e}")))?;
-            let resp = exec_route::execute_parsed(state, caller, req, None).await?;
+            let resp = state.invoker.execute(caller, req, None).await?;
             Ok(serde_json::to_value(resp).unwrap_or_default())
         }
         other => Err(rpc_err(

@@ -1,0 +1,252 @@
+//! The requests callers send, and their validation against the server's and the caller's
+//! limits. Both transports (HTTP and JSON-RPC) deserialize into these types and validate
+//! them here, so a request is judged the same whichever way it came.
+
+use codebeaker_pool::Invocation;
+use codebeaker_proto::Language;
+use serde::Deserialize;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::domain::{Denied, Principal};
+
+/// `POST /v1/execute` and JSON-RPC `execution.run`. Field names are camelCase, as the .NET
+/// clients send them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteRequest {
+    /// `python`, `javascript`, `go` or `csharp`, or an alias.
+    pub language: String,
+    /// The user code; the wrapper gives it `input_data` and expects it to set `result`.
+    pub code: String,
+    /// Any JSON value, written to `/workspace/input.json`. Defaults to `{}`.
+    #[serde(default = "empty_object")]
+    pub input: serde_json::Value,
+    /// Run-time limit in milliseconds (server default when absent).
+    pub timeout_ms: Option<u64>,
+    /// Memory limit in MB, at most the container's limit.
+    pub memory_limit_mb: Option<u64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// `session.create` and `POST /v1/sessions` (camelCase as the .NET client sends them).
+/// Members this gateway does not know are ignored, never refused: newer clients add some.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSession {
+    pub language: String,
+    pub idle_timeout_minutes: Option<f64>,
+    pub max_lifetime_minutes: Option<f64>,
+    #[serde(rename = "memoryLimitMB", alias = "memoryLimitMb")]
+    pub memory_limit_mb: Option<u64>,
+    /// Relative CPU weight (Docker's `--cpu-shares`), lowered to `sessions.max_cpu_shares`.
+    pub cpu_shares: Option<i64>,
+    /// The runtime the client asked for (Loopai sends `docker`, `deno`, `python`, …).
+    /// Every session runs in a Docker container of the language's image, whose tools
+    /// include that runtime; the value is kept and echoed back.
+    pub runtime: Option<String>,
+}
+
+/// Why a request cannot run as asked (the caller's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("unsupported language {0:?}; supported: python (py, python3), javascript (js, node, nodejs), go (golang), csharp (cs, c#, dotnet)")]
+    UnsupportedLanguage(String),
+    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    /// Above a maximum: refused, never clamped, so the caller knows its program's limits.
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+}
+
+/// The language a request names, if supported.
+pub fn language(name: &str) -> Result<Language, RequestError> {
+    Language::parse(name).ok_or_else(|| RequestError::UnsupportedLanguage(name.to_string()))
+}
+
+/// Checks an execute request against the server's and the caller's limits and turns it
+/// into an [`Invocation`]. Asking for more than allowed is refused, never silently clamped.
+pub fn invocation(
+    req: ExecuteRequest,
+    settings: &Settings,
+    caller: &Principal,
+) -> Result<Invocation, RequestError> {
+    let limits = &settings.limits;
+    let language = language(&req.language)?;
+    caller.allow_language(language)?;
+    if req.code.len() > limits.max_code_bytes {
+        return Err(RequestError::TooLarge {
+            what: "code",
+            size: req.code.len(),
+            limit: limits.max_code_bytes,
+        });
+    }
+    if req.code.trim().is_empty() {
+        return Err(RequestError::Invalid("code must not be empty".into()));
+    }
+    let input_size = serde_json::to_vec(&req.input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if input_size > limits.max_input_bytes {
+        return Err(RequestError::TooLarge {
+            what: "input",
+            size: input_size,
+            limit: limits.max_input_bytes,
+        });
+    }
+    let timeout_ms = run_timeout(req.timeout_ms, settings, caller)?;
+    let container_mb = settings.pool.limits.memory_mb;
+    if let Some(mb) = req.memory_limit_mb {
+        check_memory(mb, caller.memory_cap(container_mb), "memoryLimitMb")?;
+    }
+    Ok(Invocation {
+        language,
+        code: req.code,
+        input: req.input,
+        timeout: Duration::from_millis(timeout_ms),
+        compile_timeout: Duration::from_millis(limits.compile_timeout_ms),
+        // A caller whose key caps memory below the container's gets that cap applied.
+        memory_mb: caller.memory_limit(req.memory_limit_mb, container_mb),
+        stream_limit_bytes: limits.stream_limit_bytes,
+        result_limit_bytes: limits.result_limit_bytes,
+    })
+}
+
+/// A program's run time: the server default when not asked, refused above the maximum
+/// (the server's, lowered by the caller's quota). Shared by `/v1/execute` and a
+/// session's `run_code`, so both refuse the same requests.
+pub fn run_timeout(
+    asked: Option<u64>,
+    settings: &Settings,
+    caller: &Principal,
+) -> Result<u64, RequestError> {
+    let timeout_ms = asked.unwrap_or(settings.limits.default_timeout_ms);
+    if timeout_ms == 0 {
+        return Err(RequestError::Invalid("timeoutMs must be positive".into()));
+    }
+    let max = caller.timeout_cap(settings.limits.max_timeout_ms);
+    if timeout_ms > max {
+        return Err(RequestError::LimitExceeded(format!(
+            "timeoutMs {timeout_ms} is above the maximum of {max} ms"
+        )));
+    }
+    Ok(timeout_ms)
+}
+
+/// A memory limit must be at least 32 MiB and at most `cap`.
+pub fn check_memory(mb: u64, cap: u64, field: &str) -> Result<(), RequestError> {
+    if mb < 32 {
+        return Err(RequestError::Invalid(format!(
+            "{field} must be at least 32"
+        )));
+    }
+    if mb > cap {
+        return Err(RequestError::LimitExceeded(format!(
+            "{field} {mb} is above the maximum of {cap} MB"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Quota, Scope, Via};
+
+    fn caller(quota: Quota) -> Principal {
+        Principal {
+            subject: "key:t".into(),
+            tenant: "t".into(),
+            scopes: vec![Scope::Execute],
+            quota,
+            via: Via::ApiKey,
+        }
+    }
+
+    fn req(language: &str, code: &str) -> ExecuteRequest {
+        ExecuteRequest {
+            language: language.into(),
+            code: code.into(),
+            input: serde_json::json!({"xs": [1]}),
+            timeout_ms: None,
+            memory_limit_mb: None,
+        }
+    }
+
+    #[test]
+    fn execute_requests_are_validated_not_clamped() {
+        let s = Settings::default();
+        let anyone = caller(Quota::default());
+        let inv = invocation(req("py", "result = 1"), &s, &anyone).unwrap();
+        assert_eq!(inv.language, Language::Python);
+        assert_eq!(
+            inv.timeout,
+            Duration::from_millis(s.limits.default_timeout_ms)
+        );
+        assert_eq!(inv.memory_mb, None);
+        assert!(matches!(
+            invocation(req("rust", "x"), &s, &anyone),
+            Err(RequestError::UnsupportedLanguage(l)) if l == "rust"
+        ));
+        assert!(matches!(
+            invocation(req("go", "  \n"), &s, &anyone),
+            Err(RequestError::Invalid(_))
+        ));
+        let big = "x".repeat(s.limits.max_code_bytes + 1);
+        assert!(matches!(
+            invocation(req("go", &big), &s, &anyone),
+            Err(RequestError::TooLarge { what: "code", .. })
+        ));
+        let mut r = req("go", "x");
+        r.timeout_ms = Some(s.limits.max_timeout_ms + 1);
+        assert!(matches!(
+            invocation(r, &s, &anyone),
+            Err(RequestError::LimitExceeded(_))
+        ));
+        let mut r = req("go", "x");
+        r.memory_limit_mb = Some(16);
+        assert!(matches!(
+            invocation(r, &s, &anyone),
+            Err(RequestError::Invalid(_))
+        ));
+
+        let capped = caller(Quota {
+            languages: vec![Language::Go],
+            max_timeout_ms: Some(1_000),
+            max_memory_mb: Some(128),
+            ..Quota::default()
+        });
+        assert!(matches!(
+            invocation(req("python", "x"), &s, &capped),
+            Err(RequestError::Denied(Denied::Language(Language::Python)))
+        ));
+        let mut r = req("go", "x");
+        r.timeout_ms = Some(2_000);
+        assert!(matches!(
+            invocation(r, &s, &capped),
+            Err(RequestError::LimitExceeded(_))
+        ));
+        let mut r = req("go", "x");
+        r.timeout_ms = Some(500);
+        let inv = invocation(r, &s, &capped).unwrap();
+        assert_eq!(inv.memory_mb, Some(128), "the quota's memory cap applies");
+        let mut r = req("go", "x");
+        r.timeout_ms = Some(500);
+        r.memory_limit_mb = Some(256);
+        assert!(matches!(
+            invocation(r, &s, &capped),
+            Err(RequestError::LimitExceeded(_))
+        ));
+    }
+}

@@ -1,0 +1,139 @@
+//! The gateway's architecture invariants, checked on the source (no build, no Docker).
+//!
+//! - The modules under `src/` depend on each other in one direction: no cycle.
+//! - Leaves (`domain`, `metrics`) use no other module of the crate.
+//! - Layers (`auth`, `config`, `invoke`, `limits`, `requests`, `sessions`) know nothing of
+//!   the transports (`state`, `error`, `routes`, `jsonrpc`, `openapi`, `startup`) nor of
+//!   HTTP (`axum`): each returns its own error enum, mapped once per transport.
+//! - Only `pool/` talks to Docker: nothing under `src/` names `bollard`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const LEAVES: &[&str] = &["domain", "metrics"];
+const LAYERS: &[&str] = &["auth", "config", "invoke", "limits", "requests", "sessions"];
+const TRANSPORTS: &[&str] = &["state", "error", "routes", "jsonrpc", "openapi", "startup"];
+
+/// Source text without `//` comments (doc comments mention modules freely).
+fn code_of(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].contains('"') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Top-level module → (its files' code).
+fn modules() -> BTreeMap<String, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_string();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            out.entry(module).or_default().push_str(&code_of(&p));
+        }
+    }
+    out
+}
+
+fn uses(code: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
+    names
+        .iter()
+        .filter(|n| {
+            code.contains(&format!("crate::{n}::"))
+                || code.contains(&format!("crate::{n}::{{"))
+                || code.contains(&format!("crate::{n};"))
+                || code.contains(&format!("crate::{n},"))
+                || code.contains(&format!("crate::{{{n}"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn gateway_modules_depend_in_one_direction() {
+    let mods = modules();
+    let names: BTreeSet<String> = mods.keys().cloned().collect();
+    let graph: BTreeMap<String, BTreeSet<String>> = mods
+        .iter()
+        .map(|(m, code)| {
+            let mut deps = uses(code, &names);
+            deps.remove(m);
+            (m.clone(), deps)
+        })
+        .collect();
+    // Depth-first search for a cycle, reporting its path.
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(n) {
+            return;
+        }
+        if let Some(i) = path.iter().position(|p| p == n) {
+            panic!("import cycle: {} -> {n}", path[i..].join(" -> "));
+        }
+        path.push(n.to_string());
+        for d in &g[n] {
+            visit(d, g, path, done);
+        }
+        path.pop();
+        done.insert(n.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for n in graph.keys() {
+        visit(n, &graph, &mut Vec::new(), &mut done);
+    }
+    for leaf in LEAVES {
+        assert!(
+            graph[*leaf].is_empty(),
+            "leaf {leaf} uses {:?}",
+            graph[*leaf]
+        );
+    }
+    for layer in LAYERS {
+        let bad: Vec<_> = graph[*layer]
+            .iter()
+            .filter(|d| TRANSPORTS.contains(&d.as_str()))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "layer {layer} reaches into transports {bad:?}"
+        );
+        assert!(
+            !mods[*layer].contains("axum::"),
+            "layer {layer} knows HTTP (axum)"
+        );
+    }
+    for (m, code) in &mods {
+        assert!(
+            !code.contains("bollard::") && !code.contains("use bollard"),
+            "{m} talks to Docker: only pool/ may"
+        );
+    }
+}

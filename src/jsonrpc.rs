@@ -413,3 +413,76 @@ async fn dispatch(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codebeaker_proto::Language;
+
+    fn code_and_reason(e: impl Into<RpcError>) -> (i64, Option<&'static str>) {
+        let e = e.into();
+        (e.code, e.rejection)
+    }
+
+    #[test]
+    fn every_layer_error_has_one_code_and_rejection_reason() {
+        assert_eq!(
+            code_and_reason(SessionError::NotFound),
+            (codes::SESSION_NOT_FOUND, None)
+        );
+        assert_eq!(
+            code_and_reason(SessionError::Busy),
+            (codes::SESSION_BUSY, None)
+        );
+        assert_eq!(
+            code_and_reason(SessionError::LimitReached(1)),
+            (codes::SESSION_LIMIT_REACHED, None)
+        );
+        assert_eq!(
+            code_and_reason(SessionError::InvalidParams("x".into())),
+            (INVALID_PARAMS, None)
+        );
+        assert_eq!(
+            code_and_reason(SessionError::Request(RequestError::LimitExceeded(
+                "x".into()
+            ))),
+            (codes::UNAUTHORIZED, Some("forbidden"))
+        );
+        assert_eq!(
+            code_and_reason(SessionError::Pool(PoolError::ShuttingDown)),
+            (codes::OVERLOADED, None)
+        );
+        assert_eq!(
+            code_and_reason(SessionError::Pool(PoolError::CreateTimeout(
+                std::time::Duration::ZERO
+            ))),
+            (codes::SERVER_ERROR, None)
+        );
+        assert_eq!(
+            code_and_reason(Denied::Language(Language::Go)),
+            (codes::UNAUTHORIZED, Some("forbidden"))
+        );
+        assert_eq!(
+            code_and_reason(AuthFailure::Revoked),
+            (codes::UNAUTHORIZED, Some("auth"))
+        );
+        assert_eq!(
+            code_and_reason(ExecuteError::Shed),
+            (codes::OVERLOADED, Some("shed"))
+        );
+        assert_eq!(
+            code_and_reason(ExecuteError::ConcurrencyLimited(2)),
+            (codes::OVERLOADED, Some("concurrency"))
+        );
+        assert_eq!(
+            code_and_reason(ExecuteError::Request(RequestError::UnsupportedLanguage(
+                "r".into()
+            ))),
+            (INVALID_PARAMS, None)
+        );
+        assert_eq!(
+            code_and_reason(ExecuteError::Pool(PoolError::Disabled(Language::Go))),
+            (INVALID_PARAMS, None)
+        );
+    }
+}

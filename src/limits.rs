@@ -1,7 +1,7 @@
 //! Per-caller rate limits and concurrency caps, and global load shedding.
 
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::RateLimiter;
 use moka::sync::Cache;
@@ -14,14 +14,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::Quota;
 
-type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
 
 /// Keyed GCRA limiters from governor, one per distinct (rate, burst) quota, keyed by the
 /// caller's subject. Keys with the same quota share a limiter; each key has its own state.
-pub struct RateLimits {
-    by_quota: Mutex<HashMap<(u32, u32), Arc<Keyed>>>,
-    clock: DefaultClock,
+/// The clock is a parameter so that tests can move time instead of sleeping.
+pub struct RateLimits<C: Clock = DefaultClock> {
+    by_quota: Mutex<HashMap<(u32, u32), Arc<Keyed<C>>>>,
+    clock: C,
 }
 
 /// What the `RateLimit-*` headers report.
@@ -42,14 +42,18 @@ pub struct RateLimited {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits {
-            by_quota: Mutex::new(HashMap::new()),
-            clock: DefaultClock::default(),
-        }
+        RateLimits::with_clock(DefaultClock::default())
     }
 }
 
-impl RateLimits {
+impl<C: Clock + Clone> RateLimits<C> {
+    pub fn with_clock(clock: C) -> Self {
+        RateLimits {
+            by_quota: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
     /// `Ok(None)` when the caller has no rate limit.
     pub fn check(&self, subject: &str, limits: &Quota) -> Result<Option<RateInfo>, RateLimited> {
         let (Some(rate), burst) = (NonZeroU32::new(limits.rate_per_second), limits.burst) else {
@@ -60,10 +64,14 @@ impl RateLimits {
             let mut map = self.by_quota.lock().unwrap_or_else(|p| p.into_inner());
             map.entry((rate.get(), burst.get()))
                 .or_insert_with(|| {
-                    Arc::new(
-                        RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
-                            .with_middleware::<StateInformationMiddleware>(),
-                    )
+                    let quota = governor::Quota::per_second(rate).allow_burst(burst);
+                    let limiter: RateLimiter<_, _, _, NoOpMiddleware<C::Instant>> =
+                        RateLimiter::new(
+                            quota,
+                            DefaultKeyedStateStore::default(),
+                            self.clock.clone(),
+                        );
+                    Arc::new(limiter.with_middleware::<StateInformationMiddleware>())
                 })
                 .clone()
         };
@@ -214,6 +222,33 @@ mod tests {
         assert!(
             r.check("a", &limits(0, 0)).unwrap().is_none(),
             "rate 0 = unlimited"
+        );
+    }
+
+    #[test]
+    fn the_bucket_refills_with_time_on_the_limiters_clock() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let r = RateLimits::with_clock(clock.clone());
+        let l = limits(2, 2);
+        r.check("a", &l).unwrap();
+        r.check("a", &l).unwrap();
+        let refused = r.check("a", &l).unwrap_err();
+        assert_eq!(
+            refused.retry_after,
+            Duration::from_millis(500),
+            "one token per 500 ms"
+        );
+        assert_eq!(refused.info.reset_secs, 1);
+        clock.advance(Duration::from_millis(499));
+        assert!(r.check("a", &l).is_err(), "not yet");
+        clock.advance(Duration::from_millis(1));
+        let info = r.check("a", &l).unwrap().unwrap();
+        assert_eq!(info.remaining, 0, "exactly one token came back");
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(
+            r.check("a", &l).unwrap().unwrap().remaining,
+            1,
+            "full again, minus this one"
         );
     }
 

@@ -136,6 +136,16 @@ impl Application {
         self.state.pools.clone()
     }
 
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.state.sessions.clone()
+    }
+
+    /// The credential stores (tests reload the keys file through it instead of waiting
+    /// for the file watcher).
+    pub fn auth(&self) -> Arc<Authenticator> {
+        self.state.auth.clone()
+    }
+
     /// Serves until `shutdown` is cancelled. Then, in this order: stop accepting; let
     /// in-flight requests, WebSocket commands and session commands finish, all within one
     /// `shutdown_grace_ms` counted from the signal; keep live sessions' containers for the

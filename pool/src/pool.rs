@@ -156,14 +156,11 @@ impl managed::Manager for Manager {
             tracing::debug!(container = %id, reason = why, "retiring container");
             Err(RecycleError::message(why))
         };
-        if c.broken || c.in_flight {
-            return retire(&self.lifecycle.retired_failure, "failure");
-        }
-        if c.uses >= lang.max_uses {
-            return retire(&self.lifecycle.retired_max_uses, "max_uses");
-        }
-        if c.created.elapsed() >= Duration::from_secs(lang.max_age_secs) {
-            return retire(&self.lifecycle.retired_max_age, "max_age");
+        match retirement(c.broken, c.in_flight, c.uses, c.created.elapsed(), lang) {
+            Some(Retire::Failure) => return retire(&self.lifecycle.retired_failure, "failure"),
+            Some(Retire::MaxUses) => return retire(&self.lifecycle.retired_max_uses, "max_uses"),
+            Some(Retire::MaxAge) => return retire(&self.lifecycle.retired_max_age, "max_age"),
+            None => {}
         }
         // The ping is answered only once the agent has finished cleaning up after the
         // previous invocation, so success means alive *and* clean.
@@ -173,6 +170,35 @@ impl managed::Manager for Manager {
         }
         self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Why a returned container must not serve again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    Failure,
+    MaxUses,
+    MaxAge,
+}
+
+/// The recycle rules, before the liveness ping: a broken container or one abandoned
+/// mid-call (its reply may still arrive) is retired first, then one past its use count,
+/// then one past its age.
+fn retirement(
+    broken: bool,
+    in_flight: bool,
+    uses: usize,
+    age: Duration,
+    lang: &LanguageSettings,
+) -> Option<Retire> {
+    if broken || in_flight {
+        Some(Retire::Failure)
+    } else if uses >= lang.max_uses {
+        Some(Retire::MaxUses)
+    } else if age >= Duration::from_secs(lang.max_age_secs) {
+        Some(Retire::MaxAge)
+    } else {
+        None
     }
 }
 
@@ -602,5 +628,47 @@ async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
             _ = pools.shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycle_rules_retire_failures_then_uses_then_age() {
+        let lang = LanguageSettings {
+            max_uses: 3,
+            max_age_secs: 60,
+            ..LanguageSettings::default()
+        };
+        let fresh = Duration::from_secs(1);
+        assert_eq!(retirement(false, false, 0, fresh, &lang), None);
+        assert_eq!(
+            retirement(false, false, 2, Duration::from_secs(59), &lang),
+            None
+        );
+        assert_eq!(
+            retirement(true, false, 0, fresh, &lang),
+            Some(Retire::Failure)
+        );
+        assert_eq!(
+            retirement(false, true, 0, fresh, &lang),
+            Some(Retire::Failure),
+            "abandoned mid-call"
+        );
+        assert_eq!(
+            retirement(false, false, 3, fresh, &lang),
+            Some(Retire::MaxUses)
+        );
+        assert_eq!(
+            retirement(false, false, 0, Duration::from_secs(60), &lang),
+            Some(Retire::MaxAge)
+        );
+        assert_eq!(
+            retirement(true, false, 9, Duration::from_secs(600), &lang),
+            Some(Retire::Failure),
+            "a failure is counted as a failure whatever else is true"
+        );
     }
 }

@@ -302,4 +302,37 @@ mod tests {
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_keys() {
+        let dir = std::env::temp_dir().join(format!("cb-keys-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.toml");
+        let (first, rec) = generate("a", "t", vec![Scope::Execute], Quota::default());
+        append_to_file(&path, rec).unwrap();
+        let store = KeyStore::load(Some(path.clone())).unwrap();
+        assert!(store.verify(&first).is_ok());
+        let (second, rec) = generate("b", "t", vec![Scope::Execute], Quota::default());
+        append_to_file(&path, rec).unwrap();
+        // What the watcher sees: a newer modification time (set, not waited for).
+        let bump = |secs| {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(SystemTime::now() + Duration::from_secs(secs))
+                .unwrap();
+        };
+        bump(10);
+        store.reload_if_changed();
+        assert!(
+            store.verify(&second).is_ok(),
+            "the new key works after the reload"
+        );
+        std::fs::write(&path, "not = [valid").unwrap();
+        bump(20);
+        store.reload_if_changed();
+        assert!(
+            store.verify(&first).is_ok(),
+            "a broken file leaves the keys in force"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

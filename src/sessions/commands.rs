@@ -280,3 +280,72 @@ pub async fn execute(
         })
         .await?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loopai_names_and_modes_parse() {
+        let shell = Command::parse(
+            json!({"type": "shell", "commandName": "python3", "args": ["a.py"], "extra": 1}),
+        );
+        assert!(matches!(shell, Ok(Command::Shell(_))), "{shell:?}");
+        let mkdir = Command::parse(json!({"type": "create_dir", "path": "d"}));
+        assert!(matches!(
+            mkdir,
+            Ok(Command::File(FileCommand::CreateDirectory { .. }))
+        ));
+        for (mode, want) in [
+            (None, WriteMode::Create),
+            (Some("Create"), WriteMode::Create),
+            (Some("Overwrite"), WriteMode::Create),
+            (Some("CreateNew"), WriteMode::CreateNew),
+            (Some("Append"), WriteMode::Append),
+            (Some("Truncate"), WriteMode::Truncate),
+        ] {
+            let mut v = json!({"type": "write_file", "path": "a", "content": ""});
+            if let Some(m) = mode {
+                v["mode"] = json!(m);
+            }
+            match Command::parse(v) {
+                Ok(Command::File(FileCommand::WriteFile { mode, .. })) => assert_eq!(mode, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        let bad = Command::parse(
+            json!({"type": "write_file", "path": "a", "content": "", "mode": "OpenOrCreate"}),
+        );
+        assert!(bad.unwrap_err().contains("CreateNew"));
+        assert!(Command::parse(json!({"type": "format_disk"}))
+            .unwrap_err()
+            .contains("unknown command type"));
+    }
+
+    #[test]
+    fn a_failed_shell_reads_as_one_line() {
+        let r = ShellResult {
+            stderr: "Traceback\n  File x\nNameError: boom\n\n".into(),
+            exit_code: Some(1),
+            ..Default::default()
+        };
+        let f = shell_failure(&r, 5000).unwrap();
+        assert_eq!(
+            (f.message.as_str(), f.kind),
+            ("exit code 1: NameError: boom", "exit_status")
+        );
+        let t = ShellResult {
+            timed_out: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            shell_failure(&t, 300).unwrap().message,
+            "timed out after 300 ms"
+        );
+        let ok = ShellResult {
+            exit_code: Some(0),
+            ..Default::default()
+        };
+        assert!(shell_failure(&ok, 1).is_none());
+    }
+}

@@ -107,12 +107,27 @@ impl Session {
             (Instant::now(), Utc::now());
     }
 
+    fn idle_at(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(
+            self.last_activity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0,
+        )
+    }
+
     fn idle(&self) -> Duration {
-        self.last_activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .elapsed()
+        self.idle_at(Instant::now())
+    }
+
+    /// Past its idle timeout or its lifetime at `now`.
+    fn expired_at(&self, now: Instant) -> bool {
+        expired(
+            self.idle_at(now),
+            now.saturating_duration_since(self.created),
+            self.idle_timeout(),
+            self.max_lifetime(),
+        )
     }
 
     fn short_container_id(&self) -> &str {
@@ -398,14 +413,15 @@ impl Sessions {
         Ok(out)
     }
 
-    /// Closes sessions past their idle timeout or lifetime. Busy sessions are left alone
-    /// until their command ends.
-    pub fn expire(&self) -> usize {
+    /// Closes sessions past their idle timeout or lifetime at `now` (the janitor passes the
+    /// current time; tests pass a later one instead of sleeping). Busy sessions are left
+    /// alone until their command ends.
+    pub fn expire_at(&self, now: Instant) -> usize {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         let expired: Vec<String> = map
             .values()
             .filter(|s| s.container.try_lock().is_ok())
-            .filter(|s| s.idle() >= s.idle_timeout() || s.created.elapsed() >= s.max_lifetime())
+            .filter(|s| s.expired_at(now))
             .map(|s| s.meta.session_id.clone())
             .collect();
         for id in &expired {
@@ -445,6 +461,11 @@ impl Sessions {
     }
 }
 
+/// A session is over when it idled for its idle timeout or lived its lifetime.
+fn expired(idle: Duration, age: Duration, idle_timeout: Duration, max_lifetime: Duration) -> bool {
+    idle >= idle_timeout || age >= max_lifetime
+}
+
 /// Closes expired sessions every `janitor_interval_ms` until shutdown.
 pub async fn janitor(sessions: Arc<Sessions>, shutdown: CancellationToken) {
     let every = Duration::from_millis(sessions.settings.janitor_interval_ms);
@@ -452,8 +473,35 @@ pub async fn janitor(sessions: Arc<Sessions>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {
-                sessions.expire();
+                sessions.expire_at(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_expires_at_its_idle_timeout_or_its_lifetime() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        assert!(!expired(m(29), m(100), m(30), m(120)));
+        assert!(
+            expired(m(30), m(100), m(30), m(120)),
+            "idle timeout reached"
+        );
+        assert!(
+            expired(m(0), m(120), m(30), m(120)),
+            "lifetime reached while busy"
+        );
+        assert!(!expired(Duration::ZERO, Duration::ZERO, m(30), m(120)));
+    }
+
+    #[test]
+    fn minutes_are_integers_when_whole() {
+        assert_eq!(minutes_json(30.0), json!(30));
+        assert!(minutes_json(30.0).is_i64());
+        assert_eq!(minutes_json(0.5), json!(0.5));
     }
 }

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    add_key, generous, revoke_key, settings, spawn, spawn_with, JWT_AUDIENCE, JWT_HS256_SECRET,
-    JWT_ISSUER,
+    generous, revoke_key, settings, spawn, spawn_with, JWT_AUDIENCE, JWT_HS256_SECRET, JWT_ISSUER,
 };
 
 const PY: &str = "result = 1";
@@ -119,8 +118,8 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
     assert_eq!(st, 200, "{b}");
 
     // Rotation: a new key works and the old one is revoked, by editing the file only.
-    let new_key = add_key(&app.keys_file, vec![Scope::Execute], generous());
-    revoke_key(&app.keys_file, &app.key).await;
+    let new_key = app.add_key(vec![Scope::Execute], generous());
+    revoke_key(&app, &app.key).await;
     let (st, b, _) = status_of(&app, Some(("x-api-key", &new_key))).await;
     assert_eq!(st, 200, "new key: {b}");
     let (st, b, _) = status_of(&app, Some(("x-api-key", &app.key))).await;
@@ -131,8 +130,7 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
     );
 
     // A key without the execute scope may list languages but not execute.
-    let sessions_only = add_key(&app.keys_file, vec![Scope::Sessions], generous());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sessions_only = app.add_key(vec![Scope::Sessions], generous());
     let (st, b, _) = status_of(&app, Some(("x-api-key", &sessions_only))).await;
     assert_eq!(
         (st, b["error"]["kind"].as_str()),
@@ -149,8 +147,7 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
     assert_eq!(r.status().as_u16(), 200);
 
     // Limits per key: language and timeout above the key's maximum are refused (403).
-    let limited = add_key(
-        &app.keys_file,
+    let limited = app.add_key(
         vec![Scope::Execute],
         Quota {
             languages: vec![Language::Go],
@@ -158,7 +155,6 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
             ..generous()
         },
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
     let (st, b, _) = status_of(&app, Some(("x-api-key", &limited))).await;
     assert_eq!(
         (st, b["error"]["kind"].as_str()),
@@ -243,8 +239,7 @@ async fn jwt_valid_tokens_pass_and_bad_ones_are_rejected() {
 #[tokio::test]
 async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
     let app = spawn(&[Language::Python]).await;
-    let tight = add_key(
-        &app.keys_file,
+    let tight = app.add_key(
         vec![Scope::Execute],
         Quota {
             rate_per_second: 1,
@@ -252,8 +247,7 @@ async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
             ..generous()
         },
     );
-    let other = add_key(
-        &app.keys_file,
+    let other = app.add_key(
         vec![Scope::Execute],
         Quota {
             rate_per_second: 1,
@@ -261,7 +255,6 @@ async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
             ..generous()
         },
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
     let get = |key: String| {
         let c = app.client.clone();
         let url = format!("{}/v1/languages", app.addr);
@@ -303,15 +296,13 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
         .max_size = 3;
     s.limits.admission_limit = 2;
     let app = spawn_with(s).await;
-    let capped = add_key(
-        &app.keys_file,
+    let capped = app.add_key(
         vec![Scope::Execute],
         Quota {
             max_concurrent: 1,
             ..generous()
         },
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
     let slow = json!({"language": "python", "code": "import time\ntime.sleep(1.5)\nresult = 1"});
     let send = |key: String, body: Value| {
         let c = app.client.clone();

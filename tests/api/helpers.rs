@@ -18,6 +18,8 @@ pub struct TestApp {
     pub key: String,
     pub keys_file: PathBuf,
     pub metrics_port: Option<u16>,
+    pub sessions: std::sync::Arc<codebeaker::sessions::Sessions>,
+    auth: std::sync::Arc<codebeaker::auth::Authenticator>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Remove every container of this instance when dropped (off for a restart hand-off).
@@ -62,9 +64,10 @@ pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Quota) -> String {
     key
 }
 
-/// Marks `key` revoked in `keys_file` (as an operator would, by editing the file) and waits
-/// for the gateway's reload.
-pub async fn revoke_key(keys_file: &Path, key: &str) {
+/// Marks `key` revoked in the keys file (as an operator would, by editing the file) and
+/// reloads it, as the file watcher or SIGHUP would.
+pub async fn revoke_key(app: &TestApp, key: &str) {
+    let keys_file = app.keys_file.as_path();
     let id = key.split('_').nth(1).unwrap();
     let mut file: toml::Table =
         toml::from_str(&std::fs::read_to_string(keys_file).unwrap()).unwrap();
@@ -75,10 +78,8 @@ pub async fn revoke_key(keys_file: &Path, key: &str) {
                 .insert("revoked".into(), toml::Value::Boolean(true));
         }
     }
-    // Make sure the mtime changes even on coarse-grained file systems.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     std::fs::write(keys_file, toml::to_string(&file).unwrap()).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    app.reload_keys();
 }
 
 /// Limits that never get in a test's way.
@@ -118,6 +119,8 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         ),
     };
     let pools = app.pools();
+    let sessions = app.sessions();
+    let auth = app.auth();
     let metrics_port = app.metrics_port();
     let addr = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run());
@@ -134,6 +137,8 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         key,
         keys_file,
         metrics_port,
+        sessions,
+        auth,
         shutdown,
         server: Some(server),
         cleanup_on_drop: true,
@@ -145,6 +150,24 @@ pub async fn spawn(languages: &[Language]) -> TestApp {
 }
 
 impl TestApp {
+    /// Reloads the keys file now (what the file watcher and SIGHUP do), so tests need not
+    /// wait for the watcher's next poll.
+    pub fn reload_keys(&self) {
+        self.auth.keys.reload().expect("the keys file reloads");
+    }
+
+    /// Adds a key and reloads the keys file.
+    pub fn add_key(&self, scopes: Vec<Scope>, quota: Quota) -> String {
+        let key = add_key(&self.keys_file, scopes, quota);
+        self.reload_keys();
+        key
+    }
+
+    /// Starts shutting the gateway down (as SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub async fn post_raw(&self, body: &str, content_type: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/execute", self.addr))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{add_key, generous, revoke_key, settings, spawn, spawn_with, TestApp};
+use crate::helpers::{generous, revoke_key, settings, spawn, spawn_with, TestApp};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -413,9 +413,7 @@ async fn path_escapes_are_refused() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let mut s = settings(&[Language::Python]);
-    s.sessions.janitor_interval_ms = 100;
-    let app = spawn_with(s).await;
+    let app = spawn(&[Language::Python]).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
     let sid = rpc
         .ok(
@@ -426,7 +424,13 @@ async fn idle_sessions_expire() {
         .as_str()
         .unwrap()
         .to_string();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Instead of waiting out the idle timeout (0.6 s), the test asks the session manager
+    // what has expired at a later time, as the janitor does at every tick.
+    assert_eq!(
+        app.sessions
+            .expire_at(Instant::now() + Duration::from_secs(2)),
+        1
+    );
     let v = rpc
         .call(
             "session.execute",
@@ -458,7 +462,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
     );
     rec.tenant = "tenant-b".into();
     codebeaker::auth::keys::append_to_file(&app.keys_file, rec).unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.reload_keys();
     let mut b = Rpc::connect(&app, &other_key).await;
     assert_eq!(b.ok("session.list", json!({})).await["count"], 0);
     for (method, params) in [
@@ -486,8 +490,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
         .await;
     assert_eq!(v["error"]["code"], -32003, "{v}");
     // A key without the sessions scope is refused.
-    let exec_only = add_key(&app.keys_file, vec![Scope::Execute], generous());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let exec_only = app.add_key(vec![Scope::Execute], generous());
     let mut c = Rpc::connect(&app, &exec_only).await;
     assert_eq!(
         c.call("session.list", json!({})).await["error"]["code"],
@@ -496,7 +499,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
     // The owner still has its session.
     assert_eq!(a.ok("session.list", json!({})).await["count"], 1);
     // Revoking a key takes effect on an already open socket.
-    revoke_key(&app.keys_file, &other_key).await;
+    revoke_key(&app, &other_key).await;
     b.send_text(json!({"jsonrpc": "2.0", "id": 9, "method": "session.list"}).to_string())
         .await;
     assert_eq!(b.recv().await["error"]["code"], -32004);
@@ -627,4 +630,40 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
         .unwrap();
     assert_eq!(list["count"], 0);
     app2.stop().await;
+}
+
+/// SIGTERM with a command in flight on a WebSocket: the client gets the command's answer,
+/// then a clear close (1001, "going away"), within the shutdown grace.
+#[tokio::test]
+async fn a_websocket_command_in_flight_at_shutdown_gets_its_answer_then_a_close() {
+    let app = spawn(&[Language::Python]).await;
+    let mut rpc = Rpc::connect(&app, &app.key).await;
+    let sid = rpc.create(json!({"language": "python"})).await;
+    let id = 77;
+    rpc.send_text(json!({"jsonrpc": "2.0", "id": id, "method": "session.execute", "params": {"sessionId": sid, "command": {"type": "execute_shell", "commandName": "sh", "args": ["-c", "sleep 0.7; echo done"]}}}).to_string()).await;
+    // Let the command reach the container, then shut down (the test grace is 2 s).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    app.begin_shutdown();
+    let reply = rpc.recv().await;
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["result"]["result"]["stdout"], "done\n", "{reply}");
+    let close = tokio::time::timeout(Duration::from_secs(5), rpc.ws.next())
+        .await
+        .expect("the server closes the socket")
+        .expect("a close frame, not a dropped connection")
+        .unwrap();
+    match close {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+            assert!(frame.reason.contains("shutting down"), "{frame:?}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within the grace: {:?}",
+        started.elapsed()
+    );
+    app.stop().await;
 }

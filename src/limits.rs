@@ -14,13 +14,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::Quota;
 
+/// One limiter per (rate, burst).
+type ByQuota<C> = HashMap<(u32, u32), Arc<Keyed<C>>>;
 type Keyed<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
 
 /// Keyed GCRA limiters from governor, one per distinct (rate, burst) quota, keyed by the
 /// caller's subject. Keys with the same quota share a limiter; each key has its own state.
 /// The clock is a parameter so that tests can move time instead of sleeping.
 pub struct RateLimits<C: Clock = DefaultClock> {
-    by_quota: Mutex<HashMap<(u32, u32), Arc<Keyed<C>>>>,
+    by_quota: Mutex<ByQuota<C>>,
     clock: C,
 }
 

@@ -13,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -92,6 +92,16 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
     child
 }
 
+impl Collected {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
 /// What a finished (or killed) process did.
 pub struct Collected {
     /// `Some(code)` on a normal exit, `None` when killed by a signal.
@@ -104,7 +114,7 @@ pub struct Collected {
 }
 
 /// Where the exit status of the process being collected comes from.
-pub enum Watch<'a> {
+pub enum ExitSource<'a> {
     /// Our own child: SIGCHLD on the reaper's signalfd, then `waitpid`.
     Child(&'a mut Child),
     /// A process the zygote forked: it reports the exit on its socket.
@@ -116,11 +126,36 @@ pub enum Watch<'a> {
     },
 }
 
+/// Spawns `cmd` (built by [`user_command`]), gives it `stdin` (then EOF), and collects it
+/// under `timeout` and `limit`; `sink` receives output as it arrives. The one way the agent
+/// runs a command to its end (toolchain probes, compilers, session shell commands).
+pub fn run_to_end(
+    reaper: &mut Reaper,
+    cmd: &mut Command,
+    stdin: Vec<u8>,
+    timeout: Duration,
+    limit: usize,
+    sink: Option<OutputSink<'_, '_>>,
+) -> io::Result<Collected> {
+    let mut child = spawn(cmd)?;
+    if let Some(mut pipe) = child.stdin.take() {
+        // Input larger than the pipe buffer must not block us before we read output.
+        if stdin.len() <= 60 * 1024 {
+            let _ = pipe.write_all(&stdin);
+        } else {
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&stdin);
+            });
+        }
+    }
+    collect_streaming(reaper, ExitSource::Child(&mut child), timeout, limit, sink)
+}
+
 /// Waits for the watched process to exit or for `timeout` to pass (then kills it),
 /// capturing up to `limit` bytes of each output stream.
 pub fn collect(
     reaper: &mut Reaper,
-    watch: Watch<'_>,
+    watch: ExitSource<'_>,
     timeout: Duration,
     limit: usize,
 ) -> io::Result<Collected> {
@@ -131,27 +166,27 @@ pub fn collect(
 /// (`"stdout"` or `"stderr"`), for streaming to the caller.
 pub fn collect_streaming(
     reaper: &mut Reaper,
-    mut watch: Watch<'_>,
+    mut watch: ExitSource<'_>,
     timeout: Duration,
     limit: usize,
     mut sink: Option<OutputSink<'_, '_>>,
 ) -> io::Result<Collected> {
     let deadline = Instant::now() + timeout;
     let (pid, out_pipe, err_pipe) = match &mut watch {
-        Watch::Child(child) => (
+        ExitSource::Child(child) => (
             Pid::from_raw(child.id() as i32),
             child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
             child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
         ),
-        Watch::Forked {
+        ExitSource::Forked {
             pid,
             stdout,
             stderr,
             ..
         } => (*pid, Some(stdout.try_clone()?), Some(stderr.try_clone()?)),
     };
-    let mut out = Stream::new(out_pipe, limit)?;
-    let mut err = Stream::new(err_pipe, limit)?;
+    let mut out = CappedPipe::new(out_pipe, limit)?;
+    let mut err = CappedPipe::new(err_pipe, limit)?;
     let mut timed_out = false;
     let status: ExitStatus = loop {
         // Check first: the process may have exited before we started polling.
@@ -169,8 +204,8 @@ pub fn collect_streaming(
         }
         let wait_ms = (deadline - now).as_millis().clamp(1, 60_000) as u16;
         let exit_fd = match &watch {
-            Watch::Child(_) => reaper.sigfd.as_fd(),
-            Watch::Forked { zygote, .. } => zygote.as_fd(),
+            ExitSource::Child(_) => reaper.sigfd.as_fd(),
+            ExitSource::Forked { zygote, .. } => zygote.as_fd(),
         };
         let mut fds = vec![PollFd::new(exit_fd, PollFlags::POLLIN)];
         let mut which = Vec::with_capacity(2);
@@ -251,12 +286,12 @@ impl ExitStatus {
     }
 }
 
-fn try_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {
+fn try_exit(watch: &mut ExitSource<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {
     match watch {
         // Reap every exited child, not only the watched one: background processes of a
         // session command would otherwise pile up as zombies of PID 1 (and count against
         // the pids limit), since sessions skip the cleanup.
-        Watch::Child(_) => {
+        ExitSource::Child(_) => {
             let mut found = None;
             loop {
                 match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -272,13 +307,13 @@ fn try_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {
             }
             Ok(found)
         }
-        Watch::Forked { zygote, .. } => zygote.try_exit(),
+        ExitSource::Forked { zygote, .. } => zygote.try_exit(),
     }
 }
 
-fn wait_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<ExitStatus> {
+fn wait_exit(watch: &mut ExitSource<'_>, pid: Pid) -> io::Result<ExitStatus> {
     match watch {
-        Watch::Child(_) => loop {
+        ExitSource::Child(_) => loop {
             match waitpid(pid, None) {
                 Ok(s) => {
                     if let Some(st) = ExitStatus::from_wait(s) {
@@ -289,24 +324,24 @@ fn wait_exit(watch: &mut Watch<'_>, pid: Pid) -> io::Result<ExitStatus> {
                 Err(e) => return Err(e.into()),
             }
         },
-        Watch::Forked { zygote, .. } => zygote.wait_exit(Duration::from_secs(10)),
+        ExitSource::Forked { zygote, .. } => zygote.wait_exit(Duration::from_secs(10)),
     }
 }
 
 /// One captured output stream: non-blocking reads, keep up to `limit`, discard the rest.
-struct Stream {
+struct CappedPipe {
     pipe: Option<File>,
     buf: Vec<u8>,
     limit: usize,
     truncated: bool,
 }
 
-impl Stream {
+impl CappedPipe {
     fn new(pipe: Option<File>, limit: usize) -> io::Result<Self> {
         if let Some(p) = pipe.as_ref() {
             fcntl(p, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
         }
-        Ok(Stream {
+        Ok(CappedPipe {
             pipe,
             buf: Vec::new(),
             limit,

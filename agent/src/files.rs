@@ -66,7 +66,8 @@ pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Result of reading a bounded regular file.
-pub enum Bounded {
+/// A regular file read up to a cap.
+pub enum CappedRead {
     Missing,
     TooLarge(u64),
     Data(Vec<u8>),
@@ -74,14 +75,14 @@ pub enum Bounded {
 
 /// Reads `path` if it is a regular file of at most `limit` bytes. Symlinks, FIFOs and
 /// devices are refused without blocking (O_NOFOLLOW | O_NONBLOCK, then fstat).
-pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Bounded> {
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<CappedRead> {
     let f = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bounded::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CappedRead::Missing),
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
@@ -92,15 +93,15 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Bounded> {
         ));
     }
     if meta.len() > limit {
-        return Ok(Bounded::TooLarge(meta.len()));
+        return Ok(CappedRead::TooLarge(meta.len()));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     // take() guards against a file that grows after the fstat.
     f.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
-        return Ok(Bounded::TooLarge(buf.len() as u64));
+        return Ok(CappedRead::TooLarge(buf.len() as u64));
     }
-    Ok(Bounded::Data(buf))
+    Ok(CappedRead::Data(buf))
 }
 
 /// Copies a file into a root-owned location (used for the compile cache). The caller
@@ -168,8 +169,11 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("out.json");
         write_new(&f, b"{\"a\":1}").unwrap();
-        assert!(matches!(read_bounded(&f, 100).unwrap(), Bounded::Data(d) if d == b"{\"a\":1}"));
-        assert!(matches!(read_bounded(&f, 3).unwrap(), Bounded::TooLarge(7)));
+        assert!(matches!(read_bounded(&f, 100).unwrap(), CappedRead::Data(d) if d == b"{\"a\":1}"));
+        assert!(matches!(
+            read_bounded(&f, 3).unwrap(),
+            CappedRead::TooLarge(7)
+        ));
         let link = dir.join("link.json");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(read_bounded(&link, 100).is_err());
@@ -179,7 +183,7 @@ mod tests {
         );
         assert!(matches!(
             read_bounded(&dir.join("nope"), 100).unwrap(),
-            Bounded::Missing
+            CappedRead::Missing
         ));
         let sub = dir.join("locked");
         fs::create_dir_all(sub.join("deep")).unwrap();

@@ -19,12 +19,15 @@
 #![deny(unsafe_code)]
 
 mod clean;
+mod compile;
 mod csharp;
 mod exec;
 mod files;
 mod gorun;
+mod recipes;
 mod runtime;
-mod session;
+mod shell;
+mod workspace;
 mod zygote;
 
 use codebeaker_proto::{AgentInfo, Language, Reply, Request};

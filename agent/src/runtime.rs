@@ -6,124 +6,23 @@ use codebeaker_proto::{
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::clean;
-use crate::csharp;
-use crate::exec::{self, Reaper, Watch};
-use crate::files::{self, AsUser, Bounded, User};
-use crate::session::{self, CommandError, Workspace};
+use crate::compile::{self, Built};
+use crate::exec::{self, ExitSource, Reaper};
+use crate::files::{self, AsUser, CappedRead, User};
+use crate::recipes::{spec, Runner, Spec};
+use crate::shell;
+use crate::workspace::{CommandError, Workspace};
 use crate::zygote::Zygote;
 
 /// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
 const BUNDLE: &str = "/opt/codebeaker";
-/// Root-owned tmpfs for compiled artifacts. User code can read and execute, never write.
-const CACHE: &str = "/cache";
 const INPUT: &str = "/workspace/input.json";
 const OUTPUT: &str = "/workspace/output.json";
-const BUILD_DIR: &str = "/tmp/.cb-build";
-
-/// How a language compiles, if it does.
-struct Compile {
-    /// The compiler's argv for (source path, artifact path).
-    argv: fn(&str, &str) -> Vec<String>,
-    artifact: &'static str,
-    env: &'static [(&'static str, &'static str)],
-    /// Rewrites the source before it is compiled (C#: top-level statements → `Main`).
-    /// The rewritten file is what the compiler sees; the cache key covers the translator.
-    translate: Option<fn(&str, &str) -> String>,
-}
-
-fn go_build(src: &str, out: &str) -> Vec<String> {
-    ["go", "build", "-o", out, src].map(String::from).to_vec()
-}
-
-/// How a language's program is started.
-enum Runner {
-    /// A runner process is started ahead of time and waits on its stdin for the path of
-    /// the program to run. This takes interpreter (or VM) start-up off the request path.
-    Prestart {
-        argv: &'static [&'static str],
-        env: &'static [(&'static str, &'static str)],
-    },
-    /// The compiled artifact is executed directly (a static Go binary starts in ~1 ms).
-    Direct,
-    /// A pre-initialised interpreter forks one child per program (see `zygote.rs`).
-    /// `{uid}` in the argv is replaced by the sandbox uid.
-    Zygote { argv: &'static [&'static str] },
-}
-
-struct Spec {
-    version: &'static [&'static str],
-    compile: Option<Compile>,
-    runner: Runner,
-    /// For C#: the launcher source to compile at startup; `{launcher}` in the runner argv.
-    launcher_source: Option<&'static str>,
-}
-
-const GO_ENV: &[(&str, &str)] = &[
-    ("GOCACHE", "/tmp/.gocache"),
-    ("GOPATH", "/tmp/.gopath"),
-    ("CGO_ENABLED", "0"),
-    // Module mode off: a single-file program needs no go.mod. No -trimpath: it would
-    // stop the toolchain from using its precompiled standard library (seconds per build).
-    ("GO111MODULE", "off"),
-];
-
-fn spec(lang: Language) -> Spec {
-    match lang {
-        Language::Python => Spec {
-            version: &["python3", "--version"],
-            compile: None,
-            runner: Runner::Zygote {
-                argv: &[
-                    "python3",
-                    "-I",
-                    "/opt/codebeaker/launchers/python_zygote.py",
-                    "{uid}",
-                ],
-            },
-            launcher_source: None,
-        },
-        Language::JavaScript => Spec {
-            version: &["node", "--version"],
-            compile: None,
-            runner: Runner::Prestart {
-                argv: &["node", "/opt/codebeaker/launchers/node.js"],
-                env: &[],
-            },
-            launcher_source: None,
-        },
-        Language::Go => Spec {
-            version: &["go", "version"],
-            compile: Some(Compile {
-                argv: go_build,
-                artifact: "program",
-                env: GO_ENV,
-                translate: None,
-            }),
-            runner: Runner::Direct,
-            launcher_source: None,
-        },
-        Language::CSharp => Spec {
-            version: &["mono", "--version"],
-            compile: Some(Compile {
-                argv: csharp::compiler_argv,
-                artifact: "program.exe",
-                env: &[],
-                translate: Some(csharp::to_program),
-            }),
-            runner: Runner::Prestart {
-                argv: &["mono", "{launcher}"],
-                // Where Mono finds the System.Text.Json subset the programs reference.
-                env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
-            },
-            launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
-        },
-    }
-}
 
 /// The agent's state between requests.
 pub struct Agent {
@@ -141,11 +40,6 @@ pub struct Agent {
     /// Set once the container became a session: nothing is wiped any more.
     session_meta: Option<serde_json::Value>,
     invocations: u64,
-}
-
-enum Built {
-    Ready { path: PathBuf, cache_hit: bool },
-    Failed(String),
 }
 
 impl Agent {
@@ -175,7 +69,7 @@ impl Agent {
         let launcher = match agent.spec.launcher_source {
             Some(src) => {
                 let source = std::fs::read(src)?;
-                match agent.build(Path::new(src), &source, Duration::from_secs(60))? {
+                match agent.compile(Path::new(src), &source, Duration::from_secs(60))? {
                     Built::Ready { path, .. } => path.display().to_string(),
                     Built::Failed(msg) => {
                         return Err(io::Error::other(format!("launcher build failed: {msg}")))
@@ -229,7 +123,7 @@ impl Agent {
         req: ShellRequest,
         emit: &mut dyn FnMut(&str, &[u8]),
     ) -> Result<ShellResult, CommandError> {
-        session::shell(&mut self.reaper, self.user, self.zygote.as_mut(), req, emit)
+        shell::shell(&mut self.reaper, self.user, self.zygote.as_mut(), req, emit)
     }
 
     /// Kills everything the last invocation left, wipes scratch space, and pre-starts the
@@ -275,7 +169,7 @@ impl Agent {
 
         let target = if self.spec.compile.is_some() {
             let t0 = Instant::now();
-            let built = self.build(
+            let built = self.compile(
                 &program,
                 req.source.as_bytes(),
                 Duration::from_millis(req.compile_timeout_ms),
@@ -308,7 +202,7 @@ impl Agent {
         let limit = req.stream_limit_bytes as usize;
         let c = if let Some(zygote) = self.zygote.as_mut() {
             let (pid, stdout, stderr) = zygote.start(&target.display().to_string())?;
-            let watch = Watch::Forked {
+            let watch = ExitSource::Forked {
                 pid,
                 zygote,
                 stdout,
@@ -317,7 +211,12 @@ impl Agent {
             exec::collect(&mut self.reaper, watch, timeout, limit)?
         } else {
             let mut child = self.launch(&target)?;
-            exec::collect(&mut self.reaper, Watch::Child(&mut child), timeout, limit)?
+            exec::collect(
+                &mut self.reaper,
+                ExitSource::Child(&mut child),
+                timeout,
+                limit,
+            )?
         };
         let oom = match (oom_before, oom_kills()) {
             (Some(a), Some(b)) => b > a,
@@ -398,18 +297,18 @@ impl Agent {
             files::read_bounded(Path::new(OUTPUT), req.result_limit_bytes)
         };
         match read {
-            Ok(Bounded::Missing) => Some(err(
+            Ok(CappedRead::Missing) => Some(err(
                 ProgramErrorKind::MissingResult,
                 "the program finished without setting `result` (no /workspace/output.json)".into(),
             )),
-            Ok(Bounded::TooLarge(n)) => Some(err(
+            Ok(CappedRead::TooLarge(n)) => Some(err(
                 ProgramErrorKind::OutputTooLarge,
                 format!(
                     "output.json is {n} bytes; the limit is {} bytes",
                     req.result_limit_bytes
                 ),
             )),
-            Ok(Bounded::Data(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(CappedRead::Data(bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(v) => {
                     outcome.output = Some(v);
                     None
@@ -426,117 +325,41 @@ impl Agent {
         }
     }
 
-    /// Compiles `src` (already at `src_path`) unless the cache has it. The cache key covers
-    /// language, toolchain and source, so a toolchain change never reuses a stale binary.
-    fn build(&mut self, src_path: &Path, source: &[u8], timeout: Duration) -> io::Result<Built> {
-        let Some(compile) = &self.spec.compile else {
+    /// Compiles through the container's compile cache (see `compile.rs`).
+    fn compile(&mut self, src_path: &Path, source: &[u8], timeout: Duration) -> io::Result<Built> {
+        let Some(recipe) = &self.spec.compile else {
             return Err(io::Error::other("language is not compiled"));
         };
-        let translator = if compile.translate.is_some() {
-            csharp::TRANSLATION_VERSION
-        } else {
-            ""
-        };
-        let key = csharp::digest(&[
-            self.lang.name().as_bytes(),
-            self.toolchain.as_bytes(),
-            translator.as_bytes(),
-            source,
-        ]);
-        let dest = Path::new(CACHE).join(&key).join(compile.artifact);
-        if dest.is_file() {
-            return Ok(Built::Ready {
-                path: dest,
-                cache_hit: true,
-            });
-        }
-
-        let out = Path::new(BUILD_DIR).join(compile.artifact);
-        let mut src_path = src_path.to_path_buf();
-        {
-            let _as_user = AsUser::enter(self.user)?;
-            std::fs::create_dir_all(BUILD_DIR)?;
-            if let Some(translate) = compile.translate {
-                let name = src_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let text = String::from_utf8_lossy(source);
-                let translated = Path::new(BUILD_DIR).join(format!("gen.{name}"));
-                files::write_new(&translated, translate(&text, &name).as_bytes())?;
-                src_path = translated;
-            }
-        }
-        let argv = (compile.argv)(&src_path.display().to_string(), &out.display().to_string());
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut child = exec::spawn(&mut exec::user_command(&argv, compile.env, self.user))?;
-        drop(child.stdin.take());
-        let c = exec::collect(
+        compile::build(
             &mut self.reaper,
-            Watch::Child(&mut child),
+            self.user,
+            compile::Toolchain {
+                lang: self.lang,
+                version: &self.toolchain,
+            },
+            recipe,
+            src_path,
+            source,
             timeout,
-            64 * 1024,
-        )?;
-        if c.timed_out {
-            return Ok(Built::Failed(format!(
-                "compilation exceeded {} ms",
-                timeout.as_millis()
-            )));
-        }
-        if c.exit_code != Some(0) {
-            // mcs reports errors on stdout, go on stderr: show both.
-            let mut msg = String::from_utf8_lossy(&c.stdout).trim().to_string();
-            let e = String::from_utf8_lossy(&c.stderr);
-            if !e.trim().is_empty() {
-                if !msg.is_empty() {
-                    msg.push('\n');
-                }
-                msg.push_str(e.trim());
-            }
-            if msg.is_empty() {
-                msg = "the compiler failed without a message".into();
-            }
-            return Ok(Built::Failed(msg));
-        }
-        let artifact = {
-            let _as_user = AsUser::enter(self.user)?;
-            files::read_all(&out)?
-        };
-        // A full cache is not an error: run this build from the scratch directory instead.
-        match files::install(&dest, &artifact, 0o755) {
-            Ok(()) => Ok(Built::Ready {
-                path: dest,
-                cache_hit: false,
-            }),
-            Err(e) => {
-                eprintln!("codebeaker-agent: not caching {key}: {e}");
-                Ok(Built::Ready {
-                    path: out,
-                    cache_hit: false,
-                })
-            }
-        }
+        )
     }
 
     fn toolchain_version(&mut self) -> io::Result<String> {
-        let mut child = exec::spawn(&mut exec::user_command(self.spec.version, &[], self.user))?;
-        drop(child.stdin.take());
-        let c = exec::collect(
+        let mut cmd = exec::user_command(self.spec.version, &[], self.user);
+        let c = exec::run_to_end(
             &mut self.reaper,
-            Watch::Child(&mut child),
+            &mut cmd,
+            Vec::new(),
             Duration::from_secs(30),
             4096,
+            None,
         )?;
-        let text = String::from_utf8_lossy(if c.stdout.is_empty() {
-            &c.stderr
+        let text = if c.stdout.is_empty() {
+            c.stderr_text()
         } else {
-            &c.stdout
-        })
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
+            c.stdout_text()
+        };
+        let text = text.lines().next().unwrap_or("").trim().to_string();
         if c.exit_code != Some(0) || text.is_empty() {
             return Err(io::Error::other(format!(
                 "{} is not usable in this image",

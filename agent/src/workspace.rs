@@ -1,4 +1,4 @@
-//! Session commands: file operations confined to `/workspace`, and argv execution.
+//! Session file commands, confined to `/workspace`.
 //!
 //! Every path is resolved by the kernel with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_MAGICLINKS)` relative to a descriptor of `/workspace`: `..`, absolute
@@ -6,9 +6,7 @@
 //! no check-then-use race exists. All of it runs with the sandbox user's effective uid.
 
 use base64::Engine;
-use codebeaker_proto::{
-    CommandErrorKind, Encoding, FileCommand, ShellRequest, ShellResult, WriteMode, MAX_FILE_BYTES,
-};
+use codebeaker_proto::{CommandErrorKind, Encoding, FileCommand, WriteMode, MAX_FILE_BYTES};
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -18,13 +16,10 @@ use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
 
-use crate::exec::{self, Reaper, Watch};
 use crate::files::{AsUser, User};
-use crate::zygote::Zygote;
 
-const WORKSPACE: &str = "/workspace";
+pub const WORKSPACE: &str = "/workspace";
 
 /// A refused or failed command, reported to the caller as a JSON-RPC application error.
 #[derive(Debug)]
@@ -33,7 +28,7 @@ pub struct CommandError {
     pub message: String,
 }
 
-fn cerr(kind: CommandErrorKind, message: impl Into<String>) -> CommandError {
+pub fn cerr(kind: CommandErrorKind, message: impl Into<String>) -> CommandError {
     CommandError {
         kind,
         message: message.into(),
@@ -74,15 +69,17 @@ fn from_errno(e: Errno, path: &str) -> CommandError {
     }
 }
 
-fn io_err(e: std::io::Error, path: &str) -> CommandError {
+pub fn io_err(e: std::io::Error, path: &str) -> CommandError {
     match e.raw_os_error() {
         Some(n) => from_errno(Errno::from_raw(n), path),
         None => cerr(CommandErrorKind::Io, format!("{path}: {e}")),
     }
 }
 
-/// The path relative to `/workspace`, or a refusal. `""` means the workspace itself.
-pub fn relative(path: &str) -> Result<String, CommandError> {
+/// The one confinement check before the kernel's: `path` as a path relative to
+/// `/workspace`, or a refusal. `""` means the workspace itself. What it returns is then
+/// opened beneath the workspace descriptor with `openat2(RESOLVE_BENEATH)`.
+pub fn confine(path: &str) -> Result<String, CommandError> {
     if path.contains('\0') {
         return Err(cerr(
             CommandErrorKind::PathOutsideWorkspace,
@@ -124,7 +121,7 @@ impl Workspace {
         })
     }
 
-    fn open_at(
+    pub fn open_at(
         &self,
         rel: &str,
         flags: OFlag,
@@ -172,7 +169,7 @@ impl Workspace {
                 mode,
                 encoding,
             } => {
-                let rel = relative(&path)?;
+                let rel = confine(&path)?;
                 let data = decode(&content, encoding)?;
                 if data.len() as u64 > MAX_FILE_BYTES {
                     return Err(cerr(
@@ -204,7 +201,7 @@ impl Workspace {
                 Ok(json!({"path": display(&rel), "bytes": data.len()}))
             }
             FileCommand::ReadFile { path, encoding } => {
-                let rel = relative(&path)?;
+                let rel = confine(&path)?;
                 let data = self.read(&rel, &path)?;
                 let content = match encoding {
                     Encoding::Utf8 => String::from_utf8(data.clone()).map_err(|_| {
@@ -220,7 +217,7 @@ impl Workspace {
                 )
             }
             FileCommand::ListDirectory { path } => {
-                let rel = relative(&path)?;
+                let rel = confine(&path)?;
                 let fd = self.open_at(
                     &rel,
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY,
@@ -247,14 +244,14 @@ impl Workspace {
                     };
                     entries.push(json!({
                         "name": name, "type": kind, "size": size,
-                        "modified": chrono_like(mtime),
+                        "modified": rfc3339(mtime),
                     }));
                 }
                 entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
                 Ok(json!({"path": display(&rel), "entries": entries, "count": entries.len()}))
             }
             FileCommand::CreateDirectory { path } => {
-                let rel = relative(&path)?;
+                let rel = confine(&path)?;
                 let mut cur =
                     self.open_at("", OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), &path)?;
                 for comp in rel.split('/').filter(|c| !c.is_empty()) {
@@ -276,7 +273,7 @@ impl Workspace {
                 Ok(json!({"path": display(&rel), "created": true}))
             }
             FileCommand::DeleteFile { path, recursive } => {
-                let rel = relative(&path)?;
+                let rel = confine(&path)?;
                 let (parent, name) = self.parent(&rel, &path)?;
                 let st = fstatat(
                     parent.as_fd(),
@@ -302,8 +299,8 @@ impl Workspace {
                 destination,
                 overwrite,
             } => {
-                let src = relative(&source)?;
-                let dst = relative(&destination)?;
+                let src = confine(&source)?;
+                let dst = confine(&destination)?;
                 let data = self.read(&src, &source)?;
                 let extra = if overwrite {
                     OFlag::O_TRUNC
@@ -368,7 +365,7 @@ fn regular(fd: &OwnedFd, shown: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn display(rel: &str) -> String {
+pub fn display(rel: &str) -> String {
     if rel.is_empty() {
         WORKSPACE.to_string()
     } else {
@@ -408,27 +405,10 @@ fn type_name(t: Type) -> &'static str {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC), without a date library in the agent.
-fn chrono_like(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// Seconds since the epoch as RFC 3339 (UTC).
+fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Removes `name` in `parent` and everything below it, without following symlinks.
@@ -457,152 +437,20 @@ fn remove_tree(parent: &OwnedFd, name: &str) -> Result<(), Errno> {
     unlinkat(parent.as_fd(), name, UnlinkatFlags::RemoveDir)
 }
 
-/// Runs an argv as the sandbox user; `emit` receives output chunks when streaming.
-pub fn shell(
-    reaper: &mut Reaper,
-    user: User,
-    zygote: Option<&mut Zygote>,
-    req: ShellRequest,
-    emit: exec::OutputSink<'_, '_>,
-) -> Result<ShellResult, CommandError> {
-    if req.command_name.is_empty() || req.command_name.contains('\0') {
-        return Err(cerr(
-            CommandErrorKind::InvalidArgument,
-            "commandName must be a non-empty program name",
-        ));
-    }
-    let cwd = match &req.working_directory {
-        Some(d) => {
-            let rel = relative(d)?;
-            // Resolved by the kernel beneath /workspace, like every other path, so `..` or
-            // a symlink cannot start the command elsewhere (it can still `cd` itself: the
-            // argv is the caller's, and it runs as the sandbox user either way).
-            let ws = Workspace::open(user).map_err(|e| io_err(e, d))?;
-            let _as_user = AsUser::enter(user).map_err(|e| io_err(e, d))?;
-            ws.open_at(&rel, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), d)?;
-            display(&rel)
-        }
-        None => WORKSPACE.to_string(),
-    };
-    if let Some(zygote) = zygote.filter(|_| python_script(&req)) {
-        return python_via_zygote(reaper, zygote, &cwd, req, emit);
-    }
-    let argv: Vec<&str> = std::iter::once(req.command_name.as_str())
-        .chain(req.args.iter().map(String::as_str))
-        .collect();
-    let env: Vec<(&str, &str)> = req
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut cmd = exec::user_command(&argv, &env, user);
-    cmd.current_dir(&cwd);
-    let started = Instant::now();
-    let mut child = exec::spawn(&mut cmd).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => cerr(
-            CommandErrorKind::NotFound,
-            format!(
-                "{}: command not found (or working directory missing)",
-                req.command_name
-            ),
-        ),
-        _ => io_err(e, &req.command_name),
-    })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // Input larger than the pipe buffer must not block us before we read output.
-        let data = req.stdin.unwrap_or_default().into_bytes();
-        if data.len() <= 60 * 1024 {
-            let _ = stdin.write_all(&data);
-        } else {
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-    }
-    let sink = if req.stream { Some(emit) } else { None };
-    let c = exec::collect_streaming(
-        reaper,
-        Watch::Child(&mut child),
-        Duration::from_millis(req.timeout_ms),
-        req.stream_limit_bytes as usize,
-        sink,
-    )
-    .map_err(|e| io_err(e, &req.command_name))?;
-    Ok(ShellResult {
-        stdout: String::from_utf8_lossy(&c.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&c.stderr).into_owned(),
-        exit_code: c.exit_code,
-        duration_ms: started.elapsed().as_millis() as u64,
-        timed_out: c.timed_out,
-        truncated: c.truncated,
-    })
-}
-
-/// `python3 FILE [args…]` with nothing else asked for (no environment, no stdin): the
-/// Python container's zygote can run it as a fork of an interpreter that is already up,
-/// which costs ~1 ms where starting `python3` costs ~25 ms. The child is set up to be what
-/// `python3 FILE` would be (argv, cwd, `sys.path[0]`, `__file__`, exit codes).
-fn python_script(req: &ShellRequest) -> bool {
-    matches!(req.command_name.as_str(), "python3" | "/usr/bin/python3")
-        && req
-            .args
-            .first()
-            .is_some_and(|a| !a.is_empty() && !a.starts_with('-'))
-        && req.env.is_empty()
-        && req.stdin.as_deref().is_none_or(str::is_empty)
-        && req.args.iter().map(String::len).sum::<usize>() < 16 * 1024
-}
-
-fn python_via_zygote(
-    reaper: &mut Reaper,
-    zygote: &mut Zygote,
-    cwd: &str,
-    req: ShellRequest,
-    emit: exec::OutputSink<'_, '_>,
-) -> Result<ShellResult, CommandError> {
-    let started = Instant::now();
-    let (pid, stdout, stderr) = zygote
-        .start_with(&req.args[0], &req.args[1..], cwd)
-        .map_err(|e| io_err(e, &req.command_name))?;
-    let watch = Watch::Forked {
-        pid,
-        zygote,
-        stdout,
-        stderr,
-    };
-    let sink = if req.stream { Some(emit) } else { None };
-    let c = exec::collect_streaming(
-        reaper,
-        watch,
-        Duration::from_millis(req.timeout_ms),
-        req.stream_limit_bytes as usize,
-        sink,
-    )
-    .map_err(|e| io_err(e, &req.command_name))?;
-    Ok(ShellResult {
-        stdout: String::from_utf8_lossy(&c.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&c.stderr).into_owned(),
-        exit_code: c.exit_code,
-        duration_ms: started.elapsed().as_millis() as u64,
-        timed_out: c.timed_out,
-        truncated: c.truncated,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn paths_are_confined_lexically_before_the_kernel_check() {
-        assert_eq!(relative("/workspace/a/b.txt").unwrap(), "a/b.txt");
-        assert_eq!(relative("a/b.txt").unwrap(), "a/b.txt");
-        assert_eq!(relative("/workspace").unwrap(), "");
-        assert_eq!(relative("/workspace/").unwrap(), "");
+        assert_eq!(confine("/workspace/a/b.txt").unwrap(), "a/b.txt");
+        assert_eq!(confine("a/b.txt").unwrap(), "a/b.txt");
+        assert_eq!(confine("/workspace").unwrap(), "");
+        assert_eq!(confine("/workspace/").unwrap(), "");
         for bad in ["/etc/passwd", "/workspacefoo/x", "a\0b"] {
             assert!(
                 matches!(
-                    relative(bad),
+                    confine(bad),
                     Err(CommandError {
                         kind: CommandErrorKind::PathOutsideWorkspace,
                         ..
@@ -611,7 +459,7 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(chrono_like(0), "1970-01-01T00:00:00Z");
-        assert_eq!(chrono_like(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

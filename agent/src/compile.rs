@@ -1,0 +1,119 @@
+//! The compile cache: Go and C# programs are compiled once per container and kept in the
+//! root-owned `/cache` under a hash of language, toolchain, translator and source, so a
+//! later program can neither poison an earlier one's binary nor reuse a stale one.
+
+use codebeaker_proto::Language;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::csharp;
+use crate::exec::{self, Reaper};
+use crate::files::{self, AsUser, User};
+use crate::recipes::Compile;
+
+/// Root-owned tmpfs for compiled artifacts. User code can read and execute, never write.
+const CACHE: &str = "/cache";
+const BUILD_DIR: &str = "/tmp/.cb-build";
+
+/// A compiled program, or the compiler's complaint.
+pub enum Built {
+    Ready { path: PathBuf, cache_hit: bool },
+    Failed(String),
+}
+
+/// Which compiler: part of the cache key, so a toolchain change never reuses a binary.
+pub struct Toolchain<'a> {
+    pub lang: Language,
+    pub version: &'a str,
+}
+
+/// Compiles `source` (already written at `src_path`) unless the cache has it.
+pub fn build(
+    reaper: &mut Reaper,
+    user: User,
+    toolchain: Toolchain<'_>,
+    compile: &Compile,
+    src_path: &Path,
+    source: &[u8],
+    timeout: Duration,
+) -> io::Result<Built> {
+    let translator = if compile.translate.is_some() {
+        csharp::TRANSLATION_VERSION
+    } else {
+        ""
+    };
+    let key = csharp::digest(&[
+        toolchain.lang.name().as_bytes(),
+        toolchain.version.as_bytes(),
+        translator.as_bytes(),
+        source,
+    ]);
+    let dest = Path::new(CACHE).join(&key).join(compile.artifact);
+    if dest.is_file() {
+        return Ok(Built::Ready {
+            path: dest,
+            cache_hit: true,
+        });
+    }
+
+    let out = Path::new(BUILD_DIR).join(compile.artifact);
+    let mut src_path = src_path.to_path_buf();
+    {
+        let _as_user = AsUser::enter(user)?;
+        std::fs::create_dir_all(BUILD_DIR)?;
+        if let Some(translate) = compile.translate {
+            let name = src_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(source);
+            let translated = Path::new(BUILD_DIR).join(format!("gen.{name}"));
+            files::write_new(&translated, translate(&text, &name).as_bytes())?;
+            src_path = translated;
+        }
+    }
+    let argv = (compile.argv)(&src_path.display().to_string(), &out.display().to_string());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut cmd = exec::user_command(&argv, compile.env, user);
+    let c = exec::run_to_end(reaper, &mut cmd, Vec::new(), timeout, 64 * 1024, None)?;
+    if c.timed_out {
+        return Ok(Built::Failed(format!(
+            "compilation exceeded {} ms",
+            timeout.as_millis()
+        )));
+    }
+    if c.exit_code != Some(0) {
+        // mcs reports errors on stdout, go on stderr: show both.
+        let mut msg = c.stdout_text().trim().to_string();
+        let e = c.stderr_text();
+        if !e.trim().is_empty() {
+            if !msg.is_empty() {
+                msg.push('\n');
+            }
+            msg.push_str(e.trim());
+        }
+        if msg.is_empty() {
+            msg = "the compiler failed without a message".into();
+        }
+        return Ok(Built::Failed(msg));
+    }
+    let artifact = {
+        let _as_user = AsUser::enter(user)?;
+        files::read_all(&out)?
+    };
+    // A full cache is not an error: run this build from the scratch directory instead.
+    match files::install(&dest, &artifact, 0o755) {
+        Ok(()) => Ok(Built::Ready {
+            path: dest,
+            cache_hit: false,
+        }),
+        Err(e) => {
+            eprintln!("codebeaker-agent: not caching {key}: {e}");
+            Ok(Built::Ready {
+                path: out,
+                cache_hit: false,
+            })
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The per-language recipes: how each language is compiled (if it is), how its programs
+//! are started, and how its toolchain reports its version.
+
+use codebeaker_proto::Language;
+
+use crate::csharp;
+
+/// How a language compiles, if it does.
+pub struct Compile {
+    /// The compiler's argv for (source path, artifact path).
+    pub argv: fn(&str, &str) -> Vec<String>,
+    pub artifact: &'static str,
+    pub env: &'static [(&'static str, &'static str)],
+    /// Rewrites the source before it is compiled (C#: top-level statements → `Main`).
+    /// The rewritten file is what the compiler sees; the cache key covers the translator.
+    pub translate: Option<fn(&str, &str) -> String>,
+}
+
+fn go_build(src: &str, out: &str) -> Vec<String> {
+    ["go", "build", "-o", out, src].map(String::from).to_vec()
+}
+
+/// How a language's program is started.
+pub enum Runner {
+    /// A runner process is started ahead of time and waits on its stdin for the path of
+    /// the program to run. This takes interpreter (or VM) start-up off the request path.
+    Prestart {
+        argv: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+    },
+    /// The compiled artifact is executed directly (a static Go binary starts in ~1 ms).
+    Direct,
+    /// A pre-initialised interpreter forks one child per program (see `zygote.rs`).
+    /// `{uid}` in the argv is replaced by the sandbox uid.
+    Zygote { argv: &'static [&'static str] },
+}
+
+pub struct Spec {
+    pub version: &'static [&'static str],
+    pub compile: Option<Compile>,
+    pub runner: Runner,
+    /// For C#: the launcher source to compile at startup; `{launcher}` in the runner argv.
+    pub launcher_source: Option<&'static str>,
+}
+
+const GO_ENV: &[(&str, &str)] = &[
+    ("GOCACHE", "/tmp/.gocache"),
+    ("GOPATH", "/tmp/.gopath"),
+    ("CGO_ENABLED", "0"),
+    // Module mode off: a single-file program needs no go.mod. No -trimpath: it would
+    // stop the toolchain from using its precompiled standard library (seconds per build).
+    ("GO111MODULE", "off"),
+];
+
+pub fn spec(lang: Language) -> Spec {
+    match lang {
+        Language::Python => Spec {
+            version: &["python3", "--version"],
+            compile: None,
+            runner: Runner::Zygote {
+                argv: &[
+                    "python3",
+                    "-I",
+                    "/opt/codebeaker/launchers/python_zygote.py",
+                    "{uid}",
+                ],
+            },
+            launcher_source: None,
+        },
+        Language::JavaScript => Spec {
+            version: &["node", "--version"],
+            compile: None,
+            runner: Runner::Prestart {
+                argv: &["node", "/opt/codebeaker/launchers/node.js"],
+                env: &[],
+            },
+            launcher_source: None,
+        },
+        Language::Go => Spec {
+            version: &["go", "version"],
+            compile: Some(Compile {
+                argv: go_build,
+                artifact: "program",
+                env: GO_ENV,
+                translate: None,
+            }),
+            runner: Runner::Direct,
+            launcher_source: None,
+        },
+        Language::CSharp => Spec {
+            version: &["mono", "--version"],
+            compile: Some(Compile {
+                argv: csharp::compiler_argv,
+                artifact: "program.exe",
+                env: &[],
+                translate: Some(csharp::to_program),
+            }),
+            runner: Runner::Prestart {
+                argv: &["mono", "{launcher}"],
+                // Where Mono finds the System.Text.Json subset the programs reference.
+                env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
+            },
+            launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
+        },
+    }
+}

@@ -1,31 +1,20 @@
 //! One sandbox container: how it is created, what isolation it gets, and how it dies.
 
-use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, ContainerUpdateBody, HostConfig,
-    ResourcesUlimits,
-};
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
+use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use bollard::Docker;
 use codebeaker_proto::{
     AgentInfo, CommandErrorKind, FileCommand, Language, Reply, Request, RunOutcome, RunRequest,
     ShellRequest, ShellResult,
 };
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::agent::{short, AgentConn};
 use crate::config::PoolSettings;
 use crate::error::{AgentError, PoolError};
 
-pub const LABEL_MANAGED: &str = "codebeaker.managed";
-pub const LABEL_INSTANCE: &str = "codebeaker.instance";
-pub const LABEL_LANGUAGE: &str = "codebeaker.language";
-
-/// Mount point of the agent bundle inside containers.
-const BUNDLE_MOUNT: &str = "/opt/codebeaker";
+use crate::docker::{remove, REMOVALS};
+use crate::isolation::{self, BUNDLE_MOUNT};
 
 /// A started container whose agent said `ready`.
 pub struct Container {
@@ -62,74 +51,9 @@ pub async fn create(
         language.name(),
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let labels = HashMap::from([
-        (LABEL_MANAGED.to_string(), "true".to_string()),
-        (LABEL_INSTANCE.to_string(), settings.instance.clone()),
-        (LABEL_LANGUAGE.to_string(), language.name().to_string()),
-    ]);
+    let labels = isolation::labels(settings, language);
     let uid = limits.sandbox_uid;
-    let tmpfs = HashMap::from([
-        // The user's working directory, owned by the sandbox uid.
-        (
-            "/workspace".to_string(),
-            format!(
-                "rw,exec,nosuid,nodev,size={}m,uid={uid},gid={uid},mode=0755",
-                limits.workspace_mb
-            ),
-        ),
-        (
-            "/tmp".to_string(),
-            format!("rw,exec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
-        ),
-        // Compiled artifacts: written by the agent (root), only readable by user code.
-        (
-            "/cache".to_string(),
-            format!("rw,exec,nosuid,nodev,size={}m,mode=0755", limits.cache_mb),
-        ),
-    ]);
-    let memory = (limits.memory_mb * 1024 * 1024) as i64;
-    let bundle =
-        std::fs::canonicalize(&settings.agent_bundle).map_err(|source| PoolError::AgentBundle {
-            path: settings.agent_bundle.clone(),
-            source,
-        })?;
-    let host_config = HostConfig {
-        binds: Some(vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())]),
-        network_mode: Some("none".into()),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(tmpfs),
-        memory: Some(memory),
-        // Swap equal to memory means no swap: an over-limit program is OOM-killed at once
-        // instead of thrashing.
-        memory_swap: Some(memory),
-        nano_cpus: Some((limits.cpus * 1e9) as i64),
-        pids_limit: Some(limits.pids),
-        // The agent needs exactly three capabilities: SETUID and SETGID to start user
-        // processes as the sandbox uid and to switch its own effective uid for file work,
-        // and KILL to kill processes of that other uid during cleanup. No DAC override:
-        // all file work happens with the user's own permissions.
-        cap_drop: Some(vec!["ALL".into()]),
-        cap_add: Some(vec!["SETUID".into(), "SETGID".into(), "KILL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
-        ulimits: Some(vec![
-            ResourcesUlimits {
-                name: Some("nofile".into()),
-                soft: Some(limits.nofile),
-                hard: Some(limits.nofile),
-            },
-            ResourcesUlimits {
-                name: Some("fsize".into()),
-                soft: Some(limits.fsize_mb * 1024 * 1024),
-                hard: Some(limits.fsize_mb * 1024 * 1024),
-            },
-        ]),
-        // No negative oom_score_adj for the agent: lowering it needs privileges that not
-        // every engine host grants (runc fails to start the container). The agent raises
-        // every user process to +1000 instead, which makes them the OOM killer's choice.
-        shm_size: Some(16 * 1024 * 1024),
-        ipc_mode: Some("private".into()),
-        ..Default::default()
-    };
+    let host_config = isolation::host_config(settings)?;
     let body = ContainerCreateBody {
         image: Some(lang.image.clone()),
         entrypoint: Some(vec![format!("{BUNDLE_MOUNT}/codebeaker-agent")]),
@@ -400,19 +324,6 @@ impl Drop for Container {
     }
 }
 
-/// Removals started by dropped handles. Process-wide: a removal outlives the pool that
-/// started it, and the process must not exit before it is done.
-static REMOVALS: std::sync::LazyLock<tokio_util::task::TaskTracker> =
-    std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
-
-/// Waits (up to `limit`) until every removal started by a dropped handle has finished.
-pub async fn removals_settled(limit: Duration) -> bool {
-    REMOVALS.close();
-    let done = tokio::time::timeout(limit, REMOVALS.wait()).await.is_ok();
-    REMOVALS.reopen();
-    done
-}
-
 /// Opens the agent's channel: the container's stdin, stdout and stderr as a live stream
 /// (no replay of earlier output).
 async fn attach(docker: &Docker, id: &str) -> Result<AgentConn, PoolError> {
@@ -473,80 +384,4 @@ pub async fn reattach(
     };
     c.keep_on_drop = false;
     Ok((c, meta))
-}
-
-/// Force-removes a container, logging (not returning) failures: removal is best effort
-/// and the startup sweep catches anything that survives.
-pub async fn remove(docker: &Docker, id: &str) {
-    if id.is_empty() {
-        return;
-    }
-    let opts = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    match docker.remove_container(id, Some(opts)).await {
-        Ok(()) => tracing::debug!(container = %short(id), "container removed"),
-        // Gone already, or being removed by the other path (a dropped handle and the
-        // shutdown sweep can race): both mean the container is going away.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404 | 409,
-            ..
-        }) => {}
-        Err(e) => tracing::warn!(container = %short(id), error = %e, "container removal failed"),
-    }
-}
-
-/// Lists this instance's containers: (id, language label, running).
-pub async fn list_instance(
-    docker: &Docker,
-    instance: &str,
-) -> Result<Vec<(String, Option<Language>, bool)>, PoolError> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_INSTANCE}={instance}")],
-    )]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(PoolError::Docker)?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let lang = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_LANGUAGE))
-                .and_then(|l| Language::parse(l));
-            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
-            Some((c.id?, lang, running))
-        })
-        .collect())
-}
-
-/// Removes every container labelled with `instance`: leftovers of an earlier run that
-/// crashed, or of this run at shutdown. Returns how many were removed.
-pub async fn remove_instance(docker: &Docker, instance: &str) -> Result<usize, PoolError> {
-    remove_instance_except(docker, instance, &Default::default()).await
-}
-
-/// Like [`remove_instance`], sparing the containers in `keep` (live sessions).
-pub async fn remove_instance_except(
-    docker: &Docker,
-    instance: &str,
-    keep: &std::collections::HashSet<String>,
-) -> Result<usize, PoolError> {
-    let ids: Vec<String> = list_instance(docker, instance)
-        .await?
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .filter(|id| !keep.contains(id))
-        .collect();
-    futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
-    Ok(ids.len())
 }

@@ -8,17 +8,22 @@
 mod agent;
 mod config;
 mod container;
+mod docker;
 mod error;
+mod isolation;
+mod manager;
 mod pool;
+mod warm;
 mod wrap;
 
 pub use bollard::Docker;
 pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
-pub use container::{
-    list_instance, remove_instance, Container, LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED,
-};
+pub use container::Container;
+pub use docker::{list_instance, remove_instance};
 pub use error::{AgentError, PoolError};
-pub use pool::{Execution, Invocation, LifecycleSnapshot, PoolStatus, Pools, SessionResources};
+pub use isolation::{LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
+pub use manager::LifecycleSnapshot;
+pub use pool::{Execution, Invocation, PoolStatus, Pools, SessionResources};
 pub use wrap::wrap;
 
 /// Connects to the local Docker engine and negotiates the API version, so the same binary

@@ -7,9 +7,9 @@
 //! microseconds, and only when both are empty does it pay for a cold container start.
 
 use codebeaker_proto::{Language, ProgramErrorKind, RunOutcome, RunRequest};
-use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult, Timeouts};
+use deadpool::managed::{self, Object, Timeouts};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,9 @@ use bollard::Docker;
 use crate::agent::short;
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container};
+use crate::docker;
 use crate::error::PoolError;
+use crate::manager::{Lifecycle, LifecycleSnapshot, Manager};
 use crate::wrap::wrap;
 
 /// One invocation as the gateway hands it to the pools.
@@ -66,157 +68,21 @@ pub struct PoolStatus {
     pub lifecycle: LifecycleSnapshot,
 }
 
-/// Container lifecycle counts of one language since startup.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LifecycleSnapshot {
-    pub created: u64,
-    pub recycled: u64,
-    pub retired_max_uses: u64,
-    pub retired_max_age: u64,
-    pub retired_failure: u64,
-}
-
-/// Container lifecycle counters of one language (exposed as metrics by the gateway).
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    pub created: AtomicU64,
-    pub recycled: AtomicU64,
-    pub retired_max_uses: AtomicU64,
-    pub retired_max_age: AtomicU64,
-    pub retired_failure: AtomicU64,
-}
-
-pub struct Manager {
-    docker: Docker,
-    settings: Arc<PoolSettings>,
-    language: Language,
-    nursery: Arc<Mutex<Vec<Container>>>,
-    lifecycle: Arc<Lifecycle>,
-    toolchain: Arc<Mutex<Option<String>>>,
-    shutdown: CancellationToken,
-}
-
-impl Manager {
-    fn lang(&self) -> &LanguageSettings {
-        &self.settings.languages[&self.language]
-    }
-
-    /// Creates a container in its own task: if the caller stops waiting, the creation
-    /// still finishes and the container is removed by its `Drop`, never leaked.
-    async fn create_detached(&self) -> Result<Container, PoolError> {
-        let (docker, settings, language, shutdown) = (
-            self.docker.clone(),
-            self.settings.clone(),
-            self.language,
-            self.shutdown.clone(),
-        );
-        let c = tokio::spawn(async move {
-            let mut c = container::create(&docker, &settings, language).await?;
-            // Finished after shutdown began: the shutdown sweep may already have run, so
-            // remove it here, before anyone can lose track of it.
-            if shutdown.is_cancelled() {
-                container::remove(&docker, &c.id).await;
-                c.keep_on_drop = true;
-                return Err(PoolError::ShuttingDown);
-            }
-            Ok(c)
-        })
-        .await
-        .map_err(|_| PoolError::ShuttingDown)??;
-        self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
-        self.toolchain
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| c.info.toolchain.clone());
-        Ok(c)
-    }
-}
-
-impl managed::Manager for Manager {
-    type Type = Container;
-    type Error = PoolError;
-
-    async fn create(&self) -> Result<Container, PoolError> {
-        let warm = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match warm {
-            Some(c) => Ok(c),
-            None => {
-                tracing::info!(language = %self.language, "no warm container: cold start on the request path");
-                self.create_detached().await
-            }
-        }
-    }
-
-    async fn recycle(&self, c: &mut Container, _: &Metrics) -> RecycleResult<PoolError> {
-        let lang = self.lang();
-        let id = short(&c.id).to_string();
-        let retire = |counter: &AtomicU64, why: &'static str| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(container = %id, reason = why, "retiring container");
-            Err(RecycleError::message(why))
-        };
-        match retirement(c.broken, c.in_flight, c.uses, c.created.elapsed(), lang) {
-            Some(Retire::Failure) => return retire(&self.lifecycle.retired_failure, "failure"),
-            Some(Retire::MaxUses) => return retire(&self.lifecycle.retired_max_uses, "max_uses"),
-            Some(Retire::MaxAge) => return retire(&self.lifecycle.retired_max_age, "max_age"),
-            None => {}
-        }
-        // The ping is answered only once the agent has finished cleaning up after the
-        // previous invocation, so success means alive *and* clean.
-        if let Err(e) = c.ping(Duration::from_secs(5)).await {
-            tracing::warn!(container = %short(&c.id), error = %e, "ping failed");
-            return retire(&self.lifecycle.retired_failure, "failure");
-        }
-        self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// Why a returned container must not serve again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retire {
-    Failure,
-    MaxUses,
-    MaxAge,
-}
-
-/// The recycle rules, before the liveness ping: a broken container or one abandoned
-/// mid-call (its reply may still arrive) is retired first, then one past its use count,
-/// then one past its age.
-fn retirement(
-    broken: bool,
-    in_flight: bool,
-    uses: usize,
-    age: Duration,
-    lang: &LanguageSettings,
-) -> Option<Retire> {
-    if broken || in_flight {
-        Some(Retire::Failure)
-    } else if uses >= lang.max_uses {
-        Some(Retire::MaxUses)
-    } else if age >= Duration::from_secs(lang.max_age_secs) {
-        Some(Retire::MaxAge)
-    } else {
-        None
-    }
-}
-
 type Pool = managed::Pool<Manager>;
 
 /// One language's pool plus its nursery of warm containers.
-struct LanguagePool {
-    language: Language,
-    settings: LanguageSettings,
-    pool: Pool,
-    nursery: Arc<Mutex<Vec<Container>>>,
-    warming: AtomicUsize,
-    toolchain: Arc<Mutex<Option<String>>>,
-    lifecycle: Arc<Lifecycle>,
+pub(crate) struct LanguagePool {
+    pub(crate) language: Language,
+    pub(crate) settings: LanguageSettings,
+    pub(crate) pool: Pool,
+    pub(crate) nursery: Arc<Mutex<Vec<Container>>>,
+    pub(crate) warming: AtomicUsize,
+    pub(crate) toolchain: Arc<Mutex<Option<String>>>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
 }
 
 impl LanguagePool {
-    fn status(&self) -> PoolStatus {
+    pub(crate) fn status(&self) -> PoolStatus {
         let st = self.pool.status();
         let nursery = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).len();
         let warming = self.warming.load(Ordering::Relaxed);
@@ -256,12 +122,12 @@ pub struct SessionResources {
 
 /// All language pools of one gateway.
 pub struct Pools {
-    docker: Docker,
-    settings: Arc<PoolSettings>,
-    pools: BTreeMap<Language, Arc<LanguagePool>>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    adopted: Mutex<Vec<(Container, serde_json::Value)>>,
+    pub(crate) docker: Docker,
+    pub(crate) settings: Arc<PoolSettings>,
+    pub(crate) pools: BTreeMap<Language, Arc<LanguagePool>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
 }
 
 impl Pools {
@@ -275,8 +141,7 @@ impl Pools {
         // Containers of an earlier run: sessions are re-adopted, everything else removed.
         let mut adopted = Vec::new();
         let mut removed = 0;
-        for (id, language, running) in container::list_instance(&docker, &settings.instance).await?
-        {
+        for (id, language, running) in docker::list_instance(&docker, &settings.instance).await? {
             if let (true, Some(language)) = (running, language) {
                 let attempt = tokio::time::timeout(
                     Duration::from_secs(5),
@@ -295,7 +160,7 @@ impl Pools {
                     Err(_) => tracing::warn!(container = %short(&id), "re-adoption timed out"),
                 }
             }
-            container::remove(&docker, &id).await;
+            docker::remove(&docker, &id).await;
             removed += 1;
         }
         if removed > 0 {
@@ -352,7 +217,8 @@ impl Pools {
             adopted: Mutex::new(adopted),
         });
         for lp in this.pools.values() {
-            this.tasks.spawn(warm_loop(this.clone(), lp.clone()));
+            this.tasks
+                .spawn(crate::warm::warm_loop(this.clone(), lp.clone()));
         }
         Ok(this)
     }
@@ -472,11 +338,11 @@ impl Pools {
         for (mut c, _) in self.take_adopted() {
             c.keep_on_drop = keep.contains(&c.id);
         }
-        match container::remove_instance_except(&self.docker, &self.settings.instance, keep).await {
+        match docker::remove_instance_except(&self.docker, &self.settings.instance, keep).await {
             Ok(n) => tracing::info!(removed = n, "containers removed at shutdown"),
             Err(e) => tracing::warn!(error = %e, "container cleanup at shutdown failed"),
         }
-        if !container::removals_settled(REMOVAL_WAIT).await {
+        if !docker::removals_settled(REMOVAL_WAIT).await {
             tracing::warn!("some container removals had not finished at exit");
         }
     }
@@ -587,88 +453,4 @@ async fn run_on_pool(
         queue_wait,
         run_time,
     })
-}
-
-/// Keeps `min_idle` warm containers available for one language until shutdown.
-async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
-    let interval = Duration::from_millis(pools.settings.warm_interval_ms);
-    let mut backoff = interval;
-    loop {
-        let st = lp.status();
-        let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
-        let room = st.max_size.saturating_sub(st.total);
-        // At most two at a time: container start is CPU-heavy and we have few cores.
-        let n = deficit.min(room).min(2usize.saturating_sub(st.warming));
-        for _ in 0..n {
-            lp.warming.fetch_add(1, Ordering::Relaxed);
-            let (pools2, lp2) = (pools.clone(), lp.clone());
-            pools.tasks.spawn(async move {
-                // Not cancelled by shutdown: a creation in progress finishes (bounded by the
-                // create timeout) and removes itself, so shutdown can wait for it.
-                let res = lp2.pool.manager().create_detached().await;
-                match res {
-                    Ok(c) if !pools2.shutdown.is_cancelled() => {
-                        lp2.nursery.lock().unwrap_or_else(|p| p.into_inner()).push(c)
-                    }
-                    Ok(_) => {}
-                    Err(PoolError::ShuttingDown) => {}
-                    Err(e) => tracing::error!(language = %lp2.language, error = %e, "warming a container failed"),
-                }
-                lp2.warming.fetch_sub(1, Ordering::Relaxed);
-            });
-        }
-        // Back off while creations keep failing (e.g. a missing image), so a broken
-        // setup logs once a few seconds instead of spinning.
-        backoff = if lp.status().total == 0 && n > 0 {
-            (backoff * 2).min(Duration::from_secs(10))
-        } else {
-            interval
-        };
-        tokio::select! {
-            _ = pools.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recycle_rules_retire_failures_then_uses_then_age() {
-        let lang = LanguageSettings {
-            max_uses: 3,
-            max_age_secs: 60,
-            ..LanguageSettings::default()
-        };
-        let fresh = Duration::from_secs(1);
-        assert_eq!(retirement(false, false, 0, fresh, &lang), None);
-        assert_eq!(
-            retirement(false, false, 2, Duration::from_secs(59), &lang),
-            None
-        );
-        assert_eq!(
-            retirement(true, false, 0, fresh, &lang),
-            Some(Retire::Failure)
-        );
-        assert_eq!(
-            retirement(false, true, 0, fresh, &lang),
-            Some(Retire::Failure),
-            "abandoned mid-call"
-        );
-        assert_eq!(
-            retirement(false, false, 3, fresh, &lang),
-            Some(Retire::MaxUses)
-        );
-        assert_eq!(
-            retirement(false, false, 0, Duration::from_secs(60), &lang),
-            Some(Retire::MaxAge)
-        );
-        assert_eq!(
-            retirement(true, false, 9, Duration::from_secs(600), &lang),
-            Some(Retire::Failure),
-            "a failure is counted as a failure whatever else is true"
-        );
-    }
 }

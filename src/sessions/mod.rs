@@ -9,12 +9,14 @@
 //! re-adopts them by label, with their ids, files and timeouts.
 
 pub mod commands;
+mod session;
 
-use chrono::{DateTime, Utc};
+pub use session::Session;
+use session::{default_runtime, SessionRecord};
+
+use chrono::Utc;
 use codebeaker_pool::{Container, PoolError, Pools, SessionResources};
 use codebeaker_proto::Language;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,147 +44,6 @@ pub enum SessionError {
     Pool(#[from] PoolError),
 }
 
-/// What is stored in the agent so a restarted gateway can re-adopt the session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta {
-    session_id: String,
-    tenant: String,
-    language: Language,
-    created_at: DateTime<Utc>,
-    idle_timeout_minutes: f64,
-    max_lifetime_minutes: f64,
-    /// Absent in sessions created before these fields existed.
-    #[serde(default = "default_runtime")]
-    runtime: String,
-    #[serde(default)]
-    cpu_shares: Option<u64>,
-    #[serde(default)]
-    memory_limit_mb: Option<u64>,
-}
-
-fn default_runtime() -> String {
-    "docker".into()
-}
-
-/// Minutes as a JSON number: an integer when whole (what .NET clients with `int` fields
-/// can read), a fraction otherwise.
-fn minutes_json(m: f64) -> Value {
-    if m.fract() == 0.0 && m.abs() < 1e15 {
-        json!(m as i64)
-    } else {
-        json!(m)
-    }
-}
-
-pub struct Session {
-    meta: Meta,
-    container_id: String,
-    /// The container, locked for the duration of one command.
-    container: tokio::sync::Mutex<Container>,
-    created: Instant,
-    last_activity: Mutex<(Instant, DateTime<Utc>)>,
-    executions: AtomicU64,
-}
-
-impl Session {
-    pub fn id(&self) -> &str {
-        &self.meta.session_id
-    }
-
-    pub fn language(&self) -> Language {
-        self.meta.language
-    }
-
-    fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.meta.idle_timeout_minutes * 60.0)
-    }
-
-    fn max_lifetime(&self) -> Duration {
-        Duration::from_secs_f64(self.meta.max_lifetime_minutes * 60.0)
-    }
-
-    fn touch(&self) {
-        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) =
-            (Instant::now(), Utc::now());
-    }
-
-    fn idle_at(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(
-            self.last_activity
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .0,
-        )
-    }
-
-    fn idle(&self) -> Duration {
-        self.idle_at(Instant::now())
-    }
-
-    /// Past its idle timeout or its lifetime at `now`.
-    fn expired_at(&self, now: Instant) -> bool {
-        expired(
-            self.idle_at(now),
-            now.saturating_duration_since(self.created),
-            self.idle_timeout(),
-            self.max_lifetime(),
-        )
-    }
-
-    fn short_container_id(&self) -> &str {
-        &self.container_id[..self.container_id.len().min(12)]
-    }
-
-    fn config_view(&self) -> Value {
-        json!({
-            "idleTimeoutMinutes": minutes_json(self.meta.idle_timeout_minutes),
-            "maxLifetimeMinutes": minutes_json(self.meta.max_lifetime_minutes),
-            "memoryLimitMB": self.meta.memory_limit_mb,
-            "cpuShares": self.meta.cpu_shares,
-        })
-    }
-
-    /// The `session.create` result shape (what the Loopai client's `SessionCreateResult`
-    /// reads; `environmentId` is the newer client's fallback for `containerId`).
-    pub fn created_view(&self) -> Value {
-        json!({
-            "sessionId": self.meta.session_id,
-            "containerId": self.short_container_id(),
-            "environmentId": self.short_container_id(),
-            "language": self.meta.language,
-            "runtime": self.meta.runtime,
-            "createdAt": self.meta.created_at,
-            "state": "Active",
-            "config": self.config_view(),
-        })
-    }
-
-    /// The `session.list` entry shape.
-    pub fn list_view(&self) -> Value {
-        let (_, last) = *self.last_activity.lock().unwrap_or_else(|p| p.into_inner());
-        let busy = self.container.try_lock().is_err();
-        json!({
-            "sessionId": self.meta.session_id,
-            "containerId": self.short_container_id(),
-            "environmentId": self.short_container_id(),
-            "language": self.meta.language,
-            "runtime": self.meta.runtime,
-            "createdAt": self.meta.created_at,
-            "lastActivity": last,
-            "state": if busy { "Active" } else { "Idle" },
-            "executionCount": self.executions.load(Ordering::Relaxed),
-            "idleMinutes": round2(self.idle().as_secs_f64() / 60.0),
-            "lifetimeMinutes": round2(self.created.elapsed().as_secs_f64() / 60.0),
-            "config": self.config_view(),
-        })
-    }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 /// All live sessions of this gateway.
 pub struct Sessions {
     pools: Arc<Pools>,
@@ -195,7 +56,7 @@ impl Sessions {
     pub fn new(pools: Arc<Pools>, settings: SessionSettings) -> Arc<Sessions> {
         let mut map = HashMap::new();
         for (container, raw) in pools.take_adopted() {
-            match serde_json::from_value::<Meta>(raw) {
+            match serde_json::from_value::<SessionRecord>(raw) {
                 Ok(meta) => {
                     let age = (Utc::now() - meta.created_at).to_std().unwrap_or_default();
                     let s = Session {
@@ -291,7 +152,7 @@ impl Sessions {
         }
         // A key that caps memory below the container's gets that cap applied.
         let memory_limit_mb = caller.memory_limit(p.memory_limit_mb, container_mb);
-        let meta = Meta {
+        let meta = SessionRecord {
             session_id: uuid::Uuid::new_v4().simple().to_string(),
             tenant: caller.tenant.clone(),
             language,
@@ -461,11 +322,6 @@ impl Sessions {
     }
 }
 
-/// A session is over when it idled for its idle timeout or lived its lifetime.
-fn expired(idle: Duration, age: Duration, idle_timeout: Duration, max_lifetime: Duration) -> bool {
-    idle >= idle_timeout || age >= max_lifetime
-}
-
 /// Closes expired sessions every `janitor_interval_ms` until shutdown.
 pub async fn janitor(sessions: Arc<Sessions>, shutdown: CancellationToken) {
     let every = Duration::from_millis(sessions.settings.janitor_interval_ms);
@@ -476,32 +332,5 @@ pub async fn janitor(sessions: Arc<Sessions>, shutdown: CancellationToken) {
                 sessions.expire_at(Instant::now());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_expires_at_its_idle_timeout_or_its_lifetime() {
-        let m = |n: u64| Duration::from_secs(60 * n);
-        assert!(!expired(m(29), m(100), m(30), m(120)));
-        assert!(
-            expired(m(30), m(100), m(30), m(120)),
-            "idle timeout reached"
-        );
-        assert!(
-            expired(m(0), m(120), m(30), m(120)),
-            "lifetime reached while busy"
-        );
-        assert!(!expired(Duration::ZERO, Duration::ZERO, m(30), m(120)));
-    }
-
-    #[test]
-    fn minutes_are_integers_when_whole() {
-        assert_eq!(minutes_json(30.0), json!(30));
-        assert!(minutes_json(30.0).is_i64());
-        assert_eq!(minutes_json(0.5), json!(0.5));
     }
 }

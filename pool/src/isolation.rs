@@ -1,0 +1,92 @@
+//! The isolation every sandbox container gets, and why (see ARCHITECTURE.md, "Isolation").
+
+use bollard::models::{HostConfig, ResourcesUlimits};
+use codebeaker_proto::Language;
+use std::collections::HashMap;
+
+use crate::config::PoolSettings;
+use crate::error::PoolError;
+
+pub const LABEL_MANAGED: &str = "codebeaker.managed";
+pub const LABEL_INSTANCE: &str = "codebeaker.instance";
+pub const LABEL_LANGUAGE: &str = "codebeaker.language";
+
+/// Mount point of the agent bundle inside containers.
+pub const BUNDLE_MOUNT: &str = "/opt/codebeaker";
+
+/// The labels that let this gateway (and its next process) find its containers.
+pub fn labels(settings: &PoolSettings, language: Language) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_INSTANCE.to_string(), settings.instance.clone()),
+        (LABEL_LANGUAGE.to_string(), language.name().to_string()),
+    ])
+}
+
+/// Network, file systems, memory, CPU, processes, capabilities and ulimits.
+pub fn host_config(settings: &PoolSettings) -> Result<HostConfig, PoolError> {
+    let limits = &settings.limits;
+    let uid = limits.sandbox_uid;
+    let tmpfs = HashMap::from([
+        // The user's working directory, owned by the sandbox uid.
+        (
+            "/workspace".to_string(),
+            format!(
+                "rw,exec,nosuid,nodev,size={}m,uid={uid},gid={uid},mode=0755",
+                limits.workspace_mb
+            ),
+        ),
+        (
+            "/tmp".to_string(),
+            format!("rw,exec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
+        ),
+        // Compiled artifacts: written by the agent (root), only readable by user code.
+        (
+            "/cache".to_string(),
+            format!("rw,exec,nosuid,nodev,size={}m,mode=0755", limits.cache_mb),
+        ),
+    ]);
+    let memory = (limits.memory_mb * 1024 * 1024) as i64;
+    let bundle =
+        std::fs::canonicalize(&settings.agent_bundle).map_err(|source| PoolError::AgentBundle {
+            path: settings.agent_bundle.clone(),
+            source,
+        })?;
+    Ok(HostConfig {
+        binds: Some(vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())]),
+        network_mode: Some("none".into()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        memory: Some(memory),
+        // Swap equal to memory means no swap: an over-limit program is OOM-killed at once
+        // instead of thrashing.
+        memory_swap: Some(memory),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        pids_limit: Some(limits.pids),
+        // The agent needs exactly three capabilities: SETUID and SETGID to start user
+        // processes as the sandbox uid and to switch its own effective uid for file work,
+        // and KILL to kill processes of that other uid during cleanup. No DAC override:
+        // all file work happens with the user's own permissions.
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(vec!["SETUID".into(), "SETGID".into(), "KILL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        ulimits: Some(vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(limits.nofile),
+                hard: Some(limits.nofile),
+            },
+            ResourcesUlimits {
+                name: Some("fsize".into()),
+                soft: Some(limits.fsize_mb * 1024 * 1024),
+                hard: Some(limits.fsize_mb * 1024 * 1024),
+            },
+        ]),
+        // No negative oom_score_adj for the agent: lowering it needs privileges that not
+        // every engine host grants (runc fails to start the container). The agent raises
+        // every user process to +1000 instead, which makes them the OOM killer's choice.
+        shm_size: Some(16 * 1024 * 1024),
+        ipc_mode: Some("private".into()),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,50 @@
+//! The warmer: keeps each language's `min_idle` containers ready ahead of demand.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::PoolError;
+use crate::pool::{LanguagePool, Pools};
+
+/// Keeps `min_idle` warm containers available for one language until shutdown.
+pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
+    let interval = Duration::from_millis(pools.settings.warm_interval_ms);
+    let mut backoff = interval;
+    loop {
+        let st = lp.status();
+        let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
+        let room = st.max_size.saturating_sub(st.total);
+        // At most two at a time: container start is CPU-heavy and we have few cores.
+        let n = deficit.min(room).min(2usize.saturating_sub(st.warming));
+        for _ in 0..n {
+            lp.warming.fetch_add(1, Ordering::Relaxed);
+            let (pools_for_task, pool) = (pools.clone(), lp.clone());
+            pools.tasks.spawn(async move {
+                // Not cancelled by shutdown: a creation in progress finishes (bounded by the
+                // create timeout) and removes itself, so shutdown can wait for it.
+                let res = pool.pool.manager().create_detached().await;
+                match res {
+                    Ok(c) if !pools_for_task.shutdown.is_cancelled() => {
+                        pool.nursery.lock().unwrap_or_else(|p| p.into_inner()).push(c)
+                    }
+                    Ok(_) => {}
+                    Err(PoolError::ShuttingDown) => {}
+                    Err(e) => tracing::error!(language = %pool.language, error = %e, "warming a container failed"),
+                }
+                pool.warming.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        // Back off while creations keep failing (e.g. a missing image), so a broken
+        // setup logs once a few seconds instead of spinning.
+        backoff = if lp.status().total == 0 && n > 0 {
+            (backoff * 2).min(Duration::from_secs(10))
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = pools.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}

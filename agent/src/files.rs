@@ -45,8 +45,9 @@ impl Drop for AsUser {
     }
 }
 
-/// Creates or truncates `path` and writes `data`, refusing to follow a symlink or to write
-/// into anything but a regular file (a planted FIFO must not block the agent: O_NONBLOCK
+/// Creates or truncates `path` (agent scratch such as the build directory under `/tmp`; user
+/// paths under `/workspace` go through `workspace::Workspace`, which confines them) and
+/// writes `data`, refusing to follow a symlink or to write into anything but a regular file (a planted FIFO must not block the agent: O_NONBLOCK
 /// makes its open fail or return at once, and the fstat check refuses it).
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new()
@@ -66,44 +67,6 @@ pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Result of reading a bounded regular file.
-/// A regular file read up to a cap.
-pub enum CappedRead {
-    Missing,
-    TooLarge(u64),
-    Data(Vec<u8>),
-}
-
-/// Reads `path` if it is a regular file of at most `limit` bytes. Symlinks, FIFOs and
-/// devices are refused without blocking (O_NOFOLLOW | O_NONBLOCK, then fstat).
-pub fn read_bounded(path: &Path, limit: u64) -> io::Result<CappedRead> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CappedRead::Missing),
-        Err(e) => return Err(e),
-    };
-    let meta = f.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if meta.len() > limit {
-        return Ok(CappedRead::TooLarge(meta.len()));
-    }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    // take() guards against a file that grows after the fstat.
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Ok(CappedRead::TooLarge(buf.len() as u64));
-    }
-    Ok(CappedRead::Data(buf))
-}
-
 /// Copies a file into a root-owned location (used for the compile cache). The caller
 /// reads the source as the user and writes the destination as root.
 pub fn read_all(path: &Path) -> io::Result<Vec<u8>> {
@@ -164,27 +127,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_bounded_refuses_symlinks_and_large_files() {
+    fn writes_refuse_symlinks_and_empty_dir_clears_locked_trees() {
         let dir = std::env::temp_dir().join(format!("cb-agent-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("out.json");
         write_new(&f, b"{\"a\":1}").unwrap();
-        assert!(matches!(read_bounded(&f, 100).unwrap(), CappedRead::Data(d) if d == b"{\"a\":1}"));
-        assert!(matches!(
-            read_bounded(&f, 3).unwrap(),
-            CappedRead::TooLarge(7)
-        ));
+        assert_eq!(read_all(&f).unwrap(), b"{\"a\":1}");
         let link = dir.join("link.json");
         std::os::unix::fs::symlink(&f, &link).unwrap();
-        assert!(read_bounded(&link, 100).is_err());
+        assert!(read_all(&link).is_err(), "must not read through a symlink");
         assert!(
             write_new(&link, b"x").is_err(),
             "must not write through a symlink"
         );
-        assert!(matches!(
-            read_bounded(&dir.join("nope"), 100).unwrap(),
-            CappedRead::Missing
-        ));
         let sub = dir.join("locked");
         fs::create_dir_all(sub.join("deep")).unwrap();
         fs::write(sub.join("deep/x"), b"x").unwrap();

@@ -2,7 +2,7 @@
 
 use codebeaker_proto::{
     CommandErrorKind, FileCommand, Language, ProgramError, ProgramErrorKind, RunOutcome,
-    RunRequest, ShellRequest, ShellResult,
+    RunRequest, ShellRequest, ShellResult, WriteMode,
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 use crate::clean;
 use crate::compile::{self, Built};
 use crate::exec::{self, ExitSource, Reaper};
-use crate::files::{self, AsUser, CappedRead, User};
+use crate::files::{AsUser, User};
 use crate::recipes::{spec, Runner, Spec};
 use crate::shell;
-use crate::workspace::{CommandError, Workspace};
+use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
 use crate::zygote::Zygote;
 
 /// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
 const BUNDLE: &str = "/opt/codebeaker";
-const INPUT: &str = "/workspace/input.json";
-const OUTPUT: &str = "/workspace/output.json";
+/// The edge contract's files, relative to the workspace.
+const INPUT: &str = "input.json";
+const OUTPUT: &str = "output.json";
 
 /// The agent's state between requests.
 pub struct Agent {
@@ -153,18 +154,21 @@ impl Agent {
         self.invocations += 1;
         let started = Instant::now();
         let mut outcome = RunOutcome::default();
-        let program = Path::new("/workspace").join(self.lang.program_file());
+        let program = Path::new(WORKSPACE).join(self.lang.program_file());
         {
+            let ws = Workspace::open(self.user)?;
             let _as_user = AsUser::enter(self.user)?;
             // A session keeps its files: an earlier run's output.json must not pass for
             // this run's result.
-            match std::fs::remove_file(OUTPUT) {
+            match std::fs::remove_file(Path::new(WORKSPACE).join(OUTPUT)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            files::write_new(Path::new(INPUT), &serde_json::to_vec(&req.input)?)?;
-            files::write_new(&program, req.source.as_bytes())?;
+            let input = serde_json::to_vec(&req.input)?;
+            ws.write(INPUT, &input, WriteMode::Create, INPUT)?;
+            let name = self.lang.program_file();
+            ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
         }
 
         let target = if self.spec.compile.is_some() {
@@ -288,13 +292,14 @@ impl Agent {
 
     fn read_result(&self, req: &RunRequest, outcome: &mut RunOutcome) -> Option<ProgramError> {
         let read = {
-            let Ok(_as_user) = AsUser::enter(self.user) else {
+            let (Ok(ws), Ok(_as_user)) = (Workspace::open(self.user), AsUser::enter(self.user))
+            else {
                 return Some(err(
                     ProgramErrorKind::RuntimeError,
                     "cannot read output".into(),
                 ));
             };
-            files::read_bounded(Path::new(OUTPUT), req.result_limit_bytes)
+            ws.read_capped(OUTPUT, req.result_limit_bytes, OUTPUT)
         };
         match read {
             Ok(CappedRead::Missing) => Some(err(
@@ -320,7 +325,7 @@ impl Agent {
             },
             Err(e) => Some(err(
                 ProgramErrorKind::InvalidOutput,
-                format!("output.json cannot be read: {e}"),
+                format!("output.json cannot be read: {}", e.message),
             )),
         }
     }

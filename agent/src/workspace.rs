@@ -177,27 +177,7 @@ impl Workspace {
                         format!("content is over {MAX_FILE_BYTES} bytes"),
                     ));
                 }
-                let extra = match mode {
-                    WriteMode::Create => OFlag::O_CREAT | OFlag::O_TRUNC,
-                    WriteMode::CreateNew => OFlag::O_CREAT | OFlag::O_EXCL,
-                    WriteMode::Append => OFlag::O_CREAT | OFlag::O_APPEND,
-                    WriteMode::Truncate => OFlag::O_TRUNC,
-                };
-                // openat2 refuses a mode without O_CREAT (EINVAL).
-                let perms = if extra.contains(OFlag::O_CREAT) {
-                    Mode::from_bits_truncate(0o644)
-                } else {
-                    Mode::empty()
-                };
-                let fd = self.open_at(
-                    &rel,
-                    OFlag::O_WRONLY | OFlag::O_NONBLOCK | extra,
-                    perms,
-                    &path,
-                )?;
-                regular(&fd, &path)?;
-                let mut f = File::from(fd);
-                f.write_all(&data).map_err(|e| io_err(e, &path))?;
+                self.write(&rel, &data, mode, &path)?;
                 Ok(json!({"path": display(&rel), "bytes": data.len()}))
             }
             FileCommand::ReadFile { path, encoding } => {
@@ -325,12 +305,67 @@ impl Workspace {
     }
 
     fn read(&self, rel: &str, shown: &str) -> Result<Vec<u8>, CommandError> {
+        match self.read_capped(rel, MAX_FILE_BYTES, shown)? {
+            CappedRead::Data(data) => Ok(data),
+            CappedRead::Missing => Err(cerr(
+                CommandErrorKind::NotFound,
+                format!("{shown}: no such file or directory"),
+            )),
+            CappedRead::TooLarge(_) => Err(cerr(
+                CommandErrorKind::TooLarge,
+                format!("{shown}: over {MAX_FILE_BYTES} bytes"),
+            )),
+        }
+    }
+
+    /// Writes `data` to `rel` as `mode` says. Only a regular file is written: a planted
+    /// FIFO or device is refused without blocking (opened non-blocking, then checked).
+    pub fn write(
+        &self,
+        rel: &str,
+        data: &[u8],
+        mode: WriteMode,
+        shown: &str,
+    ) -> Result<(), CommandError> {
+        let extra = match mode {
+            WriteMode::Create => OFlag::O_CREAT | OFlag::O_TRUNC,
+            WriteMode::CreateNew => OFlag::O_CREAT | OFlag::O_EXCL,
+            WriteMode::Append => OFlag::O_CREAT | OFlag::O_APPEND,
+            WriteMode::Truncate => OFlag::O_TRUNC,
+        };
+        // openat2 refuses a mode without O_CREAT (EINVAL).
+        let perms = if extra.contains(OFlag::O_CREAT) {
+            Mode::from_bits_truncate(0o644)
+        } else {
+            Mode::empty()
+        };
         let fd = self.open_at(
+            rel,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | extra,
+            perms,
+            shown,
+        )?;
+        regular(&fd, shown)?;
+        File::from(fd).write_all(data).map_err(|e| io_err(e, shown))
+    }
+
+    /// Reads `rel` if it is a regular file of at most `limit` bytes.
+    pub fn read_capped(
+        &self,
+        rel: &str,
+        limit: u64,
+        shown: &str,
+    ) -> Result<CappedRead, CommandError> {
+        let fd = match self.open_at(
             rel,
             OFlag::O_RDONLY | OFlag::O_NONBLOCK,
             Mode::empty(),
             shown,
-        )?;
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e.kind == CommandErrorKind::NotFound => return Ok(CappedRead::Missing),
+            Err(e) => return Err(e),
+        };
         let st = fstat(fd.as_fd()).map_err(|e| from_errno(e, shown))?;
         if kind_of(st.st_mode) != "file" {
             return Err(cerr(
@@ -338,18 +373,32 @@ impl Workspace {
                 format!("{shown}: not a regular file"),
             ));
         }
-        if st.st_size as u64 > MAX_FILE_BYTES {
-            return Err(cerr(
-                CommandErrorKind::TooLarge,
-                format!("{shown}: over {MAX_FILE_BYTES} bytes"),
-            ));
+        if st.st_size as u64 > limit {
+            return Ok(CappedRead::TooLarge(st.st_size as u64));
         }
         let mut data = Vec::with_capacity(st.st_size as usize);
+        // take() guards against a file that grows after the fstat.
         File::from(fd)
-            .take(MAX_FILE_BYTES + 1)
+            .take(limit + 1)
             .read_to_end(&mut data)
             .map_err(|e| io_err(e, shown))?;
-        Ok(data)
+        if data.len() as u64 > limit {
+            return Ok(CappedRead::TooLarge(data.len() as u64));
+        }
+        Ok(CappedRead::Data(data))
+    }
+}
+
+/// A regular file read up to a cap.
+pub enum CappedRead {
+    Missing,
+    TooLarge(u64),
+    Data(Vec<u8>),
+}
+
+impl From<CommandError> for std::io::Error {
+    fn from(e: CommandError) -> Self {
+        std::io::Error::other(e.message)
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::{Quota, Scope};
 
+/// Every setting, by section (`[server]`, `[limits]`, `[auth]`, `[sessions]`, `[pool]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -19,6 +20,7 @@ pub struct Settings {
     pub pool: PoolSettings,
 }
 
+/// `[sessions]`: timeouts and caps of stateful sessions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SessionSettings {
@@ -53,6 +55,7 @@ impl Default for SessionSettings {
     }
 }
 
+/// `[auth]`: the API keys file and JWT validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
@@ -63,6 +66,7 @@ pub struct AuthSettings {
     pub jwt: JwtSettings,
 }
 
+/// `[auth.jwt]`: accepted algorithms and keys, required claims, and defaults for claims a token omits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JwtSettings {
@@ -110,6 +114,7 @@ impl Default for JwtSettings {
     }
 }
 
+/// `[server]`: where and how the gateway listens, logs and shuts down.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerSettings {
@@ -122,6 +127,7 @@ pub struct ServerSettings {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -178,6 +184,7 @@ impl Default for ExecutionLimits {
     }
 }
 
+/// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);

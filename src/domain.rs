@@ -17,6 +17,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope named `s` (`execute`, `sessions`, `admin`).
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
             "execute" => Some(Scope::Execute),
@@ -26,6 +27,7 @@ impl Scope {
         }
     }
 
+    /// The scope's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Execute => "execute",
@@ -97,6 +99,7 @@ pub enum Denied {
 }
 
 impl Principal {
+    /// Whether the caller holds `scope` (or `admin`).
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
     }

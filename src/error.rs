@@ -21,6 +21,7 @@ use crate::limits::{RateInfo, RateLimited};
 use crate::requests::RequestError;
 use crate::sessions::SessionError;
 
+/// Every refusal the HTTP transport can answer, one variant per layer error.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -47,6 +48,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// The error body's `kind` (stable, for programs) and `message` (for people).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub kind: &'static str,

@@ -53,6 +53,7 @@ pub struct ExecuteResponse {
     pub error: Option<ProgramErrorBody>,
 }
 
+/// Why a program that ran did not succeed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgramErrorBody {
     /// compile_error, runtime_error, timeout, memory_limit_exceeded, missing_result,

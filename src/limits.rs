@@ -49,6 +49,7 @@ impl Default for RateLimits {
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
+    /// Rate limits measured on `clock` (tests pass a clock they move).
     pub fn with_clock(clock: C) -> Self {
         RateLimits {
             by_quota: Mutex::new(HashMap::new()),
@@ -147,6 +148,7 @@ pub struct Admission {
     limit: usize,
 }
 
+/// An admitted invocation; dropping it frees the place.
 pub struct Admitted<'a>(&'a Admission);
 
 impl Drop for Admitted<'_> {
@@ -155,6 +157,7 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// Like [`Admitted`], owning its admission (for spawned tasks).
 pub struct AdmittedOwned(Arc<Admission>);
 
 impl Drop for AdmittedOwned {
@@ -164,6 +167,7 @@ impl Drop for AdmittedOwned {
 }
 
 impl Admission {
+    /// Admission of at most `limit` invocations at once.
     pub fn new(limit: usize) -> Self {
         Admission {
             in_flight: AtomicUsize::new(0),
@@ -191,6 +195,7 @@ impl Admission {
         self.reserve().then(|| AdmittedOwned(self))
     }
 
+    /// Invocations admitted now (a metric).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }

@@ -29,6 +29,7 @@ use crate::routes::meta::LanguageInfo;
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]
+/// The OpenAPI document of the HTTP API.
 pub struct ApiDoc;
 
 struct Security;

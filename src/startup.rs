@@ -22,6 +22,7 @@ use crate::routes::{execute, meta, sessions};
 use crate::sessions::Sessions;
 use crate::state::AppState;
 
+/// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     // Configuration, or a file it names (keys file, PEM keys): exit code 64.
@@ -120,6 +121,7 @@ impl Application {
         })
     }
 
+    /// The port the API listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
@@ -132,10 +134,12 @@ impl Application {
             .map(|a| a.port())
     }
 
+    /// The pools (tests and the binary wait for them to warm).
     pub fn pools(&self) -> Arc<Pools> {
         self.state.pools.clone()
     }
 
+    /// The session manager.
     pub fn sessions(&self) -> Arc<Sessions> {
         self.state.sessions.clone()
     }

@@ -10,6 +10,7 @@ use crate::invoke::Invoker;
 use crate::limits::{Admission, RateLimits};
 use crate::sessions::Sessions;
 
+/// The shared handles every handler and transport task gets.
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,

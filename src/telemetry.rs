@@ -19,6 +19,7 @@ use crate::config::LogFormat;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// Installs logging (and OTLP tracing when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 pub fn init(format: LogFormat) {
     init_with(format, "info,bollard=warn");
 }

@@ -160,6 +160,7 @@ impl Workspace {
         Ok((fd, name.to_string()))
     }
 
+    /// Runs one file command with the sandbox user's credentials.
     pub fn handle(&self, cmd: FileCommand) -> Result<Value, CommandError> {
         let _as_user = AsUser::enter(self.user).map_err(|e| io_err(e, "/workspace"))?;
         match cmd {
@@ -168,140 +169,166 @@ impl Workspace {
                 content,
                 mode,
                 encoding,
-            } => {
-                let rel = confine(&path)?;
-                let data = decode(&content, encoding)?;
-                if data.len() as u64 > MAX_FILE_BYTES {
-                    return Err(cerr(
-                        CommandErrorKind::TooLarge,
-                        format!("content is over {MAX_FILE_BYTES} bytes"),
-                    ));
-                }
-                self.write(&rel, &data, mode, &path)?;
-                Ok(json!({"path": display(&rel), "bytes": data.len()}))
-            }
-            FileCommand::ReadFile { path, encoding } => {
-                let rel = confine(&path)?;
-                let data = self.read(&rel, &path)?;
-                let content = match encoding {
-                    Encoding::Utf8 => String::from_utf8(data.clone()).map_err(|_| {
-                        cerr(
-                            CommandErrorKind::InvalidArgument,
-                            format!("{path}: not UTF-8; read it with encoding base64"),
-                        )
-                    })?,
-                    Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&data),
-                };
-                Ok(
-                    json!({"path": display(&rel), "content": content, "bytes": data.len(), "encoding": encoding}),
-                )
-            }
-            FileCommand::ListDirectory { path } => {
-                let rel = confine(&path)?;
-                let fd = self.open_at(
-                    &rel,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-                    Mode::empty(),
-                    &path,
-                )?;
-                let dirfd = fd.try_clone().map_err(|e| io_err(e, &path))?;
-                let mut dir = Dir::from_fd(fd).map_err(|e| from_errno(e, &path))?;
-                let mut entries = Vec::new();
-                for entry in dir.iter() {
-                    let entry = entry.map_err(|e| from_errno(e, &path))?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if name == "." || name == ".." {
-                        continue;
-                    }
-                    let st = fstatat(
-                        dirfd.as_fd(),
-                        entry.file_name(),
-                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                    );
-                    let (kind, size, mtime) = match st {
-                        Ok(st) => (kind_of(st.st_mode), st.st_size, st.st_mtime),
-                        Err(_) => (entry.file_type().map_or("other", type_name), 0, 0),
-                    };
-                    entries.push(json!({
-                        "name": name, "type": kind, "size": size,
-                        "modified": rfc3339(mtime),
-                    }));
-                }
-                entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-                Ok(json!({"path": display(&rel), "entries": entries, "count": entries.len()}))
-            }
-            FileCommand::CreateDirectory { path } => {
-                let rel = confine(&path)?;
-                let mut cur =
-                    self.open_at("", OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), &path)?;
-                for comp in rel.split('/').filter(|c| !c.is_empty()) {
-                    if comp == ".." {
-                        return Err(cerr(
-                            CommandErrorKind::PathOutsideWorkspace,
-                            format!("{path}: outside /workspace"),
-                        ));
-                    }
-                    match mkdirat(cur.as_fd(), comp, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(from_errno(e, &path)),
-                    }
-                    let how = OpenHow::new()
-                        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-                    cur = openat2(cur.as_fd(), comp, how).map_err(|e| from_errno(e, &path))?;
-                }
-                Ok(json!({"path": display(&rel), "created": true}))
-            }
-            FileCommand::DeleteFile { path, recursive } => {
-                let rel = confine(&path)?;
-                let (parent, name) = self.parent(&rel, &path)?;
-                let st = fstatat(
-                    parent.as_fd(),
-                    name.as_str(),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| from_errno(e, &path))?;
-                if kind_of(st.st_mode) == "directory" {
-                    if recursive {
-                        remove_tree(&parent, &name).map_err(|e| from_errno(e, &path))?;
-                    } else {
-                        unlinkat(parent.as_fd(), name.as_str(), UnlinkatFlags::RemoveDir)
-                            .map_err(|e| from_errno(e, &path))?;
-                    }
-                } else {
-                    unlinkat(parent.as_fd(), name.as_str(), UnlinkatFlags::NoRemoveDir)
-                        .map_err(|e| from_errno(e, &path))?;
-                }
-                Ok(json!({"path": display(&rel), "deleted": true}))
-            }
+            } => self.write_file(&path, &content, mode, encoding),
+            FileCommand::ReadFile { path, encoding } => self.read_file(&path, encoding),
+            FileCommand::ListDirectory { path } => self.list_directory(&path),
+            FileCommand::CreateDirectory { path } => self.create_directory(&path),
+            FileCommand::DeleteFile { path, recursive } => self.delete_file(&path, recursive),
             FileCommand::CopyFile {
                 source,
                 destination,
                 overwrite,
-            } => {
-                let src = confine(&source)?;
-                let dst = confine(&destination)?;
-                let data = self.read(&src, &source)?;
-                let extra = if overwrite {
-                    OFlag::O_TRUNC
-                } else {
-                    OFlag::O_EXCL
-                };
-                let fd = self.open_at(
-                    &dst,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra,
-                    Mode::from_bits_truncate(0o644),
-                    &destination,
-                )?;
-                regular(&fd, &destination)?;
-                File::from(fd)
-                    .write_all(&data)
-                    .map_err(|e| io_err(e, &destination))?;
-                Ok(
-                    json!({"source": display(&src), "destination": display(&dst), "bytes": data.len()}),
-                )
-            }
+            } => self.copy_file(&source, &destination, overwrite),
         }
+    }
+
+    /// `write_file`: content (text or base64) to a file, as `mode` says.
+    fn write_file(
+        &self,
+        path: &str,
+        content: &str,
+        mode: WriteMode,
+        encoding: Encoding,
+    ) -> Result<Value, CommandError> {
+        let rel = confine(path)?;
+        let data = decode(content, encoding)?;
+        if data.len() as u64 > MAX_FILE_BYTES {
+            return Err(cerr(
+                CommandErrorKind::TooLarge,
+                format!("content is over {MAX_FILE_BYTES} bytes"),
+            ));
+        }
+        self.write(&rel, &data, mode, path)?;
+        Ok(json!({"path": display(&rel), "bytes": data.len()}))
+    }
+
+    /// `read_file`: a regular file's content, as text or base64.
+    fn read_file(&self, path: &str, encoding: Encoding) -> Result<Value, CommandError> {
+        let rel = confine(path)?;
+        let data = self.read(&rel, path)?;
+        let content = match encoding {
+            Encoding::Utf8 => String::from_utf8(data.clone()).map_err(|_| {
+                cerr(
+                    CommandErrorKind::InvalidArgument,
+                    format!("{path}: not UTF-8; read it with encoding base64"),
+                )
+            })?,
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&data),
+        };
+        Ok(
+            json!({"path": display(&rel), "content": content, "bytes": data.len(), "encoding": encoding}),
+        )
+    }
+
+    /// `list_directory`: entries with type, size and modification time, by name.
+    fn list_directory(&self, path: &str) -> Result<Value, CommandError> {
+        let rel = confine(path)?;
+        let fd = self.open_at(
+            &rel,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+            path,
+        )?;
+        let dirfd = fd.try_clone().map_err(|e| io_err(e, path))?;
+        let mut dir = Dir::from_fd(fd).map_err(|e| from_errno(e, path))?;
+        let mut entries = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| from_errno(e, path))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let st = fstatat(
+                dirfd.as_fd(),
+                entry.file_name(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            let (kind, size, mtime) = match st {
+                Ok(st) => (kind_of(st.st_mode), st.st_size, st.st_mtime),
+                Err(_) => (entry.file_type().map_or("other", type_name), 0, 0),
+            };
+            entries.push(json!({
+                "name": name, "type": kind, "size": size,
+                "modified": rfc3339(mtime),
+            }));
+        }
+        entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        Ok(json!({"path": display(&rel), "entries": entries, "count": entries.len()}))
+    }
+
+    /// `create_directory`: the directory and its parents, one component at a time, never through a symlink.
+    fn create_directory(&self, path: &str) -> Result<Value, CommandError> {
+        let rel = confine(path)?;
+        let mut cur = self.open_at("", OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), path)?;
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
+            if comp == ".." {
+                return Err(cerr(
+                    CommandErrorKind::PathOutsideWorkspace,
+                    format!("{path}: outside /workspace"),
+                ));
+            }
+            match mkdirat(cur.as_fd(), comp, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(from_errno(e, path)),
+            }
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            cur = openat2(cur.as_fd(), comp, how).map_err(|e| from_errno(e, path))?;
+        }
+        Ok(json!({"path": display(&rel), "created": true}))
+    }
+
+    /// `delete_file`: a file, a symlink (not its target) or a directory (recursively if asked).
+    fn delete_file(&self, path: &str, recursive: bool) -> Result<Value, CommandError> {
+        let rel = confine(path)?;
+        let (parent, name) = self.parent(&rel, path)?;
+        let st = fstatat(
+            parent.as_fd(),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| from_errno(e, path))?;
+        if kind_of(st.st_mode) == "directory" {
+            if recursive {
+                remove_tree(&parent, &name).map_err(|e| from_errno(e, path))?;
+            } else {
+                unlinkat(parent.as_fd(), name.as_str(), UnlinkatFlags::RemoveDir)
+                    .map_err(|e| from_errno(e, path))?;
+            }
+        } else {
+            unlinkat(parent.as_fd(), name.as_str(), UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| from_errno(e, path))?;
+        }
+        Ok(json!({"path": display(&rel), "deleted": true}))
+    }
+
+    /// `copy_file`: a regular file to a new (or, with `overwrite`, an existing) one.
+    fn copy_file(
+        &self,
+        source: &str,
+        destination: &str,
+        overwrite: bool,
+    ) -> Result<Value, CommandError> {
+        let src = confine(source)?;
+        let dst = confine(destination)?;
+        let data = self.read(&src, source)?;
+        let extra = if overwrite {
+            OFlag::O_TRUNC
+        } else {
+            OFlag::O_EXCL
+        };
+        let fd = self.open_at(
+            &dst,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | extra,
+            Mode::from_bits_truncate(0o644),
+            destination,
+        )?;
+        regular(&fd, destination)?;
+        File::from(fd)
+            .write_all(&data)
+            .map_err(|e| io_err(e, destination))?;
+        Ok(json!({"source": display(&src), "destination": display(&dst), "bytes": data.len()}))
     }
 
     fn read(&self, rel: &str, shown: &str) -> Result<Vec<u8>, CommandError> {

@@ -97,6 +97,7 @@ impl Default for ContainerLimits {
 }
 
 impl LanguageSettings {
+    /// The defaults for `l`: its image name, two warm containers, at most eight.
     pub fn for_language(l: Language) -> Self {
         LanguageSettings {
             enabled: true,
@@ -116,10 +117,12 @@ impl Default for LanguageSettings {
 }
 
 impl PoolSettings {
+    /// How long a request waits for a free container.
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
     }
 
+    /// How long creating and starting one container may take.
     pub fn create_timeout(&self) -> Duration {
         Duration::from_millis(self.create_timeout_ms)
     }

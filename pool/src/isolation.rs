@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use crate::config::PoolSettings;
 use crate::error::PoolError;
 
+/// Marks every container CodeBeaker created.
 pub const LABEL_MANAGED: &str = "codebeaker.managed";
+/// The gateway instance a container belongs to (`pool.instance`).
 pub const LABEL_INSTANCE: &str = "codebeaker.instance";
+/// The language a container runs.
 pub const LABEL_LANGUAGE: &str = "codebeaker.language";
 
 /// Mount point of the agent bundle inside containers.

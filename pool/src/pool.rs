@@ -223,14 +223,17 @@ impl Pools {
         Ok(this)
     }
 
+    /// The enabled languages.
     pub fn languages(&self) -> impl Iterator<Item = Language> + '_ {
         self.pools.keys().copied()
     }
 
+    /// The settings the pools were started with.
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
     }
 
+    /// A snapshot of every language pool (for `/readyz`, `/v1/languages` and metrics).
     pub fn status(&self) -> Vec<PoolStatus> {
         self.pools.values().map(|lp| lp.status()).collect()
     }

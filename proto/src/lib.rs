@@ -174,6 +174,7 @@ impl WriteMode {
         "Create (default), CreateNew, Append, Truncate, Overwrite (= Create)";
 }
 
+/// How file content travels in JSON: as text, or base64 for bytes.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {

@@ -56,6 +56,7 @@ struct Claims {
     cb: CbClaim,
 }
 
+/// Validates bearer tokens against the configured keys.
 pub struct JwtVerifier {
     hs256: Option<DecodingKey>,
     rs256: Vec<DecodingKey>,
@@ -66,6 +67,7 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
+    /// Loads the configured public keys; a file that is missing or not a PEM key is a configuration error.
     pub fn new(settings: &JwtSettings) -> Result<JwtVerifier, JwtSetupError> {
         let read = |p: &std::path::PathBuf| {
             std::fs::read(p).map_err(|source| JwtSetupError::Read {
@@ -107,6 +109,7 @@ impl JwtVerifier {
         self.hs256.is_some() || !self.rs256.is_empty() || !self.es256.is_empty()
     }
 
+    /// Validates a token (signature by its algorithm's keys, `exp`, `nbf`, `iss`, `aud`) and turns its claims into a principal; valid tokens are cached until they expire.
     pub fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
         if !self.enabled() {
             return Err(AuthFailure::JwtDisabled);

@@ -34,6 +34,7 @@ pub struct KeyRecord {
     pub revoked: bool,
 }
 
+/// The keys file: `[[keys]]` records.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct KeysFile {
     #[serde(default)]
@@ -173,6 +174,7 @@ impl KeyStore {
         }
     }
 
+    /// The principal of a presented key, compared in constant time; revoked keys are refused.
     pub fn verify(&self, presented: &str) -> Result<Arc<Principal>, AuthFailure> {
         let (id, secret) = parse_key(presented).ok_or(AuthFailure::MalformedKey)?;
         let keys = self

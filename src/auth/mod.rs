@@ -72,6 +72,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Loads the keys file and the JWT keys named by `settings`.
     pub fn new(settings: &AuthSettings) -> Result<Authenticator, SetupError> {
         Ok(Authenticator {
             keys: Arc::new(keys::KeyStore::load(settings.keys_file.clone())?),

@@ -27,6 +27,7 @@ use crate::state::AppState;
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
+/// `POST /v1/execute`: one program run, answered when it finished.
 pub async fn execute(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
+/// One language as `GET /v1/languages` lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LanguageInfo {
@@ -26,6 +27,7 @@ pub struct LanguageInfo {
 #[utoipa::path(get, path = "/v1/languages",
     responses((status = 200, body = Vec<LanguageInfo>), (status = 401, body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
+/// `GET /v1/languages`: each language, its image, toolchain and pool state.
 pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
     Json(
         state

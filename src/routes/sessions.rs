@@ -17,6 +17,7 @@ use crate::state::AppState;
     responses((status = 201, description = "Session created"), (status = 422, body = crate::error::ErrorBody),
               (status = 429, description = "Session limit reached", body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
+/// `POST /v1/sessions`: a session on a warm container.
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -30,6 +31,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/v1/sessions", responses((status = 200, description = "The caller's sessions")),
     security(("api_key" = []), ("bearer" = [])))]
+/// `GET /v1/sessions`: the caller's tenant's sessions.
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -47,6 +49,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "One session"), (status = 404, body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
+/// `GET /v1/sessions/{id}`: one session.
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -60,6 +63,7 @@ pub async fn get(
     responses((status = 200, description = "{success, result, error, durationMs}"),
               (status = 404, body = crate::error::ErrorBody), (status = 409, description = "Session busy", body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
+/// `POST /v1/sessions/{id}/commands`: one command, answered when it finished.
 pub async fn command(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -99,6 +103,7 @@ pub async fn command(
 #[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "{sessionId, closed}"), (status = 404, body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
+/// `DELETE /v1/sessions/{id}`: closes the session; its container is removed.
 pub async fn close(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -16,18 +16,29 @@ use crate::requests;
 /// Application error codes inside a command outcome, and for session-level JSON-RPC
 /// errors. Documented in docs/jsonrpc.md.
 pub mod codes {
+    /// The session does not exist (or is another tenant's).
     pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// Another command holds the session past `sessions.busy_wait_ms`.
     pub const SESSION_BUSY: i64 = -32002;
+    /// The tenant has `max_sessions` open.
     pub const SESSION_LIMIT_REACHED: i64 = -32003;
+    /// The credential lacks a scope or a language, or asked above its limits.
     pub const UNAUTHORIZED: i64 = -32004;
+    /// A path resolves outside `/workspace`.
     pub const PATH_OUTSIDE_WORKSPACE: i64 = -32005;
+    /// A shell command ran past its `timeoutMs`.
     pub const COMMAND_TIMEOUT: i64 = -32006;
+    /// A command could not be done (missing file, non-zero exit, …).
     pub const COMMAND_FAILED: i64 = -32007;
+    /// A `run_code` program failed (its kind says how).
     pub const PROGRAM_ERROR: i64 = -32008;
+    /// The sandbox failed: not the caller's fault, retry.
     pub const SERVER_ERROR: i64 = -32010;
+    /// Rate limit, concurrency cap or shedding: retry later.
     pub const OVERLOADED: i64 = -32011;
 }
 
+/// `execute_shell` (alias `shell`): an argv, never a shell string.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShellParams {
@@ -43,6 +54,7 @@ pub struct ShellParams {
     stream: bool,
 }
 
+/// `run_code`: the edge contract in the session's own workspace.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunCodeParams {

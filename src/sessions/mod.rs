@@ -81,6 +81,7 @@ impl Sessions {
         })
     }
 
+    /// The session settings in force.
     pub fn settings(&self) -> &SessionSettings {
         &self.settings
     }
@@ -102,6 +103,7 @@ impl Sessions {
         Ok(m.min(max))
     }
 
+    /// Takes a warm container for `caller` as a new session (its tenant's cap, language and limits checked).
     pub async fn create(
         &self,
         caller: &Principal,
@@ -215,6 +217,7 @@ impl Sessions {
             .ok_or(SessionError::NotFound)
     }
 
+    /// The caller's tenant's sessions, oldest first.
     pub fn list(&self, caller: &Principal) -> Vec<Arc<Session>> {
         let mut v: Vec<_> = self
             .map
@@ -313,10 +316,12 @@ impl Sessions {
         ids
     }
 
+    /// How many sessions are open.
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -43,6 +43,7 @@ fn minutes_json(m: f64) -> Value {
     }
 }
 
+/// A live session: its record, its container (one command at a time) and its clocks.
 pub struct Session {
     pub(super) meta: SessionRecord,
     pub(super) container_id: String,
@@ -54,10 +55,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session id callers use.
     pub fn id(&self) -> &str {
         &self.meta.session_id
     }
 
+    /// The language of the session's container.
     pub fn language(&self) -> Language {
         self.meta.language
     }

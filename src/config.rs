@@ -152,6 +152,10 @@ pub struct ExecutionLimits {
     pub max_input_bytes: usize,
     /// Whole request body; checked before any JSON parsing.
     pub max_body_bytes: usize,
+    /// Most items in one batch.
+    pub max_batch_items: usize,
+    /// Whole body of a batch request (its own limit: a batch carries many inputs).
+    pub max_batch_body_bytes: usize,
     /// Invocations admitted at once across the gateway (running or waiting for a
     /// container). Past it, requests are shed at once with 503 instead of queueing.
     pub admission_limit: usize,
@@ -179,6 +183,8 @@ impl Default for ExecutionLimits {
             max_code_bytes: 256 * 1024,
             max_input_bytes: 4 * 1024 * 1024,
             max_body_bytes: 5 * 1024 * 1024,
+            max_batch_items: 10_000,
+            max_batch_body_bytes: 32 * 1024 * 1024,
             admission_limit: 256,
         }
     }
@@ -244,6 +250,8 @@ impl Settings {
             ("limits.max_input_bytes", l.max_input_bytes as u64),
             ("limits.max_body_bytes", l.max_body_bytes as u64),
             ("limits.admission_limit", l.admission_limit as u64),
+            ("limits.max_batch_items", l.max_batch_items as u64),
+            ("limits.max_batch_body_bytes", l.max_batch_body_bytes as u64),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
             (

@@ -1,7 +1,7 @@
 //! One stateless invocation, shared by both transports: validation, admission (global
 //! shedding), the caller's concurrency cap, the pool, and the invocation metrics.
 
-use codebeaker_pool::{PoolError, Pools};
+use codebeaker_pool::{Invocation, PoolError, Pools};
 use codebeaker_proto::Language;
 use serde::Serialize;
 use std::sync::Arc;
@@ -80,7 +80,6 @@ impl Invoker {
     ) -> Result<ExecuteResponse, ExecuteError> {
         let started = Instant::now();
         let inv = requests::invocation(req, &self.settings, caller)?;
-        let language = inv.language;
         let _admitted = tracing::info_span!("admission")
             .in_scope(|| self.admission.try_admit().ok_or(ExecuteError::Shed))?;
         let max = caller.quota.max_concurrent;
@@ -88,6 +87,24 @@ impl Invoker {
             .concurrency
             .try_acquire(&caller.subject, max)
             .ok_or(ExecuteError::ConcurrencyLimited(max))?;
+        let resp = self.run(inv, request_id, started).await?;
+        tracing::info!(
+            execution_id = %resp.execution_id, language = %resp.language,
+            subject = %caller.subject, success = resp.success, duration_ms = resp.duration_ms,
+            queue_ms = resp.queue_ms, "invocation finished"
+        );
+        Ok(resp)
+    }
+
+    /// Runs an admitted, validated invocation and records it (`started` is when the
+    /// request arrived, for the end-to-end duration metric).
+    pub async fn run(
+        &self,
+        inv: Invocation,
+        request_id: Option<String>,
+        started: Instant,
+    ) -> Result<ExecuteResponse, PoolError> {
+        let language = inv.language;
         let ex = self.pools.execute(inv).await?;
         let o = ex.outcome;
         let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
@@ -100,10 +117,10 @@ impl Invoker {
             o.cache_hit,
         );
         let execution_id = uuid::Uuid::new_v4().to_string();
-        tracing::info!(
-            %execution_id, %language, subject = %caller.subject, outcome,
+        tracing::debug!(
+            %execution_id, %language, outcome,
             duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
-            "invocation finished"
+            "invocation ran"
         );
         Ok(ExecuteResponse {
             execution_id,

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod telemetry;
 // Layers, each with its own error enum and no knowledge of HTTP or `AppState`.
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod invoke;
 pub mod limits;

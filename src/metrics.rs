@@ -105,3 +105,8 @@ pub fn pools(status: &[codebeaker_pool::PoolStatus], admitted: usize) {
     }
     gauge!("codebeaker_admitted_invocations").set(admitted as f64);
 }
+
+/// One batch item: `success`, `failure` or `skipped`.
+pub fn batch_item(outcome: &'static str) {
+    counter!("codebeaker_batch_items_total", "outcome" => outcome).increment(1);
+}

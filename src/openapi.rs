@@ -14,6 +14,8 @@ use crate::routes::meta::LanguageInfo;
     info(title = "CodeBeaker", description = "Run (language, code, input) in pre-warmed, isolated containers."),
     paths(
         crate::routes::execute::execute,
+        crate::routes::batch::batch,
+        crate::routes::compat::execute,
         crate::routes::meta::languages,
         crate::routes::meta::healthz,
         crate::routes::meta::readyz,
@@ -25,7 +27,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::sessions::close,
         openapi_json,
     ),
-    components(schemas(CreateSession, ExecuteRequest, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    components(schemas(CreateSession, ExecuteRequest, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]

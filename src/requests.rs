@@ -26,6 +26,22 @@ pub struct ExecuteRequest {
     pub timeout_ms: Option<u64>,
     /// Memory limit in MB, at most the container's limit.
     pub memory_limit_mb: Option<u64>,
+    /// `edge` (the default: the code runs inside the language's wrapper, reads
+    /// `input_data` and sets `result`) or `plain` (the code is the whole program; success
+    /// is exit code 0, `output` is null, stdout is the answer).
+    #[serde(default)]
+    pub mode: RunMode,
+}
+
+/// How the code is run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// The Loopai edge contract: `input_data` in, `result` out.
+    #[default]
+    Edge,
+    /// A whole program, judged by its exit code.
+    Plain,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -120,6 +136,7 @@ pub fn invocation(
         memory_mb: caller.memory_limit(req.memory_limit_mb, container_mb),
         stream_limit_bytes: limits.stream_limit_bytes,
         result_limit_bytes: limits.result_limit_bytes,
+        plain: req.mode == RunMode::Plain,
     })
 }
 
@@ -181,6 +198,7 @@ mod tests {
             input: serde_json::json!({"xs": [1]}),
             timeout_ms: None,
             memory_limit_mb: None,
+            mode: RunMode::Edge,
         }
     }
 

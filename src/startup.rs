@@ -18,7 +18,7 @@ use crate::invoke::Invoker;
 use crate::limits::{Admission, Concurrency, RateLimits};
 
 use crate::config::{ConfigError, Settings};
-use crate::routes::{execute, meta, sessions};
+use crate::routes::{batch, compat, execute, meta, sessions};
 use crate::sessions::Sessions;
 use crate::state::AppState;
 
@@ -210,8 +210,15 @@ impl Application {
 /// document do not.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes;
+    let batch_body_limit = state.settings.limits.max_batch_body_bytes;
     let v1 = Router::new()
         .route("/v1/execute", post(execute::execute))
+        .route(
+            "/v1/execute/batch",
+            // A batch carries many inputs: its own, larger body limit.
+            post(batch::batch).layer(DefaultBodyLimit::max(batch_body_limit)),
+        )
+        .route("/api/execute", post(compat::execute))
         .route("/v1/languages", get(meta::languages))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(
@@ -229,6 +236,8 @@ pub fn router(state: AppState) -> Router {
         ));
     let mut open = Router::new()
         .route("/healthz", get(meta::healthz))
+        // The seeds' name for it.
+        .route("/health", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json));
     if state.settings.server.metrics_bind.is_none() {

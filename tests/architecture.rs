@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const LEAVES: &[&str] = &["domain", "metrics"];
-const LAYERS: &[&str] = &["auth", "config", "invoke", "limits", "requests", "sessions"];
+const LAYERS: &[&str] = &[
+    "auth", "batch", "config", "invoke", "limits", "requests", "sessions",
+];
 const TRANSPORTS: &[&str] = &["state", "error", "routes", "jsonrpc", "openapi", "startup"];
 
 /// Source text without `//` comments (doc comments mention modules freely).

@@ -243,6 +243,9 @@ impl Agent {
             ))
         } else if c.exit_code != Some(0) {
             Some(err(ProgramErrorKind::RuntimeError, runtime_message(&c)))
+        } else if req.plain {
+            // A plain program succeeds by exiting 0; it has no result value.
+            None
         } else {
             self.read_result(&req, &mut outcome)
         };

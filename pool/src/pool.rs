@@ -38,6 +38,9 @@ pub struct Invocation {
     pub memory_mb: Option<u64>,
     pub stream_limit_bytes: u64,
     pub result_limit_bytes: u64,
+    /// Run `code` as the whole program, without the language's wrapper (the seeds' API,
+    /// and `mode: "plain"`): success is exit code 0, there is no result value.
+    pub plain: bool,
 }
 
 /// What came back, with where the time went.
@@ -403,7 +406,12 @@ async fn run_on_pool(
             obj.set_memory(mb).await?;
         }
         let req = RunRequest {
-            source: wrap(inv.language, &inv.code),
+            source: if inv.plain {
+                inv.code
+            } else {
+                wrap(inv.language, &inv.code)
+            },
+            plain: inv.plain,
             input: inv.input,
             timeout_ms: inv.timeout.as_millis() as u64,
             compile_timeout_ms: inv.compile_timeout.as_millis() as u64,

@@ -240,6 +240,10 @@ pub struct RunRequest {
     pub stream_limit_bytes: u64,
     /// Cap on the size of `/workspace/output.json`.
     pub result_limit_bytes: u64,
+    /// A plain program: `source` is the whole program (no wrapper), success is exit code 0
+    /// and no `output.json` is read.
+    #[serde(default)]
+    pub plain: bool,
 }
 
 /// Limits for session file commands, sent with each command.

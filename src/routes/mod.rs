@@ -1,6 +1,8 @@
 //! HTTP routes. Each file owns one group of endpoints.
 
 pub mod auth;
+pub mod batch;
+pub mod compat;
 pub mod execute;
 pub mod meta;
 pub mod sessions;

@@ -267,6 +267,7 @@ pub async fn execute(
                         compile_timeout_ms: limits.compile_timeout_ms,
                         stream_limit_bytes: limits.stream_limit_bytes,
                         result_limit_bytes: limits.result_limit_bytes,
+                        plain: false,
                     };
                     let o = c.run(&req).await?;
                     let err = o.error.as_ref().map(|e| Failure {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod batch;
 mod edge;
 mod hostile;
 mod languages;

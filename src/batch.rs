@@ -1,0 +1,346 @@
+//! Batch execution: one program (or several, in a mixed batch) against many inputs.
+//!
+//! A batch is validated whole before anything runs (every item's language, code, size and
+//! limits), then admitted whole: it takes `concurrency` places of the gateway's admission
+//! limit and of the caller's `max_concurrent` at once, or is refused (503 / 429) without
+//! running anything. Items then run `concurrency` at a time, each on a clean container
+//! from the pool, like `/v1/execute`; a failing item never fails the batch. Results come
+//! back in request order (a JSON body), or one line per item as each finishes (NDJSON):
+//! the stream holds no result after sending it, so memory stays bounded, and a client
+//! that goes away stops the items not yet started.
+//!
+//! Rate limiting: a batch counts as one request against the caller's rate limit; its size
+//! is bounded by `limits.max_batch_items` and its parallelism by `max_concurrent`.
+
+use codebeaker_pool::Invocation;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+use crate::domain::Principal;
+use crate::invoke::{ExecuteError, Invoker};
+use crate::limits::AdmittedOwned;
+use crate::requests::{self, ExecuteRequest, RequestError, RunMode};
+
+/// `POST /v1/execute/batch`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRequest {
+    /// The language of every item that does not name its own.
+    pub language: Option<String>,
+    /// The code of every item that does not carry its own.
+    pub code: Option<String>,
+    pub items: Vec<BatchItem>,
+    /// Items run at once (default and maximum: the caller's `max_concurrent`, further
+    /// capped by the language's pool size).
+    pub max_concurrency: Option<usize>,
+    /// After the first failing item, items not yet started are skipped.
+    #[serde(default)]
+    pub stop_on_first_error: bool,
+    /// Run-time limit per item, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory limit per item, in MB.
+    pub memory_limit_mb: Option<u64>,
+    /// `edge` (default) or `plain`, for every item.
+    #[serde(default)]
+    pub mode: RunMode,
+}
+
+/// One input of a batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// The caller's correlation id, echoed back.
+    pub id: String,
+    #[serde(default = "empty_object")]
+    pub input: serde_json::Value,
+    /// This item's own language (a mixed batch).
+    pub language: Option<String>,
+    /// This item's own code (a mixed batch).
+    pub code: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// One item's outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemResult {
+    pub id: String,
+    /// Position in the request.
+    pub index: usize,
+    pub success: bool,
+    /// True when the item did not run (`stopOnFirstError` after a failure, or the
+    /// sandbox failed for it).
+    pub skipped: bool,
+    pub output: serde_json::Value,
+    pub error: Option<ItemError>,
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub latency_ms: u64,
+    pub cache_hit: Option<bool>,
+}
+
+/// Why an item did not succeed: a program error kind, `skipped`, or `sandbox_failure`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// The whole batch, after its items.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub total_items: usize,
+    pub success_count: usize,
+    pub failure_count: usize,
+    pub skipped_count: usize,
+    pub total_duration_ms: u64,
+    pub avg_latency_ms: f64,
+    pub concurrency: usize,
+    #[schema(value_type = String)]
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = String)]
+    pub completed_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl BatchSummary {
+    /// Counts one item in.
+    pub fn add(&mut self, r: &ItemResult) {
+        if r.skipped {
+            self.skipped_count += 1;
+        } else if r.success {
+            self.success_count += 1;
+        } else {
+            self.failure_count += 1;
+        }
+        if !r.skipped {
+            let ran = (self.success_count + self.failure_count) as f64;
+            self.avg_latency_ms += (r.latency_ms as f64 - self.avg_latency_ms) / ran;
+        }
+    }
+}
+
+/// A validated batch, admitted and ready to run.
+pub struct Admitted {
+    id: String,
+    items: Vec<(String, Invocation)>,
+    concurrency: usize,
+    stop_on_first_error: bool,
+    _admission: Vec<AdmittedOwned>,
+    _permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    /// The batch's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many items run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// How many items the batch has.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items (never true: an empty batch is refused).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Validates every item and admits the batch (all or nothing).
+pub fn admit(
+    invoker: &Invoker,
+    caller: &Principal,
+    req: BatchRequest,
+) -> Result<Admitted, ExecuteError> {
+    let settings = &invoker.settings;
+    let max_items = settings.limits.max_batch_items;
+    if req.items.is_empty() {
+        return Err(RequestError::Invalid("items must not be empty".into()).into());
+    }
+    if req.items.len() > max_items {
+        return Err(RequestError::TooLarge {
+            what: "items",
+            size: req.items.len(),
+            limit: max_items,
+        }
+        .into());
+    }
+    let max_concurrent = caller.quota.max_concurrent as usize;
+    let asked = req.max_concurrency.unwrap_or(max_concurrent);
+    if asked == 0 {
+        return Err(RequestError::Invalid("maxConcurrency must be positive".into()).into());
+    }
+    if asked > max_concurrent {
+        return Err(RequestError::LimitExceeded(format!(
+            "maxConcurrency {asked} is above this credential's max_concurrent of {max_concurrent}"
+        ))
+        .into());
+    }
+    let mut items = Vec::with_capacity(req.items.len());
+    for (i, item) in req.items.into_iter().enumerate() {
+        let language = item.language.or_else(|| req.language.clone());
+        let code = item.code.or_else(|| req.code.clone());
+        let (Some(language), Some(code)) = (language, code) else {
+            return Err(RequestError::Invalid(format!(
+                "items[{i}] ({:?}) has no language or code, and the batch gives none",
+                item.id
+            ))
+            .into());
+        };
+        let one = ExecuteRequest {
+            language,
+            code,
+            input: item.input,
+            timeout_ms: req.timeout_ms,
+            memory_limit_mb: req.memory_limit_mb,
+            mode: req.mode,
+        };
+        let inv = requests::invocation(one, settings, caller).map_err(|e| match e {
+            RequestError::Invalid(m) => RequestError::Invalid(format!("items[{i}]: {m}")),
+            other => other,
+        })?;
+        items.push((item.id, inv));
+    }
+    // Never more at once than the largest pool the batch uses can hold.
+    let pool_cap = invoker
+        .pools
+        .status()
+        .iter()
+        .filter(|p| items.iter().any(|(_, inv)| inv.language == p.language))
+        .map(|p| p.max_size)
+        .max()
+        .unwrap_or(1);
+    let concurrency = asked.min(pool_cap).min(items.len()).max(1);
+    let mut admission = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        admission.push(
+            invoker
+                .admission
+                .clone()
+                .try_admit_owned()
+                .ok_or(ExecuteError::Shed)?,
+        );
+    }
+    let mut permits = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        permits.push(
+            invoker
+                .concurrency
+                .try_acquire(&caller.subject, caller.quota.max_concurrent)
+                .ok_or(ExecuteError::ConcurrencyLimited(
+                    caller.quota.max_concurrent,
+                ))?,
+        );
+    }
+    Ok(Admitted {
+        id: uuid::Uuid::new_v4().to_string(),
+        items,
+        concurrency,
+        stop_on_first_error: req.stop_on_first_error,
+        _admission: admission,
+        _permits: permits,
+    })
+}
+
+/// Runs an admitted batch: item results as each finishes (any order; each has its
+/// `index`). Dropping the stream stops the items not yet started; the running ones
+/// finish on their containers.
+pub fn run(invoker: Arc<Invoker>, batch: Admitted) -> impl Stream<Item = ItemResult> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_on_first_error = batch.stop_on_first_error;
+    let concurrency = batch.concurrency;
+    let span =
+        tracing::info_span!("batch", batch_id = %batch.id, items = batch.items.len(), concurrency);
+    // The admission and permits live as long as the stream.
+    let guards = Arc::new((batch._admission, batch._permits));
+    stream::iter(batch.items.into_iter().enumerate())
+        .map(move |(index, (id, inv))| {
+            let (invoker, stop, guards) = (invoker.clone(), stop.clone(), guards.clone());
+            async move {
+                let _guards = guards;
+                if stop.load(Ordering::Relaxed) {
+                    return skipped(index, id);
+                }
+                let started = Instant::now();
+                let r = match invoker.run(inv, None, started).await {
+                    Ok(resp) => ItemResult {
+                        id,
+                        index,
+                        success: resp.success,
+                        skipped: false,
+                        output: resp.output,
+                        error: resp.error.map(|e| ItemError {
+                            kind: e.kind,
+                            message: e.message,
+                        }),
+                        stdout: resp.stdout,
+                        stderr: resp.stderr,
+                        exit_code: resp.exit_code,
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        cache_hit: resp.cache_hit,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a batch item could not run");
+                        ItemResult {
+                            id,
+                            index,
+                            success: false,
+                            skipped: false,
+                            output: serde_json::Value::Null,
+                            error: Some(ItemError {
+                                kind: "sandbox_failure",
+                                message: "the sandbox failed for this item; it was not your program's fault".into(),
+                            }),
+                            stdout: String::new(),
+                            stderr: String::new(),
+                            exit_code: None,
+                            latency_ms: started.elapsed().as_millis() as u64,
+                            cache_hit: None,
+                        }
+                    }
+                };
+                if !r.success && stop_on_first_error {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                crate::metrics::batch_item(if r.success { "success" } else { "failure" });
+                r
+            }
+            .instrument(span.clone())
+        })
+        .buffer_unordered(concurrency)
+}
+
+fn skipped(index: usize, id: String) -> ItemResult {
+    crate::metrics::batch_item("skipped");
+    ItemResult {
+        id,
+        index,
+        success: false,
+        skipped: true,
+        output: serde_json::Value::Null,
+        error: Some(ItemError {
+            kind: "skipped",
+            message: "not run: an earlier item failed and stopOnFirstError is set".into(),
+        }),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: None,
+        latency_ms: 0,
+        cache_hit: None,
+    }
+}

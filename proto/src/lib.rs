@@ -379,6 +379,7 @@ mod tests {
             compile_timeout_ms: 1000,
             stream_limit_bytes: 10,
             result_limit_bytes: 10,
+            plain: false,
         });
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));

@@ -92,6 +92,31 @@ print(f"rpc errors: {m.get('rpc_errors', {}).get('count', 0)}")
 PY
 ;; esac
 
+# Batches of a trivial Python program (1,000 and 10,000 items), with the gateway's RSS
+# sampled during the large one.
+case " $LANGS " in *" python "*)
+  echo
+  echo "| batch (python) | items | seconds | items/s | gateway RSS max MB |"
+  echo "|---|---|---|---|---|"
+  for n in ${BATCH_SIZES:-1000 10000}; do
+    f="$OUT/batch-$n.json"
+    peak=0
+    ITEMS=$n BASE_URL=http://127.0.0.1:$PORT k6 run -q --summary-export "$f" loadtest/batch.js >/dev/null 2>&1 &
+    K6=$!
+    while kill -0 $K6 2>/dev/null; do
+      r=$(awk '/VmRSS/ {print $2}' /proc/$GW/status); [ "$r" -gt "$peak" ] && peak=$r
+      sleep 0.2
+    done
+    python3 - "$f" "$n" "$peak" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+d = m["http_req_duration"]["max"] / 1000
+ok = m["checks"]["passes"] == 2
+print(f"| python | {sys.argv[2]} | {d:.1f} | {int(sys.argv[2]) / d:.0f} | {int(sys.argv[3]) // 1024} |" + ("" if ok else " (checks failed)"))
+PY
+  done
+;; esac
+
 # The Loopai client's flow per language (key in the URL, mode Create, shell, read).
 echo
 echo "| Loopai flow (reused session) | flow p50 ms | flow p99 ms | shell step p50 ms | \`true\` p50 ms | flows | failures |"

@@ -129,17 +129,22 @@ impl BatchSummary {
     }
 }
 
-/// A validated batch, admitted and ready to run.
-pub struct Admitted {
+/// A validated batch, ready to run.
+pub struct Plan {
     id: String,
     items: Vec<(String, Invocation)>,
     concurrency: usize,
     stop_on_first_error: bool,
-    _admission: Vec<AdmittedOwned>,
-    _permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl Admitted {
+/// A validated batch, admitted (its admission places and concurrency permits held).
+pub struct Admitted {
+    plan: Plan,
+    admission: Vec<AdmittedOwned>,
+    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Plan {
     /// The batch's id.
     pub fn id(&self) -> &str {
         &self.id
@@ -161,35 +166,74 @@ impl Admitted {
     }
 }
 
+impl Admitted {
+    /// The validated batch.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+}
+
 /// Validates every item and admits the batch (all or nothing).
 pub fn admit(
     invoker: &Invoker,
     caller: &Principal,
     req: BatchRequest,
 ) -> Result<Admitted, ExecuteError> {
+    let plan = plan(invoker, caller, req)?;
+    let concurrency = plan.concurrency;
+    let mut admission = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        admission.push(
+            invoker
+                .admission
+                .clone()
+                .try_admit_owned()
+                .ok_or(ExecuteError::Shed)?,
+        );
+    }
+    let mut permits = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        permits.push(
+            invoker
+                .concurrency
+                .try_acquire(&caller.subject, caller.quota.max_concurrent)
+                .ok_or(ExecuteError::ConcurrencyLimited(caller.quota.max_concurrent))?,
+        );
+    }
+    Ok(Admitted {
+        plan,
+        admission,
+        permits,
+    })
+}
+
+/// Validates every item (the queue of async executions admits batches by itself).
+pub fn plan(
+    invoker: &Invoker,
+    caller: &Principal,
+    req: BatchRequest,
+) -> Result<Plan, RequestError> {
     let settings = &invoker.settings;
     let max_items = settings.limits.max_batch_items;
     if req.items.is_empty() {
-        return Err(RequestError::Invalid("items must not be empty".into()).into());
+        return Err(RequestError::Invalid("items must not be empty".into()));
     }
     if req.items.len() > max_items {
         return Err(RequestError::TooLarge {
             what: "items",
             size: req.items.len(),
             limit: max_items,
-        }
-        .into());
+        });
     }
     let max_concurrent = caller.quota.max_concurrent as usize;
     let asked = req.max_concurrency.unwrap_or(max_concurrent);
     if asked == 0 {
-        return Err(RequestError::Invalid("maxConcurrency must be positive".into()).into());
+        return Err(RequestError::Invalid("maxConcurrency must be positive".into()));
     }
     if asked > max_concurrent {
         return Err(RequestError::LimitExceeded(format!(
             "maxConcurrency {asked} is above this credential's max_concurrent of {max_concurrent}"
-        ))
-        .into());
+        )));
     }
     let mut items = Vec::with_capacity(req.items.len());
     for (i, item) in req.items.into_iter().enumerate() {
@@ -199,8 +243,7 @@ pub fn admit(
             return Err(RequestError::Invalid(format!(
                 "items[{i}] ({:?}) has no language or code, and the batch gives none",
                 item.id
-            ))
-            .into());
+            )));
         };
         let one = ExecuteRequest {
             language,
@@ -226,34 +269,11 @@ pub fn admit(
         .max()
         .unwrap_or(1);
     let concurrency = asked.min(pool_cap).min(items.len()).max(1);
-    let mut admission = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        admission.push(
-            invoker
-                .admission
-                .clone()
-                .try_admit_owned()
-                .ok_or(ExecuteError::Shed)?,
-        );
-    }
-    let mut permits = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        permits.push(
-            invoker
-                .concurrency
-                .try_acquire(&caller.subject, caller.quota.max_concurrent)
-                .ok_or(ExecuteError::ConcurrencyLimited(
-                    caller.quota.max_concurrent,
-                ))?,
-        );
-    }
-    Ok(Admitted {
+    Ok(Plan {
         id: uuid::Uuid::new_v4().to_string(),
         items,
         concurrency,
         stop_on_first_error: req.stop_on_first_error,
-        _admission: admission,
-        _permits: permits,
     })
 }
 
@@ -261,13 +281,22 @@ pub fn admit(
 /// `index`). Dropping the stream stops the items not yet started; the running ones
 /// finish on their containers.
 pub fn run(invoker: Arc<Invoker>, batch: Admitted) -> impl Stream<Item = ItemResult> {
+    // The admission and permits live as long as the stream.
+    let guards = Arc::new((batch.admission, batch.permits));
+    run_plan(invoker, batch.plan, guards)
+}
+
+/// Runs a validated batch; `guards` are dropped with the stream.
+pub fn run_plan<G: Send + Sync + 'static>(
+    invoker: Arc<Invoker>,
+    batch: Plan,
+    guards: Arc<G>,
+) -> impl Stream<Item = ItemResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_first_error = batch.stop_on_first_error;
     let concurrency = batch.concurrency;
     let span =
         tracing::info_span!("batch", batch_id = %batch.id, items = batch.items.len(), concurrency);
-    // The admission and permits live as long as the stream.
-    let guards = Arc::new((batch._admission, batch._permits));
     stream::iter(batch.items.into_iter().enumerate())
         .map(move |(index, (id, inv))| {
             let (invoker, stop, guards) = (invoker.clone(), stop.clone(), guards.clone());

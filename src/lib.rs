@@ -16,6 +16,7 @@ pub mod invoke;
 pub mod limits;
 pub mod requests;
 pub mod sessions;
+pub mod store;
 // Transports: the only modules that know `AppState` and map errors.
 pub mod error;
 pub mod jsonrpc;

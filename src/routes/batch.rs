@@ -41,9 +41,9 @@ pub async fn batch(
     let admitted = batch::admit(&state.invoker, &caller, req)?;
     let started = Instant::now();
     let mut summary = BatchSummary {
-        batch_id: admitted.id().to_string(),
-        total_items: admitted.len(),
-        concurrency: admitted.concurrency(),
+        batch_id: admitted.plan().id().to_string(),
+        total_items: admitted.plan().len(),
+        concurrency: admitted.plan().concurrency(),
         started_at: chrono::Utc::now(),
         ..BatchSummary::default()
     };

@@ -440,6 +440,8 @@ async fn openapi_document_is_valid_and_covers_every_route() {
     let paths = doc["paths"].as_object().unwrap();
     let routes = [
         ("/v1/execute", "post"),
+        ("/v1/execute/batch", "post"),
+        ("/api/execute", "post"),
         ("/v1/languages", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

@@ -1,0 +1,376 @@
+//! The durable store of async executions: queued work, running state and results.
+//!
+//! Behind a small trait ([`JobStore`]) so that another engine (Redis, for several
+//! gateways) can take its place; the default is an embedded SQLite database in WAL mode
+//! with `synchronous = FULL`, so an execution the gateway answered 202 for is on disk
+//! before the answer leaves.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    /// The status's name, as stored and as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "queued" => Status::Queued,
+            "running" => Status::Running,
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the execution is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// One async execution as stored.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub tenant: String,
+    /// The submitting caller, serialized (`executions.rs` owns the shape).
+    pub caller: String,
+    /// `execute` or `batch`.
+    pub kind: String,
+    /// The request body, serialized.
+    pub request: String,
+    pub status: Status,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The result (serialized) when completed.
+    pub result: Option<String>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// How many times a worker started it (a restart re-queues a running job once).
+    pub attempts: i64,
+    pub idempotency_key: Option<String>,
+    /// Hash of the request, to tell a repeated `Idempotency-Key` from a reused one.
+    pub request_hash: String,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("executions database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("executions database {path} is corrupt: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("executions database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// What the async engine needs from a store.
+pub trait JobStore: Send + Sync {
+    /// Stores a new queued job (durably, before returning).
+    fn insert(&self, job: &Job) -> Result<(), StoreError>;
+    /// The tenant's job with this idempotency key, if any.
+    fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError>;
+    /// The job, if it belongs to `tenant`.
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError>;
+    /// The tenant's jobs, newest first, optionally of one status.
+    fn list(&self, tenant: &str, status: Option<Status>, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// Takes the oldest queued job and marks it running.
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
+    /// Records a final status (only for a job that is not final yet). Returns whether it did.
+    fn finish(&self, id: &str, status: Status, result: Option<&str>, error: Option<&str>, now: i64) -> Result<bool, StoreError>;
+    /// Queued jobs: (of this tenant, in total, oldest created_at).
+    fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError>;
+    /// After a restart: running jobs go back to the queue once; a job that was already
+    /// restarted once is failed. Returns (re-queued, failed).
+    fn recover(&self, now: i64) -> Result<(usize, usize), StoreError>;
+    /// Removes final jobs that finished before `before`.
+    fn purge(&self, before: i64) -> Result<usize, StoreError>;
+}
+
+/// SQLite in WAL mode, one connection behind a mutex (every statement is short).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    result TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT,
+    request_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, created_at);
+CREATE INDEX IF NOT EXISTS executions_tenant ON executions (tenant, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS executions_idempotency
+    ON executions (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
+";
+
+const COLUMNS: &str = "id, tenant, caller, kind, request, status, created_at, started_at, finished_at, result, error, attempts, idempotency_key, request_hash";
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    let status: String = r.get(5)?;
+    Ok(Job {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        caller: r.get(2)?,
+        kind: r.get(3)?,
+        request: r.get(4)?,
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        created_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        result: r.get(9)?,
+        error: r.get(10)?,
+        attempts: r.get(11)?,
+        idempotency_key: r.get(12)?,
+        request_hash: r.get(13)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and checks it is usable: a
+    /// corrupt or unwritable file fails here, at startup, never at the first request.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        let open = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+        // FULL: a commit is on disk before it returns (the 202 promise).
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
+        conn.execute_batch(SCHEMA).map_err(open)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(open)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: check,
+            });
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl JobStore for SqliteStore {
+    fn insert(&self, j: &Job) -> Result<(), StoreError> {
+        self.conn().execute(
+            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                j.id, j.tenant, j.caller, j.kind, j.request, j.status.as_str(), j.created_at,
+                j.started_at, j.finished_at, j.result, j.error, j.attempts, j.idempotency_key,
+                j.request_hash
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND idempotency_key = ?2"),
+                params![tenant, key],
+                row_to_job,
+            )
+            .optional()?)
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1 AND tenant = ?2"),
+                params![id, tenant],
+                row_to_job,
+            )
+            .optional()?)
+    }
+
+    fn list(&self, tenant: &str, status: Option<Status>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![tenant, status.map(Status::as_str), limit as i64],
+            row_to_job,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let job = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM executions WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"),
+                [],
+                row_to_job,
+            )
+            .optional()?;
+        let Some(mut job) = job else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE executions SET status = 'running', started_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+            params![job.id, now],
+        )?;
+        tx.commit()?;
+        job.status = Status::Running;
+        job.started_at = Some(now);
+        job.attempts += 1;
+        Ok(Some(job))
+    }
+
+    fn finish(&self, id: &str, status: Status, result: Option<&str>, error: Option<&str>, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE executions SET status = ?2, result = ?3, error = ?4, finished_at = ?5
+             WHERE id = ?1 AND status IN ('queued', 'running')",
+            params![id, status.as_str(), result, error, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError> {
+        let conn = self.conn();
+        let (total, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), MIN(created_at) FROM executions WHERE status = 'queued'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mine: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM executions WHERE status = 'queued' AND tenant = ?1",
+            params![tenant],
+            |r| r.get(0),
+        )?;
+        Ok((mine as usize, total as usize, oldest))
+    }
+
+    fn recover(&self, now: i64) -> Result<(usize, usize), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let failed = tx.execute(
+            "UPDATE executions SET status = 'failed', finished_at = ?1,
+                 error = 'the gateway stopped twice while this execution was running; it was not run again'
+             WHERE status = 'running' AND attempts >= 2",
+            params![now],
+        )?;
+        let requeued = tx.execute(
+            "UPDATE executions SET status = 'queued', started_at = NULL WHERE status = 'running'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok((requeued, failed))
+    }
+
+    fn purge(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?1",
+            params![before],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, tenant: &str, created: i64) -> Job {
+        Job {
+            id: id.into(),
+            tenant: tenant.into(),
+            caller: "{}".into(),
+            kind: "execute".into(),
+            request: "{}".into(),
+            status: Status::Queued,
+            created_at: created,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            attempts: 0,
+            idempotency_key: None,
+            request_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn queue_order_claims_finishing_and_recovery_survive_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("cb-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.insert(&job("b", "t", 2)).unwrap();
+            s.insert(&job("a", "t", 1)).unwrap();
+            s.insert(&job("c", "u", 3)).unwrap();
+            assert_eq!(s.queued("t").unwrap(), (2, 3, Some(1)));
+            let first = s.claim_next(10).unwrap().unwrap();
+            assert_eq!((first.id.as_str(), first.status, first.attempts), ("a", Status::Running, 1));
+            assert!(s.get("u", "a").unwrap().is_none(), "another tenant's job is not found");
+            assert!(s.finish("a", Status::Completed, Some("{\"x\":1}"), None, 11).unwrap());
+            assert!(!s.finish("a", Status::Cancelled, None, None, 12).unwrap(), "final stays final");
+            s.claim_next(13).unwrap().unwrap(); // b is running when the process dies
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.recover(20).unwrap(), (1, 0), "b goes back to the queue once");
+        let b = s.claim_next(21).unwrap().unwrap();
+        assert_eq!((b.id.as_str(), b.attempts), ("b", 2));
+        assert_eq!(s.recover(22).unwrap(), (0, 1), "a second interruption fails it");
+        assert_eq!(s.get("t", "b").unwrap().unwrap().status, Status::Failed);
+        assert_eq!(s.get("t", "a").unwrap().unwrap().result.as_deref(), Some("{\"x\":1}"));
+        assert_eq!(s.purge(21).unwrap(), 1, "a finished at 11");
+        std::fs::write(dir.join("bad.db"), b"this is not a database, it only looks like one....").unwrap();
+        assert!(SqliteStore::open(&dir.join("bad.db")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

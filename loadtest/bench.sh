@@ -21,6 +21,7 @@ export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
 # A fresh bench key with limits high enough that rate limiting is checked on every
 # request but never refuses one.
 export CODEBEAKER_AUTH__KEYS_FILE=$OUT/keys.toml
+export CODEBEAKER_EXECUTIONS__DATABASE=$OUT/executions.db
 rm -f "$OUT/keys.toml"
 API_KEY=$(./target/release/codebeaker keys create --name bench --tenant bench \
   --rate-per-second 1000000 --burst 1000000 --max-concurrent 1000 2>/dev/null)

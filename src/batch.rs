@@ -197,7 +197,9 @@ pub fn admit(
             invoker
                 .concurrency
                 .try_acquire(&caller.subject, caller.quota.max_concurrent)
-                .ok_or(ExecuteError::ConcurrencyLimited(caller.quota.max_concurrent))?,
+                .ok_or(ExecuteError::ConcurrencyLimited(
+                    caller.quota.max_concurrent,
+                ))?,
         );
     }
     Ok(Admitted {
@@ -228,7 +230,9 @@ pub fn plan(
     let max_concurrent = caller.quota.max_concurrent as usize;
     let asked = req.max_concurrency.unwrap_or(max_concurrent);
     if asked == 0 {
-        return Err(RequestError::Invalid("maxConcurrency must be positive".into()));
+        return Err(RequestError::Invalid(
+            "maxConcurrency must be positive".into(),
+        ));
     }
     if asked > max_concurrent {
         return Err(RequestError::LimitExceeded(format!(

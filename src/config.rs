@@ -17,7 +17,39 @@ pub struct Settings {
     pub limits: ExecutionLimits,
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
+    pub executions: ExecutionSettings,
     pub pool: PoolSettings,
+}
+
+/// `[executions]`: async executions and their durable queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecutionSettings {
+    /// The SQLite database (created if missing; WAL mode).
+    pub database: PathBuf,
+    /// Executions run at once (each a single invocation or a whole batch).
+    pub workers: usize,
+    /// How long finished executions and their results are kept.
+    pub retention_secs: u64,
+    /// Queued executions per tenant before 429.
+    pub max_queued_per_tenant: usize,
+    /// Queued executions in total before 503.
+    pub max_queued: usize,
+    /// How often an idle worker looks at the queue (new submissions wake it at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        ExecutionSettings {
+            database: PathBuf::from("codebeaker-executions.db"),
+            workers: 4,
+            retention_secs: 86_400,
+            max_queued_per_tenant: 1_000,
+            max_queued: 10_000,
+            poll_interval_ms: 500,
+        }
+    }
 }
 
 /// `[sessions]`: timeouts and caps of stateful sessions.

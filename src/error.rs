@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::domain::Denied;
+use crate::executions::ExecutionsError;
 use crate::invoke::ExecuteError;
 use crate::limits::{RateInfo, RateLimited};
 use crate::requests::RequestError;
@@ -38,6 +39,8 @@ pub enum ApiError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Executions(#[from] ExecutionsError),
     #[error("the gateway is at capacity; retry shortly")]
     Overloaded,
 }
@@ -117,6 +120,18 @@ impl ApiError {
                 SessionError::Pool(p) => pool_status(p),
             },
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Executions(e) => match e {
+                ExecutionsError::Request(r) => request_status(r),
+                ExecutionsError::NotFound => (StatusCode::NOT_FOUND, "execution_not_found"),
+                ExecutionsError::IdempotencyMismatch => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+                }
+                ExecutionsError::TenantQueueFull(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "queue_full")
+                }
+                ExecutionsError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+                ExecutionsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failure"),
+            },
         }
     }
 
@@ -127,7 +142,7 @@ impl ApiError {
             "unauthenticated" => Some("auth"),
             "rate_limited" => Some("rate_limit"),
             "concurrency_limit" => Some("concurrency"),
-            "overloaded" => Some("shed"),
+            "overloaded" | "queue_full" => Some("shed"),
             _ if status == StatusCode::FORBIDDEN => Some("forbidden"),
             _ => None,
         }
@@ -180,7 +195,8 @@ impl IntoResponse for ApiError {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 rate_headers(&r.info, h);
             }
-            ApiError::Execute(ExecuteError::ConcurrencyLimited(_)) => {
+            ApiError::Execute(ExecuteError::ConcurrencyLimited(_))
+            | ApiError::Executions(ExecutionsError::TenantQueueFull(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

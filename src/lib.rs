@@ -12,6 +12,7 @@ pub mod telemetry;
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod executions;
 pub mod invoke;
 pub mod limits;
 pub mod requests;

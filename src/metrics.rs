@@ -110,3 +110,15 @@ pub fn pools(status: &[codebeaker_pool::PoolStatus], admitted: usize) {
 pub fn batch_item(outcome: &'static str) {
     counter!("codebeaker_batch_items_total", "outcome" => outcome).increment(1);
 }
+
+/// An async execution reached a final status.
+pub fn execution_finished(status: &'static str) {
+    counter!("codebeaker_executions_total", "status" => status).increment(1);
+}
+
+/// The async queue's depth and the age of its oldest execution, at scrape time.
+pub fn execution_queue(depth: usize, oldest: Option<Duration>) {
+    gauge!("codebeaker_execution_queue_depth").set(depth as f64);
+    gauge!("codebeaker_execution_queue_oldest_seconds")
+        .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
+}

@@ -16,6 +16,10 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::execute::execute,
         crate::routes::batch::batch,
         crate::routes::compat::execute,
+        crate::routes::executions::submit,
+        crate::routes::executions::get,
+        crate::routes::executions::cancel,
+        crate::routes::executions::list,
         crate::routes::meta::languages,
         crate::routes::meta::healthz,
         crate::routes::meta::readyz,
@@ -27,7 +31,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::sessions::close,
         openapi_json,
     ),
-    components(schemas(CreateSession, ExecuteRequest, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    components(schemas(crate::executions::ExecutionView, CreateSession, ExecuteRequest, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]

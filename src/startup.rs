@@ -18,7 +18,7 @@ use crate::invoke::Invoker;
 use crate::limits::{Admission, Concurrency, RateLimits};
 
 use crate::config::{ConfigError, Settings};
-use crate::routes::{batch, compat, execute, meta, sessions};
+use crate::routes::{batch, compat, execute, executions, meta, sessions};
 use crate::sessions::Sessions;
 use crate::state::AppState;
 
@@ -32,6 +32,8 @@ pub enum StartupError {
     Docker(#[source] PoolError),
     #[error(transparent)]
     Auth(#[from] SetupError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -43,7 +45,10 @@ pub enum StartupError {
 impl StartupError {
     /// Caused by the configuration or the files it names (the process exits with 64).
     pub fn is_configuration(&self) -> bool {
-        matches!(self, StartupError::Config(_) | StartupError::Auth(_))
+        matches!(
+            self,
+            StartupError::Config(_) | StartupError::Auth(_) | StartupError::Store(_)
+        )
     }
 }
 
@@ -64,6 +69,10 @@ impl Application {
     ) -> Result<Self, StartupError> {
         settings.validate()?;
         let auth = Arc::new(Authenticator::new(&settings.auth)?);
+        // Before Docker and the port: a bad database path is a configuration error.
+        let store: Arc<dyn crate::store::JobStore> = Arc::new(crate::store::SqliteStore::open(
+            &settings.executions.database,
+        )?);
         let docker = codebeaker_pool::connect()
             .await
             .map_err(StartupError::Docker)?;
@@ -101,6 +110,21 @@ impl Application {
             admission: admission.clone(),
             concurrency: Concurrency::default(),
         });
+        let executions =
+            crate::executions::Executions::new(store, invoker.clone(), settings.executions.clone());
+        let (requeued, failed) = executions.recover()?;
+        if requeued + failed > 0 {
+            tracing::warn!(
+                requeued,
+                failed,
+                "executions that were running when the gateway stopped"
+            );
+        }
+        let tasks = tokio_util::task::TaskTracker::new();
+        for _ in 0..settings.executions.workers {
+            tasks.spawn(executions.clone().worker(shutdown.clone()));
+        }
+        tokio::spawn(executions.clone().purger(shutdown.child_token()));
         let state = AppState {
             settings,
             pools,
@@ -110,8 +134,9 @@ impl Application {
             invoker,
             metrics: crate::metrics::install(),
             sessions,
+            executions,
             shutdown: shutdown.clone(),
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks,
         };
         Ok(Application {
             listener,
@@ -219,6 +244,19 @@ pub fn router(state: AppState) -> Router {
             post(batch::batch).layer(DefaultBodyLimit::max(batch_body_limit)),
         )
         .route("/api/execute", post(compat::execute))
+        .route("/api/execute/async", post(executions::seed_submit))
+        .route("/api/execute/status/{id}", get(executions::seed_status))
+        .route(
+            "/v1/executions",
+            post(executions::submit)
+                .get(executions::list)
+                // An async batch carries many inputs, as a sync one does.
+                .layer(DefaultBodyLimit::max(batch_body_limit)),
+        )
+        .route(
+            "/v1/executions/{id}",
+            get(executions::get).delete(executions::cancel),
+        )
         .route("/v1/languages", get(meta::languages))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::executions::Executions;
 use crate::invoke::Invoker;
 use crate::limits::{Admission, RateLimits};
 use crate::sessions::Sessions;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub invoker: Arc<Invoker>,
     pub metrics: PrometheusHandle,
     pub sessions: Arc<Sessions>,
+    pub executions: Arc<Executions>,
     /// Cancelled at shutdown; WebSocket loops and their tasks watch it.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Every task a transport spawns, so shutdown can wait for them.

@@ -91,6 +91,11 @@ pub enum StoreError {
     Corrupt { path: String, detail: String },
     #[error("executions database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Another execution already has this tenant's idempotency key.
+    #[error("an execution with this idempotency key already exists")]
+    Duplicate,
+    #[error("executions database task failed: {0}")]
+    Task(String),
 }
 
 /// What the async engine needs from a store.
@@ -102,11 +107,23 @@ pub trait JobStore: Send + Sync {
     /// The job, if it belongs to `tenant`.
     fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError>;
     /// The tenant's jobs, newest first, optionally of one status.
-    fn list(&self, tenant: &str, status: Option<Status>, limit: usize) -> Result<Vec<Job>, StoreError>;
+    fn list(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
     /// Takes the oldest queued job and marks it running.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
     /// Records a final status (only for a job that is not final yet). Returns whether it did.
-    fn finish(&self, id: &str, status: Status, result: Option<&str>, error: Option<&str>, now: i64) -> Result<bool, StoreError>;
+    fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// Queued jobs: (of this tenant, in total, oldest created_at).
     fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError>;
     /// After a restart: running jobs go back to the queue once; a job that was already
@@ -176,10 +193,13 @@ impl SqliteStore {
             source,
         };
         let conn = Connection::open(path).map_err(open)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
         // FULL: a commit is on disk before it returns (the 202 promise).
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -202,22 +222,32 @@ impl SqliteStore {
 
 impl JobStore for SqliteStore {
     fn insert(&self, j: &Job) -> Result<(), StoreError> {
-        self.conn().execute(
+        let r = self.conn().execute(
             &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 j.id, j.tenant, j.caller, j.kind, j.request, j.status.as_str(), j.created_at,
                 j.started_at, j.finished_at, j.result, j.error, j.attempts, j.idempotency_key,
                 j.request_hash
             ],
-        )?;
-        Ok(())
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND idempotency_key = ?2"),
+                &format!(
+                    "SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND idempotency_key = ?2"
+                ),
                 params![tenant, key],
                 row_to_job,
             )
@@ -235,7 +265,12 @@ impl JobStore for SqliteStore {
             .optional()?)
     }
 
-    fn list(&self, tenant: &str, status: Option<Status>, limit: usize) -> Result<Vec<Job>, StoreError> {
+    fn list(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC LIMIT ?3"
@@ -271,7 +306,14 @@ impl JobStore for SqliteStore {
         Ok(Some(job))
     }
 
-    fn finish(&self, id: &str, status: Status, result: Option<&str>, error: Option<&str>, now: i64) -> Result<bool, StoreError> {
+    fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE executions SET status = ?2, result = ?3, error = ?4, finished_at = ?5
              WHERE id = ?1 AND status IN ('queued', 'running')",
@@ -355,21 +397,47 @@ mod tests {
             s.insert(&job("c", "u", 3)).unwrap();
             assert_eq!(s.queued("t").unwrap(), (2, 3, Some(1)));
             let first = s.claim_next(10).unwrap().unwrap();
-            assert_eq!((first.id.as_str(), first.status, first.attempts), ("a", Status::Running, 1));
-            assert!(s.get("u", "a").unwrap().is_none(), "another tenant's job is not found");
-            assert!(s.finish("a", Status::Completed, Some("{\"x\":1}"), None, 11).unwrap());
-            assert!(!s.finish("a", Status::Cancelled, None, None, 12).unwrap(), "final stays final");
+            assert_eq!(
+                (first.id.as_str(), first.status, first.attempts),
+                ("a", Status::Running, 1)
+            );
+            assert!(
+                s.get("u", "a").unwrap().is_none(),
+                "another tenant's job is not found"
+            );
+            assert!(s
+                .finish("a", Status::Completed, Some("{\"x\":1}"), None, 11)
+                .unwrap());
+            assert!(
+                !s.finish("a", Status::Cancelled, None, None, 12).unwrap(),
+                "final stays final"
+            );
             s.claim_next(13).unwrap().unwrap(); // b is running when the process dies
         }
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.recover(20).unwrap(), (1, 0), "b goes back to the queue once");
+        assert_eq!(
+            s.recover(20).unwrap(),
+            (1, 0),
+            "b goes back to the queue once"
+        );
         let b = s.claim_next(21).unwrap().unwrap();
         assert_eq!((b.id.as_str(), b.attempts), ("b", 2));
-        assert_eq!(s.recover(22).unwrap(), (0, 1), "a second interruption fails it");
+        assert_eq!(
+            s.recover(22).unwrap(),
+            (0, 1),
+            "a second interruption fails it"
+        );
         assert_eq!(s.get("t", "b").unwrap().unwrap().status, Status::Failed);
-        assert_eq!(s.get("t", "a").unwrap().unwrap().result.as_deref(), Some("{\"x\":1}"));
+        assert_eq!(
+            s.get("t", "a").unwrap().unwrap().result.as_deref(),
+            Some("{\"x\":1}")
+        );
         assert_eq!(s.purge(21).unwrap(), 1, "a finished at 11");
-        std::fs::write(dir.join("bad.db"), b"this is not a database, it only looks like one....").unwrap();
+        std::fs::write(
+            dir.join("bad.db"),
+            b"this is not a database, it only looks like one....",
+        )
+        .unwrap();
         assert!(SqliteStore::open(&dir.join("bad.db")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

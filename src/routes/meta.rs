@@ -73,6 +73,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::pools(&state.pools.status(), state.admission.in_flight());
+    let (depth, oldest) = state.executions.queue_depth();
+    crate::metrics::execution_queue(depth, oldest);
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),

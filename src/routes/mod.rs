@@ -4,5 +4,6 @@ pub mod auth;
 pub mod batch;
 pub mod compat;
 pub mod execute;
+pub mod executions;
 pub mod meta;
 pub mod sessions;

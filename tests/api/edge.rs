@@ -442,6 +442,10 @@ async fn openapi_document_is_valid_and_covers_every_route() {
         ("/v1/execute", "post"),
         ("/v1/execute/batch", "post"),
         ("/api/execute", "post"),
+        ("/v1/executions", "post"),
+        ("/v1/executions", "get"),
+        ("/v1/executions/{id}", "get"),
+        ("/v1/executions/{id}", "delete"),
         ("/v1/languages", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -487,10 +491,12 @@ async fn openapi_document_is_valid_and_covers_every_route() {
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(
-                body["error"]["kind"], "session_not_found",
-                "{method} {path}"
-            );
+            let expected = if path.starts_with("/v1/executions") {
+                "execution_not_found"
+            } else {
+                "session_not_found"
+            };
+            assert_eq!(body["error"]["kind"], expected, "{method} {path}");
             continue;
         }
         let req = match method {

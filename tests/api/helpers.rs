@@ -42,6 +42,8 @@ pub fn settings(languages: &[Language]) -> Settings {
     let dir = std::env::temp_dir().join(format!("codebeaker-{}", s.pool.instance));
     std::fs::create_dir_all(&dir).unwrap();
     s.auth.keys_file = Some(dir.join("keys.toml"));
+    s.executions.database = dir.join("executions.db");
+    s.executions.poll_interval_ms = 50;
     s.auth.reload_interval_ms = 100;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     s.auth.jwt.hs256_secret = Some(JWT_HS256_SECRET.into());
@@ -269,4 +271,10 @@ pub async fn count_containers(instance: &str) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// Removes every container of `instance` (after a test that ran the gateway binary).
+pub async fn remove_instance(instance: &str) {
+    let docker = codebeaker_pool::connect().await.unwrap();
+    let _ = codebeaker_pool::remove_instance(&docker, instance).await;
 }

@@ -635,6 +635,10 @@ async fn a_key_in_the_url_never_reaches_the_logs() {
         .env("CODEBEAKER_SERVER__BIND", "127.0.0.1:0")
         .env("CODEBEAKER_SERVER__LOG_FORMAT", "json")
         .env("CODEBEAKER_AUTH__KEYS_FILE", &keys_file)
+        .env(
+            "CODEBEAKER_EXECUTIONS__DATABASE",
+            keys_file.with_file_name("executions.db"),
+        )
         .env("CODEBEAKER_POOL__INSTANCE", &s.pool.instance)
         .env("CODEBEAKER_POOL__AGENT_BUNDLE", &s.pool.agent_bundle)
         .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")

@@ -5,6 +5,7 @@ mod helpers;
 
 mod batch;
 mod edge;
+mod executions;
 mod hostile;
 mod languages;
 mod loopai;

@@ -1,0 +1,184 @@
+//! Async executions over HTTP: `/v1/executions` and the seeds' `/api/execute/async` and
+//! `/api/execute/status/{id}`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::domain::Scope;
+use crate::error::ApiError;
+use crate::executions::ExecutionView;
+use crate::requests::RequestError;
+use crate::routes::auth::Caller;
+use crate::routes::compat::SeedExecuteRequest;
+use crate::state::AppState;
+use crate::store::Status;
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// `POST /v1/executions`: an execute or a batch body, queued; 202 at once.
+#[utoipa::path(post, path = "/v1/executions",
+    responses((status = 202, description = "Queued: `executionId`, `status`, `statusUrl`"),
+              (status = 200, description = "The execution of an earlier request with the same Idempotency-Key and body"),
+              (status = 422, description = "Invalid body, or an Idempotency-Key reused with another body", body = crate::error::ErrorBody),
+              (status = 429, description = "The tenant's queue is full", body = crate::error::ErrorBody),
+              (status = 503, description = "The queue is full", body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::Execute)?;
+    let Json(body) = body?;
+    let (job, created) = state
+        .executions
+        .submit(&caller, body, idempotency_key(&headers))
+        .await?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "executionId": job.id,
+            "status": job.status,
+            "statusUrl": format!("/v1/executions/{}", job.id),
+        })),
+    ))
+}
+
+/// Paging of a batch's results.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/executions/{id}`: status, and the result when done.
+#[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionView), (status = 404, body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let job = state.executions.get(&caller, &id).await?;
+    Ok(Json(ExecutionView::of(
+        &job,
+        page.offset,
+        page.limit.unwrap_or(1000),
+    )))
+}
+
+/// `DELETE /v1/executions/{id}`: cancels.
+#[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionView), (status = 404, body = crate::error::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let job = state.executions.cancel(&caller, &id).await?;
+    Ok(Json(ExecutionView::of(&job, 0, 0)))
+}
+
+/// Filter of the list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/executions?status=…`: the caller's tenant's executions, newest first.
+#[utoipa::path(get, path = "/v1/executions",
+    responses((status = 200, description = "`count`, `executions` (without results)")),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            RequestError::Invalid(format!(
+                "status {s:?} is not one of queued, running, completed, failed, cancelled"
+            ))
+        })?),
+    };
+    let jobs = state
+        .executions
+        .list(&caller, status, q.limit.unwrap_or(100).min(1000))
+        .await?;
+    let views: Vec<ExecutionView> = jobs
+        .iter()
+        .map(|j| {
+            let mut v = ExecutionView::of(j, 0, 0);
+            v.result = None;
+            v
+        })
+        .collect();
+    Ok(Json(json!({"count": views.len(), "executions": views})))
+}
+
+/// `POST /api/execute/async` (the seeds' API): a plain program, queued.
+pub async fn seed_submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<SeedExecuteRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::Execute)?;
+    let Json(req) = body?;
+    let body = json!({
+        "language": req.language,
+        "code": req.code,
+        "mode": "plain",
+        "timeoutMs": req.config.timeout.map(|s| s.saturating_mul(1000)),
+        "memoryLimitMb": req.config.memory_limit,
+    });
+    let (job, _) = state.executions.submit(&caller, body, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"executionId": job.id}))))
+}
+
+/// `GET /api/execute/status/{id}` (the seeds' API): status, and the seeds' result shape.
+pub async fn seed_status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let job = state.executions.get(&caller, &id).await?;
+    let view = ExecutionView::of(&job, 0, 0);
+    let mut out = json!({"executionId": job.id, "status": job.status, "error": view.error});
+    if let Some(r) = view.result {
+        let timeout = r["error"]["kind"] == "timeout";
+        out["result"] = json!({
+            "executionId": job.id,
+            "stdout": r["stdout"],
+            "stderr": r["stderr"],
+            "exitCode": r["exitCode"].as_i64().unwrap_or(-1),
+            "durationMs": r["durationMs"],
+            "timeout": timeout,
+        });
+    }
+    Ok(Json(out))
+}

@@ -18,7 +18,34 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub executions: ExecutionSettings,
+    pub webhooks: WebhookSettings,
     pub pool: PoolSettings,
+}
+
+/// `[webhooks]`: callbacks of async executions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Allow callback URLs that resolve to loopback, link-local or private addresses
+    /// (off: a callback must not become a way into the gateway's own network).
+    pub allow_private: bool,
+    /// Deliveries tried before a callback goes to the dead letters.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, with ±50 % jitter.
+    pub backoff_ms: u64,
+    /// Time one delivery attempt may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_private: false,
+            max_attempts: 6,
+            backoff_ms: 1_000,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `[executions]`: async executions and their durable queue.
@@ -118,6 +145,11 @@ pub struct JwtSettings {
     pub default_tenant: String,
     pub default_scopes: Vec<Scope>,
     pub defaults: Quota,
+    /// Signs webhook callbacks of token callers (API keys have their own secret); set it
+    /// through `CODEBEAKER_AUTH__JWT__WEBHOOK_SECRET`. Without it, token callers cannot
+    /// use `callbackUrl`.
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl Default for AuthSettings {
@@ -142,6 +174,7 @@ impl Default for JwtSettings {
             default_tenant: "default".into(),
             default_scopes: vec![Scope::Execute],
             defaults: Quota::default(),
+            webhook_secret: None,
         }
     }
 }

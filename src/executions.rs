@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
-use crate::config::ExecutionSettings;
+use crate::config::{ExecutionSettings, WebhookSettings};
 use crate::domain::{Principal, Quota, Scope, Via};
 use crate::invoke::Invoker;
 use crate::requests::{self, ExecuteRequest, RequestError};
-use crate::store::{Job, JobStore, Status, StoreError};
+use crate::store::{Delivery, Job, JobStore, Status, StoreError};
 
 /// Why an async request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,10 @@ pub struct ExecutionView {
     /// Why it failed or was cancelled.
     pub error: Option<String>,
     pub attempts: i64,
+    /// The webhook callback's deliveries, when the execution asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub callbacks: Option<Vec<Delivery>>,
 }
 
 fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
@@ -134,6 +139,7 @@ impl ExecutionView {
             result,
             error: job.error.clone(),
             attempts: job.attempts,
+            callbacks: None,
         }
     }
 }
@@ -142,7 +148,9 @@ impl ExecutionView {
 pub struct Executions {
     store: Arc<dyn JobStore>,
     invoker: Arc<Invoker>,
+    auth: Arc<Authenticator>,
     settings: ExecutionSettings,
+    webhooks: WebhookSettings,
     wake: Notify,
     /// Running jobs' cancellation, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -162,15 +170,24 @@ impl Executions {
     pub fn new(
         store: Arc<dyn JobStore>,
         invoker: Arc<Invoker>,
+        auth: Arc<Authenticator>,
         settings: ExecutionSettings,
+        webhooks: WebhookSettings,
     ) -> Arc<Self> {
         Arc::new(Executions {
             store,
             invoker,
+            auth,
             settings,
+            webhooks,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The store (the webhook sender shares it).
+    pub fn store(&self) -> Arc<dyn JobStore> {
+        self.store.clone()
     }
 
     /// After a restart: running jobs are re-queued once, or failed the second time.
@@ -186,12 +203,22 @@ impl Executions {
         body: Value,
         idempotency_key: Option<String>,
     ) -> Result<(Job, bool), ExecutionsError> {
-        if body.get("callbackUrl").is_some() {
-            return Err(RequestError::Invalid(
-                "callbackUrl: webhook callbacks are not available on this gateway yet; poll the status URL".into(),
-            )
-            .into());
-        }
+        let callback_url = match body.get("callbackUrl") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => {
+                crate::webhooks::check_url(url, self.webhooks.allow_private).await?;
+                if self.auth.webhook_secret(&caller.subject).is_none() {
+                    return Err(RequestError::Invalid(
+                        "callbackUrl: this credential has no webhook signing secret (keys made by `codebeaker keys create` have one; tokens need auth.jwt.webhook_secret)".into(),
+                    )
+                    .into());
+                }
+                Some(url.clone())
+            }
+            Some(_) => {
+                return Err(RequestError::Invalid("callbackUrl must be a string".into()).into())
+            }
+        };
         let kind = if body.get("items").is_some() {
             "batch"
         } else {
@@ -236,6 +263,7 @@ impl Executions {
             attempts: 0,
             idempotency_key,
             request_hash: hash,
+            callback_url,
         };
         let store = self.store.clone();
         let stored = job.clone();
@@ -298,13 +326,16 @@ impl Executions {
         if !job.status.is_final() {
             let (store, jid) = (self.store.clone(), job.id.clone());
             let now = now_ms();
+            let error = "cancelled by the caller";
+            let callback = self.callback(&job, Status::Cancelled, None, Some(error), now);
             blocking(move || {
                 store.finish(
                     &jid,
                     Status::Cancelled,
                     None,
-                    Some("cancelled by the caller"),
+                    Some(error),
                     now,
+                    callback.as_ref(),
                 )
             })
             .await?;
@@ -319,6 +350,56 @@ impl Executions {
             crate::metrics::execution_finished(Status::Cancelled.as_str());
         }
         self.get(caller, id).await
+    }
+
+    /// The callback of a job that ends with `status`, if it asked for one: its payload is
+    /// the execution as `GET /v1/executions/{id}` shows it.
+    fn callback(
+        &self,
+        job: &Job,
+        status: Status,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Option<Delivery> {
+        let url = job.callback_url.clone()?;
+        let mut last = job.clone();
+        last.status = status;
+        last.result = result.map(str::to_string);
+        last.error = error.map(str::to_string);
+        last.finished_at = Some(now);
+        let payload = serde_json::to_string(&ExecutionView::of(&last, 0, usize::MAX)).ok()?;
+        let subject = serde_json::from_str::<StoredCaller>(&job.caller)
+            .ok()?
+            .subject;
+        Some(Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            execution_id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            subject,
+            url,
+            payload,
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+        })
+    }
+
+    /// The callbacks of the caller's execution `id`, or (with `None`) its dead letters.
+    pub async fn deliveries(
+        &self,
+        caller: &Principal,
+        id: Option<&str>,
+    ) -> Result<Vec<Delivery>, ExecutionsError> {
+        let (store, t, id) = (
+            self.store.clone(),
+            caller.tenant.clone(),
+            id.map(str::to_string),
+        );
+        Ok(blocking(move || store.deliveries(&t, id.as_deref(), 100)).await?)
     }
 
     /// Queue depth and the age of the oldest queued execution (for metrics).
@@ -384,8 +465,18 @@ impl Executions {
         };
         let (store, id) = (self.store.clone(), job.id.clone());
         let now = now_ms();
-        match blocking(move || store.finish(&id, status, result.as_deref(), error.as_deref(), now))
-            .await
+        let callback = self.callback(&job, status, result.as_deref(), error.as_deref(), now);
+        match blocking(move || {
+            store.finish(
+                &id,
+                status,
+                result.as_deref(),
+                error.as_deref(),
+                now,
+                callback.as_ref(),
+            )
+        })
+        .await
         {
             Ok(true) => crate::metrics::execution_finished(status.as_str()),
             Ok(false) => {}

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod requests;
 pub mod sessions;
 pub mod store;
+pub mod webhooks;
 // Transports: the only modules that know `AppState` and map errors.
 pub mod error;
 pub mod jsonrpc;

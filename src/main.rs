@@ -124,6 +124,7 @@ async fn main() -> ExitCode {
             };
             let (key, record) = keys::generate(&name, &tenant, parsed, limits);
             let id = record.id.clone();
+            let webhook_secret = record.webhook_secret.clone().unwrap_or_default();
             if let Err(e) = keys::append_to_file(&path, record) {
                 eprintln!("codebeaker: {e}");
                 return ExitCode::FAILURE;
@@ -133,6 +134,9 @@ async fn main() -> ExitCode {
                 path.display()
             );
             println!("{key}");
+            eprintln!(
+                "Webhook callbacks of this key are signed with {webhook_secret} (kept in the keys file)."
+            );
             ExitCode::SUCCESS
         }
     }

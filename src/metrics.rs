@@ -122,3 +122,8 @@ pub fn execution_queue(depth: usize, oldest: Option<Duration>) {
     gauge!("codebeaker_execution_queue_oldest_seconds")
         .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
 }
+
+/// A webhook delivery attempt: `delivered`, `retried` or `dead`.
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!("codebeaker_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}

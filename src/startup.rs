@@ -110,8 +110,13 @@ impl Application {
             admission: admission.clone(),
             concurrency: Concurrency::default(),
         });
-        let executions =
-            crate::executions::Executions::new(store, invoker.clone(), settings.executions.clone());
+        let executions = crate::executions::Executions::new(
+            store,
+            invoker.clone(),
+            auth.clone(),
+            settings.executions.clone(),
+            settings.webhooks.clone(),
+        );
         let (requeued, failed) = executions.recover()?;
         if requeued + failed > 0 {
             tracing::warn!(
@@ -125,6 +130,12 @@ impl Application {
             tasks.spawn(executions.clone().worker(shutdown.clone()));
         }
         tokio::spawn(executions.clone().purger(shutdown.child_token()));
+        tokio::spawn(crate::webhooks::sender(
+            executions.store(),
+            auth.clone(),
+            settings.webhooks.clone(),
+            shutdown.child_token(),
+        ));
         let state = AppState {
             settings,
             pools,
@@ -257,6 +268,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/executions/{id}",
             get(executions::get).delete(executions::cancel),
         )
+        .route("/v1/webhooks/dead", get(executions::dead_letters))
         .route("/v1/languages", get(meta::languages))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(

@@ -76,6 +76,32 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     /// Hash of the request, to tell a repeated `Idempotency-Key` from a reused one.
     pub request_hash: String,
+    /// Where the final result is POSTed, if anywhere.
+    pub callback_url: Option<String>,
+}
+
+/// One webhook callback: the final result of an execution, to be POSTed until it is
+/// accepted or has used its attempts (then it is a dead letter).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub execution_id: String,
+    #[serde(skip)]
+    pub tenant: String,
+    /// Whose secret signs it.
+    #[serde(skip)]
+    pub subject: String,
+    pub url: String,
+    #[serde(skip)]
+    pub payload: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
 }
 
 /// Why the store failed.
@@ -115,7 +141,8 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Vec<Job>, StoreError>;
     /// Takes the oldest queued job and marks it running.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
-    /// Records a final status (only for a job that is not final yet). Returns whether it did.
+    /// Records a final status (only for a job that is not final yet), and in the same
+    /// transaction its callback, if any. Returns whether it did.
     fn finish(
         &self,
         id: &str,
@@ -123,7 +150,21 @@ pub trait JobStore: Send + Sync {
         result: Option<&str>,
         error: Option<&str>,
         now: i64,
+        callback: Option<&Delivery>,
     ) -> Result<bool, StoreError>;
+    /// Pending callbacks due at `now`, oldest first.
+    fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    /// A callback was accepted.
+    fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// A callback failed: try again at `next`, or, with `next` None, it is a dead letter.
+    fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError>;
+    /// The tenant's callbacks: of one execution, or (with `None`) its dead letters.
+    fn deliveries(
+        &self,
+        tenant: &str,
+        execution_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
     /// Queued jobs: (of this tenant, in total, oldest created_at).
     fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError>;
     /// After a restart: running jobs go back to the queue once; a job that was already
@@ -159,9 +200,43 @@ CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, created_at);
 CREATE INDEX IF NOT EXISTS executions_tenant ON executions (tenant, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS executions_idempotency
     ON executions (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    url TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 ";
 
-const COLUMNS: &str = "id, tenant, caller, kind, request, status, created_at, started_at, finished_at, result, error, attempts, idempotency_key, request_hash";
+const COLUMNS: &str = "id, tenant, caller, kind, request, status, created_at, started_at, finished_at, result, error, attempts, idempotency_key, request_hash, callback_url";
+
+const DELIVERY_COLUMNS: &str = "id, execution_id, tenant, subject, url, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
+
+fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        execution_id: r.get(1)?,
+        tenant: r.get(2)?,
+        subject: r.get(3)?,
+        url: r.get(4)?,
+        payload: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: r.get(10)?,
+        delivered_at: r.get(11)?,
+    })
+}
 
 fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let status: String = r.get(5)?;
@@ -180,6 +255,7 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         attempts: r.get(11)?,
         idempotency_key: r.get(12)?,
         request_hash: r.get(13)?,
+        callback_url: r.get(14)?,
     })
 }
 
@@ -201,6 +277,15 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
+        // Databases from before callbacks existed get the column.
+        let has_callback: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('executions') WHERE name = 'callback_url'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(open)?;
+        if !has_callback {
+            conn.execute_batch("ALTER TABLE executions ADD COLUMN callback_url TEXT")
+                .map_err(open)?;
+        }
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(open)?;
@@ -223,11 +308,12 @@ impl SqliteStore {
 impl JobStore for SqliteStore {
     fn insert(&self, j: &Job) -> Result<(), StoreError> {
         let r = self.conn().execute(
-            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 j.id, j.tenant, j.caller, j.kind, j.request, j.status.as_str(), j.created_at,
                 j.started_at, j.finished_at, j.result, j.error, j.attempts, j.idempotency_key,
-                j.request_hash
+                j.request_hash,
+                j.callback_url
             ],
         );
         match r {
@@ -313,13 +399,73 @@ impl JobStore for SqliteStore {
         result: Option<&str>,
         error: Option<&str>,
         now: i64,
+        callback: Option<&Delivery>,
     ) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE executions SET status = ?2, result = ?3, error = ?4, finished_at = ?5
              WHERE id = ?1 AND status IN ('queued', 'running')",
             params![id, status.as_str(), result, error, now],
         )?;
+        if let (1, Some(d)) = (n, callback) {
+            tx.execute(
+                &format!("INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                params![
+                    d.id, d.execution_id, d.tenant, d.subject, d.url, d.payload, d.status,
+                    d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.delivered_at
+                ],
+            )?;
+        }
+        tx.commit()?;
         Ok(n == 1)
+    }
+
+    fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now, limit as i64], row_to_delivery)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError> {
+        match next {
+            Some(at) => self.conn().execute(
+                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, at, error],
+            )?,
+            None => self.conn().execute(
+                "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        execution_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant = ?1
+               AND ((?2 IS NULL AND status = 'dead') OR execution_id = ?2)
+             ORDER BY created_at DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![tenant, execution_id, limit as i64], row_to_delivery)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError> {
@@ -356,7 +502,8 @@ impl JobStore for SqliteStore {
 
     fn purge(&self, before: i64) -> Result<usize, StoreError> {
         Ok(self.conn().execute(
-            "DELETE FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?1",
+            "DELETE FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?1
+               AND id NOT IN (SELECT execution_id FROM deliveries WHERE status = 'pending')",
             params![before],
         )?)
     }
@@ -382,6 +529,7 @@ mod tests {
             attempts: 0,
             idempotency_key: None,
             request_hash: "h".into(),
+            callback_url: None,
         }
     }
 
@@ -406,10 +554,11 @@ mod tests {
                 "another tenant's job is not found"
             );
             assert!(s
-                .finish("a", Status::Completed, Some("{\"x\":1}"), None, 11)
+                .finish("a", Status::Completed, Some("{\"x\":1}"), None, 11, None)
                 .unwrap());
             assert!(
-                !s.finish("a", Status::Cancelled, None, None, 12).unwrap(),
+                !s.finish("a", Status::Cancelled, None, None, 12, None)
+                    .unwrap(),
                 "final stays final"
             );
             s.claim_next(13).unwrap().unwrap(); // b is running when the process dies

@@ -105,6 +105,14 @@ impl JwtVerifier {
         })
     }
 
+    /// The secret that signs webhook callbacks of token callers, if configured.
+    pub fn webhook_secret(&self) -> Option<String> {
+        self.settings
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_string())
+    }
+
     fn enabled(&self) -> bool {
         self.hs256.is_some() || !self.rs256.is_empty() || !self.es256.is_empty()
     }

@@ -32,6 +32,10 @@ pub struct KeyRecord {
     pub created_at: String,
     #[serde(default)]
     pub revoked: bool,
+    /// The key's webhook signing secret (`whsec_<hex>`): callbacks of this key's async
+    /// executions are signed with it. Created with the key; absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 /// The keys file: `[[keys]]` records.
@@ -44,6 +48,7 @@ pub struct KeysFile {
 struct Entry {
     hash: [u8; 32],
     revoked: bool,
+    webhook_secret: Option<String>,
     /// Shared, so a request costs a reference count, not a copy of the record.
     principal: Arc<Principal>,
 }
@@ -143,6 +148,7 @@ impl KeyStore {
                 k.id.clone(),
                 Entry {
                     hash,
+                    webhook_secret: k.webhook_secret.clone(),
                     revoked: k.revoked,
                     principal: Arc::new(Principal {
                         subject: format!("key:{}", k.id),
@@ -172,6 +178,19 @@ impl KeyStore {
                 }
             }
         }
+    }
+
+    /// The principal of a presented key, compared in constant time; revoked keys are refused.
+    /// The webhook signing secret of the key with this id (not revoked), if it has one.
+    pub fn webhook_secret(&self, id: &str) -> Option<String> {
+        let keys = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        keys.get(id)
+            .filter(|e| !e.revoked)
+            .and_then(|e| e.webhook_secret.clone())
     }
 
     /// The principal of a presented key, compared in constant time; revoked keys are refused.
@@ -217,6 +236,7 @@ pub fn generate(
         limits,
         created_at: chrono::Utc::now().to_rfc3339(),
         revoked: false,
+        webhook_secret: Some(format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()))),
     };
     (key, record)
 }

@@ -80,6 +80,16 @@ impl Authenticator {
         })
     }
 
+    /// The secret that signs webhook callbacks for `subject` (`key:<id>` → the key's own;
+    /// `jwt:<sub>` → `auth.jwt.webhook_secret`).
+    pub fn webhook_secret(&self, subject: &str) -> Option<String> {
+        if let Some(id) = subject.strip_prefix("key:") {
+            self.keys.webhook_secret(id)
+        } else {
+            self.jwt.webhook_secret()
+        }
+    }
+
     /// Turns a credential into a principal (API key or JWT).
     pub fn verify(&self, c: &Credential) -> Result<Arc<Principal>, AuthFailure> {
         match c {

@@ -79,11 +79,24 @@ pub async fn get(
 ) -> Result<Json<ExecutionView>, ApiError> {
     caller.require(Scope::Execute)?;
     let job = state.executions.get(&caller, &id).await?;
-    Ok(Json(ExecutionView::of(
-        &job,
-        page.offset,
-        page.limit.unwrap_or(1000),
-    )))
+    let mut view = ExecutionView::of(&job, page.offset, page.limit.unwrap_or(1000));
+    if job.callback_url.is_some() {
+        view.callbacks = Some(state.executions.deliveries(&caller, Some(&job.id)).await?);
+    }
+    Ok(Json(view))
+}
+
+/// `GET /v1/webhooks/dead`: the caller's tenant's callbacks that used all their attempts.
+#[utoipa::path(get, path = "/v1/webhooks/dead",
+    responses((status = 200, description = "`count`, `deliveries`: execution, URL, attempts, last error")),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let dead = state.executions.deliveries(&caller, None).await?;
+    Ok(Json(json!({"count": dead.len(), "deliveries": dead})))
 }
 
 /// `DELETE /v1/executions/{id}`: cancels.

@@ -12,3 +12,4 @@ mod loopai;
 mod pool;
 mod requests;
 mod sessions;
+mod webhooks;

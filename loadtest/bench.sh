@@ -118,6 +118,22 @@ PY
   done
 ;; esac
 
+# Async executions: submit → completed, 8 clients polling.
+case " $LANGS " in *" python "*)
+  f="$OUT/async.json"
+  VUS=8 DURATION=$DURATION BASE_URL=http://127.0.0.1:$PORT k6 run -q --summary-export "$f" loadtest/async.js >/dev/null 2>&1 || true
+  echo
+  echo "| async (python, 8 VUs) | p50 ms | p90 ms | p99 ms | samples | checks |"
+  echo "|---|---|---|---|---|---|"
+  python3 - "$f" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+for k in ["async_submit_ms", "async_complete_ms"]:
+    d = m[k]
+    print(f"| {k} | {d['med']:.1f} | {d['p(90)']:.1f} | {d['p(99)']:.1f} | {d['count']} | {m['checks']['value']*100:.1f}% |")
+PY
+;; esac
+
 # The Loopai client's flow per language (key in the URL, mode Create, shell, read).
 echo
 echo "| Loopai flow (reused session) | flow p50 ms | flow p99 ms | shell step p50 ms | \`true\` p50 ms | flows | failures |"

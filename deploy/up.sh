@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts the Compose deployment from a repository checkout: builds what is missing (agent
+# bundle, runtime images, gateway image), fills in the host-specific variables of
+# compose.yaml, and prints how to create the first API key.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+[ -x target/agent-bundle/codebeaker-agent ] || make agent
+make images
+docker image inspect codebeaker-gateway:latest >/dev/null 2>&1 || deploy/build-gateway-image.sh
+export CODEBEAKER_BUNDLE="$repo/target/agent-bundle"
+export DOCKER_GID=${DOCKER_GID:-$(stat -c %g /var/run/docker.sock)}
+compose=(docker-compose)
+command -v docker-compose >/dev/null 2>&1 || compose=(docker compose)
+"${compose[@]}" -f "$here/compose.yaml" -p codebeaker up -d
+cat <<MSG
+CodeBeaker is starting on port ${CODEBEAKER_PORT:-8080} (GET /readyz says when the pools are warm).
+Create an API key (printed once; its hash goes to the keys file in the data volume):
+  ${compose[*]} -f $here/compose.yaml -p codebeaker exec gateway codebeaker keys create --name admin --tenant default --scopes execute,sessions,admin
+MSG

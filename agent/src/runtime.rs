@@ -155,8 +155,9 @@ impl Agent {
         let started = Instant::now();
         let mut outcome = RunOutcome::default();
         let program = Path::new(WORKSPACE).join(self.lang.program_file());
+        // One descriptor of /workspace for the run's files (input, program, result).
+        let ws = Workspace::open(self.user)?;
         {
-            let ws = Workspace::open(self.user)?;
             let _as_user = AsUser::enter(self.user)?;
             // A session keeps its files: an earlier run's output.json must not pass for
             // this run's result.
@@ -247,7 +248,7 @@ impl Agent {
             // A plain program succeeds by exiting 0; it has no result value.
             None
         } else {
-            self.read_result(&req, &mut outcome)
+            self.read_result(&ws, &req, &mut outcome)
         };
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
@@ -293,10 +294,14 @@ impl Agent {
         ))
     }
 
-    fn read_result(&self, req: &RunRequest, outcome: &mut RunOutcome) -> Option<ProgramError> {
+    fn read_result(
+        &self,
+        ws: &Workspace,
+        req: &RunRequest,
+        outcome: &mut RunOutcome,
+    ) -> Option<ProgramError> {
         let read = {
-            let (Ok(ws), Ok(_as_user)) = (Workspace::open(self.user), AsUser::enter(self.user))
-            else {
+            let Ok(_as_user) = AsUser::enter(self.user) else {
                 return Some(err(
                     ProgramErrorKind::RuntimeError,
                     "cannot read output".into(),

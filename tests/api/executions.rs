@@ -3,8 +3,7 @@
 
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{generous, settings, spawn, spawn_with, TestApp};
@@ -274,47 +273,28 @@ async fn cancel_tenancy_idempotency_and_a_full_queue() {
     app.stop().await;
 }
 
-/// The gateway binary with `db` and `keys`, logging JSON; returns it and its port.
+/// The gateway binary with `db` and `keys`; returns it and its port.
 fn start_gateway(
     instance: &str,
     keys: &std::path::Path,
     db: &std::path::Path,
     workers: usize,
 ) -> (Child, u16) {
-    let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codebeaker"))
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("CODEBEAKER_SERVER__BIND", "127.0.0.1:0")
-        .env("CODEBEAKER_SERVER__LOG_FORMAT", "json")
-        .env("CODEBEAKER_AUTH__KEYS_FILE", keys)
-        .env("CODEBEAKER_EXECUTIONS__DATABASE", db)
-        .env("CODEBEAKER_EXECUTIONS__WORKERS", workers.to_string())
-        .env("CODEBEAKER_EXECUTIONS__POLL_INTERVAL_MS", "50")
-        .env("CODEBEAKER_POOL__INSTANCE", instance)
-        .env("CODEBEAKER_POOL__AGENT_BUNDLE", bundle)
-        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "2")
-        .env("CODEBEAKER_POOL__LANGUAGES__PYTHON__MAX_SIZE", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the gateway binary");
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    let port = loop {
-        let line = lines.next().expect("the gateway logs its port").unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let Some(p) = v["fields"]["port"].as_u64() {
-                break p as u16;
-            }
-        }
-    };
+    let workers = workers.to_string();
+    let gw = crate::helpers::start_gateway_process(&[
+        ("RUST_LOG", "info".as_ref()),
+        ("CODEBEAKER_AUTH__KEYS_FILE", keys.as_os_str()),
+        ("CODEBEAKER_EXECUTIONS__DATABASE", db.as_os_str()),
+        ("CODEBEAKER_EXECUTIONS__WORKERS", workers.as_ref()),
+        ("CODEBEAKER_EXECUTIONS__POLL_INTERVAL_MS", "50".as_ref()),
+        ("CODEBEAKER_POOL__INSTANCE", instance.as_ref()),
+        ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "2".as_ref()),
+        ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MAX_SIZE", "3".as_ref()),
+    ]);
     // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    let lines = gw.lines;
+    std::thread::spawn(move || while lines.recv().is_ok() {});
+    (gw.child, gw.port)
 }
 
 #[tokio::test]

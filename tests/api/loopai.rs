@@ -615,8 +615,7 @@ async fn credentials_in_the_url_only_on_the_websocket_upgrade() {
 /// The gateway's own log output, at debug level, never holds a key sent in the URL.
 #[tokio::test]
 async fn a_key_in_the_url_never_reaches_the_logs() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let mut s = crate::helpers::settings(&[Language::Python]);
     let keys_file = s.auth.keys_file.clone().unwrap();
     let key = crate::helpers::add_key(
@@ -629,52 +628,15 @@ async fn a_key_in_the_url_never_reaches_the_logs() {
         .get_mut(&Language::Python)
         .unwrap()
         .min_idle = 1;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codebeaker"))
-        .arg("serve")
-        .env("RUST_LOG", "debug")
-        .env("CODEBEAKER_SERVER__BIND", "127.0.0.1:0")
-        .env("CODEBEAKER_SERVER__LOG_FORMAT", "json")
-        .env("CODEBEAKER_AUTH__KEYS_FILE", &keys_file)
-        .env(
-            "CODEBEAKER_EXECUTIONS__DATABASE",
-            keys_file.with_file_name("executions.db"),
-        )
-        .env("CODEBEAKER_POOL__INSTANCE", &s.pool.instance)
-        .env("CODEBEAKER_POOL__AGENT_BUNDLE", &s.pool.agent_bundle)
-        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the gateway binary");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for pipe in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut log = Vec::new();
-    let port = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the gateway logs its port");
-        log.push(line.clone());
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let Some(p) = v["fields"]["port"].as_u64() {
-                break p;
-            }
-        }
-    };
+    let db = keys_file.with_file_name("executions.db");
+    let gw = crate::helpers::start_gateway_process(&[
+        ("RUST_LOG", "debug".as_ref()),
+        ("CODEBEAKER_AUTH__KEYS_FILE", keys_file.as_os_str()),
+        ("CODEBEAKER_EXECUTIONS__DATABASE", db.as_os_str()),
+        ("CODEBEAKER_POOL__INSTANCE", s.pool.instance.as_ref()),
+        ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "1".as_ref()),
+    ]);
+    let (mut child, port, rx, mut log) = (gw.child, gw.port, gw.lines, gw.early);
     let base = format!("127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..600 {

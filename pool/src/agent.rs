@@ -20,6 +20,9 @@ pub struct AgentConn {
     output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
     /// Bytes of stdout received but not yet consumed as a full line.
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no newline: each frame is scanned once,
+    /// so a reply of many frames costs linear, not quadratic, time.
+    scanned: usize,
 }
 
 impl AgentConn {
@@ -29,6 +32,7 @@ impl AgentConn {
             input: attach.input,
             output: attach.output,
             pending: Vec::new(),
+            scanned: 0,
         }
     }
 
@@ -56,8 +60,13 @@ impl AgentConn {
     /// Reads the next reply line (used for the `ready` line at startup as well).
     pub async fn read_reply(&mut self) -> Result<Reply, AgentError> {
         loop {
-            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let newline = self.pending[self.scanned..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| self.scanned + i);
+            if let Some(pos) = newline {
                 let line: Vec<u8> = self.pending.drain(..=pos).collect();
+                self.scanned = 0;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -68,6 +77,7 @@ impl AgentConn {
                     ))
                 });
             }
+            self.scanned = self.pending.len();
             match self.output.next().await {
                 Some(Ok(LogOutput::StdOut { message })) => self.pending.extend_from_slice(&message),
                 Some(Ok(LogOutput::StdErr { message })) => {

@@ -12,11 +12,11 @@
 //! Rate limiting: a batch counts as one request against the caller's rate limit; its size
 //! is bounded by `limits.max_batch_items` and its parallelism by `max_concurrent`.
 
-use codebeaker_pool::Invocation;
-use futures_util::stream::{self, Stream, StreamExt};
+use codebeaker_pool::{Invocation, Lease};
+use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -290,28 +290,121 @@ pub fn run(invoker: Arc<Invoker>, batch: Admitted) -> impl Stream<Item = ItemRes
     run_plan(invoker, batch.plan, guards)
 }
 
-/// Runs a validated batch; `guards` are dropped with the stream.
+/// Runs a validated batch; `guards` are held until the last item has finished.
+///
+/// `concurrency` workers each lease a container and feed it item after item
+/// ([`codebeaker_pool::Lease`]): the program is prepared (written and compiled) once per
+/// container, and each item costs one line to the agent and one back, with no pool round
+/// trip. A worker takes the next item in request order, so `stopOnFirstError` skips
+/// exactly the items not yet started. Results go out through a small channel: a slow
+/// reader slows the workers instead of piling results up, and a reader that goes away
+/// stops them after their current item.
 pub fn run_plan<G: Send + Sync + 'static>(
     invoker: Arc<Invoker>,
     batch: Plan,
     guards: Arc<G>,
 ) -> impl Stream<Item = ItemResult> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_on_first_error = batch.stop_on_first_error;
     let concurrency = batch.concurrency;
     let span =
         tracing::info_span!("batch", batch_id = %batch.id, items = batch.items.len(), concurrency);
-    stream::iter(batch.items.into_iter().enumerate())
-        .map(move |(index, (id, inv))| {
-            let (invoker, stop, guards) = (invoker.clone(), stop.clone(), guards.clone());
-            async move {
-                let _guards = guards;
-                if stop.load(Ordering::Relaxed) {
-                    return skipped(index, id);
+    let (tx, rx) = tokio::sync::mpsc::channel(concurrency * 2);
+    // A compiled program is compiled once per batch: the other workers start when the
+    // first item is done, and find its binary in the shared compile cache.
+    let compiled_first = batch
+        .items
+        .first()
+        .is_some_and(|(_, inv)| inv.language.is_compiled());
+    let (first_done, first_gate) = tokio::sync::watch::channel(!compiled_first);
+    let mut first_done = Some(first_done);
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(batch.items.into_iter().enumerate()),
+        stop: AtomicBool::new(false),
+        stop_on_first_error: batch.stop_on_first_error,
+    });
+    for n in 0..concurrency {
+        let gate = Gate {
+            done: if n == 0 { first_done.take() } else { None },
+            wait: (n > 0).then(|| first_gate.clone()),
+        };
+        let work = worker(
+            invoker.clone(),
+            shared.clone(),
+            tx.clone(),
+            gate,
+            guards.clone(),
+        );
+        invoker.pools.spawn(work.instrument(span.clone()));
+    }
+    let mut rx = rx;
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// What a batch's workers share: the items not yet taken, in request order.
+struct Shared {
+    queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<(String, Invocation)>>>,
+    stop: AtomicBool,
+    stop_on_first_error: bool,
+}
+
+/// The first worker opens the gate after its first item; the others wait for it.
+struct Gate {
+    done: Option<tokio::sync::watch::Sender<bool>>,
+    wait: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+async fn worker<G>(
+    invoker: Arc<Invoker>,
+    shared: Arc<Shared>,
+    tx: tokio::sync::mpsc::Sender<ItemResult>,
+    mut gate: Gate,
+    _guards: Arc<G>,
+) {
+    if let Some(mut wait) = gate.wait.take() {
+        // An error means the first worker is gone: go ahead.
+        let _ = wait.wait_for(|open| *open).await;
+    }
+    let mut lease: Option<Lease> = None;
+    while !tx.is_closed() {
+        let next = shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next();
+        let Some((index, (id, inv))) = next else {
+            break;
+        };
+        let r = if shared.stop.load(Ordering::Relaxed) {
+            skipped(index, id)
+        } else {
+            let started = Instant::now();
+            let language = inv.language;
+            if lease
+                .as_ref()
+                .is_some_and(|l| l.language() != language || !l.is_usable())
+            {
+                if let Some(l) = lease.take() {
+                    l.release().await;
                 }
-                let started = Instant::now();
-                let r = match invoker.run(inv, None, started).await {
-                    Ok(resp) => ItemResult {
+            }
+            let ran = match lease.as_mut() {
+                Some(l) => l.run(inv).await,
+                None => match invoker.pools.lease(language).await {
+                    Ok(mut l) => {
+                        let queue_wait = l.queue_wait;
+                        let ran = l.run(inv).await.map(|mut ex| {
+                            ex.queue_wait = queue_wait;
+                            ex
+                        });
+                        lease = Some(l);
+                        ran
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let r = match ran {
+                Ok(ex) => {
+                    let resp = crate::invoke::respond(language, ex, None, started);
+                    ItemResult {
                         id,
                         index,
                         success: resp.success,
@@ -326,36 +419,48 @@ pub fn run_plan<G: Send + Sync + 'static>(
                         exit_code: resp.exit_code,
                         latency_ms: started.elapsed().as_millis() as u64,
                         cache_hit: resp.cache_hit,
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a batch item could not run");
-                        ItemResult {
-                            id,
-                            index,
-                            success: false,
-                            skipped: false,
-                            output: serde_json::Value::Null,
-                            error: Some(ItemError {
-                                kind: "sandbox_failure",
-                                message: "the sandbox failed for this item; it was not your program's fault".into(),
-                            }),
-                            stdout: String::new(),
-                            stderr: String::new(),
-                            exit_code: None,
-                            latency_ms: started.elapsed().as_millis() as u64,
-                            cache_hit: None,
-                        }
                     }
-                };
-                if !r.success && stop_on_first_error {
-                    stop.store(true, Ordering::Relaxed);
                 }
-                crate::metrics::batch_item(if r.success { "success" } else { "failure" });
-                r
+                Err(e) => {
+                    tracing::warn!(error = %e, "a batch item could not run");
+                    sandbox_failure(index, id, started)
+                }
+            };
+            if !r.success && shared.stop_on_first_error {
+                shared.stop.store(true, Ordering::Relaxed);
             }
-            .instrument(span.clone())
-        })
-        .buffer_unordered(concurrency)
+            crate::metrics::batch_item(if r.success { "success" } else { "failure" });
+            r
+        };
+        if let Some(done) = gate.done.take() {
+            let _ = done.send(true);
+        }
+        if tx.send(r).await.is_err() {
+            break;
+        }
+    }
+    if let Some(l) = lease {
+        l.release().await;
+    }
+}
+
+fn sandbox_failure(index: usize, id: String, started: Instant) -> ItemResult {
+    ItemResult {
+        id,
+        index,
+        success: false,
+        skipped: false,
+        output: serde_json::Value::Null,
+        error: Some(ItemError {
+            kind: "sandbox_failure",
+            message: "the sandbox failed for this item; it was not your program's fault".into(),
+        }),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: None,
+        latency_ms: started.elapsed().as_millis() as u64,
+        cache_hit: None,
+    }
 }
 
 fn skipped(index: usize, id: String) -> ItemResult {

@@ -1,7 +1,7 @@
 //! One stateless invocation, shared by both transports: validation, admission (global
 //! shedding), the caller's concurrency cap, the pool, and the invocation metrics.
 
-use codebeaker_pool::{Invocation, PoolError, Pools};
+use codebeaker_pool::{Execution, Invocation, PoolError, Pools};
 use codebeaker_proto::Language;
 use serde::Serialize;
 use std::sync::Arc;
@@ -106,40 +106,51 @@ impl Invoker {
     ) -> Result<ExecuteResponse, PoolError> {
         let language = inv.language;
         let ex = self.pools.execute(inv).await?;
-        let o = ex.outcome;
-        let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
-        crate::metrics::invocation(
-            language.name(),
-            outcome,
-            ex.queue_wait,
-            ex.run_time,
-            started.elapsed(),
-            o.cache_hit,
-        );
-        let execution_id = uuid::Uuid::new_v4().to_string();
-        tracing::debug!(
-            %execution_id, %language, outcome,
-            duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
-            "invocation ran"
-        );
-        Ok(ExecuteResponse {
-            execution_id,
-            request_id,
-            language,
-            success: o.error.is_none(),
-            output: o.output.unwrap_or(serde_json::Value::Null),
-            stdout: o.stdout,
-            stderr: o.stderr,
-            exit_code: o.exit_code,
-            duration_ms: o.duration_ms,
-            compile_ms: o.compile_ms,
-            cache_hit: o.cache_hit,
-            queue_ms: ex.queue_wait.as_millis() as u64,
-            truncated: o.truncated,
-            error: o.error.map(|e| ProgramErrorBody {
-                kind: e.kind.as_str(),
-                message: e.message,
-            }),
-        })
+        Ok(respond(language, ex, request_id, started))
+    }
+}
+
+/// Records an invocation that ran (metrics, debug log) and turns it into the response
+/// (`started` is when the request arrived). Batch items are recorded here too.
+pub fn respond(
+    language: Language,
+    ex: Execution,
+    request_id: Option<String>,
+    started: Instant,
+) -> ExecuteResponse {
+    let o = ex.outcome;
+    let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
+    crate::metrics::invocation(
+        language.name(),
+        outcome,
+        ex.queue_wait,
+        ex.run_time,
+        started.elapsed(),
+        o.cache_hit,
+    );
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    tracing::debug!(
+        %execution_id, %language, outcome,
+        duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
+        "invocation ran"
+    );
+    ExecuteResponse {
+        execution_id,
+        request_id,
+        language,
+        success: o.error.is_none(),
+        output: o.output.unwrap_or(serde_json::Value::Null),
+        stdout: o.stdout,
+        stderr: o.stderr,
+        exit_code: o.exit_code,
+        duration_ms: o.duration_ms,
+        compile_ms: o.compile_ms,
+        cache_hit: o.cache_hit,
+        queue_ms: ex.queue_wait.as_millis() as u64,
+        truncated: o.truncated,
+        error: o.error.map(|e| ProgramErrorBody {
+            kind: e.kind.as_str(),
+            message: e.message,
+        }),
     }
 }

@@ -82,7 +82,14 @@ pub fn invocation(
 }
 
 /// Pool gauges and lifecycle counters, set from a snapshot at scrape time.
-pub fn pools(status: &[codebeaker_pool::PoolStatus], admitted: usize) {
+pub fn pools(
+    status: &[codebeaker_pool::PoolStatus],
+    admitted: usize,
+    compile_cache_bytes: Option<u64>,
+) {
+    if let Some(bytes) = compile_cache_bytes {
+        gauge!("codebeaker_compile_cache_bytes").set(bytes as f64);
+    }
     for s in status {
         let l = s.language.name();
         gauge!("codebeaker_pool_containers", "language" => l, "state" => "idle").set(s.idle as f64);

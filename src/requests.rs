@@ -128,7 +128,7 @@ pub fn invocation(
     }
     Ok(Invocation {
         language,
-        code: req.code,
+        code: req.code.into(),
         input: req.input,
         timeout: Duration::from_millis(timeout_ms),
         compile_timeout: Duration::from_millis(limits.compile_timeout_ms),

@@ -30,6 +30,9 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("the Docker engine is not reachable ({0}); start dockerd or set DOCKER_HOST")]
     Docker(#[source] PoolError),
+    /// A pool setting that names an unusable path (exit code 64).
+    #[error(transparent)]
+    PoolPath(PoolError),
     #[error(transparent)]
     Auth(#[from] SetupError),
     #[error(transparent)]
@@ -47,7 +50,10 @@ impl StartupError {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            StartupError::Config(_) | StartupError::Auth(_) | StartupError::Store(_)
+            StartupError::Config(_)
+                | StartupError::Auth(_)
+                | StartupError::Store(_)
+                | StartupError::PoolPath(_)
         )
     }
 }
@@ -88,7 +94,10 @@ impl Application {
         };
         let pools = Pools::start(docker, settings.pool.clone(), shutdown.child_token())
             .await
-            .map_err(StartupError::Docker)?;
+            .map_err(|e| match e {
+                PoolError::CompileCache { .. } => StartupError::PoolPath(e),
+                e => StartupError::Docker(e),
+            })?;
         let rate = Arc::new(RateLimits::default());
         let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
         tokio::spawn(crate::auth::keys::watch(

@@ -1,13 +1,17 @@
-//! The compile cache: Go and C# programs are compiled once per container and kept in the
-//! root-owned `/cache` under a hash of language, toolchain, translator and source, so a
-//! later program can neither poison an earlier one's binary nor reuse a stale one.
+//! The compile cache: Go and C# programs are compiled once and kept under a hash of
+//! language, toolchain, translator and source ([`artifact_key`]), so a later program can
+//! neither poison an earlier one's binary nor reuse a stale one.
+//!
+//! Two levels: the container's own root-owned `/cache` tmpfs, and the language's shared
+//! cache, mounted read-only at `/shared-cache` (written by the gateway only, from the
+//! artifacts agents send back after a compile). A program compiled in one container is
+//! found by every other container of the language from then on.
 
-use codebeaker_proto::Language;
+use codebeaker_proto::{artifact_file, artifact_key, Language, SHARED_CACHE_MOUNT};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::csharp;
 use crate::exec::{self, Reaper};
 use crate::files::{self, AsUser, User};
 use crate::recipes::Compile;
@@ -18,7 +22,13 @@ const BUILD_DIR: &str = "/tmp/.cb-build";
 
 /// A compiled program, or the compiler's complaint.
 pub enum Built {
-    Ready { path: PathBuf, cache_hit: bool },
+    Ready {
+        path: PathBuf,
+        cache_hit: bool,
+        /// The bytes of a fresh compile, for the gateway's shared cache (only when one is
+        /// mounted).
+        fresh: Option<Vec<u8>>,
+    },
     Failed(String),
 }
 
@@ -38,22 +48,22 @@ pub fn build(
     source: &[u8],
     timeout: Duration,
 ) -> io::Result<Built> {
-    let translator = if compile.translate.is_some() {
-        csharp::TRANSLATION_VERSION
-    } else {
-        ""
-    };
-    let key = csharp::digest(&[
-        toolchain.lang.name().as_bytes(),
-        toolchain.version.as_bytes(),
-        translator.as_bytes(),
-        source,
-    ]);
+    let key = artifact_key(toolchain.lang, toolchain.version, source);
     let dest = Path::new(CACHE).join(&key).join(compile.artifact);
     if dest.is_file() {
         return Ok(Built::Ready {
             path: dest,
             cache_hit: true,
+            fresh: None,
+        });
+    }
+    let shared = Path::new(SHARED_CACHE_MOUNT);
+    let shared_copy = shared.join(artifact_file(toolchain.lang, &key));
+    if shared_copy.is_file() {
+        return Ok(Built::Ready {
+            path: shared_copy,
+            cache_hit: true,
+            fresh: None,
         });
     }
 
@@ -103,17 +113,16 @@ pub fn build(
         files::read_all(&out)?
     };
     // A full cache is not an error: run this build from the scratch directory instead.
-    match files::install(&dest, &artifact, 0o755) {
-        Ok(()) => Ok(Built::Ready {
-            path: dest,
-            cache_hit: false,
-        }),
+    let path = match files::install(&dest, &artifact, 0o755) {
+        Ok(()) => dest,
         Err(e) => {
             eprintln!("codebeaker-agent: not caching {key}: {e}");
-            Ok(Built::Ready {
-                path: out,
-                cache_hit: false,
-            })
+            out
         }
-    }
+    };
+    Ok(Built::Ready {
+        path,
+        cache_hit: false,
+        fresh: shared.is_dir().then_some(artifact),
+    })
 }

@@ -13,6 +13,7 @@
 //! `System.Text.Json` itself is a library built from `docker/csharp/json` when the image
 //! is built (see docs/csharp.md for the subset).
 
+use codebeaker_proto::Language;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io;
@@ -23,8 +24,6 @@ use std::process::{Command, ExitCode};
 /// Where the image installs the `System.Text.Json` subset for Mono.
 pub const JSON_LIBRARY_DIR: &str = "/usr/lib/codebeaker";
 pub const JSON_LIBRARY: &str = "/usr/lib/codebeaker/System.Text.Json.dll";
-/// Bumped whenever [`to_program`] changes its output, so cached builds are not reused.
-pub const TRANSLATION_VERSION: &str = "cs-toplevel-1";
 /// The generated class that holds the top-level statements.
 const ENTRY_CLASS: &str = "__CodeBeakerTopLevel";
 /// `dotnet script` compiles into the caller's own scratch space (uid 1000 can write /tmp);
@@ -399,7 +398,10 @@ fn run_script(file: &str, script_args: &[String]) -> io::Result<ExitCode> {
         .file_name()
         .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
     let program = to_program(&source, &name);
-    let key = digest(&[TRANSLATION_VERSION.as_bytes(), program.as_bytes()]);
+    let key = digest(&[
+        Language::CSharp.translator_version().as_bytes(),
+        program.as_bytes(),
+    ]);
     let dir = PathBuf::from(SCRIPT_CACHE).join(&key);
     let exe = dir.join("program.exe");
     if !exe.is_file() {

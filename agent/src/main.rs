@@ -100,11 +100,27 @@ fn agent_main() {
             Ok(Request::Ping) => reply(&Reply::Pong {
                 invocations: agent.invocations(),
             }),
-            Ok(Request::Run(req)) => {
+            Ok(Request::Prepare(_) | Request::Item(_)) if agent.is_session() => {
+                reply(&Reply::Failed {
+                    message: "prepare and item are for pool containers, not sessions".into(),
+                })
+            }
+            Ok(req @ (Request::Run(_) | Request::Prepare(_) | Request::Item(_))) => {
                 // Reply first, then clean: the caller gets its answer without waiting for
                 // the wipe, and the next request is read only after the wipe is done.
-                match agent.run(req) {
-                    Ok(outcome) => reply(&Reply::Ran(outcome)),
+                let result = match req {
+                    Request::Prepare(p) => agent.prepare(p).map(|o| Reply::Prepared {
+                        compile_ms: o.compile_ms,
+                        cache_hit: o.cache_hit,
+                        error: o.error,
+                        artifact: o.artifact,
+                    }),
+                    Request::Item(item) => agent.item(item).map(Reply::Ran),
+                    Request::Run(run) => agent.run(run).map(Reply::Ran),
+                    _ => unreachable!("matched above"),
+                };
+                match result {
+                    Ok(r) => reply(&r),
                     Err(e) => reply(&Reply::Failed {
                         message: format!("agent error: {e}"),
                     }),

@@ -1,12 +1,14 @@
 //! One invocation, start to finish, and the per-language recipes it follows.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use codebeaker_proto::{
-    CommandErrorKind, FileCommand, Language, ProgramError, ProgramErrorKind, RunOutcome,
-    RunRequest, ShellRequest, ShellResult, WriteMode,
+    CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, ProgramError,
+    ProgramErrorKind, RunOutcome, RunRequest, ShellRequest, ShellResult, WriteMode,
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,14 @@ const BUNDLE: &str = "/opt/codebeaker";
 const INPUT: &str = "input.json";
 const OUTPUT: &str = "output.json";
 
+/// A prepared program: its source (written to the workspace for every item, which is
+/// wiped between items) and the file to run (the cached binary of a compiled language).
+struct Prepared {
+    source: String,
+    target: PathBuf,
+    plain: bool,
+}
+
 /// The agent's state between requests.
 pub struct Agent {
     lang: Language,
@@ -38,6 +48,8 @@ pub struct Agent {
     next_runner: Option<Child>,
     /// The zygote, if the language uses one. It survives cleanups.
     zygote: Option<Zygote>,
+    /// The program of a stream of items (`prepare`), kept across cleanups.
+    prepared: Option<Prepared>,
     /// Set once the container became a session: nothing is wiped any more.
     session_meta: Option<serde_json::Value>,
     invocations: u64,
@@ -63,6 +75,7 @@ impl Agent {
             runner_argv: Vec::new(),
             next_runner: None,
             zygote: None,
+            prepared: None,
             session_meta: None,
             invocations: 0,
         };
@@ -154,54 +167,145 @@ impl Agent {
         self.invocations += 1;
         let started = Instant::now();
         let mut outcome = RunOutcome::default();
-        let program = Path::new(WORKSPACE).join(self.lang.program_file());
         // One descriptor of /workspace for the run's files (input, program, result).
+        let ws = Workspace::open(self.user)?;
+        self.write_run_files(&ws, &req.input, &req.source)?;
+        let target = match self.build(&req.source, req.compile_timeout_ms, &mut outcome)? {
+            Some(target) => target,
+            None => {
+                outcome.duration_ms = started.elapsed().as_millis() as u64;
+                return Ok(outcome);
+            }
+        };
+        let limits = ItemRequest {
+            input: serde_json::Value::Null,
+            timeout_ms: req.timeout_ms,
+            stream_limit_bytes: req.stream_limit_bytes,
+            result_limit_bytes: req.result_limit_bytes,
+        };
+        self.execute(&ws, &target, req.plain, &limits, started, outcome)
+    }
+
+    /// Prepares a program for a stream of items: writes and compiles it once. `Ok(outcome)`
+    /// carries the compile time, the cache hit and, if it did not compile, the error.
+    pub fn prepare(&mut self, req: PrepareRequest) -> io::Result<RunOutcome> {
+        self.prepared = None;
+        let mut outcome = RunOutcome::default();
         let ws = Workspace::open(self.user)?;
         {
             let _as_user = AsUser::enter(self.user)?;
-            // A session keeps its files: an earlier run's output.json must not pass for
-            // this run's result.
-            match std::fs::remove_file(Path::new(WORKSPACE).join(OUTPUT)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-            let input = serde_json::to_vec(&req.input)?;
-            ws.write(INPUT, &input, WriteMode::Create, INPUT)?;
             let name = self.lang.program_file();
             ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
         }
+        if let Some(target) = self.build(&req.source, req.compile_timeout_ms, &mut outcome)? {
+            self.prepared = Some(Prepared {
+                source: req.source,
+                target,
+                plain: req.plain,
+            });
+        }
+        Ok(outcome)
+    }
 
-        let target = if self.spec.compile.is_some() {
-            let t0 = Instant::now();
-            let built = self.compile(
-                &program,
-                req.source.as_bytes(),
-                Duration::from_millis(req.compile_timeout_ms),
-            )?;
-            outcome.compile_ms = t0.elapsed().as_millis() as u64;
-            match built {
-                Built::Ready { path, cache_hit } => {
-                    outcome.cache_hit = Some(cache_hit);
-                    if cache_hit {
-                        outcome.compile_ms = 0;
-                    }
-                    path
-                }
-                Built::Failed(message) => {
-                    outcome.cache_hit = Some(false);
-                    outcome.error = Some(ProgramError {
-                        kind: ProgramErrorKind::CompileError,
-                        message,
-                    });
-                    outcome.duration_ms = started.elapsed().as_millis() as u64;
-                    return Ok(outcome);
-                }
-            }
-        } else {
-            program
+    /// Runs the prepared program on one input. `Err` when nothing is prepared (a protocol
+    /// error of the gateway's) or the agent failed.
+    pub fn item(&mut self, req: ItemRequest) -> io::Result<RunOutcome> {
+        let Some(p) = self.prepared.take() else {
+            return Err(io::Error::other("item without a prepared program"));
         };
+        self.invocations += 1;
+        let started = Instant::now();
+        let result = Workspace::open(self.user).and_then(|ws| {
+            self.write_run_files(&ws, &req.input, &p.source)?;
+            self.execute(
+                &ws,
+                &p.target,
+                p.plain,
+                &req,
+                started,
+                RunOutcome::default(),
+            )
+        });
+        self.prepared = Some(p);
+        result
+    }
 
+    /// Writes `input.json` and the program into the workspace, as the user. A session
+    /// keeps its files: an earlier run's `output.json` must not pass for this run's result.
+    fn write_run_files(
+        &self,
+        ws: &Workspace,
+        input: &serde_json::Value,
+        source: &str,
+    ) -> io::Result<()> {
+        let _as_user = AsUser::enter(self.user)?;
+        match std::fs::remove_file(Path::new(WORKSPACE).join(OUTPUT)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let input = serde_json::to_vec(input)?;
+        ws.write(INPUT, &input, WriteMode::Create, INPUT)?;
+        let name = self.lang.program_file();
+        ws.write(name, source.as_bytes(), WriteMode::Create, name)?;
+        Ok(())
+    }
+
+    /// The file to run: the workspace program, or for a compiled language the cached
+    /// binary (compiling it on a miss). `None` when it did not compile; the error, the
+    /// compile time and the cache hit are recorded in `outcome`.
+    fn build(
+        &mut self,
+        source: &str,
+        compile_timeout_ms: u64,
+        outcome: &mut RunOutcome,
+    ) -> io::Result<Option<PathBuf>> {
+        let program = Path::new(WORKSPACE).join(self.lang.program_file());
+        if self.spec.compile.is_none() {
+            return Ok(Some(program));
+        }
+        let t0 = Instant::now();
+        let built = self.compile(
+            &program,
+            source.as_bytes(),
+            Duration::from_millis(compile_timeout_ms),
+        )?;
+        outcome.compile_ms = t0.elapsed().as_millis() as u64;
+        match built {
+            Built::Ready {
+                path,
+                cache_hit,
+                fresh,
+            } => {
+                outcome.cache_hit = Some(cache_hit);
+                if cache_hit {
+                    outcome.compile_ms = 0;
+                }
+                outcome.artifact = fresh.map(|bytes| BASE64.encode(bytes));
+                Ok(Some(path))
+            }
+            Built::Failed(message) => {
+                outcome.cache_hit = Some(false);
+                outcome.error = Some(ProgramError {
+                    kind: ProgramErrorKind::CompileError,
+                    message,
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts `target` (its input already written), collects it under the limits, and
+    /// classifies the result.
+    fn execute(
+        &mut self,
+        ws: &Workspace,
+        target: &Path,
+        plain: bool,
+        req: &ItemRequest,
+        started: Instant,
+        mut outcome: RunOutcome,
+    ) -> io::Result<RunOutcome> {
         let oom_before = oom_kills();
         let timeout = Duration::from_millis(req.timeout_ms);
         let limit = req.stream_limit_bytes as usize;
@@ -215,7 +319,7 @@ impl Agent {
             };
             exec::collect(&mut self.reaper, watch, timeout, limit)?
         } else {
-            let mut child = self.launch(&target)?;
+            let mut child = self.launch(target)?;
             exec::collect(
                 &mut self.reaper,
                 ExitSource::Child(&mut child),
@@ -244,11 +348,11 @@ impl Agent {
             ))
         } else if c.exit_code != Some(0) {
             Some(err(ProgramErrorKind::RuntimeError, runtime_message(&c)))
-        } else if req.plain {
+        } else if plain {
             // A plain program succeeds by exiting 0; it has no result value.
             None
         } else {
-            self.read_result(&ws, &req, &mut outcome)
+            self.read_result(ws, req.result_limit_bytes, &mut outcome)
         };
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
@@ -297,7 +401,7 @@ impl Agent {
     fn read_result(
         &self,
         ws: &Workspace,
-        req: &RunRequest,
+        result_limit_bytes: u64,
         outcome: &mut RunOutcome,
     ) -> Option<ProgramError> {
         let read = {
@@ -307,7 +411,7 @@ impl Agent {
                     "cannot read output".into(),
                 ));
             };
-            ws.read_capped(OUTPUT, req.result_limit_bytes, OUTPUT)
+            ws.read_capped(OUTPUT, result_limit_bytes, OUTPUT)
         };
         match read {
             Ok(CappedRead::Missing) => Some(err(
@@ -318,7 +422,7 @@ impl Agent {
                 ProgramErrorKind::OutputTooLarge,
                 format!(
                     "output.json is {n} bytes; the limit is {} bytes",
-                    req.result_limit_bytes
+                    result_limit_bytes
                 ),
             )),
             Ok(CappedRead::Data(bytes)) => match serde_json::from_slice(&bytes) {

@@ -17,6 +17,12 @@ pub struct PoolSettings {
     /// Host directory holding the agent binary and launchers, mounted read-only at
     /// `/opt/codebeaker` in every container.
     pub agent_bundle: PathBuf,
+    /// Host directory of the shared compile cache (Go and C# artifacts), mounted
+    /// read-only at `/shared-cache` in every container and written by the gateway only.
+    /// Empty: no shared cache (each container compiles for itself).
+    pub compile_cache_dir: PathBuf,
+    /// Bound on the shared compile cache; the oldest artifacts are evicted first.
+    pub compile_cache_mb: u64,
     /// How long a request waits for a container before it gets 503.
     pub queue_timeout_ms: u64,
     /// How long creating and starting one container may take (C# compiles its launcher).
@@ -68,6 +74,8 @@ impl Default for PoolSettings {
         PoolSettings {
             instance: "codebeaker".into(),
             agent_bundle: PathBuf::from("target/agent-bundle"),
+            compile_cache_dir: PathBuf::from("target/compile-cache"),
+            compile_cache_mb: 1024,
             queue_timeout_ms: 2_000,
             create_timeout_ms: 60_000,
             warm_interval_ms: 250,
@@ -139,6 +147,9 @@ impl PoolSettings {
                 "pool.instance {:?} must be non-empty [A-Za-z0-9_-]",
                 self.instance
             ));
+        }
+        if !self.compile_cache_dir.as_os_str().is_empty() && self.compile_cache_mb == 0 {
+            return Err("pool.compile_cache_mb must be positive".into());
         }
         let l = &self.limits;
         positive("pool.queue_timeout_ms", self.queue_timeout_ms)?;

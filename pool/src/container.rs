@@ -4,8 +4,8 @@ use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
 use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use bollard::Docker;
 use codebeaker_proto::{
-    AgentInfo, CommandErrorKind, FileCommand, Language, Reply, Request, RunOutcome, RunRequest,
-    ShellRequest, ShellResult,
+    AgentInfo, CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, Reply,
+    Request, RunOutcome, RunRequest, ShellRequest, ShellResult,
 };
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ pub async fn create(
     docker: &Docker,
     settings: &PoolSettings,
     language: Language,
+    shared_cache: Option<&std::path::Path>,
 ) -> Result<Container, PoolError> {
     let lang = &settings.languages[&language];
     let limits = &settings.limits;
@@ -53,7 +54,7 @@ pub async fn create(
     );
     let labels = isolation::labels(settings, language);
     let uid = limits.sandbox_uid;
-    let host_config = isolation::host_config(settings)?;
+    let host_config = isolation::host_config(settings, shared_cache)?;
     let body = ContainerCreateBody {
         image: Some(lang.image.clone()),
         entrypoint: Some(vec![format!("{BUNDLE_MOUNT}/codebeaker-agent")]),
@@ -146,6 +147,42 @@ impl Container {
             + Duration::from_secs(10);
         self.uses += 1;
         match self.call(&Request::Run(req.clone()), limit).await? {
+            Reply::Ran(outcome) => Ok(outcome),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
+        }
+    }
+
+    /// Prepares a program for [`Container::item`]s (compiling it once). The outcome holds
+    /// the compile time, the cache hit and the compiler's error, if any.
+    pub async fn prepare(&mut self, req: PrepareRequest) -> Result<RunOutcome, PoolError> {
+        let limit = Duration::from_millis(req.compile_timeout_ms) + Duration::from_secs(10);
+        match self.call(&Request::Prepare(req), limit).await? {
+            Reply::Prepared {
+                compile_ms,
+                cache_hit,
+                error,
+                artifact,
+            } => Ok(RunOutcome {
+                compile_ms,
+                duration_ms: compile_ms,
+                cache_hit,
+                error,
+                artifact,
+                ..RunOutcome::default()
+            }),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected prepared, got {other:?}"
+            )))),
+        }
+    }
+
+    /// Runs the prepared program on one input (a fresh process, then a clean container).
+    pub async fn item(&mut self, req: ItemRequest) -> Result<RunOutcome, PoolError> {
+        let limit = Duration::from_millis(req.timeout_ms) + Duration::from_secs(10);
+        self.uses += 1;
+        match self.call(&Request::Item(req), limit).await? {
             Reply::Ran(outcome) => Ok(outcome),
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),

@@ -58,6 +58,12 @@ pub enum PoolError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pool.compile_cache_dir {path}: {source}")]
+    CompileCache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("building the {0} pool: {1}")]
     Build(Language, String),
     #[error("the {0} pool failed: {1}")]

@@ -1,8 +1,9 @@
 //! The isolation every sandbox container gets, and why (see ARCHITECTURE.md, "Isolation").
 
 use bollard::models::{HostConfig, ResourcesUlimits};
-use codebeaker_proto::Language;
+use codebeaker_proto::{Language, SHARED_CACHE_MOUNT};
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::config::PoolSettings;
 use crate::error::PoolError;
@@ -27,7 +28,11 @@ pub fn labels(settings: &PoolSettings, language: Language) -> HashMap<String, St
 }
 
 /// Network, file systems, memory, CPU, processes, capabilities and ulimits.
-pub fn host_config(settings: &PoolSettings) -> Result<HostConfig, PoolError> {
+/// `shared_cache` is the canonical host path of the shared compile cache, if there is one.
+pub fn host_config(
+    settings: &PoolSettings,
+    shared_cache: Option<&Path>,
+) -> Result<HostConfig, PoolError> {
     let limits = &settings.limits;
     let uid = limits.sandbox_uid;
     let tmpfs = HashMap::from([
@@ -55,8 +60,13 @@ pub fn host_config(settings: &PoolSettings) -> Result<HostConfig, PoolError> {
             path: settings.agent_bundle.clone(),
             source,
         })?;
+    let mut binds = vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())];
+    if let Some(cache) = shared_cache {
+        // Read-only: only the gateway writes the shared compile cache (cache.rs).
+        binds.push(format!("{}:{SHARED_CACHE_MOUNT}:ro", cache.display()));
+    }
     Ok(HostConfig {
-        binds: Some(vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())]),
+        binds: Some(binds),
         network_mode: Some("none".into()),
         readonly_rootfs: Some(true),
         tmpfs: Some(tmpfs),

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod cache;
 mod config;
 mod container;
 mod docker;
@@ -23,7 +24,7 @@ pub use docker::{list_instance, remove_instance};
 pub use error::{AgentError, PoolError};
 pub use isolation::{LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
 pub use manager::LifecycleSnapshot;
-pub use pool::{Execution, Invocation, PoolStatus, Pools, SessionResources};
+pub use pool::{Execution, Invocation, Lease, PoolStatus, Pools, SessionResources};
 pub use wrap::wrap;
 
 /// Connects to the local Docker engine and negotiates the API version, so the same binary

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use bollard::Docker;
 
 use crate::agent::short;
+use crate::cache::SharedCache;
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container};
 use crate::docker;
@@ -46,6 +47,7 @@ pub struct Manager {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) toolchain: Arc<Mutex<Option<String>>>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) cache: Option<Arc<SharedCache>>,
 }
 
 impl Manager {
@@ -62,8 +64,10 @@ impl Manager {
             self.language,
             self.shutdown.clone(),
         );
+        let cache_dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
         let c = tokio::spawn(async move {
-            let mut c = container::create(&docker, &settings, language).await?;
+            let mut c =
+                container::create(&docker, &settings, language, cache_dir.as_deref()).await?;
             // Finished after shutdown began: the shutdown sweep may already have run, so
             // remove it here, before anyone can lose track of it.
             if shutdown.is_cancelled() {

@@ -6,7 +6,9 @@
 //! request that finds no idle container in the pool gets a warm one from the nursery in
 //! microseconds, and only when both are empty does it pay for a cold container start.
 
-use codebeaker_proto::{Language, ProgramErrorKind, RunOutcome, RunRequest};
+use codebeaker_proto::{
+    ItemRequest, Language, PrepareRequest, ProgramErrorKind, RunOutcome, RunRequest,
+};
 use deadpool::managed::{self, Object, Timeouts};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,7 @@ use tracing::Instrument;
 use bollard::Docker;
 
 use crate::agent::short;
+use crate::cache::SharedCache;
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container};
 use crate::docker;
@@ -30,7 +33,8 @@ use crate::wrap::wrap;
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub language: Language,
-    pub code: String,
+    /// Shared: a batch's items all point at one copy of its code.
+    pub code: Arc<str>,
     pub input: serde_json::Value,
     pub timeout: Duration,
     pub compile_timeout: Duration,
@@ -131,6 +135,8 @@ pub struct Pools {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
+    /// The shared compile cache, if configured.
+    pub(crate) cache: Option<Arc<SharedCache>>,
 }
 
 impl Pools {
@@ -175,6 +181,18 @@ impl Pools {
                 "re-adopted session containers of an earlier run"
             );
         }
+        let cache = if settings.compile_cache_dir.as_os_str().is_empty() {
+            None
+        } else {
+            let dir = &settings.compile_cache_dir;
+            let cache = SharedCache::open(dir, settings.compile_cache_mb * 1024 * 1024).map_err(
+                |source| PoolError::CompileCache {
+                    path: dir.clone(),
+                    source,
+                },
+            )?;
+            Some(Arc::new(cache))
+        };
         let settings = Arc::new(settings);
         let mut pools = BTreeMap::new();
         for (&language, lang) in settings.languages.iter().filter(|(_, s)| s.enabled) {
@@ -189,6 +207,7 @@ impl Pools {
                 lifecycle: lifecycle.clone(),
                 toolchain: toolchain.clone(),
                 shutdown: shutdown.clone(),
+                cache: cache.clone(),
             };
             let pool = Pool::builder(manager)
                 .max_size(lang.max_size)
@@ -218,6 +237,7 @@ impl Pools {
             shutdown,
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),
+            cache,
         });
         for lp in this.pools.values() {
             this.tasks
@@ -258,6 +278,11 @@ impl Pools {
         self.is_warm()
     }
 
+    /// Bytes held by the shared compile cache, if there is one.
+    pub fn compile_cache_bytes(&self) -> Option<u64> {
+        self.cache.as_ref().map(|c| c.size())
+    }
+
     /// Whether the Docker engine answers.
     pub async fn docker_alive(&self) -> bool {
         self.docker.ping().await.is_ok()
@@ -278,12 +303,49 @@ impl Pools {
             return Err(PoolError::ShuttingDown);
         }
         let settings = self.settings.clone();
+        let cache = self.cache.clone();
         // The task keeps the caller's span as parent, so traces show the pool work.
         let span = tracing::Span::current();
         self.tasks
-            .spawn(async move { run_on_pool(&lp, &settings, inv).await }.instrument(span))
+            .spawn(async move { run_on_pool(&lp, &settings, cache, inv).await }.instrument(span))
             .await
             .map_err(|_| PoolError::ShuttingDown)?
+    }
+
+    /// Takes a container of `language` for a stream of invocations (a batch): one pool
+    /// checkout for many items, each program prepared (compiled) once on it. The container
+    /// is cleaned after every item as after every call; see [`Lease`].
+    pub async fn lease(self: &Arc<Self>, language: Language) -> Result<Lease, PoolError> {
+        let lp = self
+            .pools
+            .get(&language)
+            .ok_or(PoolError::Disabled(language))?
+            .clone();
+        if self.shutdown.is_cancelled() {
+            return Err(PoolError::ShuttingDown);
+        }
+        let started = Instant::now();
+        let obj = checkout(&lp, &self.settings).await?;
+        Ok(Lease {
+            obj: Some(obj),
+            language,
+            queue_wait: started.elapsed(),
+            default_mb: self.settings.limits.memory_mb,
+            max_uses: lp.settings.max_uses,
+            prepared: None,
+            cache: self.cache.clone(),
+        })
+    }
+
+    /// Spawns `work` on the pools' task tracker: shutdown waits for it like for an
+    /// in-flight invocation. Batch workers run here, so that a caller going away never
+    /// abandons a container mid-item.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(work)
     }
 
     /// Session containers found running at startup, with their stored metadata. Taken
@@ -395,6 +457,7 @@ async fn checkout(
 async fn run_on_pool(
     lp: &LanguagePool,
     settings: &PoolSettings,
+    cache: Option<Arc<SharedCache>>,
     inv: Invocation,
 ) -> Result<Execution, PoolError> {
     let started = Instant::now();
@@ -407,7 +470,7 @@ async fn run_on_pool(
         }
         let req = RunRequest {
             source: if inv.plain {
-                inv.code
+                inv.code.to_string()
             } else {
                 wrap(inv.language, &inv.code)
             },
@@ -427,7 +490,8 @@ async fn run_on_pool(
             cache_hit = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        let outcome = obj.run(&req).instrument(call.clone()).await?;
+        let mut outcome = obj.run(&req).instrument(call.clone()).await?;
+        file_artifact(cache, &obj, &req.source, outcome.artifact.take()).await;
         // The agent measures compile and run separately; record both on the call's span.
         call.record("compile_ms", outcome.compile_ms);
         call.record(
@@ -464,4 +528,200 @@ async fn run_on_pool(
         queue_wait,
         run_time,
     })
+}
+
+/// A container held for a stream of invocations of one language (a batch worker's).
+///
+/// Each program is sent once (`prepare`: written and, for Go and C#, compiled) and each
+/// input after it as one `item` line: per item there is no pool round trip, no liveness
+/// ping and no re-sent source. The agent still runs every item in a fresh process and
+/// cleans the container before it reads the next line, exactly as after a call.
+pub struct Lease {
+    obj: Option<Object<Manager>>,
+    language: Language,
+    /// Time the checkout took.
+    pub queue_wait: Duration,
+    default_mb: u64,
+    max_uses: usize,
+    /// The program prepared on this container: its key and, if it did not compile, the
+    /// compiler's outcome (every item of it gets that outcome without running).
+    prepared: Option<(ProgramKey, Option<RunOutcome>)>,
+    cache: Option<Arc<SharedCache>>,
+}
+
+/// What makes two invocations the same prepared program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProgramKey {
+    code: Arc<str>,
+    plain: bool,
+}
+
+impl Lease {
+    /// The language of the lease's container.
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    /// Whether the lease can take another item: the container is healthy and below its
+    /// use count. Otherwise release it and take a new one.
+    pub fn is_usable(&self) -> bool {
+        self.obj
+            .as_ref()
+            .is_some_and(|o| !o.broken && !o.in_flight && o.uses < self.max_uses)
+    }
+
+    /// Runs one invocation of this lease's language: prepares its program if it is not the
+    /// one already prepared, then runs its input.
+    pub async fn run(&mut self, inv: Invocation) -> Result<Execution, PoolError> {
+        if inv.language != self.language {
+            return Err(PoolError::Checkout(
+                inv.language,
+                format!("a {} lease cannot run {}", self.language, inv.language),
+            ));
+        }
+        let Some(obj) = self.obj.as_mut() else {
+            return Err(PoolError::ShuttingDown);
+        };
+        let key = ProgramKey {
+            code: inv.code,
+            plain: inv.plain,
+        };
+        let t = Instant::now();
+        let mut compile = None;
+        if self.prepared.as_ref().map(|(k, _)| k) != Some(&key) {
+            self.prepared = None;
+            let source = if key.plain {
+                key.code.to_string()
+            } else {
+                wrap(inv.language, &key.code)
+            };
+            let mut outcome = obj
+                .prepare(PrepareRequest {
+                    source: source.clone(),
+                    compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
+                    plain: key.plain,
+                })
+                .await?;
+            file_artifact(self.cache.clone(), obj, &source, outcome.artifact.take()).await;
+            let failed = outcome.error.is_some().then(|| outcome.clone());
+            self.prepared = Some((key, failed));
+            compile = Some(outcome);
+        }
+        if let Some((_, Some(failed))) = &self.prepared {
+            return Ok(Execution {
+                outcome: failed.clone(),
+                container_id: obj.id.clone(),
+                queue_wait: Duration::ZERO,
+                run_time: t.elapsed(),
+            });
+        }
+        obj.set_memory(inv.memory_mb.unwrap_or(self.default_mb))
+            .await?;
+        let mut outcome = obj
+            .item(ItemRequest {
+                input: inv.input,
+                timeout_ms: inv.timeout.as_millis() as u64,
+                stream_limit_bytes: inv.stream_limit_bytes,
+                result_limit_bytes: inv.result_limit_bytes,
+            })
+            .await?;
+        // The first item of a program carries its compile, as a call would.
+        if let Some(c) = compile {
+            outcome.compile_ms = c.compile_ms;
+            outcome.duration_ms += c.compile_ms;
+            outcome.cache_hit = c.cache_hit;
+        } else if self.language.is_compiled() {
+            // Later items run the binary prepared for the first one.
+            outcome.cache_hit = Some(true);
+        }
+        if outcome
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == ProgramErrorKind::MemoryLimitExceeded)
+        {
+            // As after a call: an OOM kill retires the container.
+            obj.broken = true;
+        }
+        Ok(Execution {
+            outcome,
+            container_id: obj.id.clone(),
+            queue_wait: Duration::ZERO,
+            run_time: t.elapsed(),
+        })
+    }
+
+    /// Gives the container back: to the pool if it is healthy (its memory limit restored),
+    /// else to removal.
+    pub async fn release(mut self) {
+        let Some(mut obj) = self.obj.take() else {
+            return;
+        };
+        if obj.memory_mb != self.default_mb && !obj.broken {
+            let _ = obj.set_memory(self.default_mb).await;
+        }
+        if obj.broken {
+            drop(Object::take(obj));
+        }
+    }
+}
+
+impl Drop for Lease {
+    /// A lease dropped without [`Lease::release`] (its task was cancelled) may hold a
+    /// lowered memory limit that cannot be restored here: such a container is retired.
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.as_mut() {
+            if obj.memory_mb != self.default_mb {
+                obj.broken = true;
+            }
+        }
+    }
+}
+
+/// Files a freshly compiled artifact in the shared compile cache, under the key computed
+/// here from the source the container was sent (never one the container names). Waited
+/// for, so that the next container to run the program finds it; a failure only costs a
+/// compile elsewhere.
+fn file_artifact(
+    cache: Option<Arc<SharedCache>>,
+    container: &Container,
+    source: &str,
+    artifact: Option<String>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Everything is taken from `container` now: the future must not borrow it.
+    let job = match (cache, artifact) {
+        (Some(cache), Some(artifact)) => Some((
+            cache,
+            container.info.language,
+            container.info.toolchain.clone(),
+            source.to_string(),
+            artifact,
+        )),
+        _ => None,
+    };
+    async move {
+        if let Some((cache, language, toolchain, source, artifact)) = job {
+            file_in(cache, language, toolchain, source, artifact).await
+        }
+    }
+}
+
+async fn file_in(
+    cache: Arc<SharedCache>,
+    language: Language,
+    toolchain: String,
+    source: String,
+    artifact: String,
+) {
+    let filed =
+        tokio::task::spawn_blocking(move || cache.insert(language, &toolchain, &source, &artifact))
+            .await;
+    match filed {
+        Ok(Ok(key)) => {
+            tracing::debug!(%language, key = %&key[..12], "artifact filed in the shared compile cache")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%language, error = %e, "artifact not filed in the shared compile cache")
+        }
+        Err(e) => tracing::warn!(%language, error = %e, "filing an artifact failed"),
+    }
 }

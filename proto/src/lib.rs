@@ -69,6 +69,16 @@ impl Language {
         }
     }
 
+    /// The version of the source translation the agent applies before compiling (C#:
+    /// top-level statements to a `Main`); part of the artifact key. Bump it whenever the
+    /// agent's translation changes its output, so that no cached build is reused.
+    pub fn translator_version(self) -> &'static str {
+        match self {
+            Language::CSharp => "cs-toplevel-1",
+            _ => "",
+        }
+    }
+
     /// Whether a program must be compiled before it runs (and so is worth caching).
     pub fn is_compiled(self) -> bool {
         matches!(self, Language::Go | Language::CSharp)
@@ -81,6 +91,41 @@ impl fmt::Display for Language {
     }
 }
 
+/// Where the shared compile cache is mounted (read-only) in every runtime container.
+pub const SHARED_CACHE_MOUNT: &str = "/shared-cache";
+
+/// The content address of a compiled artifact: a SHA-256 over the language, the
+/// toolchain's version line, the source translator's version (C# top-level statements)
+/// and the complete source. The agent and the gateway compute it independently: the
+/// gateway files an artifact under the key *it* computed from the source it sent, so no
+/// container can place a binary under another program's key.
+pub fn artifact_key(language: Language, toolchain: &str, source: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let mut h = Sha256::new();
+    for part in [
+        language.name().as_bytes(),
+        toolchain.as_bytes(),
+        language.translator_version().as_bytes(),
+        source,
+    ] {
+        h.update(part);
+        h.update([0]);
+    }
+    h.finalize().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The file name of an artifact in the shared cache (Mono wants its `.exe`).
+pub fn artifact_file(language: Language, key: &str) -> String {
+    match language {
+        Language::CSharp => format!("{key}.exe"),
+        _ => key.to_string(),
+    }
+}
+
 /// A request from the gateway to the agent. One per line on the container's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -90,6 +135,14 @@ pub enum Request {
     Ping,
     /// Run one program under the edge contract.
     Run(RunRequest),
+    /// Prepare a program for a stream of inputs (a batch): write and compile it once and
+    /// keep it. Answered by [`Reply::Prepared`]. A later `prepare` replaces it; `run`
+    /// does not touch it.
+    Prepare(PrepareRequest),
+    /// Run the prepared program on one input, in a fresh process, exactly as `run` would
+    /// (input written, program started, result read, container cleaned before the next
+    /// line is read). Answered by [`Reply::Ran`].
+    Item(ItemRequest),
     /// Turn this container into a session: from now on nothing is wiped between requests.
     /// `meta` is the gateway's record of the session, kept so that a restarted gateway can
     /// re-adopt the container ([`Request::SessionInfo`]).
@@ -246,6 +299,29 @@ pub struct RunRequest {
     pub plain: bool,
 }
 
+/// A program to keep for [`Request::Item`]s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareRequest {
+    /// The complete program source, as in [`RunRequest::source`].
+    pub source: String,
+    /// Wall-clock limit for compiling, for compiled languages.
+    pub compile_timeout_ms: u64,
+    /// A plain program (see [`RunRequest::plain`]).
+    #[serde(default)]
+    pub plain: bool,
+}
+
+/// One input for the prepared program, with the per-run limits of [`RunRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemRequest {
+    pub input: serde_json::Value,
+    pub timeout_ms: u64,
+    pub stream_limit_bytes: u64,
+    pub result_limit_bytes: u64,
+}
+
 /// Limits for session file commands, sent with each command.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -257,8 +333,18 @@ pub enum Reply {
     Ready(AgentInfo),
     /// Answer to [`Request::Ping`].
     Pong { invocations: u64 },
-    /// Answer to [`Request::Run`].
+    /// Answer to [`Request::Run`] and [`Request::Item`].
     Ran(RunOutcome),
+    /// Answer to [`Request::Prepare`]: `error` is the compiler's complaint (the program
+    /// cannot run; no item should be sent).
+    Prepared {
+        compile_ms: u64,
+        cache_hit: Option<bool>,
+        error: Option<ProgramError>,
+        /// As [`RunOutcome::artifact`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        artifact: Option<String>,
+    },
     /// The request could not be handled at all (malformed, or an agent-side fault).
     /// The gateway retires a container that says this.
     Failed { message: String },
@@ -309,6 +395,10 @@ pub struct RunOutcome {
     pub cache_hit: Option<bool>,
     /// Why the invocation did not succeed, or `None` on success.
     pub error: Option<ProgramError>,
+    /// A freshly compiled artifact (base64), sent once so that the gateway can file it in
+    /// the shared compile cache; only when the container has one mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 /// A failure caused by the program itself (reported as HTTP 200, `success: false`).

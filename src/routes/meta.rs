@@ -72,7 +72,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
 /// `GET /metrics`: pool gauges and lifecycle counters are read at scrape time.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::metrics::pools(&state.pools.status(), state.admission.in_flight());
+    crate::metrics::pools(
+        &state.pools.status(),
+        state.admission.in_flight(),
+        state.pools.compile_cache_bytes(),
+    );
     let (depth, oldest) = state.executions.queue_depth();
     crate::metrics::execution_queue(depth, oldest);
     (

@@ -221,6 +221,66 @@ async fn a_go_batch_compiles_once_per_container() {
 }
 
 #[tokio::test]
+async fn a_go_batch_on_two_containers_compiles_once_and_the_shared_cache_is_read_only() {
+    let mut s = settings(&[Language::Go, Language::Python]);
+    for l in [Language::Go, Language::Python] {
+        let ls = s.pool.languages.get_mut(&l).unwrap();
+        ls.min_idle = 2;
+        ls.max_size = 2;
+    }
+    let app = spawn_with(s).await;
+    let items: Vec<Value> = (0..8)
+        .map(|i| json!({"id": i.to_string(), "input": {"v": i}}))
+        .collect();
+    let (st, b) = batch(
+        &app,
+        json!({"language": "go", "code": "result := input_data[\"v\"]", "items": items, "maxConcurrency": 2}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let results = b["results"].as_array().unwrap();
+    let compiles = results.iter().filter(|r| r["cacheHit"] == false).count();
+    assert_eq!(
+        compiles, 1,
+        "one compile for the batch, on one container: {b}"
+    );
+    assert_eq!(b["successCount"], 8, "{b}");
+    // A plain call afterwards, on whichever container, finds the binary too.
+    let (_, one) = app
+        .execute(
+            json!({"language": "go", "code": "result := input_data[\"v\"]", "input": {"v": 41}}),
+        )
+        .await;
+    assert_eq!(
+        (one["output"].as_i64(), one["cacheHit"].as_bool()),
+        (Some(41), Some(true)),
+        "{one}"
+    );
+
+    // User code can open an artifact it knows the name of, but can neither list the
+    // shared cache nor write into it.
+    let probe = r#"
+import os
+out = {}
+try:
+    os.listdir("/shared-cache"); out["list"] = "allowed"
+except OSError as e:
+    out["list"] = type(e).__name__
+try:
+    open("/shared-cache/planted", "w"); out["write"] = "allowed"
+except OSError as e:
+    out["write"] = type(e).__name__
+result = out
+"#;
+    let (_, p) = app
+        .execute(json!({"language": "python", "code": probe, "input": {}}))
+        .await;
+    assert_eq!(p["output"]["list"], "PermissionError", "{p}");
+    assert_ne!(p["output"]["write"], "allowed", "{p}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn plain_programs_and_the_seeds_routes() {
     let app = spawn(&[Language::Python, Language::Go]).await;
     let (st, b) = app

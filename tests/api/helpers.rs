@@ -43,6 +43,8 @@ pub fn settings(languages: &[Language]) -> Settings {
     std::fs::create_dir_all(&dir).unwrap();
     s.auth.keys_file = Some(dir.join("keys.toml"));
     s.executions.database = dir.join("executions.db");
+    // Each test starts with an empty shared compile cache, so cache hits are its own.
+    s.pool.compile_cache_dir = dir.join("compile-cache");
     s.executions.poll_interval_ms = 50;
     s.auth.reload_interval_ms = 100;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

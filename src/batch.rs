@@ -386,21 +386,36 @@ async fn worker<G>(
                     l.release().await;
                 }
             }
-            let ran = match lease.as_mut() {
-                Some(l) => l.run(inv).await,
-                None => match invoker.pools.lease(language).await {
-                    Ok(mut l) => {
-                        let queue_wait = l.queue_wait;
-                        let ran = l.run(inv).await.map(|mut ex| {
-                            ex.queue_wait = queue_wait;
-                            ex
-                        });
-                        lease = Some(l);
-                        ran
+            // A container found dead before the item reached it is replaced and the item
+            // sent again (nothing ran); bounded, so a broken engine still ends the batch.
+            let mut ran = Err(codebeaker_pool::PoolError::ShuttingDown);
+            for _attempt in 0..3 {
+                if lease.is_none() {
+                    match invoker.pools.lease(language).await {
+                        Ok(l) => lease = Some(l),
+                        Err(e) => {
+                            ran = Err(e);
+                            break;
+                        }
                     }
-                    Err(e) => Err(e),
-                },
-            };
+                }
+                let Some(l) = lease.as_mut() else { break };
+                let queue_wait = l.queue_wait;
+                l.queue_wait = std::time::Duration::ZERO;
+                ran = l.run(&inv).await.map(|mut ex| {
+                    ex.queue_wait = queue_wait;
+                    ex
+                });
+                match &ran {
+                    Err(codebeaker_pool::PoolError::NotStarted { .. }) => {
+                        tracing::warn!("a batch item's container was gone before the item reached it; retrying on another");
+                        if let Some(l) = lease.take() {
+                            l.release().await;
+                        }
+                    }
+                    _ => break,
+                }
+            }
             let r = match ran {
                 Ok(ex) => {
                     let resp = crate::invoke::respond(language, ex, None, started);

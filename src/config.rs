@@ -190,6 +190,17 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// Serve `/metrics` on this separate address instead of the main one.
     pub metrics_bind: Option<SocketAddr>,
+    /// A connection must deliver a request's complete headers within this time (slowloris),
+    /// and an idle keep-alive connection is closed after it (it is waiting for headers).
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this time, or the request gets 408.
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most; beyond, a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// A WebSocket is pinged this often...
+    pub websocket_ping_interval_ms: u64,
+    /// ...and closed when nothing (message or pong) arrived for this long.
+    pub websocket_idle_timeout_ms: u64,
 }
 
 /// Log output format.
@@ -233,6 +244,11 @@ impl Default for ServerSettings {
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Pretty,
             metrics_bind: None,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1_024,
+            websocket_ping_interval_ms: 30_000,
+            websocket_idle_timeout_ms: 90_000,
         }
     }
 }
@@ -327,6 +343,19 @@ impl Settings {
                 "sessions.max_command_timeout_ms",
                 self.sessions.max_command_timeout_ms,
             ),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.websocket_ping_interval_ms",
+                self.server.websocket_ping_interval_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError(format!("{key} must be positive")));
@@ -353,6 +382,11 @@ impl Settings {
         }
         if !(2..=262_144).contains(&s.max_cpu_shares) {
             return fail("sessions.max_cpu_shares must be 2..=262144 (Docker's CPU shares range)");
+        }
+        if self.server.websocket_idle_timeout_ms <= self.server.websocket_ping_interval_ms {
+            return fail(
+                "server.websocket_idle_timeout_ms must be above websocket_ping_interval_ms (a pong needs time to come back)",
+            );
         }
         if self.server.shutdown_grace_ms > 3_600_000 {
             return fail("server.shutdown_grace_ms must be at most 3600000 (an hour)");

@@ -70,6 +70,18 @@ fn request_status(e: &RequestError) -> Mapped {
     }
 }
 
+/// Whether the body stopped arriving before `server.body_read_timeout_ms`.
+fn body_timed_out(r: &JsonRejection) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(err) = e {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
 fn pool_status(e: &PoolError) -> Mapped {
     match e {
         PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
@@ -83,6 +95,7 @@ impl ApiError {
     fn status_and_kind(&self) -> Mapped {
         match self {
             ApiError::Json(r) => match r {
+                r if body_timed_out(r) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
                 JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
                 JsonRejection::JsonDataError(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
@@ -116,6 +129,7 @@ impl ApiError {
                 SessionError::InvalidParams(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
                 }
+                SessionError::Lost => (StatusCode::GONE, "session_lost"),
                 SessionError::Request(e) => request_status(e),
                 SessionError::Pool(p) => pool_status(p),
             },

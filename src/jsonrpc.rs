@@ -12,6 +12,7 @@ use codebeaker_pool::PoolError;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -116,6 +117,7 @@ impl From<SessionError> for RpcError {
             SessionError::Busy => codes::SESSION_BUSY,
             SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
             SessionError::InvalidParams(_) => INVALID_PARAMS,
+            SessionError::Lost => codes::SESSION_LOST,
         };
         rpc_err(code, e.to_string())
     }
@@ -162,6 +164,8 @@ enum Ended {
     ByClient,
     Shutdown,
     CredentialRevoked,
+    /// Nothing (no message, no pong) for `server.websocket_idle_timeout_ms`.
+    Idle,
 }
 
 async fn serve(
@@ -173,9 +177,22 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
+    let ping_every = Duration::from_millis(state.settings.server.websocket_ping_interval_ms);
+    let idle_limit = Duration::from_millis(state.settings.server.websocket_idle_timeout_ms);
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Message::Text(text.into())).await.is_err() {
+        // Pings keep a quiet but live client connected (its pongs count as activity) and
+        // find the dead ones.
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        loop {
+            let out = tokio::select! {
+                text = rx.recv() => match text {
+                    Some(text) => Message::Text(text.into()),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Default::default()),
+            };
+            if sink.send(out).await.is_err() {
                 return;
             }
         }
@@ -187,11 +204,14 @@ async fn serve(
     // This socket's requests in flight: at shutdown they finish (within the gateway's
     // grace) and their replies are sent before the socket is closed.
     let inflight = TaskTracker::new();
+    let mut last_heard = tokio::time::Instant::now();
     let ended = loop {
         let msg = tokio::select! {
             _ = state.shutdown.cancelled() => break Ended::Shutdown,
+            _ = tokio::time::sleep_until(last_heard + idle_limit) => break Ended::Idle,
             msg = stream.next() => msg,
         };
+        last_heard = tokio::time::Instant::now();
         let text = match msg {
             Some(Ok(Message::Text(t))) => t.to_string(),
             Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
@@ -220,11 +240,20 @@ async fn serve(
     };
     inflight.close();
     inflight.wait().await;
-    if matches!(ended, Ended::Shutdown) {
-        let _ = close_tx.send(CloseFrame {
-            code: axum::extract::ws::close_code::AWAY,
-            reason: "the server is shutting down; reconnect shortly".into(),
-        });
+    match ended {
+        Ended::Shutdown => {
+            let _ = close_tx.send(CloseFrame {
+                code: axum::extract::ws::close_code::AWAY,
+                reason: "the server is shutting down; reconnect shortly".into(),
+            });
+        }
+        Ended::Idle => {
+            let _ = close_tx.send(CloseFrame {
+                code: axum::extract::ws::close_code::POLICY,
+                reason: "idle timeout: no message or pong".into(),
+            });
+        }
+        Ended::ByClient | Ended::CredentialRevoked => {}
     }
     // A disconnect does not close the caller's sessions: they live until idle timeout.
     drop(tx);

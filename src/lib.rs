@@ -26,4 +26,5 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 // Wiring.
+pub mod serve;
 pub mod startup;

@@ -86,7 +86,32 @@ pub fn pools(
     status: &[codebeaker_pool::PoolStatus],
     admitted: usize,
     compile_cache_bytes: Option<u64>,
+    health: &codebeaker_pool::HealthSnapshot,
 ) {
+    // Every state of every language is set, so a state that emptied reads 0, not its
+    // last value.
+    for language in status.iter().map(|s| s.language.name()) {
+        for state in [
+            "created",
+            "running",
+            "paused",
+            "restarting",
+            "removing",
+            "exited",
+            "dead",
+        ] {
+            let n = health
+                .docker_states
+                .iter()
+                .find(|(l, s, _)| l == language && s == state)
+                .map_or(0, |(_, _, n)| *n);
+            gauge!("codebeaker_docker_containers", "language" => language, "state" => state)
+                .set(n as f64);
+        }
+    }
+    counter!("codebeaker_engine_event_reconnects_total").absolute(health.event_reconnects);
+    counter!("codebeaker_reconcile_removals_total").absolute(health.reconcile_removals);
+    counter!("codebeaker_retried_calls_total").absolute(health.retried_calls);
     if let Some(bytes) = compile_cache_bytes {
         gauge!("codebeaker_compile_cache_bytes").set(bytes as f64);
     }

@@ -4,13 +4,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use codebeaker_pool::{PoolError, Pools};
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Authenticator, SetupError};
@@ -215,13 +215,18 @@ impl Application {
                     .await;
             });
         }
+        let server_settings = &self.state.settings.server;
+        let limits = crate::serve::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(server_settings.header_read_timeout_ms),
+            max_connections: server_settings.max_connections,
+        };
         let router = router(self.state);
-        let token = self.shutdown.clone();
-        let mut server = tokio::spawn(
-            axum::serve(self.listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .into_future(),
-        );
+        let mut server = tokio::spawn(crate::serve::serve(
+            self.listener,
+            router,
+            limits,
+            self.shutdown.clone(),
+        ));
         let served = tokio::select! {
             r = &mut server => r,
             _ = self.shutdown.cancelled() => {
@@ -255,6 +260,7 @@ impl Application {
 /// document do not.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes;
+    let body_read_timeout_ms = state.settings.server.body_read_timeout_ms;
     let batch_body_limit = state.settings.limits.max_batch_body_bytes;
     let v1 = Router::new()
         .route("/v1/execute", post(execute::execute))
@@ -313,6 +319,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
+                    body_read_timeout_ms,
+                )))
                 .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )

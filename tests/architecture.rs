@@ -14,7 +14,9 @@ const LEAVES: &[&str] = &["domain", "metrics"];
 const LAYERS: &[&str] = &[
     "auth", "batch", "config", "invoke", "limits", "requests", "sessions",
 ];
-const TRANSPORTS: &[&str] = &["state", "error", "routes", "jsonrpc", "openapi", "startup"];
+const TRANSPORTS: &[&str] = &[
+    "state", "error", "routes", "jsonrpc", "openapi", "serve", "startup",
+];
 
 /// Source text without `//` comments (doc comments mention modules freely).
 fn code_of(path: &Path) -> String {

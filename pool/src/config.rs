@@ -29,6 +29,9 @@ pub struct PoolSettings {
     pub create_timeout_ms: u64,
     /// How often the warmer checks that each pool has its `min_idle` containers.
     pub warm_interval_ms: u64,
+    /// How often Docker's list of our containers is compared with the pool's books (dead
+    /// containers leave the pool, unknown ones and failed removals are removed).
+    pub reconcile_interval_ms: u64,
     pub limits: ContainerLimits,
     pub languages: BTreeMap<Language, LanguageSettings>,
 }
@@ -79,6 +82,7 @@ impl Default for PoolSettings {
             queue_timeout_ms: 2_000,
             create_timeout_ms: 60_000,
             warm_interval_ms: 250,
+            reconcile_interval_ms: 5_000,
             limits: ContainerLimits::default(),
             languages: Language::ALL
                 .into_iter()
@@ -155,6 +159,7 @@ impl PoolSettings {
         positive("pool.queue_timeout_ms", self.queue_timeout_ms)?;
         positive("pool.create_timeout_ms", self.create_timeout_ms)?;
         positive("pool.warm_interval_ms", self.warm_interval_ms)?;
+        positive("pool.reconcile_interval_ms", self.reconcile_interval_ms)?;
         if !(32..=1 << 20).contains(&l.memory_mb) {
             return Err("pool.limits.memory_mb must be 32..=1048576".into());
         }

@@ -89,6 +89,7 @@ pub async fn create(
         .await
         .map_err(PoolError::CreateContainer)?;
     let id = created.id;
+    crate::docker::books().register(&id, language);
     // From here on, a failure must not leave the container behind.
     let result = async {
         // Attach before start, so not a byte of the agent's output is missed.
@@ -187,6 +188,11 @@ impl Container {
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
         }
+    }
+
+    /// The engine handle this container was made with.
+    pub(crate) fn docker_handle(&self) -> Docker {
+        self.docker.clone()
     }
 
     /// Liveness check. The agent answers only after it finished cleaning up.
@@ -387,6 +393,7 @@ pub async fn reattach(
     memory_mb: u64,
 ) -> Result<(Container, Option<serde_json::Value>), PoolError> {
     let conn = attach(docker, id).await?;
+    crate::docker::books().register(id, language);
     let mut c = Container {
         id: id.to_string(),
         info: AgentInfo {

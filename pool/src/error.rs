@@ -64,6 +64,14 @@ pub enum PoolError {
         #[source]
         source: std::io::Error,
     },
+    /// The container was gone before the work reached it: nothing ran, so the caller may
+    /// run it again elsewhere.
+    #[error("container {container} was gone before the work reached it: {source}")]
+    NotStarted {
+        container: String,
+        #[source]
+        source: Box<PoolError>,
+    },
     #[error("building the {0} pool: {1}")]
     Build(Language, String),
     #[error("the {0} pool failed: {1}")]

@@ -111,7 +111,14 @@ impl managed::Manager for Manager {
             tracing::debug!(container = %id, reason = why, "retiring container");
             Err(RecycleError::message(why))
         };
-        match retirement(c.broken, c.in_flight, c.uses, c.created.elapsed(), lang) {
+        let dead = docker::books().is_dead(&c.id);
+        match retirement(
+            c.broken || dead,
+            c.in_flight,
+            c.uses,
+            c.created.elapsed(),
+            lang,
+        ) {
             Some(Retire::Failure) => return retire(&self.lifecycle.retired_failure, "failure"),
             Some(Retire::MaxUses) => return retire(&self.lifecycle.retired_max_uses, "max_uses"),
             Some(Retire::MaxAge) => return retire(&self.lifecycle.retired_max_age, "max_age"),

@@ -13,7 +13,7 @@ use deadpool::managed::{self, Object, Timeouts};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -26,6 +26,7 @@ use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container};
 use crate::docker;
 use crate::error::PoolError;
+use crate::health::Health;
 use crate::manager::{Lifecycle, LifecycleSnapshot, Manager};
 use crate::wrap::wrap;
 
@@ -137,6 +138,7 @@ pub struct Pools {
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
     /// The shared compile cache, if configured.
     pub(crate) cache: Option<Arc<SharedCache>>,
+    pub(crate) health: Health,
 }
 
 impl Pools {
@@ -238,11 +240,15 @@ impl Pools {
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),
             cache,
+            health: Health::default(),
         });
         for lp in this.pools.values() {
             this.tasks
                 .spawn(crate::warm::warm_loop(this.clone(), lp.clone()));
         }
+        this.tasks.spawn(crate::health::watch_events(this.clone()));
+        this.tasks
+            .spawn(crate::health::reconcile_loop(this.clone()));
         Ok(this)
     }
 
@@ -302,12 +308,11 @@ impl Pools {
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
-        let settings = self.settings.clone();
-        let cache = self.cache.clone();
+        let pools = self.clone();
         // The task keeps the caller's span as parent, so traces show the pool work.
         let span = tracing::Span::current();
         self.tasks
-            .spawn(async move { run_on_pool(&lp, &settings, cache, inv).await }.instrument(span))
+            .spawn(async move { run_on_pool(&pools, &lp, inv).await }.instrument(span))
             .await
             .map_err(|_| PoolError::ShuttingDown)?
     }
@@ -334,6 +339,7 @@ impl Pools {
             max_uses: lp.settings.max_uses,
             prepared: None,
             cache: self.cache.clone(),
+            lifecycle: lp.lifecycle.clone(),
         })
     }
 
@@ -455,79 +461,144 @@ async fn checkout(
 }
 
 async fn run_on_pool(
+    pools: &Pools,
     lp: &LanguagePool,
-    settings: &PoolSettings,
-    cache: Option<Arc<SharedCache>>,
     inv: Invocation,
 ) -> Result<Execution, PoolError> {
+    let settings = &pools.settings;
     let started = Instant::now();
-    let mut obj = checkout(lp, settings).await?;
-    let queue_wait = started.elapsed();
+    let req = RunRequest {
+        source: if inv.plain {
+            inv.code.to_string()
+        } else {
+            wrap(inv.language, &inv.code)
+        },
+        plain: inv.plain,
+        input: inv.input,
+        timeout_ms: inv.timeout.as_millis() as u64,
+        compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
+        stream_limit_bytes: inv.stream_limit_bytes,
+        result_limit_bytes: inv.result_limit_bytes,
+    };
     let default_mb = settings.limits.memory_mb;
-    let result = async {
-        if let Some(mb) = inv.memory_mb {
-            obj.set_memory(mb).await?;
+    loop {
+        let mut obj = checkout(lp, settings).await?;
+        let queue_wait = started.elapsed();
+        let sent_at = SystemTime::now();
+        let result = async {
+            if let Some(mb) = inv.memory_mb {
+                obj.set_memory(mb).await?;
+            }
+            let t = Instant::now();
+            let call = tracing::info_span!(
+                "agent.run",
+                container = %short(&obj.id),
+                compile_ms = tracing::field::Empty,
+                run_ms = tracing::field::Empty,
+                cache_hit = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let mut outcome = obj.run(&req).instrument(call.clone()).await?;
+            file_artifact(
+                pools.cache.clone(),
+                &obj,
+                &req.source,
+                outcome.artifact.take(),
+            )
+            .await;
+            // The agent measures compile and run separately; record both on the call's span.
+            call.record("compile_ms", outcome.compile_ms);
+            call.record(
+                "run_ms",
+                outcome.duration_ms.saturating_sub(outcome.compile_ms),
+            );
+            if let Some(hit) = outcome.cache_hit {
+                call.record("cache_hit", hit);
+            }
+            call.record(
+                "outcome",
+                outcome
+                    .error
+                    .as_ref()
+                    .map_or("success", |e| e.kind.as_str()),
+            );
+            Ok((outcome, t.elapsed()))
         }
-        let req = RunRequest {
-            source: if inv.plain {
-                inv.code.to_string()
-            } else {
-                wrap(inv.language, &inv.code)
-            },
-            plain: inv.plain,
-            input: inv.input,
-            timeout_ms: inv.timeout.as_millis() as u64,
-            compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
-            stream_limit_bytes: inv.stream_limit_bytes,
-            result_limit_bytes: inv.result_limit_bytes,
-        };
-        let t = Instant::now();
-        let call = tracing::info_span!(
-            "agent.run",
-            container = %short(&obj.id),
-            compile_ms = tracing::field::Empty,
-            run_ms = tracing::field::Empty,
-            cache_hit = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        let mut outcome = obj.run(&req).instrument(call.clone()).await?;
-        file_artifact(cache, &obj, &req.source, outcome.artifact.take()).await;
-        // The agent measures compile and run separately; record both on the call's span.
-        call.record("compile_ms", outcome.compile_ms);
-        call.record(
-            "run_ms",
-            outcome.duration_ms.saturating_sub(outcome.compile_ms),
-        );
-        if let Some(hit) = outcome.cache_hit {
-            call.record("cache_hit", hit);
+        .await;
+        if obj.memory_mb != default_mb && !obj.broken {
+            let _ = obj.set_memory(default_mb).await;
         }
-        call.record(
-            "outcome",
-            outcome
-                .error
-                .as_ref()
-                .map_or("success", |e| e.kind.as_str()),
-        );
-        Ok((outcome, t.elapsed()))
+        let container_id = obj.id.clone();
+        // After an OOM kill the agent is intact (user code is the OOM killer's first choice)
+        // but we retire the container anyway: cheap insurance against a half-dead sandbox.
+        let oom = matches!(&result, Ok((o, _)) if o.error.as_ref().is_some_and(|e| e.kind == ProgramErrorKind::MemoryLimitExceeded));
+        if obj.broken || oom {
+            if obj.broken {
+                lp.lifecycle.retired_failure.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(Object::take(obj));
+        }
+        match result {
+            Ok((outcome, run_time)) => {
+                return Ok(Execution {
+                    outcome,
+                    container_id,
+                    queue_wait,
+                    run_time,
+                })
+            }
+            // The container was dead before the program was handed over: nothing ran, so
+            // the call is safe to run again on another one, within the queue timeout.
+            Err(e)
+                if started.elapsed() < settings.queue_timeout()
+                    && never_started(&pools.docker, &container_id, sent_at, &e).await =>
+            {
+                pools.health.retried_calls.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(container = %short(&container_id), error = %e, "the container was gone before the call reached it; retrying on another");
+            }
+            Err(e) => return Err(e),
+        }
     }
-    .await;
-    if obj.memory_mb != default_mb && !obj.broken {
-        let _ = obj.set_memory(default_mb).await;
+}
+
+/// Whether a call that failed with `err` certainly never started its program: the request
+/// could not be written, or Docker says the container had stopped before we sent it. A
+/// call that may have started is never retried (it may have had effects).
+pub(crate) async fn never_started(
+    docker: &bollard::Docker,
+    id: &str,
+    sent_at: SystemTime,
+    err: &PoolError,
+) -> bool {
+    let PoolError::Agent { source, .. } = err else {
+        return false;
+    };
+    match source {
+        crate::error::AgentError::Io(_) => true,
+        crate::error::AgentError::Closed | crate::error::AgentError::Attach(_) => {
+            let Ok(info) = docker
+                .inspect_container(
+                    id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+            else {
+                return false;
+            };
+            let Some(state) = info.state else {
+                return false;
+            };
+            if state.running == Some(true) {
+                return false;
+            }
+            state
+                .finished_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .is_some_and(|finished| finished <= sent_at)
+        }
+        _ => false,
     }
-    let container_id = obj.id.clone();
-    // After an OOM kill the agent is intact (user code is the OOM killer's first choice)
-    // but we retire the container anyway: cheap insurance against a half-dead sandbox.
-    let oom = matches!(&result, Ok((o, _)) if o.error.as_ref().is_some_and(|e| e.kind == ProgramErrorKind::MemoryLimitExceeded));
-    if obj.broken || oom {
-        drop(Object::take(obj));
-    }
-    let (outcome, run_time) = result?;
-    Ok(Execution {
-        outcome,
-        container_id,
-        queue_wait,
-        run_time,
-    })
 }
 
 /// A container held for a stream of invocations of one language (a batch worker's).
@@ -547,6 +618,7 @@ pub struct Lease {
     /// compiler's outcome (every item of it gets that outcome without running).
     prepared: Option<(ProgramKey, Option<RunOutcome>)>,
     cache: Option<Arc<SharedCache>>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 /// What makes two invocations the same prepared program.
@@ -571,8 +643,31 @@ impl Lease {
     }
 
     /// Runs one invocation of this lease's language: prepares its program if it is not the
-    /// one already prepared, then runs its input.
-    pub async fn run(&mut self, inv: Invocation) -> Result<Execution, PoolError> {
+    /// one already prepared, then runs its input. [`PoolError::NotStarted`] means the
+    /// container was gone before the item reached it: run it again on another lease.
+    pub async fn run(&mut self, inv: &Invocation) -> Result<Execution, PoolError> {
+        let sent_at = SystemTime::now();
+        match self.run_once(inv).await {
+            Err(e) => {
+                let Some((id, docker)) =
+                    self.obj.as_ref().map(|o| (o.id.clone(), o.docker_handle()))
+                else {
+                    return Err(e);
+                };
+                if never_started(&docker, &id, sent_at, &e).await {
+                    Err(PoolError::NotStarted {
+                        container: short(&id).to_string(),
+                        source: Box::new(e),
+                    })
+                } else {
+                    Err(e)
+                }
+            }
+            ok => ok,
+        }
+    }
+
+    async fn run_once(&mut self, inv: &Invocation) -> Result<Execution, PoolError> {
         if inv.language != self.language {
             return Err(PoolError::Checkout(
                 inv.language,
@@ -583,7 +678,7 @@ impl Lease {
             return Err(PoolError::ShuttingDown);
         };
         let key = ProgramKey {
-            code: inv.code,
+            code: inv.code.clone(),
             plain: inv.plain,
         };
         let t = Instant::now();
@@ -619,7 +714,7 @@ impl Lease {
             .await?;
         let mut outcome = obj
             .item(ItemRequest {
-                input: inv.input,
+                input: inv.input.clone(),
                 timeout_ms: inv.timeout.as_millis() as u64,
                 stream_limit_bytes: inv.stream_limit_bytes,
                 result_limit_bytes: inv.result_limit_bytes,
@@ -660,6 +755,9 @@ impl Lease {
             let _ = obj.set_memory(self.default_mb).await;
         }
         if obj.broken {
+            self.lifecycle
+                .retired_failure
+                .fetch_add(1, Ordering::Relaxed);
             drop(Object::take(obj));
         }
     }

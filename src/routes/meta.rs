@@ -76,6 +76,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         &state.pools.status(),
         state.admission.in_flight(),
         state.pools.compile_cache_bytes(),
+        &state.pools.health(),
     );
     let (depth, oldest) = state.executions.queue_depth();
     crate::metrics::execution_queue(depth, oldest);

@@ -32,6 +32,9 @@ pub mod codes {
     pub const COMMAND_FAILED: i64 = -32007;
     /// A `run_code` program failed (its kind says how).
     pub const PROGRAM_ERROR: i64 = -32008;
+    /// The session's container died (killed, or the engine restarted): the session is
+    /// closed; create a new one.
+    pub const SESSION_LOST: i64 = -32009;
     /// The sandbox failed: not the caller's fault, retry.
     pub const SERVER_ERROR: i64 = -32010;
     /// Rate limit, concurrency cap or shedding: retry later.

@@ -38,6 +38,8 @@ pub enum SessionError {
     LimitReached(u32),
     #[error("{0}")]
     InvalidParams(String),
+    #[error("the session's container died (killed, or the engine restarted); the session is closed, create a new one")]
+    Lost,
     #[error(transparent)]
     Request(#[from] RequestError),
     #[error(transparent)]
@@ -49,7 +51,14 @@ pub struct Sessions {
     pools: Arc<Pools>,
     settings: SessionSettings,
     map: RwLock<HashMap<String, Arc<Session>>>,
+    /// Sessions closed because their container died, by id: (tenant, when). The next
+    /// command on one gets "session lost" rather than "not found"; kept for
+    /// [`LOST_MEMORY`].
+    lost: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// How long a lost session is remembered (for the clearer error).
+const LOST_MEMORY: Duration = Duration::from_secs(600);
 
 impl Sessions {
     /// Builds the manager and re-adopts the session containers the pools found at startup.
@@ -78,6 +87,7 @@ impl Sessions {
             pools,
             settings,
             map: RwLock::new(map),
+            lost: Mutex::new(HashMap::new()),
         })
     }
 
@@ -208,13 +218,30 @@ impl Sessions {
 
     /// The caller's session, or "not found" (also for another tenant's session).
     pub fn get(&self, caller: &Principal, id: &str) -> Result<Arc<Session>, SessionError> {
-        self.map
+        let found = self
+            .map
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .filter(|s| s.meta.tenant == caller.tenant)
-            .cloned()
-            .ok_or(SessionError::NotFound)
+            .cloned();
+        found.ok_or_else(|| {
+            let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            match lost.get(id) {
+                Some((tenant, _)) if *tenant == caller.tenant => SessionError::Lost,
+                _ => SessionError::NotFound,
+            }
+        })
+    }
+
+    /// Closes a session whose container died, remembering it for a clearer error.
+    fn mark_lost(&self, map: &mut HashMap<String, Arc<Session>>, id: &str) {
+        if let Some(s) = map.remove(id) {
+            tracing::warn!(session = %id, "the session's container died; session closed");
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.retain(|_, (_, at)| at.elapsed() < LOST_MEMORY);
+            lost.insert(id.to_string(), (s.meta.tenant.clone(), Instant::now()));
+        }
     }
 
     /// The caller's tenant's sessions, oldest first.
@@ -263,16 +290,20 @@ impl Sessions {
         {
             return Err(SessionError::NotFound);
         }
+        // Docker reported its container dead: say so once, and close the session.
+        if !self.pools.container_alive(&session.container_id) {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            self.mark_lost(&mut map, session.id());
+            return Err(SessionError::Lost);
+        }
         session.touch();
         let out = f(&mut guard).await;
         session.executions.fetch_add(1, Ordering::Relaxed);
         session.touch();
         if guard.broken {
             // The container died under the command: the session cannot continue.
-            self.map
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(session.id());
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            self.mark_lost(&mut map, session.id());
         }
         Ok(out)
     }
@@ -291,6 +322,16 @@ impl Sessions {
         for id in &expired {
             map.remove(id);
             tracing::info!(session = %id, "session expired");
+        }
+        // Sessions whose container Docker reported dead leave the listings (a command in
+        // flight on one fails on its own).
+        let lost: Vec<String> = map
+            .values()
+            .filter(|s| !self.pools.container_alive(&s.container_id))
+            .map(|s| s.meta.session_id.clone())
+            .collect();
+        for id in &lost {
+            self.mark_lost(&mut map, id);
         }
         expired.len()
     }

@@ -1,0 +1,312 @@
+//! Self-healing under faults, against the real engine: containers killed or removed behind
+//! the pool's back, every container of the gateway gone at once (what an engine restart
+//! does to them), stalled and idle connections, and shutdown with removals in flight.
+
+use codebeaker_proto::Language;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{count_containers, remove_instance, settings, spawn_with, TestApp};
+
+/// Ids of this instance's containers that Docker lists as running.
+fn running(instance: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=codebeaker.instance={instance}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn docker(args: &[&str]) {
+    let st = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(st.status.success(), "docker {args:?}: {st:?}");
+}
+
+/// The python pool's entry of `/readyz`.
+async fn python_pool(app: &TestApp) -> Value {
+    let (_, b) = app.get("/readyz").await;
+    b["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["language"] == "python")
+        .cloned()
+        .unwrap()
+}
+
+fn healing_settings(min_idle: usize, max_size: usize) -> codebeaker::config::Settings {
+    let mut s = settings(&[Language::Python]);
+    s.pool.reconcile_interval_ms = 500;
+    let p = s.pool.languages.get_mut(&Language::Python).unwrap();
+    p.min_idle = min_idle;
+    p.max_size = max_size;
+    s
+}
+
+async fn sum_call(app: &TestApp) -> (u16, Value) {
+    app.execute(json!({"language": "python", "code": "result = sum(input_data['xs'])", "input": {"xs": [1, 2, 3]}}))
+        .await
+}
+
+#[tokio::test]
+async fn killed_idle_containers_leave_the_pool_and_calls_still_succeed() {
+    let app = spawn_with(healing_settings(2, 3)).await;
+    let victims = running(&app.instance);
+    assert_eq!(victims.len(), 2, "two warm containers: {victims:?}");
+    let mut args = vec!["kill"];
+    args.extend(victims.iter().map(String::as_str));
+    docker(&args);
+    // Every warm container of the language is dead. /readyz must never count one of them
+    // as idle, and the next calls must succeed (none of them had started anywhere).
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let idle = python_pool(&app).await["idle"].as_u64().unwrap() as usize;
+        let alive = running(&app.instance)
+            .into_iter()
+            .filter(|id| !victims.contains(id))
+            .count();
+        assert!(
+            idle <= alive,
+            "readyz counts {idle} idle, Docker runs {alive} live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..5 {
+        let (st, b) = sum_call(&app).await;
+        assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+    }
+    let p = python_pool(&app).await;
+    assert!(
+        p["lifecycle"]["retiredFailure"].as_u64().unwrap() >= 2,
+        "killed containers count as retired on failure: {p}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_removed_behind_the_pools_back_is_replaced_within_max_size() {
+    let app = spawn_with(healing_settings(2, 2)).await;
+    let victim = running(&app.instance).remove(0);
+    docker(&["rm", "-f", &victim]);
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut refilled = false;
+    while Instant::now() < until {
+        let n = count_containers(&app.instance).await;
+        assert!(n <= 2, "never above max_size: {n}");
+        let p = python_pool(&app).await;
+        if p["idle"] == 2 && running(&app.instance).len() == 2 {
+            refilled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refilled,
+        "the pool refilled to min_idle: {}",
+        python_pool(&app).await
+    );
+    let (st, b) = sum_call(&app).await;
+    assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_container_is_gone_sessions_are_lost_and_everything_recovers() {
+    let app = spawn_with(healing_settings(2, 3)).await;
+    let auth = ("x-api-key", app.key.clone());
+    let r = app
+        .client
+        .post(format!("{}/v1/sessions", app.addr))
+        .header(auth.0, &auth.1)
+        .json(&json!({"language": "python"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let session: Value = r.json().await.unwrap();
+    let sid = session["sessionId"].as_str().unwrap().to_string();
+    let command = |sid: String| {
+        let (client, addr, key) = (app.client.clone(), app.addr.clone(), app.key.clone());
+        async move {
+            client
+                .post(format!("{addr}/v1/sessions/{sid}/commands"))
+                .header("x-api-key", key)
+                .json(&json!({"type": "write_file", "path": "a.txt", "content": "x"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(command(sid.clone()).await.status(), 200);
+
+    // What an engine restart does to the gateway's containers: all of them gone at once.
+    let all = running(&app.instance);
+    assert!(
+        all.len() >= 2,
+        "the session's container and an idle one: {all:?}"
+    );
+    let mut args = vec!["rm", "-f"];
+    args.extend(all.iter().map(String::as_str));
+    docker(&args);
+
+    // The session's next command gets a clear error, once, and the session is gone.
+    let until = Instant::now() + Duration::from_secs(5);
+    let lost = loop {
+        let r = command(sid.clone()).await;
+        let st = r.status().as_u16();
+        let b: Value = r.json().await.unwrap();
+        if st == 410 {
+            break b;
+        }
+        assert!(Instant::now() < until, "still {st}: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lost["error"]["kind"], "session_lost", "{lost}");
+    let (_, list) = app.get("/v1/sessions").await;
+    assert!(
+        !list.to_string().contains(&sid),
+        "a lost session leaves the listing: {list}"
+    );
+
+    // Calls succeed once replacements are up (never a 500 for a call that never started).
+    for _ in 0..5 {
+        let (st, b) = sum_call(&app).await;
+        assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+    }
+    let r = app
+        .client
+        .post(format!("{}/v1/sessions", app.addr))
+        .header(auth.0, &auth.1)
+        .json(&json!({"language": "python"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "a new session works");
+    let fresh: Value = r.json().await.unwrap();
+    let fresh = fresh["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(command(fresh).await.status(), 200);
+
+    // Shutdown waits for its removals: nothing of this instance is left afterwards.
+    let instance = app.instance.clone();
+    app.stop_for_restart().await;
+    let left = count_containers(&instance).await;
+    remove_instance(&instance).await;
+    assert!(
+        left <= 1,
+        "only the live session is kept for re-adoption: {left}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_leaves_no_container_behind() {
+    let app = spawn_with(healing_settings(2, 3)).await;
+    for _ in 0..3 {
+        let (st, _) = sum_call(&app).await;
+        assert_eq!(st, 200);
+    }
+    let instance = app.instance.clone();
+    app.stop_for_restart().await;
+    let left = count_containers(&instance).await;
+    remove_instance(&instance).await;
+    assert_eq!(left, 0, "every container removed before the process ends");
+}
+
+#[tokio::test]
+async fn stalled_and_idle_connections_are_closed_and_a_full_gateway_refuses_clearly() {
+    let mut s = healing_settings(1, 2);
+    s.server.header_read_timeout_ms = 2_000;
+    s.server.max_connections = 220;
+    let app = spawn_with(s).await;
+    let host = app.addr.trim_start_matches("http://").to_string();
+
+    // 200 slowloris connections: half a request, then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+        c.write_all(b"POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: applic")
+            .await
+            .unwrap();
+        stalled.push(c);
+    }
+    // Beyond max_connections: a clear 503, then the connection is closed.
+    let extra = (0..30).map(|_| {
+        let host = host.clone();
+        async move {
+            let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+            let mut buf = vec![0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(500), c.read(&mut buf)).await {
+                Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).to_string(),
+                _ => String::new(),
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(extra).await;
+    let refused = answers
+        .iter()
+        .filter(|t| t.starts_with("HTTP/1.1 503") && t.contains("too_many_connections"))
+        .count();
+    assert!(
+        refused >= 10,
+        "connections past the limit are refused with 503: {answers:?}"
+    );
+
+    // Every stalled connection is closed by the server after the header timeout.
+    let started = Instant::now();
+    for c in &mut stalled {
+        let mut buf = [0u8; 256];
+        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+        let r = tokio::time::timeout(left, c.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(_)) | Ok(Err(_))),
+            "a stalled connection is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    drop(stalled);
+    // Normal calls work once the stalled ones are gone.
+    let (st, b) = sum_call(&app).await;
+    assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "idle keep-alive connection still open after 6 s"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1_500),
+        "not closed at once: {:?}",
+        t.elapsed()
+    );
+    app.stop().await;
+}

@@ -17,43 +17,57 @@ use crate::files::{empty_dir, AsUser, User};
 pub const SCRATCH_DIRS: &[&str] = &["/workspace", "/tmp", "/dev/shm", "/dev/mqueue"];
 
 /// Kills every process in the container except the agent (and `keep`, the zygote) and
-/// reaps them all.
+/// reaps them all. Returns whether `keep` was spared.
 ///
-/// Without a process to keep, `kill(-1)` from PID 1 signals every process in the PID
-/// namespace but itself. Orphans are re-parented to PID 1, so reaping until ECHILD waits for
-/// all of them. A fork bomb may create processes between two passes, so we repeat until
-/// nobody is left. With a zygote to keep, processes are listed from /proc and killed one by
-/// one: a process with a pending SIGKILL can no longer fork, so every pass shrinks the set.
-pub fn kill_all(keep: Option<i32>) {
-    for _ in 0..10_000 {
-        let alive = match keep {
-            None => kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok(),
-            Some(k) => {
-                let victims = live_pids(k);
-                for &p in &victims {
-                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
-                !victims.is_empty()
+/// The usual case is cheap: after a well-behaved program nothing is left, and one look at
+/// /proc says so. A few leftovers (a background sleeper) are killed one by one, sparing
+/// the zygote. Many (a fork bomb), or leftovers that keep coming back, are killed with
+/// `kill(-1)`: from PID 1 it signals every process in the PID namespace but itself in one
+/// call, the zygote included (the caller starts a new one). A process with a pending
+/// SIGKILL can no longer fork, so a few passes end any bomb; one by one, a bomb that shares
+/// the container's CPU quota with the cleanup took seconds.
+pub fn kill_all(keep: Option<i32>) -> bool {
+    if let Some(k) = keep {
+        for _ in 0..PASSES_SPARING {
+            let victims = live_pids(k);
+            reap(true);
+            if victims.is_empty() {
+                return true;
             }
-        };
-        loop {
-            let flag = if keep.is_some() {
-                Some(WaitPidFlag::WNOHANG)
-            } else {
-                None
-            };
-            match waitpid(Pid::from_raw(-1), flag) {
-                Ok(WaitStatus::StillAlive) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(_) => break, // ECHILD: nobody left to reap
+            if victims.len() > FEW {
+                break;
             }
-        }
-        if !alive {
-            return;
-        }
-        if keep.is_some() {
+            for &p in &victims {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            reap(true);
             // Give the killed processes a moment to die before listing again.
             std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+    for _ in 0..10_000 {
+        let alive = kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok();
+        reap(false);
+        if !alive {
+            break;
+        }
+    }
+    keep.is_none()
+}
+
+/// Leftovers killed one by one at most; more means a bomb.
+const FEW: usize = 8;
+/// Passes of the sparing kill before falling back to `kill(-1)`.
+const PASSES_SPARING: usize = 20;
+
+/// Reaps exited children: all that are ready (`nohang`), or until none is left.
+fn reap(nohang: bool) {
+    let flag = nohang.then_some(WaitPidFlag::WNOHANG);
+    loop {
+        match waitpid(Pid::from_raw(-1), flag) {
+            Ok(WaitStatus::StillAlive) => break,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: nobody left to reap
         }
     }
 }

@@ -199,7 +199,22 @@ pub fn collect_streaming(
                 timed_out = true;
                 let _ = kill(pid, Signal::SIGKILL);
             }
-            // SIGKILL cannot be caught; the exit arrives promptly.
+            // SIGKILL cannot be caught; the exit arrives promptly, unless the zygote that
+            // reports it is starved by what the program left running (a fork bomb shares
+            // the container's CPU quota with it). Then the status is known anyway, and the
+            // zygote is replaced by the cleanup.
+            if let ExitSource::Forked { zygote, .. } = &mut watch {
+                match zygote.wait_exit(Duration::from_millis(500)) {
+                    Ok(s) => break s,
+                    Err(_) => {
+                        zygote.taint();
+                        break ExitStatus {
+                            code: None,
+                            signal: Some(Signal::SIGKILL),
+                        };
+                    }
+                }
+            }
             break wait_exit(&mut watch, pid)?;
         }
         let wait_ms = (deadline - now).as_millis().clamp(1, 60_000) as u16;

@@ -131,10 +131,11 @@ fn agent_main() {
                 }
                 if let Err(e) = agent.reset() {
                     eprintln!("codebeaker-agent: reset failed: {e}");
-                    // A container we cannot clean must not serve again. Exiting makes the
-                    // next ping fail, so the pool retires it.
+                    // A container we cannot clean must not serve again. Exiting closes
+                    // the stream before the `clean` line, so the pool retires it.
                     std::process::exit(70);
                 }
+                reply(&Reply::Clean);
             }
             Ok(Request::Session { meta }) => {
                 agent.enter_session(meta);

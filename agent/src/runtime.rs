@@ -144,10 +144,22 @@ impl Agent {
     /// next runner so its start-up overlaps with the time until the next request.
     pub fn reset(&mut self) -> io::Result<()> {
         self.next_runner = None;
-        clean::kill_all(self.zygote.as_ref().map(Zygote::pid));
+        let keep = self
+            .zygote
+            .as_ref()
+            .filter(|z| !z.is_tainted())
+            .map(Zygote::pid);
+        if !clean::kill_all(keep) {
+            // Everything went, the zygote too (a fork bomb is stopped fastest that way).
+            if let Some(z) = self.zygote.as_mut() {
+                z.taint();
+            }
+        }
         clean::wipe(self.user)?;
         if let Runner::Zygote { argv } = &self.spec.runner {
             if !self.zygote.as_mut().is_some_and(Zygote::alive) {
+                // The old one goes first (killed and reaped), then its successor starts.
+                self.zygote = None;
                 let uid = self.user.uid.to_string();
                 let argv: Vec<String> = argv.iter().map(|a| a.replace("{uid}", &uid)).collect();
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -310,7 +322,22 @@ impl Agent {
         let timeout = Duration::from_millis(req.timeout_ms);
         let limit = req.stream_limit_bytes as usize;
         let c = if let Some(zygote) = self.zygote.as_mut() {
-            let (pid, stdout, stderr) = zygote.start(&target.display().to_string())?;
+            // The fork must happen within the program's own time limit.
+            let (pid, stdout, stderr) = match zygote.start(&target.display().to_string(), timeout) {
+                Ok(started) => started,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    outcome.error = Some(err(
+                        ProgramErrorKind::Timeout,
+                        format!(
+                            "the program did not start within its {} ms time limit (its container was overloaded)",
+                            req.timeout_ms
+                        ),
+                    ));
+                    outcome.duration_ms = started.elapsed().as_millis() as u64;
+                    return Ok(outcome);
+                }
+                Err(e) => return Err(e),
+            };
             let watch = ExitSource::Forked {
                 pid,
                 zygote,

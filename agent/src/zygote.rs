@@ -22,6 +22,9 @@ pub struct Zygote {
     child: Child,
     sock: UnixStream,
     buf: Vec<u8>,
+    /// Set when the zygote missed an answer (starved by a program that took its
+    /// container's CPU): a late line would be misread, so it is replaced at the next reset.
+    tainted: bool,
 }
 
 impl Zygote {
@@ -44,6 +47,7 @@ impl Zygote {
             child,
             sock: ours,
             buf: Vec::new(),
+            tainted: false,
         })
     }
 
@@ -51,15 +55,26 @@ impl Zygote {
         self.child.id() as i32
     }
 
-    /// Whether the zygote process is still running.
+    /// Whether the zygote process is still running and can be trusted to answer in order.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        !self.tainted && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Marks the zygote for replacement (it missed an answer).
+    pub fn taint(&mut self) {
+        self.tainted = true;
+    }
+
+    pub fn is_tainted(&self) -> bool {
+        self.tainted
     }
 
     /// Forks a child running `path`; returns its pid and the read ends of its stdout and
-    /// stderr. Its stdin is an empty pipe.
-    pub fn start(&mut self, path: &str) -> io::Result<(Pid, File, File)> {
-        self.start_with(path, &[], "/workspace")
+    /// stderr. Its stdin is an empty pipe. `wait` bounds the wait for the fork: a zygote
+    /// starved of CPU by the container's previous program must not hold the call forever
+    /// (an error of kind `TimedOut` then, and the zygote is tainted).
+    pub fn start(&mut self, path: &str, wait: Duration) -> io::Result<(Pid, File, File)> {
+        self.start_with(path, &[], "/workspace", wait)
     }
 
     /// Like [`Zygote::start`], as `python3 PATH ARGS…` run in `cwd` would.
@@ -68,6 +83,7 @@ impl Zygote {
         path: &str,
         args: &[String],
         cwd: &str,
+        wait: Duration,
     ) -> io::Result<(Pid, File, File)> {
         let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC)?;
         drop(in_w);
@@ -85,7 +101,7 @@ impl Zygote {
         )?;
         // Our copies of the write ends must go, or EOF would never arrive.
         drop((in_r, out_w, err_w));
-        let reply = self.wait_line(Duration::from_secs(10))?;
+        let reply = self.wait_line(wait).inspect_err(|_| self.tainted = true)?;
         let pid = reply
             .strip_prefix("pid ")
             .and_then(|n| n.trim().parse::<i32>().ok())
@@ -117,7 +133,10 @@ impl Zygote {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::other("the zygote did not answer in time"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the zygote did not answer in time",
+                ));
             }
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
             let _ = poll(

@@ -16,6 +16,10 @@ use crate::error::{AgentError, PoolError};
 use crate::docker::{remove, REMOVALS};
 use crate::isolation::{self, BUNDLE_MOUNT};
 
+/// How long a cleanup may take before the container counts as broken (a fork bomb's, on
+/// a loaded machine, takes a few seconds).
+pub const CLEAN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A started container whose agent said `ready`.
 pub struct Container {
     pub id: String,
@@ -30,6 +34,11 @@ pub struct Container {
     pub in_flight: bool,
     /// Set on any agent or Docker failure: the container is retired.
     pub broken: bool,
+    /// The agent answered a pool request and is cleaning up; its `clean` line is still to
+    /// be read ([`Container::settle`]) before the container may serve again.
+    pub pending_clean: bool,
+    /// A session container: the agent never cleans (and never says `clean`).
+    pub session: bool,
     /// When set, dropping this handle leaves the container running (a session kept for
     /// re-adoption by the next gateway process).
     pub keep_on_drop: bool,
@@ -128,6 +137,8 @@ pub async fn create(
                 memory_mb: limits.memory_mb,
                 in_flight: false,
                 broken: false,
+                pending_clean: false,
+                session: false,
                 keep_on_drop: false,
                 conn,
                 docker: docker.clone(),
@@ -148,7 +159,10 @@ impl Container {
             + Duration::from_secs(10);
         self.uses += 1;
         match self.call(&Request::Run(req.clone()), limit).await? {
-            Reply::Ran(outcome) => Ok(outcome),
+            Reply::Ran(outcome) => {
+                self.pending_clean = !self.session;
+                Ok(outcome)
+            }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
         }
@@ -164,14 +178,17 @@ impl Container {
                 cache_hit,
                 error,
                 artifact,
-            } => Ok(RunOutcome {
-                compile_ms,
-                duration_ms: compile_ms,
-                cache_hit,
-                error,
-                artifact,
-                ..RunOutcome::default()
-            }),
+            } => {
+                self.pending_clean = true;
+                Ok(RunOutcome {
+                    compile_ms,
+                    duration_ms: compile_ms,
+                    cache_hit,
+                    error,
+                    artifact,
+                    ..RunOutcome::default()
+                })
+            }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!(
                 "expected prepared, got {other:?}"
@@ -184,7 +201,10 @@ impl Container {
         let limit = Duration::from_millis(req.timeout_ms) + Duration::from_secs(10);
         self.uses += 1;
         match self.call(&Request::Item(req), limit).await? {
-            Reply::Ran(outcome) => Ok(outcome),
+            Reply::Ran(outcome) => {
+                self.pending_clean = true;
+                Ok(outcome)
+            }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
         }
@@ -211,7 +231,10 @@ impl Container {
             .call(&Request::Session { meta }, Duration::from_secs(5))
             .await?
         {
-            Reply::SessionStarted => Ok(()),
+            Reply::SessionStarted => {
+                self.session = true;
+                Ok(())
+            }
             other => Err(self.fail(AgentError::Protocol(format!(
                 "expected session_started, got {other:?}"
             )))),
@@ -289,7 +312,28 @@ impl Container {
         }
     }
 
+    /// Waits (up to `timeout`) for the agent's `clean` line after a pool request. A
+    /// container that does not get clean in time is broken (retired).
+    pub async fn settle(&mut self, timeout: Duration) -> Result<(), PoolError> {
+        if !self.pending_clean {
+            return Ok(());
+        }
+        match tokio::time::timeout(timeout, self.conn.read_reply()).await {
+            Ok(Ok(Reply::Clean)) => {
+                self.pending_clean = false;
+                Ok(())
+            }
+            Ok(Ok(other)) => Err(self.fail(AgentError::Protocol(format!(
+                "expected clean, got {other:?}"
+            )))),
+            Ok(Err(e)) => Err(self.fail(e)),
+            Err(_) => Err(self.fail(AgentError::Timeout(timeout))),
+        }
+    }
+
     async fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, PoolError> {
+        // The previous request's cleanup comes first (a lease sends items back to back).
+        self.settle(CLEAN_TIMEOUT).await?;
         self.in_flight = true;
         match self.conn.call(req, timeout).await {
             Ok(r) => {
@@ -406,6 +450,8 @@ pub async fn reattach(
         memory_mb,
         in_flight: false,
         broken: false,
+        pending_clean: false,
+        session: false,
         // Until we know it is a session we own, do not let a failure here remove it twice.
         keep_on_drop: true,
         conn,
@@ -427,5 +473,6 @@ pub async fn reattach(
         }
     };
     c.keep_on_drop = false;
+    c.session = meta.is_some();
     Ok((c, meta))
 }

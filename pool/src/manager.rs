@@ -124,12 +124,9 @@ impl managed::Manager for Manager {
             Some(Retire::MaxAge) => return retire(&self.lifecycle.retired_max_age, "max_age"),
             None => {}
         }
-        // The ping is answered only once the agent has finished cleaning up after the
-        // previous invocation, so success means alive *and* clean.
-        if let Err(e) = c.ping(Duration::from_secs(5)).await {
-            tracing::warn!(container = %short(&c.id), error = %e, "ping failed");
-            return retire(&self.lifecycle.retired_failure, "failure");
-        }
+        // No ping: an idle container is clean (it went back to the pool only after its
+        // `clean` line) and alive as far as Docker's events say; one that died since is
+        // caught by the call, which then runs elsewhere (`never_started`).
         self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

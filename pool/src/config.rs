@@ -163,8 +163,10 @@ impl PoolSettings {
         if !(32..=1 << 20).contains(&l.memory_mb) {
             return Err("pool.limits.memory_mb must be 32..=1048576".into());
         }
-        if !(l.cpus.is_finite() && l.cpus > 0.0 && l.cpus <= 1024.0) {
-            return Err("pool.limits.cpus must be a positive number of cores".into());
+        if !(l.cpus.is_finite() && l.cpus >= 0.0 && l.cpus <= 1024.0) {
+            return Err(
+                "pool.limits.cpus must be a number of cores (0: no quota, CPU shares only)".into(),
+            );
         }
         for (key, v) in [
             ("pool.limits.pids", l.pids),

@@ -74,7 +74,9 @@ pub fn host_config(
         // Swap equal to memory means no swap: an over-limit program is OOM-killed at once
         // instead of thrashing.
         memory_swap: Some(memory),
-        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        // 0: no CFS quota, only the equal CPU weight every container has (see
+        // `ContainerLimits::cpus`).
+        nano_cpus: (limits.cpus > 0.0).then_some((limits.cpus * 1e9) as i64),
         pids_limit: Some(limits.pids),
         // The agent needs exactly three capabilities: SETUID and SETGID to start user
         // processes as the sandbox uid and to switch its own effective uid for file work,

@@ -48,6 +48,7 @@ pub struct Manager {
     pub(crate) toolchain: Arc<Mutex<Option<String>>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) cache: Option<Arc<SharedCache>>,
+    pub(crate) warming: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Manager {
@@ -93,14 +94,23 @@ impl managed::Manager for Manager {
     type Error = PoolError;
 
     async fn create(&self) -> Result<Container, PoolError> {
-        let warm = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match warm {
-            Some(c) => Ok(c),
-            None => {
-                tracing::info!(language = %self.language, "no warm container: cold start on the request path");
-                self.create_detached().await
+        // While the warmer is creating containers, wait for one of them instead of starting
+        // another: two creations for one slot would take the language past max_size.
+        let waited = std::time::Instant::now();
+        loop {
+            let warm = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            if let Some(c) = warm {
+                return Ok(c);
             }
+            if self.warming.load(Ordering::Relaxed) == 0
+                || waited.elapsed() >= self.settings.create_timeout()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tracing::info!(language = %self.language, "no warm container: cold start on the request path");
+        self.create_detached().await
     }
 
     async fn recycle(&self, c: &mut Container, _: &Metrics) -> RecycleResult<PoolError> {

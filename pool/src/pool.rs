@@ -84,7 +84,9 @@ pub(crate) struct LanguagePool {
     pub(crate) settings: LanguageSettings,
     pub(crate) pool: Pool,
     pub(crate) nursery: Arc<Mutex<Vec<Container>>>,
-    pub(crate) warming: AtomicUsize,
+    /// Containers the warmer is creating (shared with the manager, which waits for them
+    /// rather than starting one more).
+    pub(crate) warming: Arc<AtomicUsize>,
     pub(crate) toolchain: Arc<Mutex<Option<String>>>,
     pub(crate) lifecycle: Arc<Lifecycle>,
 }
@@ -201,7 +203,9 @@ impl Pools {
             let nursery = Arc::new(Mutex::new(Vec::new()));
             let toolchain = Arc::new(Mutex::new(None));
             let lifecycle = Arc::new(Lifecycle::default());
+            let warming = Arc::new(AtomicUsize::new(0));
             let manager = Manager {
+                warming: warming.clone(),
                 docker: docker.clone(),
                 settings: settings.clone(),
                 language,
@@ -226,7 +230,7 @@ impl Pools {
                     settings: lang.clone(),
                     pool,
                     nursery,
-                    warming: AtomicUsize::new(0),
+                    warming,
                     toolchain,
                     lifecycle,
                 }),
@@ -569,9 +573,26 @@ async fn run_on_pool(
         }
         if obj.broken || oom {
             retire(lp, obj);
+        } else {
+            retire_if_spent(lp, obj);
         }
         return;
     }
+}
+
+/// A container at its `max_uses` or `max_age` leaves now, on its way back, rather than at
+/// the next checkout: that caller would otherwise wait for a replacement (a cold start,
+/// hundreds of milliseconds under load). The warmer replaces it in the background.
+fn retire_if_spent(lp: &LanguagePool, obj: Object<Manager>) {
+    let counter = if obj.uses >= lp.settings.max_uses {
+        &lp.lifecycle.retired_max_uses
+    } else if obj.created.elapsed() >= Duration::from_secs(lp.settings.max_age_secs) {
+        &lp.lifecycle.retired_max_age
+    } else {
+        return;
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    drop(Object::take(obj));
 }
 
 /// Takes a container out of the pool for good (it is removed), counting a failure.

@@ -12,6 +12,16 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
     let interval = Duration::from_millis(pools.settings.warm_interval_ms);
     let mut backoff = interval;
     loop {
+        // A container that came out of the nursery's creation after the pool had already
+        // filled its slots another way: the language is above max_size; the extra goes.
+        let over = lp.status().total.saturating_sub(lp.settings.max_size);
+        if over > 0 {
+            let mut nursery = lp.nursery.lock().unwrap_or_else(|p| p.into_inner());
+            let n = over.min(nursery.len());
+            let extra: Vec<_> = nursery.drain(..n).collect();
+            drop(nursery);
+            drop(extra);
+        }
         let st = lp.status();
         let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
         let room = st.max_size.saturating_sub(st.total);

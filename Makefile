@@ -4,7 +4,7 @@ AGENT_TARGET := x86_64-unknown-linux-gnu
 BUNDLE := target/agent-bundle
 CARGO ?= cargo
 
-.PHONY: run test agent images bench check fmt clippy
+.PHONY: run test agent images bench check fmt clippy pytools
 
 ## Start the gateway on 127.0.0.1:8080, building the agent and any missing runtime image.
 ## On first run it creates a development API key in codebeaker-keys.toml and prints it.
@@ -14,8 +14,13 @@ run: agent images
 	./target/release/codebeaker serve
 
 ## Run every test (unit + integration against the real Docker engine).
-test: agent images
+test: agent images pytools
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads 1
+
+## kubernetes-validate (PyPI) in target/py, for the Helm chart's offline validation.
+pytools:
+	@target/py/bin/python -c 'import kubernetes_validate' 2>/dev/null || \
+	  { python3 -m venv target/py && target/py/bin/pip install -q kubernetes-validate; }
 
 ## The in-container agent: a static binary (glibc, crt-static) plus the runner launchers,
 ## mounted read-only into every container at /opt/codebeaker.

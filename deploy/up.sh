@@ -11,6 +11,9 @@ make images
 docker image inspect codebeaker-gateway:latest >/dev/null 2>&1 || deploy/build-gateway-image.sh
 export CODEBEAKER_BUNDLE="$repo/target/agent-bundle"
 export DOCKER_GID=${DOCKER_GID:-$(stat -c %g /var/run/docker.sock)}
+# The shared compile cache: written by the gateway (uid 10001), read by the sandboxes.
+export CODEBEAKER_COMPILE_CACHE=${CODEBEAKER_COMPILE_CACHE:-/var/lib/codebeaker-compile-cache}
+mkdir -p "$CODEBEAKER_COMPILE_CACHE" && chown 10001 "$CODEBEAKER_COMPILE_CACHE"
 compose=(docker-compose)
 command -v docker-compose >/dev/null 2>&1 || compose=(docker compose)
 "${compose[@]}" -f "$here/compose.yaml" -p codebeaker up -d

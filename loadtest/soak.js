@@ -24,13 +24,17 @@ export const options = {
       executor: 'constant-arrival-rate', rate: Number(__ENV.GO_RATE || 80), timeUnit: '1s',
       duration: DURATION, preAllocatedVUs: 16, maxVUs: 48, exec: 'go',
     },
-    sessions: { executor: 'constant-vus', vus: 2, duration: DURATION, exec: 'session' },
     hostile: {
       executor: 'constant-arrival-rate', rate: 1, timeUnit: `${HOSTILE_EVERY}s`,
       duration: DURATION, preAllocatedVUs: 2, maxVUs: 4, exec: 'hostile',
     },
   },
 };
+
+// SESSION_VUS=0 leaves sessions out (no container churn), to tell their cost apart.
+if (Number(__ENV.SESSION_VUS ?? 2) > 0) {
+  options.scenarios.sessions = { executor: 'constant-vus', vus: Number(__ENV.SESSION_VUS ?? 2), duration: DURATION, exec: 'session' };
+}
 
 const PY = JSON.stringify({ language: 'python', code: 'result = {"sum": sum(input_data["xs"])}', input: { xs: [1, 2, 3] } });
 const GO = JSON.stringify({

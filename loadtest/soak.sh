@@ -48,7 +48,7 @@ curl -fs -o /dev/null -H "x-api-key: $API_KEY" -H 'content-type: application/jso
 sample start | tee "$OUT/samples.txt"
 secs=$(python3 -c "import re,sys; d='$DURATION'; m=re.fullmatch(r'(\d+)([smh])', d); print(int(m[1])*{'s':1,'m':60,'h':3600}[m[2]])")
 ( sleep $((secs / 2)); sample middle >>"$OUT/samples.txt" ) &
-BASE_URL=http://127.0.0.1:$PORT DURATION=$DURATION k6 run -q --out json="$OUT/k6.json" loadtest/soak.js >"$OUT/k6.txt" 2>&1 || true
+BASE_URL=http://127.0.0.1:$PORT DURATION=$DURATION SESSION_VUS=${SESSION_VUS:-2} k6 run -q --out json="$OUT/k6.json" loadtest/soak.js >"$OUT/k6.txt" 2>&1 || true
 sample end >>"$OUT/samples.txt"
 sleep 5
 containers=$(docker ps -a -q --filter label=codebeaker.instance=soak | wc -l)

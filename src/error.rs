@@ -85,6 +85,7 @@ fn body_timed_out(r: &JsonRejection) -> bool {
 fn pool_status(e: &PoolError) -> Mapped {
     match e {
         PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
+        p if p.is_engine_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
         PoolError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         PoolError::Disabled(_) => (StatusCode::BAD_REQUEST, "language_disabled"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
@@ -304,6 +305,12 @@ mod tests {
             (
                 SessionError::Pool(PoolError::ShuttingDown).into(),
                 (503, "shutting_down", None),
+            ),
+            (SessionError::Lost.into(), (410, "session_lost", None)),
+            (
+                ExecuteError::Pool(PoolError::CreateTimeout(std::time::Duration::from_secs(1)))
+                    .into(),
+                (503, "engine_unavailable", None),
             ),
             (ApiError::Overloaded, (503, "overloaded", Some("shed"))),
         ];

@@ -83,4 +83,17 @@ impl PoolError {
     pub fn is_overload(&self) -> bool {
         matches!(self, PoolError::Exhausted { .. } | PoolError::ShuttingDown)
     }
+
+    /// True when the Docker engine could not give a container at all (it is down or
+    /// restarting): an outage to retry, not a failure of a sandbox that ran.
+    pub fn is_engine_unavailable(&self) -> bool {
+        matches!(
+            self,
+            PoolError::Docker(_)
+                | PoolError::CreateContainer(_)
+                | PoolError::AttachContainer(_)
+                | PoolError::StartContainer(_)
+                | PoolError::CreateTimeout(_)
+        )
+    }
 }

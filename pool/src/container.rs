@@ -26,7 +26,8 @@ pub struct Container {
     pub info: AgentInfo,
     pub created: Instant,
     pub uses: usize,
-    /// Memory limit currently applied, in MB (requests may lower it temporarily).
+    /// Memory limit currently applied, in MB. Every call sets the limit it needs before
+    /// it runs (a key may cap it below the container's), and the container keeps it.
     pub memory_mb: u64,
     /// Set while a request is in flight and cleared when its reply has been read. A
     /// container that is returned with this still set was abandoned mid-call (its reply

@@ -383,9 +383,13 @@ impl Pools {
         let obj = checkout(lp, &self.settings).await?;
         let mut c = Object::take(obj);
         c.start_session(meta).await?;
-        if let Some(mb) = resources.memory_mb {
-            c.set_memory(mb).await?;
-        }
+        // Set either way: a pool container may still carry the last caller's lower limit.
+        c.set_memory(
+            resources
+                .memory_mb
+                .unwrap_or(self.settings.limits.memory_mb),
+        )
+        .await?;
         if let Some(shares) = resources.cpu_shares {
             c.set_cpu_shares(shares).await?;
         }
@@ -499,9 +503,10 @@ async fn run_on_pool(
         let queue_wait = started.elapsed();
         let sent_at = SystemTime::now();
         let result = async {
-            if let Some(mb) = inv.memory_mb {
-                obj.set_memory(mb).await?;
-            }
+            // The limit this call needs. A container keeps the last one it was given (no
+            // restore after the call), so a key whose cap is below the container's pays one
+            // `docker update` when its calls start landing on a container, not two per call.
+            obj.set_memory(inv.memory_mb.unwrap_or(default_mb)).await?;
             let t = Instant::now();
             let call = tracing::info_span!(
                 "agent.run",
@@ -563,13 +568,10 @@ async fn run_on_pool(
             Err(e) => Err(e),
         };
         // The caller has its answer now; the container is handed back only once its
-        // agent says it is clean (and with its memory limit restored).
+        // agent says it is clean.
         let _ = reply.send(result);
         if !obj.broken && !oom {
             let _ = obj.settle(CLEAN_TIMEOUT).await;
-        }
-        if obj.memory_mb != default_mb && !obj.broken {
-            let _ = obj.set_memory(default_mb).await;
         }
         if obj.broken || oom {
             retire(lp, obj);
@@ -796,26 +798,11 @@ impl Lease {
         if !obj.broken {
             let _ = obj.settle(CLEAN_TIMEOUT).await;
         }
-        if obj.memory_mb != self.default_mb && !obj.broken {
-            let _ = obj.set_memory(self.default_mb).await;
-        }
         if obj.broken {
             self.lifecycle
                 .retired_failure
                 .fetch_add(1, Ordering::Relaxed);
             drop(Object::take(obj));
-        }
-    }
-}
-
-impl Drop for Lease {
-    /// A lease dropped without [`Lease::release`] (its task was cancelled) may hold a
-    /// lowered memory limit that cannot be restored here: such a container is retired.
-    fn drop(&mut self) {
-        if let Some(obj) = self.obj.as_mut() {
-            if obj.memory_mb != self.default_mb {
-                obj.broken = true;
-            }
         }
     }
 }

@@ -102,3 +102,28 @@ async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdow
         "shutdown removes our containers"
     );
 }
+
+#[tokio::test]
+async fn a_lowered_memory_limit_never_follows_the_container_into_the_next_call() {
+    let mut s = settings(&[Language::Python]);
+    let py = s.pool.languages.get_mut(&Language::Python).unwrap();
+    py.max_size = 1;
+    let app = spawn_with(s).await;
+    // One container: both calls run on it. The first lowers its limit...
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "x = bytearray(8 * 1024 * 1024)\nresult = len(x)", "memoryLimitMb": 64}))
+        .await;
+    assert_eq!((st, b["success"].as_bool()), (200, Some(true)), "{b}");
+    // ...and the second, with the default 512 MB, must get all of it back.
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "x = bytearray(200 * 1024 * 1024)\nresult = len(x)"}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["output"], 200 * 1024 * 1024, "{b}");
+    // And the other way round: a lower limit is in force when asked for.
+    let (_, b) = app
+        .execute(json!({"language": "python", "code": "x = bytearray(200 * 1024 * 1024)\nresult = len(x)", "memoryLimitMb": 64, "timeoutMs": 20000}))
+        .await;
+    assert_eq!(b["error"]["kind"], "memory_limit_exceeded", "{b}");
+    app.stop().await;
+}

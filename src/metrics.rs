@@ -129,6 +129,7 @@ pub fn pools(
         for (reason, v) in [
             ("max_uses", lc.retired_max_uses),
             ("max_age", lc.retired_max_age),
+            ("idle", lc.retired_idle),
             ("failure", lc.retired_failure),
         ] {
             counter!("codebeaker_containers_retired_total", "language" => l, "reason" => reason)

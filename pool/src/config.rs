@@ -32,6 +32,9 @@ pub struct PoolSettings {
     /// How often Docker's list of our containers is compared with the pool's books (dead
     /// containers leave the pool, unknown ones and failed removals are removed).
     pub reconcile_interval_ms: u64,
+    /// A pool that grew under load gives back containers idle this long, down to
+    /// `min_idle` (0: never).
+    pub idle_shrink_secs: u64,
     pub limits: ContainerLimits,
     pub languages: BTreeMap<Language, LanguageSettings>,
 }
@@ -83,6 +86,7 @@ impl Default for PoolSettings {
             create_timeout_ms: 60_000,
             warm_interval_ms: 250,
             reconcile_interval_ms: 5_000,
+            idle_shrink_secs: 300,
             limits: ContainerLimits::default(),
             languages: Language::ALL
                 .into_iter()

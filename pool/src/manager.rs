@@ -25,6 +25,8 @@ pub struct LifecycleSnapshot {
     pub recycled: u64,
     pub retired_max_uses: u64,
     pub retired_max_age: u64,
+    /// Idle beyond `min_idle` for `pool.idle_shrink_secs`.
+    pub retired_idle: u64,
     pub retired_failure: u64,
 }
 
@@ -35,6 +37,7 @@ pub struct Lifecycle {
     pub recycled: AtomicU64,
     pub retired_max_uses: AtomicU64,
     pub retired_max_age: AtomicU64,
+    pub retired_idle: AtomicU64,
     pub retired_failure: AtomicU64,
 }
 

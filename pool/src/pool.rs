@@ -115,6 +115,7 @@ impl LanguagePool {
                 recycled: self.lifecycle.recycled.load(Ordering::Relaxed),
                 retired_max_uses: self.lifecycle.retired_max_uses.load(Ordering::Relaxed),
                 retired_max_age: self.lifecycle.retired_max_age.load(Ordering::Relaxed),
+                retired_idle: self.lifecycle.retired_idle.load(Ordering::Relaxed),
                 retired_failure: self.lifecycle.retired_failure.load(Ordering::Relaxed),
             },
         }

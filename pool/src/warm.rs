@@ -22,6 +22,7 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
             drop(nursery);
             drop(extra);
         }
+        shrink(&pools, &lp);
         let st = lp.status();
         let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
         let room = st.max_size.saturating_sub(st.total);
@@ -56,5 +57,37 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
             _ = pools.shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
+    }
+}
+
+/// Gives back containers a burst left idle: those idle for `idle_shrink_secs`, beyond the
+/// pool's `min_idle` (the nursery counts as idle and is kept first).
+fn shrink(pools: &Pools, lp: &LanguagePool) {
+    let after = pools.settings.idle_shrink_secs;
+    if after == 0 {
+        return;
+    }
+    let after = Duration::from_secs(after);
+    let st = lp.status();
+    let mut excess = st.idle.saturating_sub(st.min_idle);
+    if excess == 0 {
+        return;
+    }
+    let removed = lp
+        .pool
+        .retain(|_, m| {
+            if excess > 0 && m.last_used() >= after {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        })
+        .removed;
+    if !removed.is_empty() {
+        lp.lifecycle
+            .retired_idle
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        tracing::debug!(language = %lp.language, n = removed.len(), "idle containers given back");
     }
 }

@@ -310,3 +310,35 @@ async fn stalled_and_idle_connections_are_closed_and_a_full_gateway_refuses_clea
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_pool_grown_by_a_burst_gives_idle_containers_back_down_to_min_idle() {
+    let mut s = healing_settings(1, 3);
+    s.pool.idle_shrink_secs = 1;
+    let app = spawn_with(s).await;
+    let burst = (0..3).map(|_| {
+        app.execute(json!({"language": "python", "code": "import time\ntime.sleep(1)\nresult = 1", "input": {}}))
+    });
+    for (st, b) in futures_util::future::join_all(burst).await {
+        assert_eq!(st, 200, "{b}");
+    }
+    assert!(running(&app.instance).len() >= 3, "the burst grew the pool");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = running(&app.instance).len();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "still {n} containers: {}",
+            python_pool(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p = python_pool(&app).await;
+    assert!(p["lifecycle"]["retiredIdle"].as_u64().unwrap() >= 2, "{p}");
+    let (st, b) = sum_call(&app).await;
+    assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+    app.stop().await;
+}

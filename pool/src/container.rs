@@ -216,16 +216,6 @@ impl Container {
         self.docker.clone()
     }
 
-    /// Liveness check. The agent answers only after it finished cleaning up.
-    pub async fn ping(&mut self, timeout: Duration) -> Result<(), PoolError> {
-        match self.call(&Request::Ping, timeout).await? {
-            Reply::Pong { .. } => Ok(()),
-            other => Err(self.fail(AgentError::Protocol(format!(
-                "expected pong, got {other:?}"
-            )))),
-        }
-    }
-
     /// Marks this container as a session, storing the gateway's metadata in the agent.
     pub async fn start_session(&mut self, meta: serde_json::Value) -> Result<(), PoolError> {
         match self

@@ -163,29 +163,12 @@ pub async fn list_instance(
     docker: &Docker,
     instance: &str,
 ) -> Result<Vec<(String, Option<Language>, bool)>, PoolError> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_INSTANCE}={instance}")],
-    )]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(PoolError::Docker)?;
-    Ok(list
+    Ok(list_states(docker, instance)
+        .await?
         .into_iter()
-        .filter_map(|c| {
-            let lang = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_LANGUAGE))
-                .and_then(|l| Language::parse(l));
-            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
-            Some((c.id?, lang, running))
+        .map(|c| {
+            let running = c.state == ContainerSummaryStateEnum::RUNNING.to_string();
+            (c.id, c.language, running)
         })
         .collect())
 }

@@ -233,20 +233,7 @@ pub fn collect_streaming(
                 process_limit = true;
                 // Everything but us: the bomb, whatever it spawned, and the zygote (it is
                 // replaced; its report of this exit would come late or never).
-                for _ in 0..2_000 {
-                    let left = kill(Pid::from_raw(-1), Signal::SIGKILL).is_ok();
-                    loop {
-                        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                            Ok(_) | Err(Errno::EINTR) => continue,
-                            Err(_) => break,
-                        }
-                    }
-                    if !left {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_micros(100));
-                }
+                crate::clean::kill_all(None);
                 reaper.drain();
                 if let ExitSource::Forked { zygote, .. } = &mut watch {
                     zygote.taint();

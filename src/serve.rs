@@ -37,8 +37,16 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// The refusal sent when `max_connections` are open.
-const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 102\r\n\r\n{\"error\":{\"kind\":\"too_many_connections\",\"message\":\"the gateway has too many open connections; retry\"}}";
+/// The refusal sent when `max_connections` are open: written straight to the socket, since
+/// no hyper connection is started for it.
+fn refusal() -> Vec<u8> {
+    let body = r#"{"error":{"kind":"too_many_connections","message":"the gateway has too many open connections; retry"}}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Serves `router` on `listener` until `shutdown`, then drains open connections.
 pub async fn serve(
@@ -56,6 +64,7 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(limits.max_connections));
+    let full: Arc<[u8]> = refusal().into();
     let graceful = GracefulShutdown::new();
     loop {
         let (mut stream, _peer) = tokio::select! {
@@ -72,8 +81,9 @@ pub async fn serve(
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
             crate::metrics::rejection("too_many_connections");
+            let full = full.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(FULL)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&full)).await;
             });
             continue;
         };

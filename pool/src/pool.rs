@@ -830,29 +830,21 @@ fn file_artifact(
         _ => None,
     };
     async move {
-        if let Some((cache, language, toolchain, source, artifact)) = job {
-            file_in(cache, language, toolchain, source, artifact).await
+        let Some((cache, language, toolchain, source, artifact)) = job else {
+            return;
+        };
+        let filed = tokio::task::spawn_blocking(move || {
+            cache.insert(language, &toolchain, &source, &artifact)
+        })
+        .await;
+        match filed {
+            Ok(Ok(key)) => {
+                tracing::debug!(%language, key = %&key[..12], "artifact filed in the shared compile cache")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%language, error = %e, "artifact not filed in the shared compile cache")
+            }
+            Err(e) => tracing::warn!(%language, error = %e, "filing an artifact failed"),
         }
-    }
-}
-
-async fn file_in(
-    cache: Arc<SharedCache>,
-    language: Language,
-    toolchain: String,
-    source: String,
-    artifact: String,
-) {
-    let filed =
-        tokio::task::spawn_blocking(move || cache.insert(language, &toolchain, &source, &artifact))
-            .await;
-    match filed {
-        Ok(Ok(key)) => {
-            tracing::debug!(%language, key = %&key[..12], "artifact filed in the shared compile cache")
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(%language, error = %e, "artifact not filed in the shared compile cache")
-        }
-        Err(e) => tracing::warn!(%language, error = %e, "filing an artifact failed"),
     }
 }

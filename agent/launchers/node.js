@@ -1,8 +1,31 @@
-// CodeBeaker JavaScript runner. Started ahead of time by the agent (node start-up is the
-// slow part of a call), it blocks on stdin for one line, the wrapped program's path,
-// then runs it as an ordinary CommonJS module.
+// CodeBeaker JavaScript runner (run by Bun; it also runs under Node). Started ahead of
+// time by the agent, because runtime start-up is the slow part of a call, it blocks on
+// stdin for one line, the wrapped program's path, then runs it as an ordinary CommonJS
+// module. Uncaught errors are reported the same way under either runtime: the stack on
+// stderr, exit code 1.
 'use strict';
 const fs = require('fs');
+
+function report(e) {
+  let text;
+  if (e && e.name === 'BuildMessage' && e.position) {
+    // Bun reports a syntax error as a BuildMessage: give it Node's name and the place.
+    const p = e.position;
+    text = `SyntaxError: ${e.message}\n    at ${p.file}:${p.line}:${p.column + 1}`;
+  } else if (e && e.stack) {
+    text = String(e.stack);
+  } else {
+    text = 'Uncaught ' + String(e);
+  }
+  try {
+    fs.writeSync(2, text + '\n');
+  } finally {
+    process.exit(1);
+  }
+}
+process.on('uncaughtException', report);
+process.on('unhandledRejection', report);
+
 const buf = Buffer.alloc(4096);
 let line = '';
 while (!line.includes('\n')) {
@@ -10,4 +33,8 @@ while (!line.includes('\n')) {
   if (n === 0) break;
   line += buf.toString('utf8', 0, n);
 }
-require(line.trim());
+try {
+  require(line.trim());
+} catch (e) {
+  report(e);
+}

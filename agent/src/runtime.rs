@@ -524,8 +524,9 @@ fn err(kind: ProgramErrorKind, message: String) -> ProgramError {
     ProgramError { kind, message }
 }
 
-/// The message for a program that failed: its last stderr line, which for Python, Node,
-/// Go panics and Mono is the exception, else the exit status.
+/// The message for a program that failed: the last stderr line that is not a stack frame
+/// (`at …`, as JavaScript and Mono print them after the exception) or a runtime's banner,
+/// which for Python, JavaScript, Go panics and Mono is the exception; else the exit status.
 fn runtime_message(c: &exec::Collected) -> String {
     let status = match (c.exit_code, c.signal) {
         (Some(code), _) => format!("the program exited with code {code}"),
@@ -533,7 +534,11 @@ fn runtime_message(c: &exec::Collected) -> String {
         _ => "the program failed".to_string(),
     };
     let stderr = String::from_utf8_lossy(&c.stderr);
-    match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+    let noise = |l: &str| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with("at ") || l.starts_with("Node.js v") || l.starts_with("Bun v")
+    };
+    match stderr.lines().rev().find(|l| !noise(l)) {
         Some(last) => format!("{status}: {}", last.trim()),
         None => status,
     }

@@ -23,8 +23,13 @@ pub struct PoolSettings {
     pub compile_cache_dir: PathBuf,
     /// Bound on the shared compile cache; the oldest artifacts are evicted first.
     pub compile_cache_mb: u64,
-    /// How long a request waits for a container before it gets 503.
+    /// The least a request waits for a container before it gets 503. It waits longer
+    /// when the pool's history says a container will be free later than that (twice the
+    /// expected wait), up to `max_queue_wait_ms`.
     pub queue_timeout_ms: u64,
+    /// A request whose expected wait exceeds this is refused at once (503 with
+    /// `Retry-After`) rather than queued.
+    pub max_queue_wait_ms: u64,
     /// How long creating and starting one container may take (C# compiles its launcher).
     pub create_timeout_ms: u64,
     /// How often the warmer checks that each pool has its `min_idle` containers.
@@ -83,6 +88,7 @@ impl Default for PoolSettings {
             compile_cache_dir: PathBuf::from("target/compile-cache"),
             compile_cache_mb: 1024,
             queue_timeout_ms: 2_000,
+            max_queue_wait_ms: 30_000,
             create_timeout_ms: 60_000,
             warm_interval_ms: 250,
             reconcile_interval_ms: 5_000,
@@ -138,6 +144,11 @@ impl PoolSettings {
         Duration::from_millis(self.queue_timeout_ms)
     }
 
+    /// The longest expected wait a request is queued for.
+    pub fn max_queue_wait(&self) -> Duration {
+        Duration::from_millis(self.max_queue_wait_ms)
+    }
+
     /// How long creating and starting one container may take.
     pub fn create_timeout(&self) -> Duration {
         Duration::from_millis(self.create_timeout_ms)
@@ -161,6 +172,7 @@ impl PoolSettings {
         }
         let l = &self.limits;
         positive("pool.queue_timeout_ms", self.queue_timeout_ms)?;
+        positive("pool.max_queue_wait_ms", self.max_queue_wait_ms)?;
         positive("pool.create_timeout_ms", self.create_timeout_ms)?;
         positive("pool.warm_interval_ms", self.warm_interval_ms)?;
         positive("pool.reconcile_interval_ms", self.reconcile_interval_ms)?;

@@ -31,6 +31,8 @@ pub enum PoolError {
     Exhausted {
         language: Language,
         waited: Duration,
+        /// When one is expected to be free.
+        retry_after: Duration,
     },
     #[error("the gateway is shutting down")]
     ShuttingDown,

@@ -15,6 +15,7 @@ mod health;
 mod isolation;
 mod manager;
 mod pool;
+mod queue;
 mod warm;
 mod wrap;
 

@@ -16,6 +16,7 @@ use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container};
 use crate::docker;
 use crate::error::PoolError;
+use crate::queue::WaitEstimate;
 
 /// Container lifecycle counts of one language since startup.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -52,6 +53,7 @@ pub struct Manager {
     pub(crate) shutdown: CancellationToken,
     pub(crate) cache: Option<Arc<SharedCache>>,
     pub(crate) warming: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) wait: Arc<WaitEstimate>,
 }
 
 impl Manager {
@@ -69,6 +71,7 @@ impl Manager {
             self.shutdown.clone(),
         );
         let cache_dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
+        let started = std::time::Instant::now();
         let c = tokio::spawn(async move {
             let mut c =
                 container::create(&docker, &settings, language, cache_dir.as_deref()).await?;
@@ -84,6 +87,7 @@ impl Manager {
         .await
         .map_err(|_| PoolError::ShuttingDown)??;
         self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
+        self.wait.record_create(started.elapsed());
         self.toolchain
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -28,6 +28,7 @@ use crate::docker;
 use crate::error::PoolError;
 use crate::health::Health;
 use crate::manager::{Lifecycle, LifecycleSnapshot, Manager};
+use crate::queue::{Occupancy, WaitEstimate};
 use crate::wrap::wrap;
 
 /// One invocation as the gateway hands it to the pools.
@@ -87,6 +88,9 @@ pub(crate) struct LanguagePool {
     /// Containers the warmer is creating (shared with the manager, which waits for them
     /// rather than starting one more).
     pub(crate) warming: Arc<AtomicUsize>,
+    /// How soon a container is expected to be free (shared with the manager, which
+    /// records creation times).
+    pub(crate) wait: Arc<WaitEstimate>,
     pub(crate) toolchain: Arc<Mutex<Option<String>>>,
     pub(crate) lifecycle: Arc<Lifecycle>,
 }
@@ -205,8 +209,10 @@ impl Pools {
             let toolchain = Arc::new(Mutex::new(None));
             let lifecycle = Arc::new(Lifecycle::default());
             let warming = Arc::new(AtomicUsize::new(0));
+            let wait = Arc::new(WaitEstimate::default());
             let manager = Manager {
                 warming: warming.clone(),
+                wait: wait.clone(),
                 docker: docker.clone(),
                 settings: settings.clone(),
                 language,
@@ -232,6 +238,7 @@ impl Pools {
                     pool,
                     nursery,
                     warming,
+                    wait,
                     toolchain,
                     lifecycle,
                 }),
@@ -441,24 +448,45 @@ impl Pools {
 /// slow or gone; the next start's sweep removes what is left).
 const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 
-/// Takes a container from the pool within the queue timeout.
+/// Takes a container from the pool, waiting in proportion to how soon one is expected to
+/// be free (`queue.rs`).
 async fn checkout(
     lp: &LanguagePool,
     settings: &PoolSettings,
 ) -> Result<Object<Manager>, PoolError> {
     let started = Instant::now();
+    let waiting = lp.wait.enter();
+    let st = lp.status();
+    let occupancy = Occupancy {
+        idle: st.idle,
+        busy: st.busy,
+        total: st.total,
+        max_size: st.max_size,
+    };
+    let expected = lp.wait.expected(occupancy, waiting.ahead);
+    let exhausted = |waited| PoolError::Exhausted {
+        language: lp.language,
+        waited,
+        retry_after: expected,
+    };
+    let Some(budget) = WaitEstimate::budget(
+        expected,
+        settings.queue_timeout(),
+        settings.max_queue_wait(),
+    ) else {
+        return Err(exhausted(Duration::ZERO));
+    };
     let timeouts = Timeouts {
-        wait: Some(settings.queue_timeout()),
+        wait: Some(budget),
         create: Some(settings.create_timeout()),
         recycle: Some(Duration::from_secs(10)),
     };
-    let span = tracing::info_span!("pool.checkout", language = %lp.language);
+    let span = tracing::info_span!("pool.checkout", language = %lp.language, expected_ms = expected.as_millis() as u64);
     match lp.pool.timeout_get(&timeouts).instrument(span).await {
         Ok(o) => Ok(o),
-        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => Err(PoolError::Exhausted {
-            language: lp.language,
-            waited: started.elapsed(),
-        }),
+        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => {
+            Err(exhausted(started.elapsed()))
+        }
         Err(managed::PoolError::Timeout(_)) => {
             Err(PoolError::CreateTimeout(settings.create_timeout()))
         }
@@ -502,6 +530,7 @@ async fn run_on_pool(
             }
         };
         let queue_wait = started.elapsed();
+        let held = Instant::now();
         let sent_at = SystemTime::now();
         let result = async {
             // The limit this call needs. A container keeps the last one it was given (no
@@ -574,6 +603,7 @@ async fn run_on_pool(
         if !obj.broken && !oom {
             let _ = obj.settle(CLEAN_TIMEOUT).await;
         }
+        lp.wait.record_hold(held.elapsed());
         if obj.broken || oom {
             retire(lp, obj);
         } else {

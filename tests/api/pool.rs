@@ -52,6 +52,78 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     app.stop().await;
 }
 
+/// The queue wait follows the pool's history: once calls are known to hold a container
+/// for ~1.5 s, a request that would queue behind another such call expects to wait more
+/// than `max_queue_wait_ms` and is refused at once, with a `Retry-After` that says when.
+#[tokio::test]
+async fn a_request_that_would_wait_past_the_ceiling_is_refused_at_once_with_the_expected_wait() {
+    let mut s = settings(&[Language::Python]);
+    let py = s.pool.languages.get_mut(&Language::Python).unwrap();
+    py.max_size = 1;
+    py.min_idle = 1;
+    s.pool.queue_timeout_ms = 300;
+    s.pool.max_queue_wait_ms = 1_000;
+    let app = spawn_with(s).await;
+    let slow = json!({"language": "python", "code": "import time\ntime.sleep(1.5)\nresult = 1"});
+    let call = |body: serde_json::Value| {
+        let (client, url, key) = (
+            app.client.clone(),
+            format!("{}/v1/execute", app.addr),
+            app.key.clone(),
+        );
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("x-api-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (
+                r.status().as_u16(),
+                retry,
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    // History: one call that held the only container for ~1.5 s.
+    assert_eq!(call(slow.clone()).await.unwrap().0, 200);
+    // Another one holds it now; one more queues behind it (expected ~0.75 s, within the
+    // ceiling); the next would wait ~2.25 s and is refused without waiting.
+    let busy = call(slow.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = call(json!({"language": "python", "code": "result = 2"}));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let (status, retry, body) = call(json!({"language": "python", "code": "result = 3"}))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "pool_exhausted", "{body}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!(
+        retry >= 2,
+        "Retry-After {retry} should cover the expected wait"
+    );
+    assert!(
+        took < Duration::from_millis(300),
+        "refused at once, not after a wait: {took:?}"
+    );
+    assert_eq!(busy.await.unwrap().0, 200);
+    // The queued one waited up to twice its expected wait, capped by the ceiling (1 s).
+    let (status, _, body) = queued.await.unwrap();
+    assert!(
+        status == 200 || body["error"]["kind"] == "pool_exhausted",
+        "{status} {body}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdown_cleans_up() {
     use bollard::models::ContainerCreateBody;

@@ -29,6 +29,7 @@ if command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1;
 fi
 
 
+rm -f "$OUT/queue-wait.txt"
 echo "| language | VUs | p50 ms | p90 ms | p99 ms | req/s | checks |"
 echo "|---|---|---|---|---|---|---|"
 for l in $LANGS; do
@@ -37,8 +38,11 @@ for l in $LANGS; do
   CB_LANGUAGE=$l VUS=1 DURATION=5s BASE_URL=http://127.0.0.1:$PORT k6 run -q --no-summary loadtest/execute.js >/dev/null 2>&1 || true
   for vus in 1 16; do
     f="$OUT/$l-$vus.json"
+    curl -fs "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics-before" || true
     CB_LANGUAGE=$l VUS=$vus DURATION=$DURATION BASE_URL=http://127.0.0.1:$PORT \
       k6 run -q --summary-export "$f" loadtest/execute.js >/dev/null 2>&1 || true
+    curl -fs "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics-after" || true
+    [ "$vus" = 1 ] || python3 loadtest/queuewait.py "$OUT/metrics-before" "$OUT/metrics-after" "$l" >>"$OUT/queue-wait.txt"
     python3 - "$f" "$l" "$vus" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))["metrics"]
@@ -47,6 +51,7 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {d['med']:.1f} | {d['p(90)']:.1f} | {d
 PY
   done
 done
+echo; cat "$OUT/queue-wait.txt" 2>/dev/null || true
 # Sessions over the JSON-RPC WebSocket (Python).
 case " $LANGS " in *" python "*)
   f="$OUT/sessions.json"

@@ -13,6 +13,7 @@
 //! is bounded by `limits.max_batch_items` and its parallelism by `max_concurrent`.
 
 use codebeaker_pool::{Invocation, Lease};
+use codebeaker_proto::RawJson;
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,16 +56,13 @@ pub struct BatchRequest {
 pub struct BatchItem {
     /// The caller's correlation id, echoed back.
     pub id: String,
-    #[serde(default = "empty_object")]
-    pub input: serde_json::Value,
+    #[serde(default = "requests::empty_object")]
+    #[schema(value_type = Object)]
+    pub input: RawJson,
     /// This item's own language (a mixed batch).
     pub language: Option<String>,
     /// This item's own code (a mixed batch).
     pub code: Option<String>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
 }
 
 /// One item's outcome.
@@ -78,7 +76,8 @@ pub struct ItemResult {
     /// True when the item did not run (`stopOnFirstError` after a failure, or the
     /// sandbox failed for it).
     pub skipped: bool,
-    pub output: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub output: RawJson,
     pub error: Option<ItemError>,
     pub stdout: String,
     pub stderr: String,
@@ -465,7 +464,7 @@ fn sandbox_failure(index: usize, id: String, started: Instant) -> ItemResult {
         index,
         success: false,
         skipped: false,
-        output: serde_json::Value::Null,
+        output: RawJson::null(),
         error: Some(ItemError {
             kind: "sandbox_failure",
             message: "the sandbox failed for this item; it was not your program's fault".into(),
@@ -485,7 +484,7 @@ fn skipped(index: usize, id: String) -> ItemResult {
         index,
         success: false,
         skipped: true,
-        output: serde_json::Value::Null,
+        output: RawJson::null(),
         error: Some(ItemError {
             kind: "skipped",
             message: "not run: an earlier item failed and stopOnFirstError is set".into(),

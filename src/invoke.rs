@@ -2,7 +2,7 @@
 //! shedding), the caller's concurrency cap, the pool, and the invocation metrics.
 
 use codebeaker_pool::{Execution, Invocation, PoolError, Pools};
-use codebeaker_proto::Language;
+use codebeaker_proto::{Language, RawJson};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +36,8 @@ pub struct ExecuteResponse {
     pub language: Language,
     pub success: bool,
     /// The JSON value of `/workspace/output.json`, or null.
-    pub output: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub output: RawJson,
     pub stdout: String,
     pub stderr: String,
     pub exit_code: Option<i32>,
@@ -140,7 +141,7 @@ pub fn respond(
         request_id,
         language,
         success: o.error.is_none(),
-        output: o.output.unwrap_or(serde_json::Value::Null),
+        output: o.output.unwrap_or_default(),
         stdout: o.stdout,
         stderr: o.stderr,
         exit_code: o.exit_code,

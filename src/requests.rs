@@ -3,7 +3,7 @@
 //! them here, so a request is judged the same whichever way it came.
 
 use codebeaker_pool::Invocation;
-use codebeaker_proto::Language;
+use codebeaker_proto::{Language, RawJson};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -21,7 +21,8 @@ pub struct ExecuteRequest {
     pub code: String,
     /// Any JSON value, written to `/workspace/input.json`. Defaults to `{}`.
     #[serde(default = "empty_object")]
-    pub input: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub input: RawJson,
     /// Run-time limit in milliseconds (server default when absent).
     pub timeout_ms: Option<u64>,
     /// Memory limit in MB, at most the container's limit.
@@ -44,8 +45,9 @@ pub enum RunMode {
     Plain,
 }
 
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
+/// `{}`: the input when a request names none.
+pub fn empty_object() -> RawJson {
+    RawJson::from_value(&serde_json::Value::Object(Default::default()))
 }
 
 /// `session.create` and `POST /v1/sessions` (camelCase as the .NET client sends them).
@@ -111,9 +113,8 @@ pub fn invocation(
     if req.code.trim().is_empty() {
         return Err(RequestError::Invalid("code must not be empty".into()));
     }
-    let input_size = serde_json::to_vec(&req.input)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    // The caller's own (compacted) text: its size needs no serializing.
+    let input_size = req.input.get().len();
     if input_size > limits.max_input_bytes {
         return Err(RequestError::TooLarge {
             what: "input",
@@ -195,7 +196,7 @@ mod tests {
         ExecuteRequest {
             language: language.into(),
             code: code.into(),
-            input: serde_json::json!({"xs": [1]}),
+            input: RawJson::from_value(&serde_json::json!({"xs": [1]})),
             timeout_ms: None,
             memory_limit_mb: None,
             mode: RunMode::Edge,

@@ -181,7 +181,7 @@ fn agent_main() {
 fn reply(r: &Reply) {
     let mut out = std::io::stdout().lock();
     let line = serde_json::to_string(r).unwrap_or_else(|e| {
-        format!(r#"{{"reply":"failed","message":"cannot encode reply: {e}"}}"#)
+        serde_json::json!({"failed": {"message": format!("cannot encode reply: {e}")}}).to_string()
     });
     if out
         .write_all(line.as_bytes())

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use codebeaker_proto::{
     CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, ProgramError,
-    ProgramErrorKind, RunOutcome, RunRequest, ShellRequest, ShellResult, WriteMode,
+    ProgramErrorKind, RawJson, RunOutcome, RunRequest, ShellRequest, ShellResult, WriteMode,
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
@@ -84,7 +84,11 @@ impl Agent {
             Some(src) => {
                 let source = std::fs::read(src)?;
                 match agent.compile(Path::new(src), &source, Duration::from_secs(60))? {
-                    Built::Ready { path, .. } => path.display().to_string(),
+                    Built::Ready { path, .. } => {
+                        let path = path.display().to_string();
+                        agent.aot_launcher(&path);
+                        path
+                    }
                     Built::Failed(msg) => {
                         return Err(io::Error::other(format!("launcher build failed: {msg}")))
                     }
@@ -190,7 +194,7 @@ impl Agent {
             }
         };
         let limits = ItemRequest {
-            input: serde_json::Value::Null,
+            input: RawJson::null(),
             timeout_ms: req.timeout_ms,
             stream_limit_bytes: req.stream_limit_bytes,
             result_limit_bytes: req.result_limit_bytes,
@@ -244,20 +248,14 @@ impl Agent {
 
     /// Writes `input.json` and the program into the workspace, as the user. A session
     /// keeps its files: an earlier run's `output.json` must not pass for this run's result.
-    fn write_run_files(
-        &self,
-        ws: &Workspace,
-        input: &serde_json::Value,
-        source: &str,
-    ) -> io::Result<()> {
+    fn write_run_files(&self, ws: &Workspace, input: &RawJson, source: &str) -> io::Result<()> {
         let _as_user = AsUser::enter(self.user)?;
         match std::fs::remove_file(Path::new(WORKSPACE).join(OUTPUT)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let input = serde_json::to_vec(input)?;
-        ws.write(INPUT, &input, WriteMode::Create, INPUT)?;
+        ws.write(INPUT, input.get().as_bytes(), WriteMode::Create, INPUT)?;
         let name = self.lang.program_file();
         ws.write(name, source.as_bytes(), WriteMode::Create, name)?;
         Ok(())
@@ -458,7 +456,7 @@ impl Agent {
                     result_limit_bytes
                 ),
             )),
-            Ok(CappedRead::Data(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(CappedRead::Data(bytes)) => match RawJson::from_slice(&bytes) {
                 Ok(v) => {
                     outcome.output = Some(v);
                     None
@@ -492,6 +490,35 @@ impl Agent {
             source,
             timeout,
         )
+    }
+
+    /// AOT-compiles the launcher next to itself, as root and before any user code ran (the
+    /// launcher is our own source). A failure only costs speed: Mono JITs without it.
+    fn aot_launcher(&mut self, path: &str) {
+        let Some((prog, args)) = self.spec.launcher_aot.split_first() else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .arg(path)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let done = exec::run_to_end(
+            &mut self.reaper,
+            &mut cmd,
+            Vec::new(),
+            Duration::from_secs(60),
+            4096,
+            None,
+        );
+        match done {
+            Ok(c) if c.exit_code == Some(0) => {}
+            Ok(c) => eprintln!("codebeaker-agent: launcher AOT failed: {}", c.stderr_text()),
+            Err(e) => eprintln!("codebeaker-agent: launcher AOT failed: {e}"),
+        }
     }
 
     fn toolchain_version(&mut self) -> io::Result<String> {

@@ -7,7 +7,7 @@
 //! microseconds, and only when both are empty does it pay for a cold container start.
 
 use codebeaker_proto::{
-    ItemRequest, Language, PrepareRequest, ProgramErrorKind, RunOutcome, RunRequest,
+    ItemRequest, Language, PrepareRequest, ProgramErrorKind, RawJson, RunOutcome, RunRequest,
 };
 use deadpool::managed::{self, Object, Timeouts};
 use std::collections::BTreeMap;
@@ -37,7 +37,8 @@ pub struct Invocation {
     pub language: Language,
     /// Shared: a batch's items all point at one copy of its code.
     pub code: Arc<str>,
-    pub input: serde_json::Value,
+    /// Written verbatim to `input.json` (validated and compacted at the edge).
+    pub input: RawJson,
     pub timeout: Duration,
     pub compile_timeout: Duration,
     /// Lower memory limit for this invocation only (must not exceed the container's).

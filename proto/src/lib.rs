@@ -11,6 +11,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod raw;
+pub use raw::RawJson;
+
 /// A language CodeBeaker can run. Past the HTTP edge nothing handles language names as
 /// strings: they are parsed once into this enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -127,8 +130,12 @@ pub fn artifact_file(language: Language, key: &str) -> String {
 }
 
 /// A request from the gateway to the agent. One per line on the container's stdin.
+///
+/// Externally tagged (`{"run":{…}}`, `"ping"`), not internally: serde buffers an
+/// internally tagged frame into a tree before it picks the variant, which would defeat
+/// [`RawJson`] (the input would be parsed and copied again).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Liveness and cleanliness check. The agent answers only once the previous
     /// invocation has been cleaned up, so a `Pong` means "ready for the next one".
@@ -283,8 +290,8 @@ pub enum CommandErrorKind {
 pub struct RunRequest {
     /// The complete program source (wrapper template with the user's code inside).
     pub source: String,
-    /// The value written to `/workspace/input.json`.
-    pub input: serde_json::Value,
+    /// The value written to `/workspace/input.json`, verbatim.
+    pub input: RawJson,
     /// Wall-clock limit for running the program (compilation has its own limit).
     pub timeout_ms: u64,
     /// Wall-clock limit for compiling, for compiled languages.
@@ -316,7 +323,7 @@ pub struct PrepareRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemRequest {
-    pub input: serde_json::Value,
+    pub input: RawJson,
     pub timeout_ms: u64,
     pub stream_limit_bytes: u64,
     pub result_limit_bytes: u64,
@@ -326,8 +333,9 @@ pub struct ItemRequest {
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A reply from the agent to the gateway. One per line on the container's stdout.
+/// Externally tagged, like [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// Sent once at startup, after the first runner process has been pre-started.
     Ready(AgentInfo),
@@ -384,8 +392,9 @@ pub struct AgentInfo {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutcome {
-    /// The parsed contents of `/workspace/output.json`, when the program succeeded.
-    pub output: Option<serde_json::Value>,
+    /// The contents of `/workspace/output.json` (validated, compact), when the program
+    /// succeeded.
+    pub output: Option<RawJson>,
     pub stdout: String,
     pub stderr: String,
     /// Exit code of the program, or `None` when it was killed by a signal.
@@ -472,7 +481,7 @@ mod tests {
     fn requests_and_replies_are_one_line_of_json() {
         let req = Request::Run(RunRequest {
             source: "print('a\\nb')\n".into(),
-            input: serde_json::json!({"x": "é\n"}),
+            input: RawJson::from_value(&serde_json::json!({"x": "é\n"})),
             timeout_ms: 1000,
             compile_timeout_ms: 1000,
             stream_limit_bytes: 10,
@@ -483,7 +492,7 @@ mod tests {
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), req);
         let ping = serde_json::to_string(&Request::Ping).unwrap();
-        assert_eq!(ping, r#"{"op":"ping"}"#);
+        assert_eq!(ping, r#""ping""#);
         let reply = Reply::Pong { invocations: 3 };
         let line = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);

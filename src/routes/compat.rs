@@ -61,7 +61,7 @@ pub async fn execute(
     let run = ExecuteRequest {
         language: req.language,
         code: req.code,
-        input: serde_json::json!({}),
+        input: crate::requests::empty_object(),
         timeout_ms: seconds.map(|s| s.saturating_mul(1000)),
         memory_limit_mb: req.config.memory_limit,
         mode: RunMode::Plain,

@@ -265,7 +265,7 @@ pub async fn execute(
                     let timeout_ms = run_timeout.unwrap_or(limits.default_timeout_ms);
                     let req = RunRequest {
                         source: codebeaker_pool::wrap(language, &p.code),
-                        input: p.input,
+                        input: codebeaker_proto::RawJson::from_value(&p.input),
                         timeout_ms,
                         compile_timeout_ms: limits.compile_timeout_ms,
                         stream_limit_bytes: limits.stream_limit_bytes,

@@ -202,3 +202,39 @@ async fn languages_endpoint_lists_aliases_images_and_pools() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+/// Input and output travel as the caller's and the program's JSON text (validated and
+/// compacted, never rebuilt): a pretty-printed request body, a program that writes
+/// pretty-printed `output.json` itself, and text a tree would normalise all come through.
+#[tokio::test]
+async fn json_text_travels_through_intact_whatever_its_layout() {
+    let app = spawn(&[Language::Python]).await;
+    // `result` is left unset so that the program's own file is what is read back.
+    let code = "import json\nwith open('/workspace/output.json', 'w') as f:\n    json.dump({'n': input_data['n'], 'big': input_data['big'], 'keys': list(input_data)}, f, indent=2)\n";
+    let body = format!(
+        "{{\n  \"language\": \"python\",\n  \"code\": {},\n  \"input\": {{\n    \"n\": 1.50,\n    \"big\": 123456789012345678901234567890,\n    \"z\": \"a\\nb\", \"a\": [ ]\n  }}\n}}",
+        serde_json::to_string(code).unwrap()
+    );
+    let r = app
+        .client
+        .post(format!("{}/v1/execute", app.addr))
+        .header("x-api-key", &app.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["success"], true, "{v}");
+    // Key order as the caller sent it, and numbers as Python read them.
+    assert_eq!(v["output"]["keys"], json!(["n", "big", "z", "a"]), "{v}");
+    assert_eq!(v["output"]["n"], json!(1.5));
+    // The program's pretty-printed file came back compact, inside one response line.
+    assert!(
+        text.contains(r#""output":{"n":1.5,"big":123456789012345678901234567890,"#),
+        "{text}"
+    );
+    app.stop().await;
+}

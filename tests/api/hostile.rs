@@ -188,3 +188,78 @@ result = r
     let _: Value = b2;
     app.stop().await;
 }
+
+/// JavaScript (Bun) and C# (Mono) run each call in a runner process pre-started after the
+/// previous call's cleanup: whatever one call does to its process (globals, environment,
+/// current directory, console redirection, a timer or thread left pending, files) is gone
+/// for the next call on the same container.
+#[tokio::test]
+async fn a_runner_process_keeps_nothing_of_the_previous_call() {
+    let mut s = settings(&[Language::JavaScript, Language::CSharp]);
+    for l in [Language::JavaScript, Language::CSharp] {
+        let p = s.pool.languages.get_mut(&l).unwrap();
+        p.max_size = 1;
+        p.min_idle = 1;
+    }
+    s.pool.queue_timeout_ms = 10_000;
+    let app = spawn_with(s).await;
+
+    let tamper = r#"
+globalThis.__leak = 'left';
+process.env.LEAK = 'left';
+process.chdir('/tmp');
+require('fs').writeFileSync('/tmp/leak', 'x');
+setTimeout(() => require('fs').writeFileSync('/workspace/late', 'x'), 300);
+console.log = () => {};
+const result = 'tampered';
+"#;
+    let check = r#"
+const fs = require('fs');
+console.log('visible');
+const result = {
+  global: typeof globalThis.__leak, env: process.env.LEAK || null, cwd: process.cwd(),
+  tmp: fs.existsSync('/tmp/leak'), late: fs.existsSync('/workspace/late'),
+};
+"#;
+    let b = app.run("javascript", tamper, json!({})).await;
+    assert_eq!(b["output"], "tampered", "{b}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = app.run("javascript", check, json!({})).await;
+    assert_eq!(
+        b["output"],
+        json!({"global": "undefined", "env": null, "cwd": "/workspace", "tmp": false, "late": false}),
+        "{b}"
+    );
+    assert_eq!(b["stdout"], "visible\n", "{b}");
+
+    let tamper = r#"
+Environment.SetEnvironmentVariable("LEAK", "left");
+Directory.SetCurrentDirectory("/tmp");
+File.WriteAllText("/tmp/leak", "x");
+Console.SetOut(TextWriter.Null);
+var t = new System.Threading.Thread(() => { System.Threading.Thread.Sleep(300); File.WriteAllText("/workspace/late", "x"); });
+t.IsBackground = false;
+t.Start();
+var result = "tampered";
+"#;
+    let check = r#"
+Console.WriteLine("visible");
+var result = new Dictionary<string, object> {
+    ["env"] = Environment.GetEnvironmentVariable("LEAK"),
+    ["cwd"] = Directory.GetCurrentDirectory(),
+    ["tmp"] = File.Exists("/tmp/leak"),
+    ["late"] = File.Exists("/workspace/late"),
+};
+"#;
+    let b = app.run("csharp", tamper, json!({})).await;
+    assert_eq!(b["output"], "tampered", "{b}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = app.run("csharp", check, json!({})).await;
+    assert_eq!(
+        b["output"],
+        json!({"env": null, "cwd": "/workspace", "tmp": false, "late": false}),
+        "{b}"
+    );
+    assert_eq!(b["stdout"], "visible\n", "{b}");
+    app.stop().await;
+}

@@ -140,7 +140,7 @@ pub struct Plan {
 pub struct Admitted {
     plan: Plan,
     admission: Vec<AdmittedOwned>,
-    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+    permits: Vec<crate::limits::Permit>,
 }
 
 impl Plan {
@@ -173,7 +173,7 @@ impl Admitted {
 }
 
 /// Validates every item and admits the batch (all or nothing).
-pub fn admit(
+pub async fn admit(
     invoker: &Invoker,
     caller: &Principal,
     req: BatchRequest,
@@ -195,7 +195,8 @@ pub fn admit(
         permits.push(
             invoker
                 .concurrency
-                .try_acquire(&caller.subject, caller.quota.max_concurrent)
+                .acquire(&caller.subject, caller.quota.max_concurrent)
+                .await?
                 .ok_or(ExecuteError::ConcurrencyLimited(
                     caller.quota.max_concurrent,
                 ))?,

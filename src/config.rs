@@ -19,7 +19,55 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub executions: ExecutionSettings,
     pub webhooks: WebhookSettings,
+    pub shared: SharedSettings,
     pub pool: PoolSettings,
+}
+
+/// `[shared]`: several gateway replicas sharing one Redis (off by default: a single node
+/// keeps its queue in SQLite and its limits in memory, and needs no Redis).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedSettings {
+    /// `redis://host:port/db` (or `rediss://` for TLS). Empty: single node.
+    pub redis_url: String,
+    /// Prefix of every key (several deployments can share one Redis).
+    pub prefix: String,
+    /// Where the other replicas reach this one (session forwarding), e.g.
+    /// `http://10.0.0.5:8080`. Empty: `http://` + `server.bind`.
+    pub advertise_url: String,
+    /// Replicas known without Redis: instance label → URL (used when a replica has no
+    /// heartbeat in Redis).
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// How often this replica announces itself; it is taken for gone after
+    /// `replica_ttl_ms` without an announcement.
+    pub heartbeat_ms: u64,
+    pub replica_ttl_ms: u64,
+    /// A queued execution claimed by a replica that stops renewing its claim (it died) is
+    /// reclaimed by another after this long.
+    pub visibility_timeout_ms: u64,
+    /// Time one Redis command may take before the request that needed it gets 503.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for SharedSettings {
+    fn default() -> Self {
+        SharedSettings {
+            redis_url: String::new(),
+            prefix: "codebeaker".into(),
+            advertise_url: String::new(),
+            peers: Default::default(),
+            heartbeat_ms: 2_000,
+            replica_ttl_ms: 6_000,
+            visibility_timeout_ms: 30_000,
+            command_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl SharedSettings {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
 }
 
 /// `[webhooks]`: callbacks of async executions.
@@ -356,6 +404,12 @@ impl Settings {
                 "server.websocket_ping_interval_ms",
                 self.server.websocket_ping_interval_ms,
             ),
+            ("shared.heartbeat_ms", self.shared.heartbeat_ms),
+            (
+                "shared.visibility_timeout_ms",
+                self.shared.visibility_timeout_ms,
+            ),
+            ("shared.command_timeout_ms", self.shared.command_timeout_ms),
         ] {
             if v == 0 {
                 return Err(ConfigError(format!("{key} must be positive")));
@@ -363,6 +417,15 @@ impl Settings {
         }
         if l.max_body_bytes < l.max_code_bytes {
             return fail("limits: max_body_bytes must be at least max_code_bytes");
+        }
+        let sh = &self.shared;
+        if sh.replica_ttl_ms <= sh.heartbeat_ms {
+            return fail("shared: replica_ttl_ms must exceed heartbeat_ms");
+        }
+        if sh.enabled()
+            && !(sh.redis_url.starts_with("redis://") || sh.redis_url.starts_with("rediss://"))
+        {
+            return fail("shared.redis_url must start with redis:// or rediss://");
         }
         let s = &self.sessions;
         for (what, default, max) in [

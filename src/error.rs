@@ -21,6 +21,7 @@ use crate::invoke::ExecuteError;
 use crate::limits::{RateInfo, RateLimited};
 use crate::requests::RequestError;
 use crate::sessions::SessionError;
+use crate::store::StoreError;
 
 /// Every refusal the HTTP transport can answer, one variant per layer error.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,12 @@ pub enum ApiError {
     Executions(#[from] ExecutionsError),
     #[error("the gateway is at capacity; retry shortly")]
     Overloaded,
+    /// Redis, which this replica shares state through, did not answer.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
+    /// The replica that owns the session is down (or does not answer).
+    #[error("the session's replica ({0}) is unavailable; retry shortly")]
+    SessionUnavailable(String),
 }
 
 /// `{"error": {"kind": "...", "message": "..."}}`
@@ -95,6 +102,10 @@ fn pool_status(e: &PoolError) -> Mapped {
 impl ApiError {
     fn status_and_kind(&self) -> Mapped {
         match self {
+            ApiError::Shared(_) => (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable"),
+            ApiError::SessionUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "session_unavailable")
+            }
             ApiError::Json(r) => match r {
                 r if body_timed_out(r) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
                 JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
@@ -114,6 +125,9 @@ impl ApiError {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Execute(e) => match e {
+                ExecuteError::Shared(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable")
+                }
                 ExecuteError::Request(e) => request_status(e),
                 ExecuteError::Shed => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
                 ExecuteError::ConcurrencyLimited(_) => {
@@ -145,6 +159,9 @@ impl ApiError {
                     (StatusCode::TOO_MANY_REQUESTS, "queue_full")
                 }
                 ExecutionsError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+                ExecutionsError::Store(StoreError::Shared(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable")
+                }
                 ExecutionsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failure"),
             },
         }

@@ -553,6 +553,21 @@ impl Executions {
             }
         }
     }
+
+    /// Renews this replica's claims on the executions it runs, every `every`, so that no
+    /// other replica takes them over while this one is alive (a shared store only).
+    pub async fn renewer(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let store = self.store.clone();
+            if let Err(e) = blocking(move || store.renew()).await {
+                tracing::warn!(error = %e, "renewing claims on running executions failed");
+            }
+        }
+    }
 }
 
 fn hex_sha256(data: &[u8]) -> String {

@@ -23,6 +23,9 @@ pub enum ExecuteError {
     ConcurrencyLimited(u32),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The shared state (Redis) that counts the caller's invocations did not answer.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
 }
 
 /// The result of an invocation that ran, whatever the program did.
@@ -87,7 +90,8 @@ impl Invoker {
         let max = caller.quota.max_concurrent;
         let _permit = self
             .concurrency
-            .try_acquire(&caller.subject, max)
+            .acquire(&caller.subject, max)
+            .await?
             .ok_or(ExecuteError::ConcurrencyLimited(max))?;
         let resp = self.run(inv, request_id, started).await?;
         tracing::info!(

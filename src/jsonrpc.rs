@@ -6,7 +6,7 @@
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use codebeaker_pool::PoolError;
 use futures_util::{SinkExt, StreamExt};
@@ -18,10 +18,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthFailure, Credential};
 use crate::domain::{Denied, Principal, Scope};
+use crate::error::ApiError;
 use crate::invoke::ExecuteError;
-use crate::limits::RateLimited;
+use crate::limits::{RateError, RateLimited};
 use crate::requests::{CreateSession, ExecuteRequest, RequestError};
 use crate::routes::auth::Caller;
+use crate::routes::forward::{self, Route};
 use crate::sessions::commands::{self, codes, Command};
 use crate::sessions::SessionError;
 use crate::state::AppState;
@@ -132,6 +134,7 @@ impl From<ExecuteError> for RpcError {
             ExecuteError::ConcurrencyLimited(_) => {
                 rpc_err(codes::OVERLOADED, e.to_string()).rejected("concurrency")
             }
+            ExecuteError::Shared(_) => rpc_err(codes::OVERLOADED, e.to_string()),
         }
     }
 }
@@ -232,8 +235,10 @@ async fn serve(
         }
         // Each message is handled on its own task: several requests may be in flight.
         let (state, caller, tx) = (state.clone(), caller.clone(), tx.clone());
+        let credential = credential.clone();
         inflight.spawn(async move {
-            if let Some(resp) = handle_text(&state, &caller, &text, &tx).await {
+            if let Some(resp) = handle_text(&state, &caller, credential.as_ref(), &text, &tx).await
+            {
                 let _ = tx.send(resp.to_string());
             }
         });
@@ -264,6 +269,7 @@ async fn serve(
 pub async fn handle_text(
     state: &AppState,
     caller: &Principal,
+    credential: Option<&Credential>,
     text: &str,
     tx: &mpsc::UnboundedSender<String>,
 ) -> Option<Value> {
@@ -285,13 +291,13 @@ pub async fn handle_text(
             let replies = futures_util::future::join_all(
                 items
                     .into_iter()
-                    .map(|item| handle_one(state, caller, item, tx)),
+                    .map(|item| handle_one(state, caller, credential, item, tx)),
             )
             .await;
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
             (!replies.is_empty()).then_some(Value::Array(replies))
         }
-        other => handle_one(state, caller, other, tx).await,
+        other => handle_one(state, caller, credential, other, tx).await,
     }
 }
 
@@ -306,6 +312,7 @@ fn error_response(id: Value, e: RpcError) -> Value {
 async fn handle_one(
     state: &AppState,
     caller: &Principal,
+    credential: Option<&Credential>,
     req: Value,
     tx: &mpsc::UnboundedSender<String>,
 ) -> Option<Value> {
@@ -341,9 +348,10 @@ async fn handle_one(
         let e = rpc_err(INVALID_PARAMS, "params must be an object");
         return id.map(|id| error_response(id, e));
     }
-    let result = match state.rate.check(&caller.subject, &caller.quota) {
-        Ok(_) => dispatch(state, caller, method, params, tx).await,
-        Err(limited) => Err(limited.into()),
+    let result = match state.rate.check(&caller.subject, &caller.quota).await {
+        Ok(_) => dispatch(state, caller, credential, method, params, tx).await,
+        Err(RateError::Limited(limited)) => Err(limited.into()),
+        Err(RateError::Unavailable(e)) => Err(rpc_err(codes::OVERLOADED, e.to_string())),
     };
     // A notification gets no response, whatever happened.
     let id = id?;
@@ -365,9 +373,52 @@ fn session_id(params: &Value) -> Result<&str, RpcError> {
         .ok_or_else(|| rpc_err(INVALID_PARAMS, "params.sessionId must be a string"))
 }
 
+/// A session call for a session that lives on another replica, forwarded to it as its
+/// REST equivalent (streamed output arrives with the final result); `None` when the
+/// session is here.
+async fn forwarded(
+    state: &AppState,
+    credential: Option<&Credential>,
+    id: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Option<Value>, RpcError> {
+    let unavailable = |e: ApiError| rpc_err(codes::SESSION_UNAVAILABLE, e.to_string());
+    let base = match forward::route(state, id, &HeaderMap::new()).await {
+        Ok(Route::Here) => return Ok(None),
+        Ok(Route::Owner(base)) => base,
+        Err(e) => return Err(unavailable(e)),
+    };
+    let headers = credential
+        .map(forward::credential_headers)
+        .unwrap_or_default();
+    let (status, reply) = forward::send(state, &base, id, method, path, &headers, body)
+        .await
+        .map_err(unavailable)?;
+    if status.is_success() {
+        return Ok(Some(reply));
+    }
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or("the session's replica refused the call")
+        .to_string();
+    let code = match reply["error"]["kind"].as_str().unwrap_or_default() {
+        "session_not_found" => codes::SESSION_NOT_FOUND,
+        "session_busy" => codes::SESSION_BUSY,
+        "session_lost" => codes::SESSION_LOST,
+        "session_unavailable" => codes::SESSION_UNAVAILABLE,
+        _ if status.as_u16() == 422 || status.as_u16() == 400 => INVALID_PARAMS,
+        _ if status.as_u16() == 503 || status.as_u16() == 429 => codes::OVERLOADED,
+        _ => codes::SERVER_ERROR,
+    };
+    Err(rpc_err(code, message))
+}
+
 async fn dispatch(
     state: &AppState,
     caller: &Principal,
+    credential: Option<&Credential>,
     method: &str,
     params: Value,
     tx: &mpsc::UnboundedSender<String>,
@@ -384,8 +435,14 @@ async fn dispatch(
         "session.execute" => {
             caller.require(Scope::Sessions)?;
             let id = session_id(&params)?.to_string();
-            let cmd = Command::parse(field(&params, "command")?.clone())
-                .map_err(|e| rpc_err(INVALID_PARAMS, e))?;
+            let raw = field(&params, "command")?.clone();
+            let path = format!("/v1/sessions/{id}/commands");
+            if let Some(r) =
+                forwarded(state, credential, &id, Method::POST, &path, Some(&raw)).await?
+            {
+                return Ok(r);
+            }
+            let cmd = Command::parse(raw).map_err(|e| rpc_err(INVALID_PARAMS, e))?;
             let session = sessions.get(caller, &id)?;
             let _admitted = state.admission.try_admit().ok_or_else(|| {
                 rpc_err(
@@ -426,6 +483,10 @@ async fn dispatch(
         "session.close" => {
             caller.require(Scope::Sessions)?;
             let id = session_id(&params)?.to_string();
+            let path = format!("/v1/sessions/{id}");
+            if let Some(r) = forwarded(state, credential, &id, Method::DELETE, &path, None).await? {
+                return Ok(r);
+            }
             sessions.close(caller, &id)?;
             Ok(json!({"sessionId": id, "closed": true}))
         }

@@ -17,6 +17,7 @@ pub mod invoke;
 pub mod limits;
 pub mod requests;
 pub mod sessions;
+pub mod shared;
 pub mod store;
 pub mod webhooks;
 // Transports: the only modules that know `AppState` and map errors.

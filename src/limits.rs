@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::Quota;
+use crate::shared::{Shared, SharedError, SharedPermit};
 
 /// One limiter per (rate, burst).
 type ByQuota<C> = HashMap<(u32, u32), Arc<Keyed<C>>>;
@@ -21,9 +22,21 @@ type Keyed<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInfo
 /// Keyed GCRA limiters from governor, one per distinct (rate, burst) quota, keyed by the
 /// caller's subject. Keys with the same quota share a limiter; each key has its own state.
 /// The clock is a parameter so that tests can move time instead of sleeping.
+///
+/// With `[shared]` configured the decision is Redis's instead (one GCRA script), so that a
+/// key limited to R/s gets R/s across all replicas, not R/s from each.
 pub struct RateLimits<C: Clock = DefaultClock> {
     by_quota: Mutex<ByQuota<C>>,
     clock: C,
+    shared: Option<Arc<Shared>>,
+}
+
+/// Why a request was not let through by the rate limit.
+#[derive(Debug)]
+pub enum RateError {
+    Limited(RateLimited),
+    /// The shared limiter (Redis) did not answer.
+    Unavailable(SharedError),
 }
 
 /// What the `RateLimit-*` headers report.
@@ -48,17 +61,70 @@ impl Default for RateLimits {
     }
 }
 
+impl RateLimits {
+    /// Rate limits decided by the shared Redis.
+    pub fn shared(shared: Arc<Shared>) -> Self {
+        RateLimits {
+            shared: Some(shared),
+            ..RateLimits::default()
+        }
+    }
+}
+
 impl<C: Clock + Clone> RateLimits<C> {
     /// Rate limits measured on `clock` (tests pass a clock they move).
     pub fn with_clock(clock: C) -> Self {
         RateLimits {
             by_quota: Mutex::new(HashMap::new()),
             clock,
+            shared: None,
         }
     }
 
-    /// `Ok(None)` when the caller has no rate limit.
-    pub fn check(&self, subject: &str, limits: &Quota) -> Result<Option<RateInfo>, RateLimited> {
+    /// `Ok(None)` when the caller has no rate limit. Local, or shared when configured.
+    pub async fn check(
+        &self,
+        subject: &str,
+        limits: &Quota,
+    ) -> Result<Option<RateInfo>, RateError> {
+        let Some(shared) = &self.shared else {
+            return self
+                .check_local(subject, limits)
+                .map_err(RateError::Limited);
+        };
+        let (Some(rate), burst) = (NonZeroU32::new(limits.rate_per_second), limits.burst) else {
+            return Ok(None);
+        };
+        let (rate, burst) = (rate.get(), burst.max(1));
+        let d = shared
+            .rate(subject, rate, burst)
+            .await
+            .map_err(RateError::Unavailable)?;
+        let refill = |missing: u32| (missing as u64).div_ceil(rate as u64);
+        if d.allowed {
+            Ok(Some(RateInfo {
+                limit: burst,
+                remaining: d.remaining,
+                reset_secs: refill(burst - d.remaining),
+            }))
+        } else {
+            Err(RateError::Limited(RateLimited {
+                info: RateInfo {
+                    limit: burst,
+                    remaining: 0,
+                    reset_secs: refill(burst),
+                },
+                retry_after: d.retry_after,
+            }))
+        }
+    }
+
+    /// The local (governor) decision.
+    pub fn check_local(
+        &self,
+        subject: &str,
+        limits: &Quota,
+    ) -> Result<Option<RateInfo>, RateLimited> {
         let (Some(rate), burst) = (NonZeroU32::new(limits.rate_per_second), limits.burst) else {
             return Ok(None);
         };
@@ -114,8 +180,17 @@ impl<C: Clock + Clone> RateLimits<C> {
 }
 
 /// Per-caller caps on invocations in flight. Entries idle for ten minutes are dropped.
+/// With `[shared]` configured the places are leases in Redis, counted across replicas,
+/// that expire after `lease` if a replica dies holding them.
 pub struct Concurrency {
     per_subject: Cache<String, Arc<Semaphore>>,
+    shared: Option<(Arc<Shared>, Duration)>,
+}
+
+/// A place among a caller's invocations in flight; dropping it gives it back.
+pub enum Permit {
+    Local(OwnedSemaphorePermit),
+    Shared(SharedPermit),
 }
 
 impl Default for Concurrency {
@@ -125,11 +200,32 @@ impl Default for Concurrency {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            shared: None,
         }
     }
 }
 
 impl Concurrency {
+    /// Caps counted in Redis; a lease outlives a dead replica by at most `lease`.
+    pub fn shared(shared: Arc<Shared>, lease: Duration) -> Self {
+        Concurrency {
+            shared: Some((shared, lease)),
+            ..Concurrency::default()
+        }
+    }
+
+    /// A place, `Ok(None)` when the caller already has `max` invocations in flight.
+    pub async fn acquire(&self, subject: &str, max: u32) -> Result<Option<Permit>, SharedError> {
+        match &self.shared {
+            None => Ok(self.try_acquire(subject, max).map(Permit::Local)),
+            Some(_) if max == 0 => Ok(None),
+            Some((shared, lease)) => Ok(shared
+                .acquire(subject, max, *lease)
+                .await?
+                .map(Permit::Shared)),
+        }
+    }
+
     /// A permit, or `None` when the caller already has `max` invocations in flight.
     pub fn try_acquire(&self, subject: &str, max: u32) -> Option<OwnedSemaphorePermit> {
         if max == 0 {
@@ -218,16 +314,19 @@ mod tests {
         let r = RateLimits::default();
         let l = limits(1, 3);
         for i in 0..3 {
-            let info = r.check("a", &l).unwrap().unwrap();
+            let info = r.check_local("a", &l).unwrap().unwrap();
             assert_eq!(info.remaining, 2 - i);
         }
-        let refused = r.check("a", &l).unwrap_err();
+        let refused = r.check_local("a", &l).unwrap_err();
         assert!(
             refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1)
         );
-        assert!(r.check("b", &l).is_ok(), "another key has its own bucket");
         assert!(
-            r.check("a", &limits(0, 0)).unwrap().is_none(),
+            r.check_local("b", &l).is_ok(),
+            "another key has its own bucket"
+        );
+        assert!(
+            r.check_local("a", &limits(0, 0)).unwrap().is_none(),
             "rate 0 = unlimited"
         );
     }
@@ -237,9 +336,9 @@ mod tests {
         let clock = governor::clock::FakeRelativeClock::default();
         let r = RateLimits::with_clock(clock.clone());
         let l = limits(2, 2);
-        r.check("a", &l).unwrap();
-        r.check("a", &l).unwrap();
-        let refused = r.check("a", &l).unwrap_err();
+        r.check_local("a", &l).unwrap();
+        r.check_local("a", &l).unwrap();
+        let refused = r.check_local("a", &l).unwrap_err();
         assert_eq!(
             refused.retry_after,
             Duration::from_millis(500),
@@ -247,13 +346,13 @@ mod tests {
         );
         assert_eq!(refused.info.reset_secs, 1);
         clock.advance(Duration::from_millis(499));
-        assert!(r.check("a", &l).is_err(), "not yet");
+        assert!(r.check_local("a", &l).is_err(), "not yet");
         clock.advance(Duration::from_millis(1));
-        let info = r.check("a", &l).unwrap().unwrap();
+        let info = r.check_local("a", &l).unwrap().unwrap();
         assert_eq!(info.remaining, 0, "exactly one token came back");
         clock.advance(Duration::from_secs(10));
         assert_eq!(
-            r.check("a", &l).unwrap().unwrap().remaining,
+            r.check_local("a", &l).unwrap().unwrap().remaining,
             1,
             "full again, minus this one"
         );

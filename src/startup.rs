@@ -20,6 +20,7 @@ use crate::limits::{Admission, Concurrency, RateLimits};
 use crate::config::{ConfigError, Settings};
 use crate::routes::{batch, compat, execute, executions, meta, sessions};
 use crate::sessions::Sessions;
+use crate::shared::Shared;
 use crate::state::AppState;
 
 /// Why the gateway could not start.
@@ -37,6 +38,9 @@ pub enum StartupError {
     Auth(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// `[shared]` names a Redis that does not answer (exit code 64).
+    #[error("{0}; check shared.redis_url")]
+    Shared(#[from] crate::shared::SharedError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -54,6 +58,7 @@ impl StartupError {
                 | StartupError::Auth(_)
                 | StartupError::Store(_)
                 | StartupError::PoolPath(_)
+                | StartupError::Shared(_)
         )
     }
 }
@@ -75,10 +80,19 @@ impl Application {
     ) -> Result<Self, StartupError> {
         settings.validate()?;
         let auth = Arc::new(Authenticator::new(&settings.auth)?);
-        // Before Docker and the port: a bad database path is a configuration error.
-        let store: Arc<dyn crate::store::JobStore> = Arc::new(crate::store::SqliteStore::open(
-            &settings.executions.database,
-        )?);
+        // Before Docker and the port: a bad database path, or a Redis that does not answer,
+        // is a configuration error.
+        let shared = match settings.shared.enabled() {
+            true => Some(Shared::connect(&settings.shared, &settings.pool.instance).await?),
+            false => None,
+        };
+        let retention = Duration::from_secs(settings.executions.retention_secs);
+        let store: Arc<dyn crate::store::JobStore> = match &shared {
+            Some(s) => Arc::new(s.store(retention)),
+            None => Arc::new(crate::store::SqliteStore::open(
+                &settings.executions.database,
+            )?),
+        };
         let docker = codebeaker_pool::connect()
             .await
             .map_err(StartupError::Docker)?;
@@ -98,7 +112,21 @@ impl Application {
                 PoolError::CompileCache { .. } => StartupError::PoolPath(e),
                 e => StartupError::Docker(e),
             })?;
-        let rate = Arc::new(RateLimits::default());
+        let rate = Arc::new(match &shared {
+            Some(s) => RateLimits::shared(s.clone()),
+            None => RateLimits::default(),
+        });
+        if let Some(s) = &shared {
+            let local = listener.local_addr().map_err(|source| StartupError::Bind {
+                addr: settings.server.bind,
+                source,
+            })?;
+            s.set_advertise(match settings.shared.advertise_url.as_str() {
+                "" => format!("http://{local}"),
+                url => url.trim_end_matches('/').to_string(),
+            });
+            tokio::spawn(s.clone().heartbeat(shutdown.child_token()));
+        }
         let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
         tokio::spawn(crate::auth::keys::watch(
             auth.keys.clone(),
@@ -106,7 +134,11 @@ impl Application {
             shutdown.child_token(),
         ));
         tokio::spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
-        let sessions = Sessions::new(pools.clone(), settings.sessions.clone());
+        let sessions = Sessions::new(
+            pools.clone(),
+            settings.sessions.clone(),
+            shared.as_ref().map(|s| s.instance.clone()),
+        );
         tokio::spawn(crate::sessions::janitor(
             sessions.clone(),
             shutdown.child_token(),
@@ -117,7 +149,16 @@ impl Application {
             settings: settings.clone(),
             pools: pools.clone(),
             admission: admission.clone(),
-            concurrency: Concurrency::default(),
+            // A lease outlives a replica that died holding it by at most the longest call.
+            concurrency: match &shared {
+                Some(s) => Concurrency::shared(
+                    s.clone(),
+                    Duration::from_millis(
+                        settings.limits.max_timeout_ms + settings.limits.compile_timeout_ms,
+                    ) + Duration::from_secs(30),
+                ),
+                None => Concurrency::default(),
+            },
         });
         let executions = crate::executions::Executions::new(
             store,
@@ -139,6 +180,10 @@ impl Application {
             tasks.spawn(executions.clone().worker(shutdown.clone()));
         }
         tokio::spawn(executions.clone().purger(shutdown.child_token()));
+        if shared.is_some() {
+            let every = Duration::from_millis(settings.shared.visibility_timeout_ms / 4);
+            tokio::spawn(executions.clone().renewer(every, shutdown.child_token()));
+        }
         tokio::spawn(crate::webhooks::sender(
             executions.store(),
             auth.clone(),
@@ -155,6 +200,7 @@ impl Application {
             metrics: crate::metrics::install(),
             sessions,
             executions,
+            shared,
             shutdown: shutdown.clone(),
             tasks,
         };

@@ -10,6 +10,7 @@ use crate::executions::Executions;
 use crate::invoke::Invoker;
 use crate::limits::{Admission, RateLimits};
 use crate::sessions::Sessions;
+use crate::shared::Shared;
 
 /// The shared handles every handler and transport task gets.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub sessions: Arc<Sessions>,
     pub executions: Arc<Executions>,
+    /// The Redis shared with other replicas, when `[shared]` is configured.
+    pub shared: Option<Arc<Shared>>,
     /// Cancelled at shutdown; WebSocket loops and their tasks watch it.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Every task a transport spawns, so shutdown can wait for them.

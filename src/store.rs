@@ -1,7 +1,7 @@
 //! The durable store of async executions: queued work, running state and results.
 //!
 //! Behind a small trait ([`JobStore`]) so that another engine (Redis, for several
-//! gateways) can take its place; the default is an embedded SQLite database in WAL mode
+//! gateways: `shared/store.rs`) can take its place; the default is an embedded SQLite database in WAL mode
 //! with `synchronous = FULL`, so an execution the gateway answered 202 for is on disk
 //! before the answer leaves.
 
@@ -122,6 +122,9 @@ pub enum StoreError {
     Duplicate,
     #[error("executions database task failed: {0}")]
     Task(String),
+    /// The shared store (Redis) did not answer: an outage, not a fault of the request.
+    #[error("shared executions store (Redis): {0}")]
+    Shared(String),
 }
 
 /// What the async engine needs from a store.
@@ -172,6 +175,11 @@ pub trait JobStore: Send + Sync {
     fn recover(&self, now: i64) -> Result<(usize, usize), StoreError>;
     /// Removes final jobs that finished before `before`.
     fn purge(&self, before: i64) -> Result<usize, StoreError>;
+    /// Renews this replica's claims on the jobs it is running, so that no other replica
+    /// takes them over (a shared store's visibility timeout); nothing for a single node.
+    fn renew(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// SQLite in WAL mode, one connection behind a mutex (every statement is short).

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::auth::{AuthFailure, Credential};
 use crate::domain::Principal;
 use crate::error::ApiError;
+use crate::limits::RateError;
 use crate::state::AppState;
 
 /// The one route that takes a credential in its URL.
@@ -97,12 +98,25 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             }
         }
     };
-    let rate = match state.rate.check(&principal.subject, &principal.quota) {
+    // A request another replica forwarded was counted against the limit there.
+    let forwarded = state.shared.as_ref().is_some_and(|s| {
+        s.is_peer(
+            req.headers()
+                .get(crate::shared::PEER_HEADER)
+                .map(|v| v.as_bytes()),
+        )
+    });
+    let rate = match forwarded {
+        true => Ok(None),
+        false => state.rate.check(&principal.subject, &principal.quota).await,
+    };
+    let rate = match rate {
         Ok(info) => info,
-        Err(limited) => {
+        Err(RateError::Limited(limited)) => {
             tracing::info!(subject = %principal.subject, "rate limited");
             return ApiError::RateLimited(limited).into_response();
         }
+        Err(RateError::Unavailable(e)) => return ApiError::Shared(e).into_response(),
     };
     req.extensions_mut().insert(principal);
     let mut resp = next.run(req).await;

@@ -38,7 +38,7 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Execute)?;
     let Json(req) = body?;
-    let admitted = batch::admit(&state.invoker, &caller, req)?;
+    let admitted = batch::admit(&state.invoker, &caller, req).await?;
     let started = Instant::now();
     let mut summary = BatchSummary {
         batch_id: admitted.plan().id().to_string(),

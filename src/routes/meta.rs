@@ -57,7 +57,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     let docker = state.pools.docker_alive().await;
     let pools = state.pools.status();
     let warm = pools.iter().all(|p| p.idle >= p.min_idle);
-    let ready = docker && warm;
+    // With replicas, a replica that cannot reach Redis cannot take traffic either.
+    let redis = match &state.shared {
+        Some(s) => Some(s.ping().await),
+        None => None,
+    };
+    let ready = docker && warm && redis != Some(false);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -65,7 +70,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     };
     (
         status,
-        Json(serde_json::json!({"ready": ready, "docker": docker, "pools": pools})),
+        Json(serde_json::json!({"ready": ready, "docker": docker, "redis": redis, "pools": pools})),
     )
 }
 

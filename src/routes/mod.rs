@@ -5,5 +5,6 @@ pub mod batch;
 pub mod compat;
 pub mod execute;
 pub mod executions;
+pub mod forward;
 pub mod meta;
 pub mod sessions;

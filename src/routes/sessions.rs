@@ -2,7 +2,8 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -10,6 +11,7 @@ use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::requests::{CreateSession, RequestError};
 use crate::routes::auth::Caller;
+use crate::routes::forward::{self, Route};
 use crate::sessions::commands::{self, Command};
 use crate::state::AppState;
 
@@ -54,9 +56,14 @@ pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require(Scope::Sessions)?;
-    Ok(Json(state.sessions.get(&caller, &id)?.list_view()))
+    if let Route::Owner(base) = forward::route(&state, &id, &headers).await? {
+        let path = format!("/v1/sessions/{id}");
+        return forward::proxy(&state, &base, &id, Method::GET, &path, &headers, None).await;
+    }
+    Ok(Json(state.sessions.get(&caller, &id)?.list_view()).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/sessions/{id}/commands", params(("id" = String, Path)),
@@ -68,10 +75,15 @@ pub async fn command(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::Sessions)?;
     let Json(v) = body?;
+    if let Route::Owner(base) = forward::route(&state, &id, &headers).await? {
+        let path = format!("/v1/sessions/{id}/commands");
+        return forward::proxy(&state, &base, &id, Method::POST, &path, &headers, Some(&v)).await;
+    }
     let cmd = Command::parse(v).map_err(RequestError::Invalid)?;
     let session = state.sessions.get(&caller, &id)?;
     let admitted = state
@@ -97,7 +109,7 @@ pub async fn command(
         .await
     });
     let out = task.await.map_err(|_| ApiError::Overloaded)??;
-    Ok(Json(out))
+    Ok(Json(out).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
@@ -108,8 +120,13 @@ pub async fn close(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require(Scope::Sessions)?;
+    if let Route::Owner(base) = forward::route(&state, &id, &headers).await? {
+        let path = format!("/v1/sessions/{id}");
+        return forward::proxy(&state, &base, &id, Method::DELETE, &path, &headers, None).await;
+    }
     state.sessions.close(&caller, &id)?;
-    Ok(Json(json!({"sessionId": id, "closed": true})))
+    Ok(Json(json!({"sessionId": id, "closed": true})).into_response())
 }

@@ -39,6 +39,9 @@ pub mod codes {
     pub const SERVER_ERROR: i64 = -32010;
     /// Rate limit, concurrency cap or shedding: retry later.
     pub const OVERLOADED: i64 = -32011;
+    /// The replica that owns the session is down: retry later (REST: 503
+    /// `session_unavailable`).
+    pub const SESSION_UNAVAILABLE: i64 = -32012;
 }
 
 /// `execute_shell` (alias `shell`): an argv, never a shell string.

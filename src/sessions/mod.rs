@@ -55,6 +55,9 @@ pub struct Sessions {
     /// command on one gets "session lost" rather than "not found"; kept for
     /// [`LOST_MEMORY`].
     lost: Mutex<HashMap<String, (String, Instant)>>,
+    /// With replicas: this replica's instance label, which starts every session id it
+    /// creates (`<instance>.<uuid>`), so that any replica knows where a session lives.
+    owner: Option<String>,
 }
 
 /// How long a lost session is remembered (for the clearer error).
@@ -62,7 +65,11 @@ const LOST_MEMORY: Duration = Duration::from_secs(600);
 
 impl Sessions {
     /// Builds the manager and re-adopts the session containers the pools found at startup.
-    pub fn new(pools: Arc<Pools>, settings: SessionSettings) -> Arc<Sessions> {
+    pub fn new(
+        pools: Arc<Pools>,
+        settings: SessionSettings,
+        owner: Option<String>,
+    ) -> Arc<Sessions> {
         let mut map = HashMap::new();
         for (container, raw) in pools.take_adopted() {
             match serde_json::from_value::<SessionRecord>(raw) {
@@ -88,6 +95,7 @@ impl Sessions {
             settings,
             map: RwLock::new(map),
             lost: Mutex::new(HashMap::new()),
+            owner,
         })
     }
 
@@ -165,7 +173,10 @@ impl Sessions {
         // A key that caps memory below the container's gets that cap applied.
         let memory_limit_mb = caller.memory_limit(p.memory_limit_mb, container_mb);
         let meta = SessionRecord {
-            session_id: uuid::Uuid::new_v4().simple().to_string(),
+            session_id: match &self.owner {
+                Some(owner) => format!("{owner}.{}", uuid::Uuid::new_v4().simple()),
+                None => uuid::Uuid::new_v4().simple().to_string(),
+            },
             tenant: caller.tenant.clone(),
             language,
             created_at: Utc::now(),

@@ -1,0 +1,317 @@
+//! State shared by several gateway replicas through one Redis (`[shared]`, off by
+//! default): the async queue and its results ([`store::RedisStore`]), per-key rate limits
+//! (GCRA in one Lua script), per-key concurrency caps (leases that expire with a dead
+//! replica), and the replica registry that session routing reads (heartbeats with a TTL).
+//!
+//! Everything here goes through the `redis` crate; nothing is home-made but the scripts.
+//! A Redis that does not answer within `shared.command_timeout_ms` is an outage: the
+//! request that needed it gets 503 `shared_state_unavailable`, the gateway stays up, and
+//! the connection manager reconnects when Redis is back.
+
+pub mod store;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SharedSettings;
+
+/// One GCRA decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Gcra {
+    pub allowed: bool,
+    /// When a refused request may be retried.
+    pub retry_after: Duration,
+    /// Requests left in the burst after an allowed one.
+    pub remaining: u32,
+}
+
+/// Redis could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("shared state (Redis) is unavailable: {0}")]
+pub struct SharedError(pub String);
+
+impl From<redis::RedisError> for SharedError {
+    fn from(e: redis::RedisError) -> Self {
+        SharedError(e.to_string())
+    }
+}
+
+/// The connection to the shared Redis and what this replica is called there.
+pub struct Shared {
+    pub settings: SharedSettings,
+    /// This replica's instance label (`pool.instance`): it names its sessions and its
+    /// consumer in the queue's consumer group.
+    pub instance: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// Where the other replicas reach this one (set once the port is bound).
+    advertise: RwLock<String>,
+    http: reqwest::Client,
+    /// A random token every replica reads from Redis: a request forwarded by a replica
+    /// carries it, and was already counted against the caller's rate limit there.
+    peer_token: String,
+}
+
+/// The header a forwarded request carries the peer token in.
+pub const PEER_HEADER: &str = "x-codebeaker-peer";
+
+/// GCRA: the theoretical arrival time per key, in Redis's own clock (so that replicas'
+/// clocks do not matter). Returns {allowed, retry_after_ms, remaining}.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + emission
+local allow_at = new_tat - burst * emission
+if allow_at > now then
+  return {0, math.ceil(allow_at - now), 0}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+return {1, 0, math.floor((now - allow_at) / emission)}
+"#;
+
+/// A concurrency lease: expired leases (of a replica that died) are dropped first.
+/// Returns 1 when a lease was taken.
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"#;
+
+impl Shared {
+    /// Connects and checks that Redis answers (a gateway configured for Redis that cannot
+    /// reach it does not start).
+    pub async fn connect(
+        settings: &SharedSettings,
+        instance: &str,
+    ) -> Result<Arc<Shared>, SharedError> {
+        let client = redis::Client::open(settings.redis_url.as_str())?;
+        let timeout = Duration::from_millis(settings.command_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let mut conn = tokio::time::timeout(
+            timeout * 3,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| {
+            SharedError(format!(
+                "no answer from {} within {timeout:?}",
+                redacted(&settings.redis_url)
+            ))
+        })??;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let token_key = format!("{}:peer-token", settings.prefix);
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&token_key)
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        let peer_token: String = redis::cmd("GET")
+            .arg(&token_key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(Arc::new(Shared {
+            peer_token,
+            settings: settings.clone(),
+            instance: instance.to_string(),
+            client,
+            conn,
+            advertise: RwLock::new(String::new()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()
+                .map_err(|e| SharedError(e.to_string()))?,
+        }))
+    }
+
+    /// A key under the configured prefix.
+    pub fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.settings.prefix.clone();
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    /// The durable queue on this Redis (its own synchronous connection: the store's
+    /// callers run on blocking threads).
+    pub fn store(&self, retention: Duration) -> store::RedisStore {
+        store::RedisStore::new(
+            self.client.clone(),
+            &self.settings,
+            &self.instance,
+            retention,
+        )
+    }
+
+    /// One rate-limit decision for `subject` at `rate`/s with `burst`.
+    pub async fn rate(&self, subject: &str, rate: u32, burst: u32) -> Result<Gcra, SharedError> {
+        let emission = 1000.0 / rate as f64;
+        let mut conn = self.conn.clone();
+        let (allowed, retry_ms, remaining): (i64, i64, i64) = Script::new(GCRA)
+            .key(self.key(&["rate", subject]))
+            .arg(emission)
+            .arg(burst)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Gcra {
+            allowed: allowed == 1,
+            retry_after: Duration::from_millis(retry_ms.max(0) as u64),
+            remaining: (remaining.max(0) as u32).min(burst),
+        })
+    }
+
+    /// A place among `subject`'s `max` invocations in flight, across replicas, or `None`.
+    /// The lease expires after `ttl` if this replica dies without releasing it.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        subject: &str,
+        max: u32,
+        ttl: Duration,
+    ) -> Result<Option<SharedPermit>, SharedError> {
+        let key = self.key(&["inflight", subject]);
+        let lease = uuid::Uuid::new_v4().simple().to_string();
+        let mut conn = self.conn.clone();
+        let got: i64 = Script::new(ACQUIRE)
+            .key(&key)
+            .arg(max)
+            .arg(ttl.as_millis() as u64)
+            .arg(&lease)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((got == 1).then(|| SharedPermit {
+            shared: self.clone(),
+            key,
+            lease,
+        }))
+    }
+
+    /// Sets where the other replicas reach this one.
+    pub fn set_advertise(&self, url: String) {
+        *self.advertise.write().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    /// Announces this replica every `heartbeat_ms` until shutdown, then withdraws.
+    pub async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = Duration::from_millis(self.settings.heartbeat_ms);
+        let key = self.key(&["replica", &self.instance]);
+        loop {
+            let url = self
+                .advertise
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let mut conn = self.conn.clone();
+            let set: Result<(), _> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&url)
+                .arg("PX")
+                .arg(self.settings.replica_ttl_ms)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = set {
+                tracing::warn!(error = %e, "cannot announce this replica in Redis");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+    }
+
+    /// Where replica `instance` is reached: its heartbeat in Redis, else the static
+    /// `shared.peers`; `None` when it is not known to be up.
+    pub async fn replica_url(&self, instance: &str) -> Result<Option<String>, SharedError> {
+        let mut conn = self.conn.clone();
+        let url: Option<String> = redis::cmd("GET")
+            .arg(self.key(&["replica", instance]))
+            .query_async(&mut conn)
+            .await?;
+        Ok(url
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.settings.peers.get(instance).cloned()))
+    }
+
+    /// Whether a request came from another replica (its [`PEER_HEADER`] is the token).
+    pub fn is_peer(&self, header: Option<&[u8]>) -> bool {
+        header.is_some_and(|v| v == self.peer_token.as_bytes())
+    }
+
+    pub fn peer_token(&self) -> &str {
+        &self.peer_token
+    }
+
+    /// The HTTP client used to forward session requests to their owner.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Whether Redis answers now (`/readyz`).
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+}
+
+/// A concurrency place held in Redis; dropping it gives the place back.
+pub struct SharedPermit {
+    shared: Arc<Shared>,
+    key: String,
+    lease: String,
+}
+
+impl Drop for SharedPermit {
+    fn drop(&mut self) {
+        let (shared, key, lease) = (
+            self.shared.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.lease),
+        );
+        // If Redis is away the lease simply expires.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut conn = shared.conn.clone();
+                let _: Result<(), _> = redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(&lease)
+                    .query_async(&mut conn)
+                    .await;
+            });
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The replica that owns a session id of the form `<instance>.<id>` (replicas name their
+/// sessions so), or `None` for a single node's plain ids.
+pub fn session_owner(id: &str) -> Option<&str> {
+    id.split_once('.').map(|(owner, _)| owner)
+}

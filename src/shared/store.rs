@@ -1,0 +1,780 @@
+//! The async executions' store on Redis, for several replicas: the queue is a Redis
+//! Stream read through one consumer group, so any replica with a free worker takes the
+//! next execution, and an execution claimed by a replica that stops renewing its claim
+//! (it died) is taken over by another after `shared.visibility_timeout_ms` (XAUTOCLAIM).
+//!
+//! Keys (under `shared.prefix`):
+//! - `job:<id>`: a hash, the execution (its stream entry id in `sid` while queued/running);
+//! - `jobs:<tenant>`: a sorted set of the tenant's execution ids by creation time;
+//! - `idem:<tenant>:<key>`: the execution id of an idempotency key (SET NX);
+//! - `queue`: the stream, group `workers`, one consumer per replica (its instance label);
+//! - `queued:<tenant>`, `queued`: counts of queued executions;
+//! - `delivery:<id>`, `deliveries:due` (by next attempt), `deliveries:exec:<id>`,
+//!   `deliveries:dead:<tenant>`: webhook callbacks, shared like the jobs.
+//!
+//! Finished executions and their keys expire after `executions.retention_secs`.
+//! Delivery is at least once: an execution whose replica died mid-run runs again on
+//! another, once; a second loss fails it (as a single node's restart does).
+
+use redis::{Connection, Script, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::SharedSettings;
+use crate::store::{Delivery, Job, JobStore, Status, StoreError};
+
+const GROUP: &str = "workers";
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<Connection>>,
+    prefix: String,
+    consumer: String,
+    timeout: Duration,
+    visibility: Duration,
+    retention: Duration,
+    /// Stream entries of the executions this replica is running, renewed by [`renew`].
+    ///
+    /// [`renew`]: JobStore::renew
+    claims: Mutex<HashMap<String, String>>,
+}
+
+/// Inserts a job; 0 when its idempotency key is taken.
+const INSERT: &str = r#"
+if KEYS[6] ~= '' then
+  if not redis.call('SET', KEYS[6], ARGV[1], 'NX') then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local sid = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[1], 'sid', sid)
+redis.call('INCR', KEYS[4])
+redis.call('INCR', KEYS[5])
+return 1
+"#;
+
+/// Marks a job whose stream entry this replica just read as running: 'run', or 'gone'
+/// (finished or cancelled meanwhile: the entry is dropped) or 'failed' (a reclaimed job
+/// that had already been started twice).
+const CLAIM: &str = r#"
+local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local st = redis.call('HGET', KEYS[1], 'status')
+local function drop() redis.call('XACK', KEYS[2], group, sid); redis.call('XDEL', KEYS[2], sid) end
+if st ~= 'queued' and st ~= 'running' then drop(); return 'gone' end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+if st == 'queued' then
+  redis.call('DECR', p .. ':queued:' .. tenant)
+  redis.call('DECR', p .. ':queued')
+elseif attempts >= 2 then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
+    'the gateway running this execution stopped twice; it was not run again')
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  drop()
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', now, 'attempts', attempts + 1, 'sid', sid)
+return 'run'
+"#;
+
+/// Records a final status if the job is not final yet, acks its stream entry, and files
+/// its callback. Returns 1 if it did.
+const FINISH: &str = r#"
+local p, group, status, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 0 end
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+if st == 'queued' then
+  redis.call('DECR', p .. ':queued:' .. tenant)
+  redis.call('DECR', p .. ':queued')
+end
+redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
+local sid = redis.call('HGET', KEYS[1], 'sid')
+if sid then
+  redis.call('XACK', KEYS[2], group, sid)
+  redis.call('XDEL', KEYS[2], sid)
+  redis.call('HDEL', KEYS[1], 'sid')
+end
+redis.call('PEXPIRE', KEYS[1], retention)
+local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
+if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, retention) end
+if ARGV[10] == '1' then
+  local did, created, due = ARGV[11], ARGV[12], ARGV[13]
+  local dkey = p .. ':delivery:' .. did
+  redis.call('HSET', dkey, unpack(ARGV, 14))
+  redis.call('PEXPIRE', dkey, retention * 2)
+  redis.call('ZADD', p .. ':deliveries:due', due, did)
+  redis.call('ZADD', p .. ':deliveries:exec:' .. redis.call('HGET', KEYS[1], 'id'), created, did)
+  redis.call('PEXPIRE', p .. ':deliveries:exec:' .. redis.call('HGET', KEYS[1], 'id'), retention * 2)
+end
+return 1
+"#;
+
+/// Puts a job this replica had claimed before it restarted back in the queue (or fails
+/// it if it had already been started twice). Returns 'requeued', 'failed' or 'gone'.
+const REQUEUE: &str = r#"
+local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('XACK', KEYS[2], group, sid)
+redis.call('XDEL', KEYS[2], sid)
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 'gone' end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if st == 'running' and attempts >= 2 then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
+    'the gateway stopped twice while this execution was running; it was not run again')
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 'failed'
+end
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+if st == 'running' then
+  redis.call('INCR', p .. ':queued:' .. tenant)
+  redis.call('INCR', p .. ':queued')
+end
+local id = redis.call('HGET', KEYS[1], 'id')
+local new = redis.call('XADD', KEYS[2], '*', 'id', id)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new)
+redis.call('HDEL', KEYS[1], 'started_at')
+return 'requeued'
+"#;
+
+/// Pending callbacks due now, each leased for a while so that two replicas do not send
+/// the same one at once.
+const DUE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), id) end
+return ids
+"#;
+
+fn err(e: redis::RedisError) -> StoreError {
+    StoreError::Shared(e.to_string())
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// (entry id, execution id) of each entry in a stream reply (`[[sid, [field, value…]]…]`;
+/// an entry deleted meanwhile has no fields).
+fn entries(v: &Value) -> Vec<(String, Option<String>)> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|e| match e {
+            Value::Array(pair) if pair.len() == 2 => {
+                let sid = text(&pair[0])?;
+                let id = match &pair[1] {
+                    Value::Array(kv) => kv.chunks(2).find_map(|c| {
+                        (c.len() == 2 && text(&c[0]).as_deref() == Some("id"))
+                            .then(|| text(&c[1]))
+                            .flatten()
+                    }),
+                    _ => None,
+                };
+                Some((sid, id))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn get_i64(h: &HashMap<String, String>, k: &str) -> Option<i64> {
+    h.get(k).and_then(|v| v.parse().ok())
+}
+
+fn to_job(h: HashMap<String, String>) -> Option<Job> {
+    Some(Job {
+        id: h.get("id")?.clone(),
+        tenant: h.get("tenant")?.clone(),
+        caller: h.get("caller").cloned().unwrap_or_default(),
+        kind: h.get("kind").cloned().unwrap_or_default(),
+        request: h.get("request").cloned().unwrap_or_default(),
+        status: Status::parse(h.get("status")?)?,
+        created_at: get_i64(&h, "created_at").unwrap_or(0),
+        started_at: get_i64(&h, "started_at"),
+        finished_at: get_i64(&h, "finished_at"),
+        result: h.get("result").cloned(),
+        error: h.get("error").cloned(),
+        attempts: get_i64(&h, "attempts").unwrap_or(0),
+        idempotency_key: h.get("idempotency_key").filter(|s| !s.is_empty()).cloned(),
+        request_hash: h.get("request_hash").cloned().unwrap_or_default(),
+        callback_url: h.get("callback_url").filter(|s| !s.is_empty()).cloned(),
+    })
+}
+
+fn to_delivery(h: HashMap<String, String>) -> Option<Delivery> {
+    Some(Delivery {
+        id: h.get("id")?.clone(),
+        execution_id: h.get("execution_id")?.clone(),
+        tenant: h.get("tenant")?.clone(),
+        subject: h.get("subject").cloned().unwrap_or_default(),
+        url: h.get("url").cloned().unwrap_or_default(),
+        payload: h.get("payload").cloned().unwrap_or_default(),
+        status: h.get("status").cloned().unwrap_or_default(),
+        attempts: get_i64(&h, "attempts").unwrap_or(0),
+        next_attempt_at: get_i64(&h, "next_attempt_at").unwrap_or(0),
+        last_error: h.get("last_error").filter(|s| !s.is_empty()).cloned(),
+        created_at: get_i64(&h, "created_at").unwrap_or(0),
+        delivered_at: get_i64(&h, "delivered_at"),
+    })
+}
+
+fn delivery_fields(d: &Delivery) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", d.id.clone()),
+        ("execution_id", d.execution_id.clone()),
+        ("tenant", d.tenant.clone()),
+        ("subject", d.subject.clone()),
+        ("url", d.url.clone()),
+        ("payload", d.payload.clone()),
+        ("status", d.status.clone()),
+        ("attempts", d.attempts.to_string()),
+        ("next_attempt_at", d.next_attempt_at.to_string()),
+        ("last_error", d.last_error.clone().unwrap_or_default()),
+        ("created_at", d.created_at.to_string()),
+    ]
+}
+
+impl RedisStore {
+    pub fn new(
+        client: redis::Client,
+        settings: &SharedSettings,
+        consumer: &str,
+        retention: Duration,
+    ) -> RedisStore {
+        RedisStore {
+            client,
+            conn: Mutex::new(None),
+            prefix: settings.prefix.clone(),
+            consumer: consumer.to_string(),
+            timeout: Duration::from_millis(settings.command_timeout_ms),
+            visibility: Duration::from_millis(settings.visibility_timeout_ms),
+            retention,
+            claims: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    /// Runs `f` on the connection, connecting first if needed; after a failure the
+    /// connection is dropped, so the next call reconnects (Redis came back).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(self.timeout)
+                .map_err(err)?;
+            c.set_read_timeout(Some(self.timeout)).map_err(err)?;
+            c.set_write_timeout(Some(self.timeout)).map_err(err)?;
+            let mut c = c;
+            // The consumer group, created once (BUSYGROUP: it exists).
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.key(&["queue"]))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query(&mut c);
+            if let Err(e) = created {
+                if e.code() != Some("BUSYGROUP") {
+                    return Err(err(e));
+                }
+            }
+            *guard = Some(c);
+        }
+        let conn = guard.as_mut().expect("connected above");
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    *guard = None;
+                }
+                Err(err(e))
+            }
+        }
+    }
+
+    fn job(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Job>> {
+        let h: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.key(&["job", id])).query(c)?;
+        Ok(to_job(h))
+    }
+
+    fn delivery(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Delivery>> {
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(&["delivery", id]))
+            .query(c)?;
+        Ok(to_delivery(h))
+    }
+
+    /// The next stream entry for this consumer: first one another replica claimed and
+    /// stopped renewing, then a new one.
+    fn next_entry(
+        &self,
+        c: &mut Connection,
+    ) -> redis::RedisResult<Option<(String, Option<String>)>> {
+        let queue = self.key(&["queue"]);
+        let reclaimed: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&queue)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.visibility.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query(c)?;
+        if let Value::Array(parts) = &reclaimed {
+            if let Some(e) = parts.get(1).map(entries).and_then(|v| v.into_iter().next()) {
+                return Ok(Some(e));
+            }
+        }
+        let fresh: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&queue)
+            .arg(">")
+            .query(c)?;
+        // [[queue, [[sid, fields]…]]] (RESP2) or a map (RESP3).
+        let streams = match fresh {
+            Value::Array(s) => s,
+            Value::Map(m) => m
+                .into_iter()
+                .map(|(k, v)| Value::Array(vec![k, v]))
+                .collect(),
+            _ => return Ok(None),
+        };
+        Ok(streams.iter().find_map(|s| match s {
+            Value::Array(pair) if pair.len() == 2 => entries(&pair[1]).into_iter().next(),
+            _ => None,
+        }))
+    }
+}
+
+impl JobStore for RedisStore {
+    fn insert(&self, j: &Job) -> Result<(), StoreError> {
+        let idem = j
+            .idempotency_key
+            .as_deref()
+            .map(|k| self.key(&["idem", &j.tenant, k]))
+            .unwrap_or_default();
+        let fields: Vec<(&str, String)> = vec![
+            ("id", j.id.clone()),
+            ("tenant", j.tenant.clone()),
+            ("caller", j.caller.clone()),
+            ("kind", j.kind.clone()),
+            ("request", j.request.clone()),
+            ("status", j.status.as_str().to_string()),
+            ("created_at", j.created_at.to_string()),
+            ("attempts", j.attempts.to_string()),
+            (
+                "idempotency_key",
+                j.idempotency_key.clone().unwrap_or_default(),
+            ),
+            ("request_hash", j.request_hash.clone()),
+            ("callback_url", j.callback_url.clone().unwrap_or_default()),
+        ];
+        let done: i64 = self.with(|c| {
+            let script = Script::new(INSERT);
+            let mut inv = script.prepare_invoke();
+            inv.key(self.key(&["job", &j.id]))
+                .key(self.key(&["jobs", &j.tenant]))
+                .key(self.key(&["queue"]))
+                .key(self.key(&["queued", &j.tenant]))
+                .key(self.key(&["queued"]))
+                .key(&idem)
+                .arg(&j.id)
+                .arg(j.created_at);
+            for (k, v) in &fields {
+                inv.arg(*k).arg(v);
+            }
+            inv.invoke(c)
+        })?;
+        if done == 0 {
+            return Err(StoreError::Duplicate);
+        }
+        Ok(())
+    }
+
+    fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError> {
+        self.with(|c| {
+            let id: Option<String> = redis::cmd("GET")
+                .arg(self.key(&["idem", tenant, key]))
+                .query(c)?;
+            match id {
+                Some(id) => Ok(self.job(c, &id)?.filter(|j| j.tenant == tenant)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError> {
+        self.with(|c| Ok(self.job(c, id)?.filter(|j| j.tenant == tenant)))
+    }
+
+    fn list(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let index = self.key(&["jobs", tenant]);
+        self.with(|c| {
+            let scan = if status.is_some() { limit * 10 } else { limit };
+            let ids: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(&index)
+                .arg(0)
+                .arg(scan.max(1) as i64 - 1)
+                .query(c)?;
+            let mut out = Vec::new();
+            for id in ids {
+                match self.job(c, &id)? {
+                    // Expired with its retention: drop it from the index too.
+                    None => redis::cmd("ZREM").arg(&index).arg(&id).query::<()>(c)?,
+                    Some(j) if status.is_none_or(|s| j.status == s) => out.push(j),
+                    Some(_) => {}
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+        let queue = self.key(&["queue"]);
+        self.with(|c| {
+            loop {
+                let Some((sid, id)) = self.next_entry(c)? else {
+                    return Ok(None);
+                };
+                let Some(id) = id else {
+                    // Deleted while pending: nothing to run.
+                    redis::cmd("XACK")
+                        .arg(&queue)
+                        .arg(GROUP)
+                        .arg(&sid)
+                        .query::<()>(c)?;
+                    continue;
+                };
+                let verdict: String = Script::new(CLAIM)
+                    .key(self.key(&["job", &id]))
+                    .key(&queue)
+                    .arg(&self.prefix)
+                    .arg(&sid)
+                    .arg(now)
+                    .arg(GROUP)
+                    .arg(self.retention.as_millis() as u64)
+                    .invoke(c)?;
+                if verdict != "run" {
+                    continue;
+                }
+                if let Some(job) = self.job(c, &id)? {
+                    self.claims
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, sid);
+                    return Ok(Some(job));
+                }
+            }
+        })
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+        callback: Option<&Delivery>,
+    ) -> Result<bool, StoreError> {
+        let done: i64 = self.with(|c| {
+            let script = Script::new(FINISH);
+            let mut inv = script.prepare_invoke();
+            inv.key(self.key(&["job", id]))
+                .key(self.key(&["queue"]))
+                .arg(&self.prefix)
+                .arg(GROUP)
+                .arg(status.as_str())
+                .arg(now)
+                .arg(self.retention.as_millis() as u64)
+                .arg(if result.is_some() { "1" } else { "0" })
+                .arg(result.unwrap_or(""))
+                .arg(if error.is_some() { "1" } else { "0" })
+                .arg(error.unwrap_or(""));
+            match callback {
+                Some(d) => {
+                    inv.arg("1")
+                        .arg(&d.id)
+                        .arg(d.created_at)
+                        .arg(d.next_attempt_at);
+                    for (k, v) in delivery_fields(d) {
+                        inv.arg(k).arg(v);
+                    }
+                }
+                None => {
+                    inv.arg("0");
+                }
+            }
+            inv.invoke(c)
+        })?;
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(done == 1)
+    }
+
+    fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.with(|c| {
+            let ids: Vec<String> = Script::new(DUE)
+                .key(self.key(&["deliveries", "due"]))
+                .arg(now)
+                .arg(limit)
+                .arg(60_000)
+                .invoke(c)?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(d) = self.delivery(c, &id)? {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            let k = self.key(&["delivery", id]);
+            redis::pipe()
+                .cmd("HSET")
+                .arg(&k)
+                .arg("status")
+                .arg("delivered")
+                .arg("delivered_at")
+                .arg(now)
+                .arg("last_error")
+                .arg("")
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&k)
+                .arg("attempts")
+                .arg(1)
+                .ignore()
+                .cmd("ZREM")
+                .arg(self.key(&["deliveries", "due"]))
+                .arg(id)
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            let k = self.key(&["delivery", id]);
+            let due = self.key(&["deliveries", "due"]);
+            let mut p = redis::pipe();
+            p.cmd("HINCRBY").arg(&k).arg("attempts").arg(1).ignore();
+            match next {
+                Some(at) => {
+                    p.cmd("HSET")
+                        .arg(&k)
+                        .arg("next_attempt_at")
+                        .arg(at)
+                        .arg("last_error")
+                        .arg(error)
+                        .ignore()
+                        .cmd("ZADD")
+                        .arg(&due)
+                        .arg(at)
+                        .arg(id)
+                        .ignore();
+                }
+                None => {
+                    let d = self.delivery(c, id)?;
+                    p.cmd("HSET")
+                        .arg(&k)
+                        .arg("status")
+                        .arg("dead")
+                        .arg("last_error")
+                        .arg(error)
+                        .ignore()
+                        .cmd("ZREM")
+                        .arg(&due)
+                        .arg(id)
+                        .ignore();
+                    if let Some(d) = d {
+                        p.cmd("ZADD")
+                            .arg(self.key(&["deliveries", "dead", &d.tenant]))
+                            .arg(d.created_at)
+                            .arg(id)
+                            .ignore();
+                    }
+                }
+            }
+            p.query::<()>(c)
+        })
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        execution_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let index = match execution_id {
+            Some(e) => self.key(&["deliveries", "exec", e]),
+            None => self.key(&["deliveries", "dead", tenant]),
+        };
+        self.with(|c| {
+            let ids: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(&index)
+                .arg(0)
+                .arg(limit.max(1) as i64 - 1)
+                .query(c)?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(d) = self.delivery(c, &id)? {
+                    if d.tenant == tenant {
+                        out.push(d);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError> {
+        self.with(|c| {
+            let (mine, total): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+                .arg(self.key(&["queued", tenant]))
+                .arg(self.key(&["queued"]))
+                .query(c)?;
+            // The oldest entry still in the stream (queued or running): entry ids start
+            // with their creation time in milliseconds.
+            let first: Value = redis::cmd("XRANGE")
+                .arg(self.key(&["queue"]))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query(c)?;
+            let oldest = entries(&first)
+                .first()
+                .and_then(|(sid, _)| sid.split('-').next()?.parse().ok());
+            Ok((
+                mine.unwrap_or(0).max(0) as usize,
+                total.unwrap_or(0).max(0) as usize,
+                oldest,
+            ))
+        })
+    }
+
+    fn recover(&self, now: i64) -> Result<(usize, usize), StoreError> {
+        let queue = self.key(&["queue"]);
+        self.with(|c| {
+            // What this consumer had claimed before it stopped (same instance label).
+            let pending: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(10_000)
+                .arg("STREAMS")
+                .arg(&queue)
+                .arg("0")
+                .query(c)?;
+            let mut mine = Vec::new();
+            if let Value::Array(streams) = &pending {
+                for s in streams {
+                    if let Value::Array(pair) = s {
+                        if pair.len() == 2 {
+                            mine.extend(entries(&pair[1]));
+                        }
+                    }
+                }
+            }
+            let (mut requeued, mut failed) = (0, 0);
+            for (sid, id) in mine {
+                let Some(id) = id else {
+                    redis::cmd("XACK")
+                        .arg(&queue)
+                        .arg(GROUP)
+                        .arg(&sid)
+                        .query::<()>(c)?;
+                    continue;
+                };
+                let verdict: String = Script::new(REQUEUE)
+                    .key(self.key(&["job", &id]))
+                    .key(&queue)
+                    .arg(&self.prefix)
+                    .arg(&sid)
+                    .arg(now)
+                    .arg(GROUP)
+                    .arg(self.retention.as_millis() as u64)
+                    .invoke(c)?;
+                match verdict.as_str() {
+                    "requeued" => requeued += 1,
+                    "failed" => failed += 1,
+                    _ => {}
+                }
+            }
+            Ok((requeued, failed))
+        })
+    }
+
+    /// Finished executions expire with their retention; nothing to sweep.
+    fn purge(&self, _before: i64) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    fn renew(&self) -> Result<(), StoreError> {
+        let sids: Vec<String> = self
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        if sids.is_empty() {
+            return Ok(());
+        }
+        // XCLAIM to ourselves resets the entries' idle time: they are not anyone's to
+        // reclaim while this replica is alive.
+        self.with(|c| {
+            redis::cmd("XCLAIM")
+                .arg(self.key(&["queue"]))
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(&sids)
+                .arg("JUSTID")
+                .query::<()>(c)
+        })
+    }
+}

@@ -11,6 +11,7 @@ mod hostile;
 mod languages;
 mod loopai;
 mod pool;
+mod replicas;
 mod requests;
 mod sessions;
 mod webhooks;

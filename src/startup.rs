@@ -93,7 +93,7 @@ impl Application {
                 &settings.executions.database,
             )?),
         };
-        let docker = codebeaker_pool::connect()
+        let docker = codebeaker_pool::connect_to(&settings.pool.engine)
             .await
             .map_err(StartupError::Docker)?;
         let bind = |addr| async move {

@@ -42,6 +42,20 @@ pub struct PoolSettings {
     pub idle_shrink_secs: u64,
     pub limits: ContainerLimits,
     pub languages: BTreeMap<Language, LanguageSettings>,
+    /// The Docker engine this replica drives.
+    pub engine: EngineSettings,
+}
+
+/// `[pool.engine]`: which Docker engine to drive. Empty: `DOCKER_HOST`, else the local
+/// socket. A remote engine mounts the agent bundle and the compile cache from *its* host's
+/// filesystem: both paths must exist there (or set `compile_cache_dir = ""`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct EngineSettings {
+    /// `unix:///var/run/docker.sock`, `tcp://host:2376`, …
+    pub host: String,
+    /// A directory with `ca.pem`, `cert.pem` and `key.pem`: connect over TLS (mutual).
+    pub tls_dir: PathBuf,
 }
 
 /// Isolation limits applied to every container.
@@ -98,6 +112,7 @@ impl Default for PoolSettings {
                 .into_iter()
                 .map(|l| (l, LanguageSettings::for_language(l)))
                 .collect(),
+            engine: EngineSettings::default(),
         }
     }
 }

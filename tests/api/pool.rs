@@ -199,3 +199,21 @@ async fn a_lowered_memory_limit_never_follows_the_container_into_the_next_call()
     assert_eq!(b["error"]["kind"], "memory_limit_exceeded", "{b}");
     app.stop().await;
 }
+
+/// `[pool.engine]`: an explicit engine address is used as given, and a TLS directory
+/// without its certificates is refused with a clear error (not a hang or a panic).
+#[tokio::test]
+async fn the_engine_can_be_named_and_a_tls_engine_needs_its_certificates() {
+    use codebeaker_pool::EngineSettings;
+    let local = EngineSettings {
+        host: "unix:///var/run/docker.sock".into(),
+        ..Default::default()
+    };
+    codebeaker_pool::connect_to(&local).await.unwrap();
+    let tls = EngineSettings {
+        host: "tcp://127.0.0.1:1".into(),
+        tls_dir: std::env::temp_dir().join("codebeaker-no-such-certs"),
+    };
+    let err = codebeaker_pool::connect_to(&tls).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("cert"), "{err}");
+}

@@ -2,7 +2,12 @@
 # Starts the Compose deployment from a repository checkout: builds what is missing (agent
 # bundle, runtime images, gateway image), fills in the host-specific variables of
 # compose.yaml, and prints how to create the first API key.
+#
+#   deploy/up.sh              # one gateway (queue in SQLite)
+#   deploy/up.sh --replicas   # two gateways sharing a Redis (queue, limits, sessions)
 set -euo pipefail
+replicas=false
+[ "${1:-}" = "--replicas" ] && replicas=true
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
@@ -16,6 +21,11 @@ export CODEBEAKER_COMPILE_CACHE=${CODEBEAKER_COMPILE_CACHE:-/var/lib/codebeaker-
 mkdir -p "$CODEBEAKER_COMPILE_CACHE" && chown 10001 "$CODEBEAKER_COMPILE_CACHE"
 compose=(docker-compose)
 command -v docker-compose >/dev/null 2>&1 || compose=(docker compose)
+if $replicas; then
+  docker/build-images.sh redis
+  export CODEBEAKER_REDIS_URL=redis://redis:6379
+  compose+=(--profile replicas)
+fi
 "${compose[@]}" -f "$here/compose.yaml" -p codebeaker up -d
 cat <<MSG
 CodeBeaker is starting on port ${CODEBEAKER_PORT:-8080} (GET /readyz says when the pools are warm).

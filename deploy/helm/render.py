@@ -194,6 +194,8 @@ CASES = [
     ("daemonset, existing secret, no PDB or NetworkPolicy", ["secrets.existingSecret=my-keys", "podDisruptionBudget.enabled=false", "networkPolicy.enabled=false"]),
     ("dind with the HPA", ["mode=dind", "autoscaling.enabled=true"]),
     ("dind, NetworkPolicy from a namespace", ["mode=dind", 'networkPolicy.allowFrom=[{"namespaceSelector": {"matchLabels": {"team": "loopai"}}}]']),
+    ("daemonset replicas on Redis", ["shared.redisUrl=redis://redis.codebeaker:6379"]),
+    ("dind replicas on Redis", ["mode=dind", "shared.redisUrl=redis://redis.codebeaker:6379"]),
 ]
 
 

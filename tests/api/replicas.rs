@@ -324,6 +324,7 @@ async fn a_rate_limit_holds_across_replicas() {
         limited += l;
     }
     let expected = rate as f64 * window.as_secs_f64();
+    eprintln!("{ok} admitted and {limited} refused in {window:?} at {rate}/s through two replicas");
     assert!(limited > 0);
     assert!(
         (ok as f64) >= expected * 0.8 && (ok as f64) <= expected * 1.2 + 1.0,

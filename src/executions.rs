@@ -403,8 +403,9 @@ impl Executions {
     }
 
     /// Queue depth and the age of the oldest queued execution (for metrics).
-    pub fn queue_depth(&self) -> (usize, Option<Duration>) {
-        match self.store.queued("") {
+    pub async fn queue_depth(&self) -> (usize, Option<Duration>) {
+        let store = self.store.clone();
+        match blocking(move || store.queued("")).await {
             Ok((_, total, oldest)) => (
                 total,
                 oldest.map(|ms| Duration::from_millis((now_ms() - ms).max(0) as u64)),
@@ -563,8 +564,21 @@ impl Executions {
                 _ = tokio::time::sleep(every) => {}
             }
             let store = self.store.clone();
-            if let Err(e) = blocking(move || store.renew()).await {
-                tracing::warn!(error = %e, "renewing claims on running executions failed");
+            match blocking(move || store.renew()).await {
+                Ok(lost) => {
+                    // Cancelled through another replica, or taken over by one (this replica
+                    // stopped renewing in time): stop running them here.
+                    let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                    for id in lost {
+                        if let Some(token) = running.get(&id) {
+                            tracing::warn!(execution_id = %id, "no longer this replica's to run; stopping it");
+                            token.cancel();
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing claims on running executions failed")
+                }
             }
         }
     }

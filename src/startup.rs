@@ -106,6 +106,27 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        // Before the pools sweep this instance's leftovers: a second live process with the
+        // same label must be refused before it touches the first one's containers.
+        if let Some(s) = &shared {
+            let local = listener.local_addr().map_err(|source| StartupError::Bind {
+                addr: settings.server.bind,
+                source,
+            })?;
+            let advertise = match settings.shared.advertise_url.as_str() {
+                // The others cannot reach "0.0.0.0": the address must be given.
+                "" if local.ip().is_unspecified() => {
+                    return Err(StartupError::Config(ConfigError(format!(
+                        "shared.advertise_url must be set when server.bind is {local} (the other replicas need an address they can reach)"
+                    ))))
+                }
+                "" => format!("http://{local}"),
+                url => url.trim_end_matches('/').to_string(),
+            };
+            s.set_advertise(advertise);
+            s.claim_instance().await?;
+            tokio::spawn(s.clone().heartbeat(shutdown.child_token()));
+        }
         let pools = Pools::start(docker, settings.pool.clone(), shutdown.child_token())
             .await
             .map_err(|e| match e {
@@ -116,17 +137,6 @@ impl Application {
             Some(s) => RateLimits::shared(s.clone()),
             None => RateLimits::default(),
         });
-        if let Some(s) = &shared {
-            let local = listener.local_addr().map_err(|source| StartupError::Bind {
-                addr: settings.server.bind,
-                source,
-            })?;
-            s.set_advertise(match settings.shared.advertise_url.as_str() {
-                "" => format!("http://{local}"),
-                url => url.trim_end_matches('/').to_string(),
-            });
-            tokio::spawn(s.clone().heartbeat(shutdown.child_token()));
-        }
         let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
         tokio::spawn(crate::auth::keys::watch(
             auth.keys.clone(),

@@ -177,8 +177,10 @@ pub trait JobStore: Send + Sync {
     fn purge(&self, before: i64) -> Result<usize, StoreError>;
     /// Renews this replica's claims on the jobs it is running, so that no other replica
     /// takes them over (a shared store's visibility timeout); nothing for a single node.
-    fn renew(&self) -> Result<(), StoreError> {
-        Ok(())
+    /// Returns the jobs this replica was running that are no longer its own to run (taken
+    /// over by another, cancelled, finished elsewhere): the caller stops them.
+    fn renew(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

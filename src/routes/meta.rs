@@ -83,7 +83,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.pools.compile_cache_bytes(),
         &state.pools.health(),
     );
-    let (depth, oldest) = state.executions.queue_depth();
+    let (depth, oldest) = state.executions.queue_depth().await;
     crate::metrics::execution_queue(depth, oldest);
     (
         [("content-type", "text/plain; version=0.0.4")],

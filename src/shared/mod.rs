@@ -53,7 +53,18 @@ pub struct Shared {
     /// A random token every replica reads from Redis: a request forwarded by a replica
     /// carries it, and was already counted against the caller's rate limit there.
     peer_token: String,
+    /// This process's claim on its instance label (`replica:<instance>` holds
+    /// `<claim> <url>`): two live processes must never share a label.
+    claim: String,
 }
+
+/// Announces the replica: only if the key is free or already this process's.
+const ANNOUNCE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"#;
 
 /// The header a forwarded request carries the peer token in.
 pub const PEER_HEADER: &str = "x-codebeaker-peer";
@@ -127,12 +138,17 @@ impl Shared {
             .await?;
         Ok(Arc::new(Shared {
             peer_token,
+            claim: uuid::Uuid::new_v4().simple().to_string(),
             settings: settings.clone(),
             instance: instance.to_string(),
             client,
             conn,
             advertise: RwLock::new(String::new()),
+            // No redirects: a forwarded request carries the caller's credential and the
+            // peer token, and goes to the owner replica or nowhere.
             http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(timeout * 2)
                 .timeout(Duration::from_secs(600))
                 .build()
                 .map_err(|e| SharedError(e.to_string()))?,
@@ -207,44 +223,80 @@ impl Shared {
         *self.advertise.write().unwrap_or_else(|p| p.into_inner()) = url;
     }
 
+    async fn announce(&self) -> Result<bool, SharedError> {
+        let url = self
+            .advertise
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut conn = self.conn.clone();
+        let done: i64 = Script::new(ANNOUNCE)
+            .key(self.key(&["replica", &self.instance]))
+            .arg(&self.claim)
+            .arg(url)
+            .arg(self.settings.replica_ttl_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Claims this replica's instance label before it touches the shared queue: a label
+    /// still announced by a process that died is free once its TTL runs out, so this waits
+    /// up to twice the TTL; a label another live process keeps announcing is refused.
+    pub async fn claim_instance(&self) -> Result<(), SharedError> {
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.settings.replica_ttl_ms * 2 + 500);
+        loop {
+            if self.announce().await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SharedError(format!(
+                    "another live replica announces pool.instance = {:?}; every replica needs its own",
+                    self.instance
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(self.settings.heartbeat_ms.min(250))).await;
+        }
+    }
+
     /// Announces this replica every `heartbeat_ms` until shutdown, then withdraws.
     pub async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
         let every = Duration::from_millis(self.settings.heartbeat_ms);
-        let key = self.key(&["replica", &self.instance]);
         loop {
-            let url = self
-                .advertise
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let mut conn = self.conn.clone();
-            let set: Result<(), _> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&url)
-                .arg("PX")
-                .arg(self.settings.replica_ttl_ms)
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = set {
-                tracing::warn!(error = %e, "cannot announce this replica in Redis");
+            match self.announce().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(instance = %self.instance, "another process announces this replica's instance label")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot announce this replica in Redis"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(every) => {}
             }
         }
+        // Withdraw only our own announcement.
         let mut conn = self.conn.clone();
-        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+        let _: Result<i64, _> = Script::new(
+            "if redis.call('GET', KEYS[1]) and string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(self.key(&["replica", &self.instance]))
+        .arg(&self.claim)
+        .invoke_async(&mut conn)
+        .await;
     }
 
     /// Where replica `instance` is reached: its heartbeat in Redis, else the static
     /// `shared.peers`; `None` when it is not known to be up.
     pub async fn replica_url(&self, instance: &str) -> Result<Option<String>, SharedError> {
         let mut conn = self.conn.clone();
-        let url: Option<String> = redis::cmd("GET")
+        let announced: Option<String> = redis::cmd("GET")
             .arg(self.key(&["replica", instance]))
             .query_async(&mut conn)
             .await?;
+        // `<claim> <url>`.
+        let url = announced.and_then(|v| v.split_once(' ').map(|(_, url)| url.to_string()));
         Ok(url
             .filter(|u| !u.is_empty())
             .or_else(|| self.settings.peers.get(instance).cloned()))
@@ -252,7 +304,11 @@ impl Shared {
 
     /// Whether a request came from another replica (its [`PEER_HEADER`] is the token).
     pub fn is_peer(&self, header: Option<&[u8]>) -> bool {
-        header.is_some_and(|v| v == self.peer_token.as_bytes())
+        // Constant time: the comparison must not tell how much of a guess was right.
+        header.is_some_and(|v| {
+            let t = self.peer_token.as_bytes();
+            v.len() == t.len() && v.iter().zip(t).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        })
     }
 
     pub fn peer_token(&self) -> &str {
@@ -310,8 +366,39 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// The replica that owns a session id of the form `<instance>.<id>` (replicas name their
-/// sessions so), or `None` for a single node's plain ids.
+/// The replica that owns a session id of the form `<instance>.<32 hex digits>` (replicas
+/// name their sessions so), or `None` for anything else (a single node's plain ids, or an
+/// id that could smuggle a path into a forwarded request).
 pub fn session_owner(id: &str) -> Option<&str> {
-    id.split_once('.').map(|(owner, _)| owner)
+    let (owner, rest) = id.split_once('.')?;
+    let owner_ok = !owner.is_empty()
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let rest_ok = rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+    (owner_ok && rest_ok).then_some(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_session_ids_name_an_owner() {
+        let uuid = "0123456789abcdef0123456789abcdef";
+        assert_eq!(session_owner(&format!("gw-a.{uuid}")), Some("gw-a"));
+        assert_eq!(session_owner(uuid), None);
+        assert_eq!(session_owner("gw-a.x/../../v1/execute?"), None);
+        assert_eq!(session_owner(&format!("gw/a.{uuid}")), None);
+        assert_eq!(session_owner(&format!(".{uuid}")), None);
+    }
+
+    #[test]
+    fn the_password_is_not_shown() {
+        assert_eq!(
+            redacted("redis://:secret@host:6379/0"),
+            "redis://…@host:6379/0"
+        );
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+    }
 }

@@ -38,6 +38,9 @@ pub struct RedisStore {
     ///
     /// [`renew`]: JobStore::renew
     claims: Mutex<HashMap<String, String>>,
+    /// Where the next XAUTOCLAIM scan of the pending entries starts (each call looks at a
+    /// few; the cursor makes successive calls cover all of them).
+    reclaim_cursor: Mutex<String>,
 }
 
 /// Inserts a job; 0 when its idempotency key is taken.
@@ -62,15 +65,23 @@ local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local st = redis.call('HGET', KEYS[1], 'status')
 local function drop() redis.call('XACK', KEYS[2], group, sid); redis.call('XDEL', KEYS[2], sid) end
 if st ~= 'queued' and st ~= 'running' then drop(); return 'gone' end
+-- An entry the job no longer points at (it was re-queued under a new one) is stale.
+if redis.call('HGET', KEYS[1], 'sid') ~= sid then drop(); return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
+local function expire()
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
+  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, ARGV[5]) end
+  redis.call('HDEL', KEYS[1], 'sid')
+end
 if st == 'queued' then
   redis.call('DECR', p .. ':queued:' .. tenant)
   redis.call('DECR', p .. ':queued')
 elseif attempts >= 2 then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
     'the gateway running this execution stopped twice; it was not run again')
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  expire()
   drop()
   return 'failed'
 end
@@ -117,18 +128,26 @@ return 1
 /// it if it had already been started twice). Returns 'requeued', 'failed' or 'gone'.
 const REQUEUE: &str = r#"
 local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- Only an entry this consumer still owns, and the one the job points at: another replica
+-- may have taken it over (XAUTOCLAIM) while this one was down.
+local pending = redis.call('XPENDING', KEYS[2], group, sid, sid, 1)
+if #pending == 0 or pending[1][2] ~= ARGV[6] then return 'gone' end
 redis.call('XACK', KEYS[2], group, sid)
 redis.call('XDEL', KEYS[2], sid)
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 'gone' end
+if redis.call('HGET', KEYS[1], 'sid') ~= sid then return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
 if st == 'running' and attempts >= 2 then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
     'the gateway stopped twice while this execution was running; it was not run again')
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
+  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, ARGV[5]) end
+  redis.call('HDEL', KEYS[1], 'sid')
   return 'failed'
 end
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
 if st == 'running' then
   redis.call('INCR', p .. ':queued:' .. tenant)
   redis.call('INCR', p .. ':queued')
@@ -140,12 +159,61 @@ redis.call('HDEL', KEYS[1], 'started_at')
 return 'requeued'
 "#;
 
+/// Renews this consumer's claims: for each (job id, entry id), only if the job still points
+/// at that entry, is still running and the entry is still this consumer's (another replica
+/// may have taken it over). Returns the job ids that are no longer ours to run (taken
+/// over, cancelled, finished elsewhere), so that the replica stops them.
+const RENEW: &str = r#"
+local p, queue, group, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lost = {}
+for i = 5, #ARGV, 2 do
+  local id, sid = ARGV[i], ARGV[i + 1]
+  local job = p .. ':job:' .. id
+  local ok = redis.call('HGET', job, 'status') == 'running' and redis.call('HGET', job, 'sid') == sid
+  if ok then
+    local pending = redis.call('XPENDING', queue, group, sid, sid, 1)
+    ok = #pending > 0 and pending[1][2] == me
+  end
+  if ok then
+    redis.call('XCLAIM', queue, group, me, 0, sid, 'JUSTID')
+  else
+    table.insert(lost, id)
+  end
+end
+return lost
+"#;
+
 /// Pending callbacks due now, each leased for a while so that two replicas do not send
 /// the same one at once.
 const DUE: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), id) end
 return ids
+"#;
+
+/// How long a replica holds the callbacks it took: longer than a sender takes to try a
+/// whole round of them one after another, so that no other replica sends them meanwhile;
+/// a replica that died with some leased has them retried after this.
+const DELIVERY_LEASE_MS: u64 = 600_000;
+
+/// Records a callback's outcome only while it is still pending (another replica may have
+/// settled it): ARGV = outcome ('delivered' | 'retry' | 'dead'), now/next, error, prefix.
+const SETTLE: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if ARGV[1] == 'delivered' then
+  redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', ARGV[2], 'last_error', '')
+  redis.call('ZREM', KEYS[2], ARGV[5])
+elseif ARGV[1] == 'retry' then
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[2], 'last_error', ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  redis.call('ZADD', ARGV[4] .. ':deliveries:dead:' .. tenant, redis.call('HGET', KEYS[1], 'created_at'), ARGV[5])
+end
+return 1
 "#;
 
 fn err(e: redis::RedisError) -> StoreError {
@@ -260,6 +328,7 @@ impl RedisStore {
             visibility: Duration::from_millis(settings.visibility_timeout_ms),
             retention,
             claims: Mutex::new(HashMap::new()),
+            reclaim_cursor: Mutex::new("0-0".into()),
         }
     }
 
@@ -314,6 +383,21 @@ impl RedisStore {
         }
     }
 
+    fn settle(&self, id: &str, outcome: &str, at: i64, error: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            Script::new(SETTLE)
+                .key(self.key(&["delivery", id]))
+                .key(self.key(&["deliveries", "due"]))
+                .arg(outcome)
+                .arg(at)
+                .arg(error)
+                .arg(&self.prefix)
+                .arg(id)
+                .invoke::<i64>(c)
+                .map(|_| ())
+        })
+    }
+
     fn job(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Job>> {
         let h: HashMap<String, String> =
             redis::cmd("HGETALL").arg(self.key(&["job", id])).query(c)?;
@@ -334,16 +418,27 @@ impl RedisStore {
         c: &mut Connection,
     ) -> redis::RedisResult<Option<(String, Option<String>)>> {
         let queue = self.key(&["queue"]);
+        let cursor = self
+            .reclaim_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let reclaimed: Value = redis::cmd("XAUTOCLAIM")
             .arg(&queue)
             .arg(GROUP)
             .arg(&self.consumer)
             .arg(self.visibility.as_millis() as u64)
-            .arg("0-0")
+            .arg(&cursor)
             .arg("COUNT")
             .arg(1)
             .query(c)?;
         if let Value::Array(parts) = &reclaimed {
+            if let Some(next) = parts.first().and_then(text) {
+                *self
+                    .reclaim_cursor
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = next;
+            }
             if let Some(e) = parts.get(1).map(entries).and_then(|v| v.into_iter().next()) {
                 return Ok(Some(e));
             }
@@ -556,7 +651,7 @@ impl JobStore for RedisStore {
                 .key(self.key(&["deliveries", "due"]))
                 .arg(now)
                 .arg(limit)
-                .arg(60_000)
+                .arg(DELIVERY_LEASE_MS)
                 .invoke(c)?;
             let mut out = Vec::new();
             for id in ids {
@@ -569,76 +664,14 @@ impl JobStore for RedisStore {
     }
 
     fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        self.with(|c| {
-            let k = self.key(&["delivery", id]);
-            redis::pipe()
-                .cmd("HSET")
-                .arg(&k)
-                .arg("status")
-                .arg("delivered")
-                .arg("delivered_at")
-                .arg(now)
-                .arg("last_error")
-                .arg("")
-                .ignore()
-                .cmd("HINCRBY")
-                .arg(&k)
-                .arg("attempts")
-                .arg(1)
-                .ignore()
-                .cmd("ZREM")
-                .arg(self.key(&["deliveries", "due"]))
-                .arg(id)
-                .ignore()
-                .query::<()>(c)
-        })
+        self.settle(id, "delivered", now, "")
     }
 
     fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            let k = self.key(&["delivery", id]);
-            let due = self.key(&["deliveries", "due"]);
-            let mut p = redis::pipe();
-            p.cmd("HINCRBY").arg(&k).arg("attempts").arg(1).ignore();
-            match next {
-                Some(at) => {
-                    p.cmd("HSET")
-                        .arg(&k)
-                        .arg("next_attempt_at")
-                        .arg(at)
-                        .arg("last_error")
-                        .arg(error)
-                        .ignore()
-                        .cmd("ZADD")
-                        .arg(&due)
-                        .arg(at)
-                        .arg(id)
-                        .ignore();
-                }
-                None => {
-                    let d = self.delivery(c, id)?;
-                    p.cmd("HSET")
-                        .arg(&k)
-                        .arg("status")
-                        .arg("dead")
-                        .arg("last_error")
-                        .arg(error)
-                        .ignore()
-                        .cmd("ZREM")
-                        .arg(&due)
-                        .arg(id)
-                        .ignore();
-                    if let Some(d) = d {
-                        p.cmd("ZADD")
-                            .arg(self.key(&["deliveries", "dead", &d.tenant]))
-                            .arg(d.created_at)
-                            .arg(id)
-                            .ignore();
-                    }
-                }
-            }
-            p.query::<()>(c)
-        })
+        match next {
+            Some(at) => self.settle(id, "retry", at, error),
+            None => self.settle(id, "dead", 0, error),
+        }
     }
 
     fn deliveries(
@@ -737,6 +770,7 @@ impl JobStore for RedisStore {
                     .arg(now)
                     .arg(GROUP)
                     .arg(self.retention.as_millis() as u64)
+                    .arg(&self.consumer)
                     .invoke(c)?;
                 match verdict.as_str() {
                     "requeued" => requeued += 1,
@@ -753,28 +787,33 @@ impl JobStore for RedisStore {
         Ok(0)
     }
 
-    fn renew(&self) -> Result<(), StoreError> {
-        let sids: Vec<String> = self
+    fn renew(&self) -> Result<Vec<String>, StoreError> {
+        let claims: Vec<(String, String)> = self
             .claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|(id, sid)| (id.clone(), sid.clone()))
             .collect();
-        if sids.is_empty() {
-            return Ok(());
+        if claims.is_empty() {
+            return Ok(Vec::new());
         }
-        // XCLAIM to ourselves resets the entries' idle time: they are not anyone's to
-        // reclaim while this replica is alive.
-        self.with(|c| {
-            redis::cmd("XCLAIM")
+        let lost: Vec<String> = self.with(|c| {
+            let script = Script::new(RENEW);
+            let mut inv = script.prepare_invoke();
+            inv.arg(&self.prefix)
                 .arg(self.key(&["queue"]))
                 .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(0)
-                .arg(&sids)
-                .arg("JUSTID")
-                .query::<()>(c)
-        })
+                .arg(&self.consumer);
+            for (id, sid) in &claims {
+                inv.arg(id).arg(sid);
+            }
+            inv.invoke(c)
+        })?;
+        let mut mine = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &lost {
+            mine.remove(id);
+        }
+        Ok(lost)
     }
 }

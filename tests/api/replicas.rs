@@ -287,7 +287,8 @@ async fn a_rate_limit_holds_across_replicas() {
         ..generous()
     });
     let client = reqwest::Client::new();
-    let a = cluster.start(&instance("a"));
+    let ia = instance("a");
+    let a = cluster.start(&ia);
     let b = cluster.start(&instance("b"));
     wait_ready(&client, &a.base).await;
     wait_ready(&client, &b.base).await;
@@ -330,6 +331,44 @@ async fn a_rate_limit_holds_across_replicas() {
         (ok as f64) >= expected * 0.8 && (ok as f64) <= expected * 1.2 + 1.0,
         "{ok} admitted in {window:?} at {rate}/s across two replicas (expected ~{expected}; {limited} refused)"
     );
+    // A second live process with A's instance label is refused: it would take A's queue
+    // claims and sessions for its own.
+    let out = Command::new(env!("CARGO_BIN_EXE_codebeaker"))
+        .arg("serve")
+        .env("CODEBEAKER_SERVER__BIND", "127.0.0.1:0")
+        .env("CODEBEAKER_AUTH__KEYS_FILE", &cluster.keys)
+        .env(
+            "CODEBEAKER_EXECUTIONS__DATABASE",
+            cluster.dir.join("twin.db"),
+        )
+        .env("CODEBEAKER_POOL__INSTANCE", &ia)
+        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
+        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
+        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
+        .env(
+            "CODEBEAKER_POOL__AGENT_BUNDLE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle"),
+        )
+        .env("CODEBEAKER_SHARED__REDIS_URL", &cluster.redis_url)
+        .env("CODEBEAKER_SHARED__PREFIX", &cluster.prefix)
+        .env("CODEBEAKER_SHARED__HEARTBEAT_MS", "300")
+        .env("CODEBEAKER_SHARED__REPLICA_TTL_MS", "1000")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.contains("another live replica"), "{text}");
+    // ... and it touched nothing of A's: A still serves from its warm containers.
+    let (st, r) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/execute", a.base),
+        &key,
+        Some(json!({"language": "python", "code": "result = 2"})),
+    )
+    .await;
+    assert!(st == 200 || st == 429, "{st} {r}");
     a.stop().await;
     b.stop().await;
 }

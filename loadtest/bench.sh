@@ -5,6 +5,7 @@
 #
 #   loadtest/bench.sh                  # all languages, 15 s per run
 #   DURATION=30s LANGS="python go" loadtest/bench.sh
+#   RUNTIME=runsc EXTRAS=0 loadtest/bench.sh   # every language under gVisor; only /v1/execute
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -52,6 +53,10 @@ PY
   done
 done
 echo; cat "$OUT/queue-wait.txt" 2>/dev/null || true
+if [ "${EXTRAS:-1}" = 0 ]; then
+  echo "gateway RSS with all pools warm: $((rss_kb / 1024)) MB"
+  exit 0
+fi
 # Sessions over the JSON-RPC WebSocket (Python).
 case " $LANGS " in *" python "*)
   f="$OUT/sessions.json"

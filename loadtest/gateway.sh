@@ -22,6 +22,8 @@ start_gateway() {
     export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=$MIN_IDLE
     export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
     case " $LANGS " in *" $l "*) ;; *) export CODEBEAKER_POOL__LANGUAGES__${u}__ENABLED=false ;; esac
+    # RUNTIME=runsc: every language under gVisor (registered with the engine).
+    [ -z "${RUNTIME:-}" ] || export CODEBEAKER_POOL__LANGUAGES__${u}__RUNTIME=$RUNTIME
   done
   ./target/release/codebeaker serve >"$OUT/gateway.log" 2>&1 &
   GW=$!

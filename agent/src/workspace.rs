@@ -4,6 +4,10 @@
 //! RESOLVE_NO_MAGICLINKS)` relative to a descriptor of `/workspace`: `..`, absolute
 //! symlinks and symlinks whose target leaves the workspace fail with EXDEV, atomically, so
 //! no check-then-use race exists. All of it runs with the sandbox user's effective uid.
+//!
+//! Where the kernel has no `openat2` (gVisor's runsc answers ENOSYS), [`beneath`] walks the
+//! path one component at a time with `O_NOFOLLOW`: stricter (no symlink at all is
+//! followed, even one that stays inside) and just as free of races.
 
 use base64::Engine;
 use codebeaker_proto::{CommandErrorKind, Encoding, FileCommand, WriteMode, MAX_FILE_BYTES};
@@ -129,11 +133,14 @@ impl Workspace {
         shown: &str,
     ) -> Result<OwnedFd, CommandError> {
         let target = if rel.is_empty() { "." } else { rel };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .mode(mode)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.root.as_fd(), target, how).map_err(|e| from_errno(e, shown))
+        beneath(
+            &self.root,
+            target,
+            flags,
+            mode,
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(|e| from_errno(e, shown))
     }
 
     /// Splits into (parent directory descriptor, final name).
@@ -271,10 +278,14 @@ impl Workspace {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(from_errno(e, path)),
             }
-            let how = OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-            cur = openat2(cur.as_fd(), comp, how).map_err(|e| from_errno(e, path))?;
+            cur = beneath(
+                &cur,
+                comp,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+                ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+            )
+            .map_err(|e| from_errno(e, path))?;
         }
         Ok(json!({"path": display(&rel), "created": true}))
     }
@@ -481,6 +492,55 @@ fn type_name(t: Type) -> &'static str {
     }
 }
 
+/// Opens `path` beneath `dir`: `openat2` with `resolve`, or, where the kernel lacks it
+/// (ENOSYS: gVisor), a walk of the path one component at a time, each opened with
+/// `O_NOFOLLOW` relative to the previous one, refusing `..` and absolute paths.
+pub fn beneath(
+    dir: &OwnedFd,
+    path: &str,
+    flags: OFlag,
+    mode: Mode,
+    resolve: ResolveFlag,
+) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .mode(mode)
+        .resolve(resolve);
+    match openat2(dir.as_fd(), path, how) {
+        Err(Errno::ENOSYS) => {}
+        other => return other,
+    }
+    if path.starts_with('/') {
+        return Err(Errno::EXDEV);
+    }
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps.contains(&"..") {
+        return Err(Errno::EXDEV);
+    }
+    let Some((last, parents)) = comps.split_last() else {
+        // The directory itself.
+        return nix::fcntl::openat(dir.as_fd(), ".", flags | OFlag::O_CLOEXEC, mode);
+    };
+    let mut cur = dir.try_clone().map_err(|_| Errno::EIO)?;
+    for comp in parents {
+        cur = nix::fcntl::openat(
+            cur.as_fd(),
+            *comp,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?; // A symlink here is refused (ENOTDIR: with O_NOFOLLOW it is not a directory).
+    }
+    nix::fcntl::openat(
+        cur.as_fd(),
+        *last,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )
+}
+
 /// Seconds since the epoch as RFC 3339 (UTC).
 fn rfc3339(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
@@ -489,10 +549,13 @@ fn rfc3339(secs: i64) -> String {
 
 /// Removes `name` in `parent` and everything below it, without following symlinks.
 fn remove_tree(parent: &OwnedFd, name: &str) -> Result<(), Errno> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = openat2(parent.as_fd(), name, how)?;
+    let fd = beneath(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )?;
     let dirfd = fd.try_clone().map_err(|_| Errno::EIO)?;
     let mut dir = Dir::from_fd(fd)?;
     let names: Vec<(String, bool)> = dir

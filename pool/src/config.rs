@@ -92,6 +92,9 @@ pub struct LanguageSettings {
     pub max_uses: usize,
     /// ...or this age, whichever comes first.
     pub max_age_secs: u64,
+    /// The OCI runtime of this language's containers (sessions included): `runc`, or
+    /// `runsc` (gVisor) once registered in the engine's daemon.json.
+    pub runtime: String,
 }
 
 impl Default for PoolSettings {
@@ -143,6 +146,7 @@ impl LanguageSettings {
             max_size: 8,
             max_uses: 1000,
             max_age_secs: 3600,
+            runtime: "runc".into(),
         }
     }
 }

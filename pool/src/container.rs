@@ -64,7 +64,7 @@ pub async fn create(
     );
     let labels = isolation::labels(settings, language);
     let uid = limits.sandbox_uid;
-    let host_config = isolation::host_config(settings, shared_cache)?;
+    let host_config = isolation::host_config(&lang.runtime, settings, shared_cache)?;
     let body = ContainerCreateBody {
         image: Some(lang.image.clone()),
         entrypoint: Some(vec![format!("{BUNDLE_MOUNT}/codebeaker-agent")]),

@@ -30,6 +30,7 @@ pub fn labels(settings: &PoolSettings, language: Language) -> HashMap<String, St
 /// Network, file systems, memory, CPU, processes, capabilities and ulimits.
 /// `shared_cache` is the canonical host path of the shared compile cache, if there is one.
 pub fn host_config(
+    runtime: &str,
     settings: &PoolSettings,
     shared_cache: Option<&Path>,
 ) -> Result<HostConfig, PoolError> {
@@ -102,6 +103,9 @@ pub fn host_config(
         // every user process to +1000 instead, which makes them the OOM killer's choice.
         shm_size: Some(16 * 1024 * 1024),
         ipc_mode: Some("private".into()),
+        // The OCI runtime: runc (Docker's default) or a stronger sandbox such as gVisor's
+        // runsc, registered in the engine's daemon.json.
+        runtime: (!runtime.is_empty() && runtime != "runc").then(|| runtime.to_string()),
         ..Default::default()
     })
 }

@@ -7,7 +7,8 @@
 //! microseconds, and only when both are empty does it pay for a cold container start.
 
 use codebeaker_proto::{
-    ItemRequest, Language, PrepareRequest, ProgramErrorKind, RawJson, RunOutcome, RunRequest,
+    ItemRequest, Language, PrepareRequest, ProgramError, ProgramErrorKind, RawJson, RunOutcome,
+    RunRequest,
 };
 use deadpool::managed::{self, Object, Timeouts};
 use std::collections::BTreeMap;
@@ -596,6 +597,24 @@ async fn run_on_pool(
                 retire(lp, obj);
                 continue;
             }
+            // The whole container died under the call, killed by the kernel's OOM killer:
+            // under gVisor (runsc) the memory limit applies to the sandbox's kernel, not to
+            // the program's process, so a memory bomb takes the sandbox with it. That is
+            // the program's doing, and it is reported as such.
+            Err(e) if oom_killed(&pools.docker, &container_id, &e).await => Ok(Execution {
+                outcome: RunOutcome {
+                    error: Some(ProgramError {
+                        kind: ProgramErrorKind::MemoryLimitExceeded,
+                        message: "the program exceeded the memory limit; the sandbox was killed"
+                            .into(),
+                    }),
+                    duration_ms: held.elapsed().as_millis() as u64,
+                    ..RunOutcome::default()
+                },
+                container_id: container_id.clone(),
+                queue_wait,
+                run_time: held.elapsed(),
+            }),
             Err(e) => Err(e),
         };
         // The caller has its answer now; the container is handed back only once its
@@ -640,6 +659,24 @@ fn retire(lp: &LanguagePool, obj: Object<Manager>) {
 /// Whether a call that failed with `err` certainly never started its program: the request
 /// could not be written, or Docker says the container had stopped before we sent it. A
 /// call that may have started is never retried (it may have had effects).
+/// Whether a call that failed with `err` lost its container to the OOM killer.
+async fn oom_killed(docker: &bollard::Docker, id: &str, err: &PoolError) -> bool {
+    if !matches!(err, PoolError::Agent { .. }) {
+        return false;
+    }
+    let Ok(info) = docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    else {
+        return false;
+    };
+    info.state
+        .is_some_and(|s| s.running != Some(true) && s.oom_killed == Some(true))
+}
+
 pub(crate) async fn never_started(
     docker: &bollard::Docker,
     id: &str,

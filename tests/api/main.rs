@@ -13,5 +13,6 @@ mod loopai;
 mod pool;
 mod replicas;
 mod requests;
+mod runsc;
 mod sessions;
 mod webhooks;

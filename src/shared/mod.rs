@@ -211,10 +211,35 @@ impl Shared {
             .arg(&lease)
             .invoke_async(&mut conn)
             .await?;
-        Ok((got == 1).then(|| SharedPermit {
+        if got != 1 {
+            return Ok(None);
+        }
+        // Renewed while held: a batch may hold its places much longer than one call (the
+        // lease only has to outlive a replica that died holding it).
+        let held = CancellationToken::new();
+        let (shared, k, l, stop) = (self.clone(), key.clone(), lease.clone(), held.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                }
+                let mut conn = shared.conn.clone();
+                let _: Result<(), _> = Script::new(
+                    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[1])",
+                )
+                .key(&k)
+                .arg(ttl.as_millis() as u64)
+                .arg(&l)
+                .invoke_async(&mut conn)
+                .await;
+            }
+        });
+        Ok(Some(SharedPermit {
             shared: self.clone(),
             key,
             lease,
+            held,
         }))
     }
 
@@ -335,10 +360,13 @@ pub struct SharedPermit {
     shared: Arc<Shared>,
     key: String,
     lease: String,
+    /// Stops the lease's renewal.
+    held: CancellationToken,
 }
 
 impl Drop for SharedPermit {
     fn drop(&mut self) {
+        self.held.cancel();
         let (shared, key, lease) = (
             self.shared.clone(),
             std::mem::take(&mut self.key),

@@ -143,7 +143,7 @@ impl managed::Manager for Manager {
         }
         // No ping: an idle container is clean (it went back to the pool only after its
         // `clean` line) and alive as far as Docker's events say; one that died since is
-        // caught by the call, which then runs elsewhere (`never_started`).
+        // caught by the call, which then runs elsewhere (`lost_container`).
         self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -98,10 +98,22 @@ pub(crate) struct LanguagePool {
 }
 
 impl LanguagePool {
-    pub(crate) fn status(&self) -> PoolStatus {
+    /// The container counts alone (what a checkout needs, without the status's copies).
+    pub(crate) fn occupancy(&self) -> Occupancy {
         let st = self.pool.status();
         let nursery = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).len();
         let warming = self.warming.load(Ordering::Relaxed);
+        Occupancy {
+            idle: st.available + nursery,
+            busy: st.size - st.available,
+            warming,
+            total: st.size + nursery + warming,
+            max_size: self.settings.max_size,
+        }
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        let occ = self.occupancy();
         PoolStatus {
             language: self.language,
             image: self.settings.image.clone(),
@@ -110,12 +122,12 @@ impl LanguagePool {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            idle: st.available + nursery,
-            busy: st.size - st.available,
-            warming,
-            total: st.size + nursery + warming,
+            idle: occ.idle,
+            busy: occ.busy,
+            warming: occ.warming,
+            total: occ.total,
             min_idle: self.settings.min_idle,
-            max_size: self.settings.max_size,
+            max_size: occ.max_size,
             lifecycle: LifecycleSnapshot {
                 created: self.lifecycle.created.load(Ordering::Relaxed),
                 recycled: self.lifecycle.recycled.load(Ordering::Relaxed),
@@ -458,14 +470,7 @@ async fn checkout(
 ) -> Result<Object<Manager>, PoolError> {
     let started = Instant::now();
     let waiting = lp.wait.enter();
-    let st = lp.status();
-    let occupancy = Occupancy {
-        idle: st.idle,
-        busy: st.busy,
-        total: st.total,
-        max_size: st.max_size,
-    };
-    let expected = lp.wait.expected(occupancy, waiting.ahead);
+    let expected = lp.wait.expected(lp.occupancy(), waiting.ahead);
     let exhausted = |waited| PoolError::Exhausted {
         language: lp.language,
         waited,
@@ -586,36 +591,18 @@ async fn run_on_pool(
                 queue_wait,
                 run_time,
             }),
-            // The container was dead before the program was handed over: nothing ran, so
-            // the call is safe to run again on another one, within the queue timeout.
-            Err(e)
-                if started.elapsed() < settings.queue_timeout()
-                    && never_started(&pools.docker, &container_id, sent_at, &e).await =>
-            {
-                pools.health.retried_calls.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(container = %short(&container_id), error = %e, "the container was gone before the call reached it; retrying on another");
-                retire(lp, obj);
-                continue;
-            }
-            // The whole container died under the call, killed by the kernel's OOM killer:
-            // under gVisor (runsc) the memory limit applies to the sandbox's kernel, not to
-            // the program's process, so a memory bomb takes the sandbox with it. That is
-            // the program's doing, and it is reported as such.
-            Err(e) if oom_killed(&pools.docker, &container_id, &e).await => Ok(Execution {
-                outcome: RunOutcome {
-                    error: Some(ProgramError {
-                        kind: ProgramErrorKind::MemoryLimitExceeded,
-                        message: "the program exceeded the memory limit; the sandbox was killed"
-                            .into(),
-                    }),
-                    duration_ms: held.elapsed().as_millis() as u64,
-                    ..RunOutcome::default()
-                },
-                container_id: container_id.clone(),
-                queue_wait,
-                run_time: held.elapsed(),
-            }),
-            Err(e) => Err(e),
+            Err(e) => match lost_container(&pools.docker, &container_id, sent_at, &e).await {
+                // The container was dead before the program was handed over: nothing ran,
+                // so the call is safe to run again on another one, within the queue timeout.
+                Lost::NeverStarted if started.elapsed() < settings.queue_timeout() => {
+                    pools.health.retried_calls.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(container = %short(&container_id), error = %e, "the container was gone before the call reached it; retrying on another");
+                    retire(lp, obj);
+                    continue;
+                }
+                Lost::OomKilled => Ok(oom_killed(container_id.clone(), queue_wait, held.elapsed())),
+                _ => Err(e),
+            },
         };
         // The caller has its answer now; the container is handed back only once its
         // agent says it is clean.
@@ -656,13 +643,36 @@ fn retire(lp: &LanguagePool, obj: Object<Manager>) {
     drop(Object::take(obj));
 }
 
-/// Whether a call that failed with `err` certainly never started its program: the request
-/// could not be written, or Docker says the container had stopped before we sent it. A
-/// call that may have started is never retried (it may have had effects).
-/// Whether a call that failed with `err` lost its container to the OOM killer.
-async fn oom_killed(docker: &bollard::Docker, id: &str, err: &PoolError) -> bool {
-    if !matches!(err, PoolError::Agent { .. }) {
-        return false;
+/// What became of the container of a call that failed with `err`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// The program certainly never started: the request could not be written, or Docker
+    /// says the container had stopped before we sent it. Only such a call is retried
+    /// elsewhere (one that may have started may have had effects).
+    NeverStarted,
+    /// The container died under the call, killed by the OOM killer: under gVisor (runsc)
+    /// the memory limit applies to the sandbox's kernel, not to the program's process, so
+    /// a memory bomb takes the sandbox with it. That is the program's doing.
+    OomKilled,
+    Unknown,
+}
+
+/// Finds out, with at most one look at Docker's state of the container, what became of
+/// the container of a call that failed with `err`.
+pub(crate) async fn lost_container(
+    docker: &bollard::Docker,
+    id: &str,
+    sent_at: SystemTime,
+    err: &PoolError,
+) -> Lost {
+    use crate::error::AgentError;
+    let PoolError::Agent { source, .. } = err else {
+        return Lost::Unknown;
+    };
+    match source {
+        AgentError::Io(_) => return Lost::NeverStarted,
+        AgentError::Closed | AgentError::Attach(_) => {}
+        _ => return Lost::Unknown,
     }
     let Ok(info) = docker
         .inspect_container(
@@ -671,46 +681,38 @@ async fn oom_killed(docker: &bollard::Docker, id: &str, err: &PoolError) -> bool
         )
         .await
     else {
-        return false;
+        return Lost::Unknown;
     };
-    info.state
-        .is_some_and(|s| s.running != Some(true) && s.oom_killed == Some(true))
+    let Some(state) = info.state.filter(|s| s.running != Some(true)) else {
+        return Lost::Unknown;
+    };
+    let finished = state
+        .finished_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok());
+    if finished.is_some_and(|f| f <= sent_at) {
+        Lost::NeverStarted
+    } else if state.oom_killed == Some(true) {
+        Lost::OomKilled
+    } else {
+        Lost::Unknown
+    }
 }
 
-pub(crate) async fn never_started(
-    docker: &bollard::Docker,
-    id: &str,
-    sent_at: SystemTime,
-    err: &PoolError,
-) -> bool {
-    let PoolError::Agent { source, .. } = err else {
-        return false;
-    };
-    match source {
-        crate::error::AgentError::Io(_) => true,
-        crate::error::AgentError::Closed | crate::error::AgentError::Attach(_) => {
-            let Ok(info) = docker
-                .inspect_container(
-                    id,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-            else {
-                return false;
-            };
-            let Some(state) = info.state else {
-                return false;
-            };
-            if state.running == Some(true) {
-                return false;
-            }
-            state
-                .finished_at
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339(t).ok())
-                .is_some_and(|finished| finished <= sent_at)
-        }
-        _ => false,
+/// The answer to a call whose container the OOM killer took ([`Lost::OomKilled`]).
+fn oom_killed(container_id: String, queue_wait: Duration, run_time: Duration) -> Execution {
+    Execution {
+        outcome: RunOutcome {
+            error: Some(ProgramError {
+                kind: ProgramErrorKind::MemoryLimitExceeded,
+                message: "the program exceeded the memory limit; the sandbox was killed".into(),
+            }),
+            duration_ms: run_time.as_millis() as u64,
+            ..RunOutcome::default()
+        },
+        container_id,
+        queue_wait,
+        run_time,
     }
 }
 
@@ -767,13 +769,16 @@ impl Lease {
                 else {
                     return Err(e);
                 };
-                if never_started(&docker, &id, sent_at, &e).await {
-                    Err(PoolError::NotStarted {
+                match lost_container(&docker, &id, sent_at, &e).await {
+                    Lost::NeverStarted => Err(PoolError::NotStarted {
                         container: short(&id).to_string(),
                         source: Box::new(e),
-                    })
-                } else {
-                    Err(e)
+                    }),
+                    Lost::OomKilled => {
+                        let elapsed = sent_at.elapsed().unwrap_or_default();
+                        Ok(oom_killed(id, Duration::ZERO, elapsed))
+                    }
+                    Lost::Unknown => Err(e),
                 }
             }
             ok => ok,

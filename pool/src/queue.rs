@@ -59,6 +59,7 @@ fn average(cell: &AtomicU64, initial: Duration) -> Duration {
 pub(crate) struct Occupancy {
     pub idle: usize,
     pub busy: usize,
+    pub warming: usize,
     pub total: usize,
     pub max_size: usize,
 }
@@ -127,6 +128,7 @@ mod tests {
         Occupancy {
             idle,
             busy,
+            warming: 0,
             total: idle + busy,
             max_size,
         }

@@ -12,7 +12,7 @@ pub mod store;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -59,19 +59,25 @@ pub struct Shared {
 }
 
 /// Announces the replica: only if the key is free or already this process's.
-const ANNOUNCE: &str = r#"
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return 1
-"#;
+"#,
+    )
+});
 
 /// The header a forwarded request carries the peer token in.
 pub const PEER_HEADER: &str = "x-codebeaker-peer";
 
 /// GCRA: the theoretical arrival time per key, in Redis's own clock (so that replicas'
 /// clocks do not matter). Returns {allowed, retry_after_ms, remaining}.
-const GCRA: &str = r#"
+static GCRA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local emission = tonumber(ARGV[1])
@@ -85,11 +91,38 @@ if allow_at > now then
 end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
 return {1, 0, math.floor((now - allow_at) / emission)}
-"#;
+"#,
+    )
+});
+
+/// Extends a held concurrency lease (only if it is still there).
+static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"#,
+    )
+});
+
+/// Removes the replica's announcement, only if it is still this process's.
+static WITHDRAW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
 
 /// A concurrency lease: expired leases (of a replica that died) are dropped first.
 /// Returns 1 when a lease was taken.
-const ACQUIRE: &str = r#"
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -97,7 +130,9 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
-"#;
+"#,
+    )
+});
 
 impl Shared {
     /// Connects and checks that Redis answers (a gateway configured for Redis that cannot
@@ -125,7 +160,7 @@ impl Shared {
             ))
         })??;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        let token_key = format!("{}:peer-token", settings.prefix);
+        let token_key = key(&settings.prefix, &["peer-token"]);
         let _: Option<String> = redis::cmd("SET")
             .arg(&token_key)
             .arg(uuid::Uuid::new_v4().simple().to_string())
@@ -157,12 +192,7 @@ impl Shared {
 
     /// A key under the configured prefix.
     pub fn key(&self, parts: &[&str]) -> String {
-        let mut k = self.settings.prefix.clone();
-        for p in parts {
-            k.push(':');
-            k.push_str(p);
-        }
-        k
+        key(&self.settings.prefix, parts)
     }
 
     /// The durable queue on this Redis (its own synchronous connection: the store's
@@ -180,7 +210,7 @@ impl Shared {
     pub async fn rate(&self, subject: &str, rate: u32, burst: u32) -> Result<Gcra, SharedError> {
         let emission = 1000.0 / rate as f64;
         let mut conn = self.conn.clone();
-        let (allowed, retry_ms, remaining): (i64, i64, i64) = Script::new(GCRA)
+        let (allowed, retry_ms, remaining): (i64, i64, i64) = GCRA
             .key(self.key(&["rate", subject]))
             .arg(emission)
             .arg(burst)
@@ -204,7 +234,7 @@ impl Shared {
         let key = self.key(&["inflight", subject]);
         let lease = uuid::Uuid::new_v4().simple().to_string();
         let mut conn = self.conn.clone();
-        let got: i64 = Script::new(ACQUIRE)
+        let got: i64 = ACQUIRE
             .key(&key)
             .arg(max)
             .arg(ttl.as_millis() as u64)
@@ -225,14 +255,12 @@ impl Shared {
                     _ = tokio::time::sleep(ttl / 3) => {}
                 }
                 let mut conn = shared.conn.clone();
-                let _: Result<(), _> = Script::new(
-                    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[1])",
-                )
-                .key(&k)
-                .arg(ttl.as_millis() as u64)
-                .arg(&l)
-                .invoke_async(&mut conn)
-                .await;
+                let _: Result<(), _> = RENEW_LEASE
+                    .key(&k)
+                    .arg(ttl.as_millis() as u64)
+                    .arg(&l)
+                    .invoke_async(&mut conn)
+                    .await;
             }
         });
         Ok(Some(SharedPermit {
@@ -255,7 +283,7 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut conn = self.conn.clone();
-        let done: i64 = Script::new(ANNOUNCE)
+        let done: i64 = ANNOUNCE
             .key(self.key(&["replica", &self.instance]))
             .arg(&self.claim)
             .arg(url)
@@ -303,13 +331,11 @@ impl Shared {
         }
         // Withdraw only our own announcement.
         let mut conn = self.conn.clone();
-        let _: Result<i64, _> = Script::new(
-            "if redis.call('GET', KEYS[1]) and string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        )
-        .key(self.key(&["replica", &self.instance]))
-        .arg(&self.claim)
-        .invoke_async(&mut conn)
-        .await;
+        let _: Result<i64, _> = WITHDRAW
+            .key(self.key(&["replica", &self.instance]))
+            .arg(&self.claim)
+            .invoke_async(&mut conn)
+            .await;
     }
 
     /// Where replica `instance` is reached: its heartbeat in Redis, else the static
@@ -384,6 +410,16 @@ impl Drop for SharedPermit {
             });
         }
     }
+}
+
+/// `<prefix>:<part>:<part>…`: every key this module and the store use.
+pub(crate) fn key(prefix: &str, parts: &[&str]) -> String {
+    let mut k = prefix.to_string();
+    for p in parts {
+        k.push(':');
+        k.push_str(p);
+    }
+    k
 }
 
 /// The URL without its password, for messages.

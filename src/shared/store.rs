@@ -18,7 +18,7 @@
 
 use redis::{Connection, Script, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::config::SharedSettings;
@@ -44,7 +44,9 @@ pub struct RedisStore {
 }
 
 /// Inserts a job; 0 when its idempotency key is taken.
-const INSERT: &str = r#"
+static INSERT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 if KEYS[6] ~= '' then
   if not redis.call('SET', KEYS[6], ARGV[1], 'NX') then return 0 end
 end
@@ -55,12 +57,43 @@ redis.call('HSET', KEYS[1], 'sid', sid)
 redis.call('INCR', KEYS[4])
 redis.call('INCR', KEYS[5])
 return 1
+"#,
+    )
+});
+
+/// Lua shared by the scripts that end a job (KEYS[1] its hash, KEYS[2] the queue):
+/// `final` acks and drops its stream entry and lets the job and its idempotency key
+/// expire with the retention; `fail_twice` ends a job lost by two replicas.
+const ENDING: &str = r#"
+local function final(p, group, tenant, retention)
+  local sid = redis.call('HGET', KEYS[1], 'sid')
+  if sid then
+    redis.call('XACK', KEYS[2], group, sid)
+    redis.call('XDEL', KEYS[2], sid)
+    redis.call('HDEL', KEYS[1], 'sid')
+  end
+  redis.call('PEXPIRE', KEYS[1], retention)
+  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
+  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, retention) end
+end
+local function fail_twice(p, group, tenant, now, retention)
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
+    'the gateway stopped twice while this execution was running; it was not run again')
+  final(p, group, tenant, retention)
+end
 "#;
+
+/// A script with the [`ENDING`] functions in front.
+fn ending(body: &str) -> Script {
+    Script::new(&format!("{ENDING}{body}"))
+}
 
 /// Marks a job whose stream entry this replica just read as running: 'run', or 'gone'
 /// (finished or cancelled meanwhile: the entry is dropped) or 'failed' (a reclaimed job
 /// that had already been started twice).
-const CLAIM: &str = r#"
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    ending(
+        r#"
 local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local st = redis.call('HGET', KEYS[1], 'status')
 local function drop() redis.call('XACK', KEYS[2], group, sid); redis.call('XDEL', KEYS[2], sid) end
@@ -69,29 +102,24 @@ if st ~= 'queued' and st ~= 'running' then drop(); return 'gone' end
 if redis.call('HGET', KEYS[1], 'sid') ~= sid then drop(); return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
-local function expire()
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
-  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, ARGV[5]) end
-  redis.call('HDEL', KEYS[1], 'sid')
-end
 if st == 'queued' then
   redis.call('DECR', p .. ':queued:' .. tenant)
   redis.call('DECR', p .. ':queued')
 elseif attempts >= 2 then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
-    'the gateway running this execution stopped twice; it was not run again')
-  expire()
-  drop()
+  fail_twice(p, group, tenant, now, ARGV[5])
   return 'failed'
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', now, 'attempts', attempts + 1, 'sid', sid)
 return 'run'
-"#;
+"#,
+    )
+});
 
 /// Records a final status if the job is not final yet, acks its stream entry, and files
 /// its callback. Returns 1 if it did.
-const FINISH: &str = r#"
+static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    ending(
+        r#"
 local p, group, status, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 0 end
@@ -103,15 +131,7 @@ end
 redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
-local sid = redis.call('HGET', KEYS[1], 'sid')
-if sid then
-  redis.call('XACK', KEYS[2], group, sid)
-  redis.call('XDEL', KEYS[2], sid)
-  redis.call('HDEL', KEYS[1], 'sid')
-end
-redis.call('PEXPIRE', KEYS[1], retention)
-local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
-if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, retention) end
+final(p, group, tenant, retention)
 if ARGV[10] == '1' then
   local did, created, due = ARGV[11], ARGV[12], ARGV[13]
   local dkey = p .. ':delivery:' .. did
@@ -122,11 +142,15 @@ if ARGV[10] == '1' then
   redis.call('PEXPIRE', p .. ':deliveries:exec:' .. redis.call('HGET', KEYS[1], 'id'), retention * 2)
 end
 return 1
-"#;
+"#,
+    )
+});
 
 /// Puts a job this replica had claimed before it restarted back in the queue (or fails
 /// it if it had already been started twice). Returns 'requeued', 'failed' or 'gone'.
-const REQUEUE: &str = r#"
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    ending(
+        r#"
 local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- Only an entry this consumer still owns, and the one the job points at: another replica
 -- may have taken it over (XAUTOCLAIM) while this one was down.
@@ -140,12 +164,7 @@ if redis.call('HGET', KEYS[1], 'sid') ~= sid then return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
 if st == 'running' and attempts >= 2 then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
-    'the gateway stopped twice while this execution was running; it was not run again')
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
-  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, ARGV[5]) end
-  redis.call('HDEL', KEYS[1], 'sid')
+  fail_twice(p, group, tenant, now, ARGV[5])
   return 'failed'
 end
 if st == 'running' then
@@ -157,13 +176,17 @@ local new = redis.call('XADD', KEYS[2], '*', 'id', id)
 redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new)
 redis.call('HDEL', KEYS[1], 'started_at')
 return 'requeued'
-"#;
+"#,
+    )
+});
 
 /// Renews this consumer's claims: for each (job id, entry id), only if the job still points
 /// at that entry, is still running and the entry is still this consumer's (another replica
 /// may have taken it over). Returns the job ids that are no longer ours to run (taken
 /// over, cancelled, finished elsewhere), so that the replica stops them.
-const RENEW: &str = r#"
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 local p, queue, group, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lost = {}
 for i = 5, #ARGV, 2 do
@@ -181,15 +204,21 @@ for i = 5, #ARGV, 2 do
   end
 end
 return lost
-"#;
+"#,
+    )
+});
 
 /// Pending callbacks due now, each leased for a while so that two replicas do not send
 /// the same one at once.
-const DUE: &str = r#"
+static DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), id) end
 return ids
-"#;
+"#,
+    )
+});
 
 /// How long a replica holds the callbacks it took: longer than a sender takes to try a
 /// whole round of them one after another, so that no other replica sends them meanwhile;
@@ -198,7 +227,9 @@ const DELIVERY_LEASE_MS: u64 = 600_000;
 
 /// Records a callback's outcome only while it is still pending (another replica may have
 /// settled it): ARGV = outcome ('delivered' | 'retry' | 'dead'), now/next, error, prefix.
-const SETTLE: &str = r#"
+static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if ARGV[1] == 'delivered' then
@@ -214,7 +245,9 @@ else
   redis.call('ZADD', ARGV[4] .. ':deliveries:dead:' .. tenant, redis.call('HGET', KEYS[1], 'created_at'), ARGV[5])
 end
 return 1
-"#;
+"#,
+    )
+});
 
 fn err(e: redis::RedisError) -> StoreError {
     StoreError::Shared(e.to_string())
@@ -333,12 +366,7 @@ impl RedisStore {
     }
 
     fn key(&self, parts: &[&str]) -> String {
-        let mut k = self.prefix.clone();
-        for p in parts {
-            k.push(':');
-            k.push_str(p);
-        }
-        k
+        super::key(&self.prefix, parts)
     }
 
     /// Runs `f` on the connection, connecting first if needed; after a failure the
@@ -385,7 +413,7 @@ impl RedisStore {
 
     fn settle(&self, id: &str, outcome: &str, at: i64, error: &str) -> Result<(), StoreError> {
         self.with(|c| {
-            Script::new(SETTLE)
+            SETTLE
                 .key(self.key(&["delivery", id]))
                 .key(self.key(&["deliveries", "due"]))
                 .arg(outcome)
@@ -443,29 +471,74 @@ impl RedisStore {
                 return Ok(Some(e));
             }
         }
-        let fresh: Value = redis::cmd("XREADGROUP")
+        Ok(self.read_group(c, 1, ">")?.into_iter().next())
+    }
+
+    /// This consumer's entries from XREADGROUP: new ones (`from` = `>`) or the ones it
+    /// already holds (`0`).
+    fn read_group(
+        &self,
+        c: &mut Connection,
+        count: usize,
+        from: &str,
+    ) -> redis::RedisResult<Vec<(String, Option<String>)>> {
+        let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(1)
+            .arg(count)
             .arg("STREAMS")
-            .arg(&queue)
-            .arg(">")
+            .arg(self.key(&["queue"]))
+            .arg(from)
             .query(c)?;
         // [[queue, [[sid, fields]…]]] (RESP2) or a map (RESP3).
-        let streams = match fresh {
+        let streams = match reply {
             Value::Array(s) => s,
             Value::Map(m) => m
                 .into_iter()
                 .map(|(k, v)| Value::Array(vec![k, v]))
                 .collect(),
-            _ => return Ok(None),
+            _ => Vec::new(),
         };
-        Ok(streams.iter().find_map(|s| match s {
-            Value::Array(pair) if pair.len() == 2 => entries(&pair[1]).into_iter().next(),
-            _ => None,
-        }))
+        Ok(streams
+            .iter()
+            .flat_map(|s| match s {
+                Value::Array(pair) if pair.len() == 2 => entries(&pair[1]),
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    /// Acknowledges an entry whose execution is gone (deleted while pending).
+    fn ack(&self, c: &mut Connection, sid: &str) -> redis::RedisResult<()> {
+        redis::cmd("XACK")
+            .arg(self.key(&["queue"]))
+            .arg(GROUP)
+            .arg(sid)
+            .query(c)
+    }
+
+    /// Runs a script that settles one stream entry of one execution (CLAIM, REQUEUE):
+    /// KEYS = job, queue; ARGV = prefix, entry, now, group, retention, consumer.
+    fn settle_entry(
+        &self,
+        c: &mut Connection,
+        script: &Script,
+        id: &str,
+        sid: &str,
+        now: i64,
+    ) -> redis::RedisResult<String> {
+        script
+            .key(self.key(&["job", id]))
+            .key(self.key(&["queue"]))
+            .arg(&self.prefix)
+            .arg(sid)
+            .arg(now)
+            .arg(GROUP)
+            .arg(self.retention.as_millis() as u64)
+            .arg(&self.consumer)
+            .invoke(c)
     }
 }
 
@@ -493,8 +566,7 @@ impl JobStore for RedisStore {
             ("callback_url", j.callback_url.clone().unwrap_or_default()),
         ];
         let done: i64 = self.with(|c| {
-            let script = Script::new(INSERT);
-            let mut inv = script.prepare_invoke();
+            let mut inv = INSERT.prepare_invoke();
             inv.key(self.key(&["job", &j.id]))
                 .key(self.key(&["jobs", &j.tenant]))
                 .key(self.key(&["queue"]))
@@ -561,7 +633,6 @@ impl JobStore for RedisStore {
     }
 
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
-        let queue = self.key(&["queue"]);
         self.with(|c| {
             loop {
                 let Some((sid, id)) = self.next_entry(c)? else {
@@ -569,23 +640,10 @@ impl JobStore for RedisStore {
                 };
                 let Some(id) = id else {
                     // Deleted while pending: nothing to run.
-                    redis::cmd("XACK")
-                        .arg(&queue)
-                        .arg(GROUP)
-                        .arg(&sid)
-                        .query::<()>(c)?;
+                    self.ack(c, &sid)?;
                     continue;
                 };
-                let verdict: String = Script::new(CLAIM)
-                    .key(self.key(&["job", &id]))
-                    .key(&queue)
-                    .arg(&self.prefix)
-                    .arg(&sid)
-                    .arg(now)
-                    .arg(GROUP)
-                    .arg(self.retention.as_millis() as u64)
-                    .invoke(c)?;
-                if verdict != "run" {
+                if self.settle_entry(c, &CLAIM, &id, &sid, now)? != "run" {
                     continue;
                 }
                 if let Some(job) = self.job(c, &id)? {
@@ -609,8 +667,7 @@ impl JobStore for RedisStore {
         callback: Option<&Delivery>,
     ) -> Result<bool, StoreError> {
         let done: i64 = self.with(|c| {
-            let script = Script::new(FINISH);
-            let mut inv = script.prepare_invoke();
+            let mut inv = FINISH.prepare_invoke();
             inv.key(self.key(&["job", id]))
                 .key(self.key(&["queue"]))
                 .arg(&self.prefix)
@@ -647,7 +704,7 @@ impl JobStore for RedisStore {
 
     fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         self.with(|c| {
-            let ids: Vec<String> = Script::new(DUE)
+            let ids: Vec<String> = DUE
                 .key(self.key(&["deliveries", "due"]))
                 .arg(now)
                 .arg(limit)
@@ -729,50 +786,16 @@ impl JobStore for RedisStore {
     }
 
     fn recover(&self, now: i64) -> Result<(usize, usize), StoreError> {
-        let queue = self.key(&["queue"]);
         self.with(|c| {
             // What this consumer had claimed before it stopped (same instance label).
-            let pending: Value = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(10_000)
-                .arg("STREAMS")
-                .arg(&queue)
-                .arg("0")
-                .query(c)?;
-            let mut mine = Vec::new();
-            if let Value::Array(streams) = &pending {
-                for s in streams {
-                    if let Value::Array(pair) = s {
-                        if pair.len() == 2 {
-                            mine.extend(entries(&pair[1]));
-                        }
-                    }
-                }
-            }
+            let mine = self.read_group(c, 10_000, "0")?;
             let (mut requeued, mut failed) = (0, 0);
             for (sid, id) in mine {
                 let Some(id) = id else {
-                    redis::cmd("XACK")
-                        .arg(&queue)
-                        .arg(GROUP)
-                        .arg(&sid)
-                        .query::<()>(c)?;
+                    self.ack(c, &sid)?;
                     continue;
                 };
-                let verdict: String = Script::new(REQUEUE)
-                    .key(self.key(&["job", &id]))
-                    .key(&queue)
-                    .arg(&self.prefix)
-                    .arg(&sid)
-                    .arg(now)
-                    .arg(GROUP)
-                    .arg(self.retention.as_millis() as u64)
-                    .arg(&self.consumer)
-                    .invoke(c)?;
-                match verdict.as_str() {
+                match self.settle_entry(c, &REQUEUE, &id, &sid, now)?.as_str() {
                     "requeued" => requeued += 1,
                     "failed" => failed += 1,
                     _ => {}
@@ -799,8 +822,7 @@ impl JobStore for RedisStore {
             return Ok(Vec::new());
         }
         let lost: Vec<String> = self.with(|c| {
-            let script = Script::new(RENEW);
-            let mut inv = script.prepare_invoke();
+            let mut inv = RENEW.prepare_invoke();
             inv.arg(&self.prefix)
                 .arg(self.key(&["queue"]))
                 .arg(GROUP)

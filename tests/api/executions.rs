@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{generous, settings, spawn, spawn_with, TestApp};
+use crate::helpers::{generous, get, settings, spawn, spawn_with, wait_final, TestApp};
 use codebeaker::domain::Scope;
 
 async fn submit(app: &TestApp, key: &str, body: Value, idem: Option<&str>) -> (u16, Value) {
@@ -20,30 +20,6 @@ async fn submit(app: &TestApp, key: &str, body: Value, idem: Option<&str>) -> (u
     }
     let r = r.send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
-}
-
-async fn get(client: &reqwest::Client, base: &str, key: &str, path: &str) -> (u16, Value) {
-    let r = client
-        .get(format!("{base}{path}"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls until the execution is final (or 60 s pass).
-async fn wait_final(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (st, v) = get(client, base, key, &format!("/v1/executions/{id}")).await;
-        assert_eq!(st, 200, "{v}");
-        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not final in 60 s: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

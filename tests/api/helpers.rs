@@ -7,7 +7,7 @@ use codebeaker::startup::Application;
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
@@ -343,5 +343,30 @@ pub fn start_gateway_process(env: &[(&str, &std::ffi::OsStr)]) -> GatewayProcess
         port,
         lines,
         early,
+    }
+}
+
+/// `GET base+path` with an API key: (status, JSON body or null).
+pub async fn get(client: &reqwest::Client, base: &str, key: &str, path: &str) -> (u16, Value) {
+    let r = client
+        .get(format!("{base}{path}"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls until the execution is final (or 90 s pass).
+pub async fn wait_final(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (st, v) = get(client, base, key, &format!("/v1/executions/{id}")).await;
+        assert_eq!(st, 200, "{v}");
+        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not final in 90 s: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{add_key, generous, remove_instance};
+use crate::helpers::{add_key, generous, get, remove_instance, wait_final};
 
 /// A `redis-server` on a free port, without persistence, killed on drop.
 struct Redis {
@@ -167,26 +167,6 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
-async fn wait_final(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (st, v) = call(
-            client,
-            reqwest::Method::GET,
-            format!("{base}/v1/executions/{id}"),
-            key,
-            None,
-        )
-        .await;
-        assert_eq!(st, 200, "{v}");
-        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not final in 90 s: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn work_queued_on_either_replica_survives_the_other_being_killed() {
     let redis = Redis::start(None);
@@ -215,12 +195,11 @@ async fn work_queued_on_either_replica_survives_the_other_being_killed() {
     }
     // Mid-way: A dies with executions in flight (no shutdown, no cleanup).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, done) = call(
+    let (_, done) = get(
         &client,
-        reqwest::Method::GET,
-        format!("{}/v1/executions?status=completed&limit=1000", b.base),
+        &b.base,
         &key,
-        None,
+        "/v1/executions?status=completed&limit=1000",
     )
     .await;
     a.kill();
@@ -239,14 +218,7 @@ async fn work_queued_on_either_replica_survives_the_other_being_killed() {
     let mut twice = 0;
     let mut seen = Vec::new();
     for id in &ids {
-        let (_, v) = call(
-            &client,
-            reqwest::Method::GET,
-            format!("{}/v1/executions/{id}", b.base),
-            &key,
-            None,
-        )
-        .await;
+        let (_, v) = get(&client, &b.base, &key, &format!("/v1/executions/{id}")).await;
         assert!((1..=2).contains(&attempts(&v)), "{v}");
         twice += (attempts(&v) == 2) as usize;
         seen.push((id.clone(), attempts(&v), v["completedAt"].clone()));
@@ -261,14 +233,7 @@ async fn work_queued_on_either_replica_survives_the_other_being_killed() {
     wait_ready(&client, &a.base).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     for (id, n, finished) in seen {
-        let (_, v) = call(
-            &client,
-            reqwest::Method::GET,
-            format!("{}/v1/executions/{id}", a.base),
-            &key,
-            None,
-        )
-        .await;
+        let (_, v) = get(&client, &a.base, &key, &format!("/v1/executions/{id}")).await;
         assert_eq!(attempts(&v), n, "{v}");
         assert_eq!(v["completedAt"], finished, "{v}");
     }
@@ -425,25 +390,21 @@ async fn a_session_follows_its_replica_from_anywhere() {
     )
     .await;
     assert_eq!(st, 200, "{r}");
+    // Reads the session's note through B (REST, forwarded to the owner).
+    let read_note = || {
+        command(
+            &client,
+            &b.base,
+            &key,
+            &id,
+            json!({"type": "read_file", "path": "/workspace/note.txt"}),
+        )
+    };
     // Through B: the same session, the same files (REST, forwarded).
-    let (st, r) = command(
-        &client,
-        &b.base,
-        &key,
-        &id,
-        json!({"type": "read_file", "path": "/workspace/note.txt"}),
-    )
-    .await;
+    let (st, r) = read_note().await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["result"]["content"], "from A", "{r}");
-    let (st, r) = call(
-        &client,
-        reqwest::Method::GET,
-        format!("{}/v1/sessions/{id}", b.base),
-        &key,
-        None,
-    )
-    .await;
+    let (st, r) = get(&client, &b.base, &key, &format!("/v1/sessions/{id}")).await;
     assert_eq!(st, 200, "{r}");
     // And over B's WebSocket (JSON-RPC, the one call forwarded).
     let ws_url = format!(
@@ -472,28 +433,14 @@ async fn a_session_follows_its_replica_from_anywhere() {
 
     // A down: B says the session is unavailable, not that it does not exist.
     a.kill();
-    let (st, r) = command(
-        &client,
-        &b.base,
-        &key,
-        &id,
-        json!({"type": "read_file", "path": "/workspace/note.txt"}),
-    )
-    .await;
+    let (st, r) = read_note().await;
     assert_eq!(st, 503, "{r}");
     assert_eq!(r["error"]["kind"], "session_unavailable", "{r}");
     // A back (it re-adopts its sessions): the session works through B again.
     let a = cluster.start(&ia);
     wait_ready(&client, &a.base).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (st, r) = command(
-        &client,
-        &b.base,
-        &key,
-        &id,
-        json!({"type": "read_file", "path": "/workspace/note.txt"}),
-    )
-    .await;
+    let (st, r) = read_note().await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["result"]["content"], "from A", "{r}");
     let (st, _) = call(

@@ -4,7 +4,11 @@ AGENT_TARGET := x86_64-unknown-linux-gnu
 BUNDLE := target/agent-bundle
 CARGO ?= cargo
 
-.PHONY: run test agent images bench check fmt clippy pytools
+.PHONY: run test test-variants agent images bench check fmt clippy pytools
+
+## Optional package variants to build with the images (docker/variants/), e.g.
+## `make images VARIANTS="python-data javascript-libs"`. None by default: `make run` stays fast.
+VARIANTS ?=
 
 ## Start the gateway on 127.0.0.1:8080, building the agent and any missing runtime image.
 ## On first run it creates a development API key in codebeaker-keys.toml and prints it.
@@ -14,8 +18,16 @@ run: agent images
 	./target/release/codebeaker serve
 
 ## Run every test (unit + integration against the real Docker engine).
+## The small javascript-libs variant (~9 MB over the JavaScript image) is the fixture of the
+## package-selection tests; the 400 MB python-data variant is left to `make test-variants`.
 test: agent images pytools
+	./docker/build-variants.sh javascript-libs
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads 1
+
+## Builds both package variants and runs the tests that need them (the ignored ones too).
+test-variants: agent images
+	./docker/build-variants.sh python-data javascript-libs
+	$(CARGO) test --test api variants -- --test-threads 1 --include-ignored
 
 ## kubernetes-validate (PyPI) in target/py, for the Helm chart's offline validation.
 pytools:
@@ -35,6 +47,7 @@ agent:
 ## Runtime images, built offline from Debian packages (skipped when up to date).
 images:
 	./docker/build-images.sh
+	$(if $(strip $(VARIANTS)),./docker/build-variants.sh $(VARIANTS))
 
 ## Load test: starts the gateway, warms it, runs k6 per language at concurrency 1 and 16.
 bench: agent images

@@ -48,6 +48,9 @@ pub struct BatchRequest {
     /// `edge` (default) or `plain`, for every item.
     #[serde(default)]
     pub mode: RunMode,
+    /// Packages every item's program imports (see `POST /v1/execute`).
+    #[serde(default)]
+    pub packages: Vec<String>,
 }
 
 /// One input of a batch.
@@ -256,11 +259,14 @@ pub fn plan(
             timeout_ms: req.timeout_ms,
             memory_limit_mb: req.memory_limit_mb,
             mode: req.mode,
+            packages: req.packages.clone(),
         };
-        let inv = requests::invocation(one, settings, caller).map_err(|e| match e {
-            RequestError::Invalid(m) => RequestError::Invalid(format!("items[{i}]: {m}")),
-            other => other,
-        })?;
+        let inv = requests::invocation(one, settings, caller)
+            .and_then(|inv| requests::packages_available(&invoker.pools, &inv).map(|_| inv))
+            .map_err(|e| match e {
+                RequestError::Invalid(m) => RequestError::Invalid(format!("items[{i}]: {m}")),
+                other => other,
+            })?;
         items.push((item.id, inv));
     }
     // Never more at once than the largest pool the batch uses can hold.
@@ -380,7 +386,7 @@ async fn worker<G>(
             let language = inv.language;
             if lease
                 .as_ref()
-                .is_some_and(|l| l.language() != language || !l.is_usable())
+                .is_some_and(|l| !l.serves(&inv) || !l.is_usable())
             {
                 if let Some(l) = lease.take() {
                     l.release().await;
@@ -391,7 +397,11 @@ async fn worker<G>(
             let mut ran = Err(codebeaker_pool::PoolError::ShuttingDown);
             for _attempt in 0..3 {
                 if lease.is_none() {
-                    match invoker.pools.lease(language).await {
+                    match invoker
+                        .pools
+                        .lease(language, &inv.packages, &inv.tenant)
+                        .await
+                    {
                         Ok(l) => lease = Some(l),
                         Err(e) => {
                             ran = Err(e);

@@ -74,6 +74,7 @@ fn request_status(e: &RequestError) -> Mapped {
         RequestError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
         RequestError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         RequestError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        RequestError::UnknownPackages(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_packages"),
     }
 }
 
@@ -95,6 +96,7 @@ fn pool_status(e: &PoolError) -> Mapped {
         p if p.is_engine_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
         PoolError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         PoolError::Disabled(_) => (StatusCode::BAD_REQUEST, "language_disabled"),
+        PoolError::UnknownPackages(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_packages"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
     }
 }

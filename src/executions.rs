@@ -296,7 +296,8 @@ impl Executions {
             batch::plan(&self.invoker, caller, req).map(|_| ())
         } else {
             let req: ExecuteRequest = serde_json::from_value(body).map_err(bad)?;
-            requests::invocation(req, &self.invoker.settings, caller).map(|_| ())
+            let inv = requests::invocation(req, &self.invoker.settings, caller)?;
+            requests::packages_available(&self.invoker.pools, &inv)
         }
     }
 

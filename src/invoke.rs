@@ -54,6 +54,9 @@ pub struct ExecuteResponse {
     pub queue_ms: u64,
     /// True when stdout or stderr was cut at the server's cap.
     pub truncated: bool,
+    /// The container that ran the call (Docker's short id), for diagnostics: with tenant
+    /// affinity, two tenants never see the same one.
+    pub container_id: String,
     pub error: Option<ProgramErrorBody>,
 }
 
@@ -85,6 +88,7 @@ impl Invoker {
     ) -> Result<ExecuteResponse, ExecuteError> {
         let started = Instant::now();
         let inv = requests::invocation(req, &self.settings, caller)?;
+        requests::packages_available(&self.pools, &inv)?;
         let _admitted = tracing::info_span!("admission")
             .in_scope(|| self.admission.try_admit().ok_or(ExecuteError::Shed))?;
         let max = caller.quota.max_concurrent;
@@ -154,6 +158,7 @@ pub fn respond(
         cache_hit: o.cache_hit,
         queue_ms: ex.queue_wait.as_millis() as u64,
         truncated: o.truncated,
+        container_id: ex.container_id.chars().take(12).collect(),
         error: o.error.map(|e| ProgramErrorBody {
             kind: e.kind.as_str(),
             message: e.message,

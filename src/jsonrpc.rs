@@ -95,7 +95,8 @@ impl From<RequestError> for RpcError {
             }
             RequestError::UnsupportedLanguage(_)
             | RequestError::TooLarge { .. }
-            | RequestError::Invalid(_) => rpc_err(INVALID_PARAMS, e.to_string()),
+            | RequestError::Invalid(_)
+            | RequestError::UnknownPackages(_) => rpc_err(INVALID_PARAMS, e.to_string()),
         }
     }
 }
@@ -103,7 +104,9 @@ impl From<RequestError> for RpcError {
 impl From<PoolError> for RpcError {
     fn from(e: PoolError) -> Self {
         match e {
-            PoolError::Disabled(_) => rpc_err(INVALID_PARAMS, e.to_string()),
+            PoolError::Disabled(_) | PoolError::UnknownPackages(_) => {
+                rpc_err(INVALID_PARAMS, e.to_string())
+            }
             e if e.is_overload() => rpc_err(codes::OVERLOADED, e.to_string()),
             e => RpcError::sandbox(&e),
         }

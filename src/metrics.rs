@@ -116,23 +116,32 @@ pub fn pools(
         gauge!("codebeaker_compile_cache_bytes").set(bytes as f64);
     }
     for s in status {
-        let l = s.language.name();
-        gauge!("codebeaker_pool_containers", "language" => l, "state" => "idle").set(s.idle as f64);
-        gauge!("codebeaker_pool_containers", "language" => l, "state" => "busy").set(s.busy as f64);
-        gauge!("codebeaker_pool_containers", "language" => l, "state" => "warming")
-            .set(s.warming as f64);
-        gauge!("codebeaker_pool_containers", "language" => l, "state" => "total")
-            .set(s.total as f64);
+        // `pool` tells a language's own pool (`python`) from its variants' (`python-data`).
+        let (l, p) = (s.language.name(), s.name.clone());
+        for (state, v) in [
+            ("idle", s.idle),
+            ("busy", s.busy),
+            ("warming", s.warming),
+            ("total", s.total),
+        ] {
+            gauge!("codebeaker_pool_containers", "language" => l, "pool" => p.clone(), "state" => state)
+                .set(v as f64);
+        }
+        gauge!("codebeaker_pool_tenants", "language" => l, "pool" => p.clone())
+            .set(s.tenants as f64);
         let lc = &s.lifecycle;
-        counter!("codebeaker_containers_created_total", "language" => l).absolute(lc.created);
-        counter!("codebeaker_containers_recycled_total", "language" => l).absolute(lc.recycled);
+        counter!("codebeaker_containers_created_total", "language" => l, "pool" => p.clone())
+            .absolute(lc.created);
+        counter!("codebeaker_containers_recycled_total", "language" => l, "pool" => p.clone())
+            .absolute(lc.recycled);
         for (reason, v) in [
             ("max_uses", lc.retired_max_uses),
             ("max_age", lc.retired_max_age),
             ("idle", lc.retired_idle),
+            ("reclaimed", lc.retired_reclaimed),
             ("failure", lc.retired_failure),
         ] {
-            counter!("codebeaker_containers_retired_total", "language" => l, "reason" => reason)
+            counter!("codebeaker_containers_retired_total", "language" => l, "pool" => p.clone(), "reason" => reason)
                 .absolute(v);
         }
     }

@@ -32,6 +32,11 @@ pub struct ExecuteRequest {
     /// is exit code 0, `output` is null, stdout is the answer).
     #[serde(default)]
     pub mode: RunMode,
+    /// Packages the program imports (`["numpy", "pandas"]`): it runs on the smallest image
+    /// variant that has them all. A package no variant has is refused with 422, naming
+    /// what is available (`GET /v1/languages`). Nothing is ever installed at run time.
+    #[serde(default)]
+    pub packages: Vec<String>,
 }
 
 /// How the code is run.
@@ -66,6 +71,10 @@ pub struct CreateSession {
     /// Every session runs in a Docker container of the language's image, whose tools
     /// include that runtime; the value is kept and echoed back.
     pub runtime: Option<String>,
+    /// As for an execution: the session's container comes from the smallest image variant
+    /// that has these packages.
+    #[serde(default)]
+    pub packages: Vec<String>,
 }
 
 /// Why a request cannot run as asked (the caller's fault).
@@ -86,6 +95,48 @@ pub enum RequestError {
     Invalid(String),
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// Packages no image variant of the language has.
+    #[error("{0}")]
+    UnknownPackages(Box<codebeaker_pool::UnknownPackages>),
+}
+
+/// The most packages one request may name, and the longest name.
+const MAX_PACKAGES: usize = 64;
+const MAX_PACKAGE_NAME: usize = 214;
+
+/// Checks the shape of a request's `packages` (whether some variant has them is the
+/// pools' to say, [`packages_available`]).
+pub fn check_packages(packages: &[String]) -> Result<(), RequestError> {
+    if packages.len() > MAX_PACKAGES {
+        return Err(RequestError::Invalid(format!(
+            "packages names {} packages; at most {MAX_PACKAGES}",
+            packages.len()
+        )));
+    }
+    if let Some(bad) = packages
+        .iter()
+        .find(|p| p.trim().is_empty() || p.len() > MAX_PACKAGE_NAME)
+    {
+        return Err(RequestError::Invalid(format!(
+            "packages: {bad:?} is not a package name"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an invocation whose packages no built variant has, before it is admitted or
+/// queued.
+pub fn packages_available(
+    pools: &codebeaker_pool::Pools,
+    inv: &Invocation,
+) -> Result<(), RequestError> {
+    match pools.check_packages(inv.language, &inv.packages) {
+        Err(codebeaker_pool::PoolError::UnknownPackages(u)) => {
+            Err(RequestError::UnknownPackages(u))
+        }
+        // A disabled language is the pools' error to report when the call runs.
+        _ => Ok(()),
+    }
 }
 
 /// The language a request names, if supported.
@@ -127,6 +178,7 @@ pub fn invocation(
     if let Some(mb) = req.memory_limit_mb {
         check_memory(mb, caller.memory_cap(container_mb), "memoryLimitMb")?;
     }
+    check_packages(&req.packages)?;
     Ok(Invocation {
         language,
         code: req.code.into(),
@@ -138,6 +190,8 @@ pub fn invocation(
         stream_limit_bytes: limits.stream_limit_bytes,
         result_limit_bytes: limits.result_limit_bytes,
         plain: req.mode == RunMode::Plain,
+        packages: req.packages,
+        tenant: caller.tenant.as_str().into(),
     })
 }
 
@@ -200,6 +254,7 @@ mod tests {
             timeout_ms: None,
             memory_limit_mb: None,
             mode: RunMode::Edge,
+            packages: Vec::new(),
         }
     }
 

@@ -42,6 +42,21 @@ pub struct PoolSettings {
     pub idle_shrink_secs: u64,
     pub limits: ContainerLimits,
     pub languages: BTreeMap<Language, LanguageSettings>,
+    /// Images with allow-listed packages (`docker/build-variants.sh`), by variant name. A
+    /// variant's language and packages are read from its image's labels at startup; a
+    /// variant whose image is not built is listed as unavailable, and requests that need
+    /// its packages get 422. Same keys as a language; `min_idle` 0 warms on demand.
+    pub variants: BTreeMap<String, LanguageSettings>,
+    /// A container that served one tenant is never handed to another: each tenant draws
+    /// its own containers from the language's shared idle set (the warm nursery) and keeps
+    /// them until they have been idle `tenant_idle_secs`. Off: any tenant may get any
+    /// idle container, cleaned after every call as always.
+    pub tenant_affinity: bool,
+    /// The most of a language's `max_size` one tenant may hold at once (busy or idle), as a
+    /// fraction; its further calls queue for its own containers. At least one container.
+    pub tenant_max_share: f64,
+    /// A tenant's idle container is retired after this long unused (affinity on).
+    pub tenant_idle_secs: u64,
     /// The Docker engine this replica drives.
     pub engine: EngineSettings,
 }
@@ -115,6 +130,13 @@ impl Default for PoolSettings {
                 .into_iter()
                 .map(|l| (l, LanguageSettings::for_language(l)))
                 .collect(),
+            variants: ["python-data", "javascript-libs"]
+                .into_iter()
+                .map(|v| (v.to_string(), LanguageSettings::for_variant(v)))
+                .collect(),
+            tenant_affinity: true,
+            tenant_max_share: 0.75,
+            tenant_idle_secs: 60,
             engine: EngineSettings::default(),
         }
     }
@@ -151,6 +173,18 @@ impl LanguageSettings {
     }
 }
 
+impl LanguageSettings {
+    /// The defaults for variant `name`: its image, none kept warm, at most four.
+    pub fn for_variant(name: &str) -> Self {
+        LanguageSettings {
+            image: format!("codebeaker-{name}:latest"),
+            min_idle: 0,
+            max_size: 4,
+            ..LanguageSettings::for_language(Language::Python)
+        }
+    }
+}
+
 impl Default for LanguageSettings {
     fn default() -> Self {
         LanguageSettings::for_language(Language::Python)
@@ -166,6 +200,15 @@ impl PoolSettings {
     /// The longest expected wait a request is queued for.
     pub fn max_queue_wait(&self) -> Duration {
         Duration::from_millis(self.max_queue_wait_ms)
+    }
+
+    /// How many of a pool's `max_size` containers one tenant may hold.
+    pub fn tenant_share(&self, max_size: usize) -> usize {
+        if self.tenant_affinity {
+            ((max_size as f64 * self.tenant_max_share).floor() as usize).clamp(1, max_size.max(1))
+        } else {
+            max_size
+        }
     }
 
     /// How long creating and starting one container may take.
@@ -235,6 +278,32 @@ impl PoolSettings {
                 return Err(format!("pool.languages.{l}.image must not be empty"));
             }
         }
+        for (name, s) in &self.variants {
+            let kind = name.split('-').next().and_then(Language::parse);
+            if kind.is_none()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err(format!(
+                    "pool.variants.{name}: a variant is named <language>-<suffix> in [a-z0-9-] (python-data)"
+                ));
+            }
+            if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {
+                return Err(format!(
+                    "pool.variants.{name}: need 0 < max_size and min_idle <= max_size"
+                ));
+            }
+            if s.max_uses == 0 || s.max_age_secs == 0 || s.image.trim().is_empty() {
+                return Err(format!(
+                    "pool.variants.{name}: max_uses and max_age_secs must be positive, image non-empty"
+                ));
+            }
+        }
+        if !(self.tenant_max_share > 0.0 && self.tenant_max_share <= 1.0) {
+            return Err("pool.tenant_max_share must be in (0, 1]".into());
+        }
+        positive("pool.tenant_idle_secs", self.tenant_idle_secs)?;
         // Last: the only check that looks at the file system.
         if !self.agent_bundle.join("codebeaker-agent").is_file() {
             return Err(format!(

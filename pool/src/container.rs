@@ -10,7 +10,7 @@ use codebeaker_proto::{
 use std::time::{Duration, Instant};
 
 use crate::agent::{short, AgentConn};
-use crate::config::PoolSettings;
+use crate::config::{LanguageSettings, PoolSettings};
 use crate::error::{AgentError, PoolError};
 
 use crate::docker::{remove, REMOVALS};
@@ -43,18 +43,22 @@ pub struct Container {
     /// When set, dropping this handle leaves the container running (a session kept for
     /// re-adoption by the next gateway process).
     pub keep_on_drop: bool,
+    /// One of its pool's `max_size` slots, held for as long as the container counts
+    /// against the pool (a session container gives it back).
+    pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
     conn: AgentConn,
     docker: Docker,
 }
 
-/// Creates, starts and handshakes one container for `language`.
+/// Creates, starts and handshakes one container for `language`, from the image and
+/// runtime `lang` names (the language's own, or one of its variants').
 pub async fn create(
     docker: &Docker,
     settings: &PoolSettings,
     language: Language,
+    lang: &LanguageSettings,
     shared_cache: Option<&std::path::Path>,
 ) -> Result<Container, PoolError> {
-    let lang = &settings.languages[&language];
     let limits = &settings.limits;
     let name = format!(
         "cb-{}-{}-{}",
@@ -141,6 +145,7 @@ pub async fn create(
                 pending_clean: false,
                 session: false,
                 keep_on_drop: false,
+                slot: None,
                 conn,
                 docker: docker.clone(),
             })
@@ -445,6 +450,7 @@ pub async fn reattach(
         session: false,
         // Until we know it is a session we own, do not let a failure here remove it twice.
         keep_on_drop: true,
+        slot: None,
         conn,
         docker: docker.clone(),
     };

@@ -194,3 +194,35 @@ pub async fn remove_instance_except(
     futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
     Ok(ids.len())
 }
+
+/// What a package variant's image says about itself (`docker/build-variants.sh` labels).
+pub(crate) struct VariantImage {
+    pub language: Language,
+    pub packages: std::collections::BTreeMap<String, String>,
+    pub size: i64,
+}
+
+/// Reads a variant image's labels; `None` when the image is missing or is not a variant
+/// (no language or package labels), which is logged.
+pub(crate) async fn variant_image(docker: &Docker, image: &str) -> Option<VariantImage> {
+    let Ok(info) = docker.inspect_image(image).await else {
+        tracing::warn!(%image, "package variant not built (make images VARIANTS=<name>); requests for its packages get 422");
+        return None;
+    };
+    let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+    let language = labels.get(LABEL_LANGUAGE).and_then(|l| Language::parse(l));
+    let packages = labels
+        .get("codebeaker.packages")
+        .and_then(|p| serde_json::from_str(p).ok());
+    match (language, packages) {
+        (Some(language), Some(packages)) => Some(VariantImage {
+            language,
+            packages,
+            size: info.size.unwrap_or(0),
+        }),
+        _ => {
+            tracing::warn!(%image, "image has no valid codebeaker.language and codebeaker.packages labels (docker/build-variants.sh sets them): not offered as a variant");
+            None
+        }
+    }
+}

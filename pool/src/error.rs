@@ -74,10 +74,57 @@ pub enum PoolError {
         #[source]
         source: Box<PoolError>,
     },
+    /// A request named packages that no built variant of its language has.
+    #[error("{0}")]
+    UnknownPackages(Box<UnknownPackages>),
     #[error("building the {0} pool: {1}")]
     Build(Language, String),
     #[error("the {0} pool failed: {1}")]
     Checkout(Language, String),
+}
+
+/// What [`PoolError::UnknownPackages`] tells the caller: what it asked for that no variant
+/// has, and what the variants of its language do have.
+#[derive(Debug, Clone)]
+pub struct UnknownPackages {
+    pub language: Language,
+    pub missing: Vec<String>,
+    /// Variant name to its packages and their versions.
+    pub available: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// Variants of the language that are configured but whose image is not built.
+    pub unbuilt: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownPackages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} image has {}; ",
+            self.language,
+            self.missing.join(", ")
+        )?;
+        if self.available.is_empty() {
+            write!(f, "no {} variant with packages is available", self.language)?;
+        } else {
+            let list: Vec<String> = self
+                .available
+                .iter()
+                .map(|(v, pkgs)| {
+                    let p: Vec<String> = pkgs.iter().map(|(n, ver)| format!("{n} {ver}")).collect();
+                    format!("{v}: {}", p.join(", "))
+                })
+                .collect();
+            write!(f, "available: {}", list.join("; "))?;
+        }
+        if !self.unbuilt.is_empty() {
+            write!(
+                f,
+                " (configured but not built: {}; see `make images VARIANTS=...`)",
+                self.unbuilt.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl PoolError {

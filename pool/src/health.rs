@@ -70,8 +70,8 @@ impl Pools {
         if !books().mark_dead(id) {
             return;
         }
-        for lp in self.pools.values() {
-            let removed = lp.pool.retain(|c, _| c.id != id).removed;
+        for lp in self.all() {
+            let removed = lp.retain_idle(|c, _| c.id != id);
             let mut nursery = lp.nursery.lock().unwrap_or_else(|p| p.into_inner());
             let before = nursery.len();
             nursery.retain(|c| c.id != id);
@@ -80,7 +80,7 @@ impl Pools {
                 lp.lifecycle
                     .retired_failure
                     .fetch_add(n as u64, Ordering::Relaxed);
-                tracing::warn!(container = %short(id), language = %lp.language, "an idle container died; replacing it");
+                tracing::warn!(container = %short(id), pool = %lp.name, "an idle container died; replacing it");
             }
         }
     }
@@ -208,7 +208,7 @@ pub(crate) async fn reconcile(pools: &Pools) {
         .unwrap_or_else(|p| p.into_inner()) = states;
     // Idle containers Docker no longer lists at all (removed behind our back), unless they
     // were made after the list was taken.
-    for lp in pools.pools.values() {
+    for lp in pools.all() {
         let gone: Vec<String> = {
             let nursery = lp.nursery.lock().unwrap_or_else(|p| p.into_inner());
             let mut ids: Vec<String> = nursery
@@ -216,7 +216,7 @@ pub(crate) async fn reconcile(pools: &Pools) {
                 .filter(|c| c.created < listed_at && !running.contains(&c.id))
                 .map(|c| c.id.clone())
                 .collect();
-            lp.pool.retain(|c, _| {
+            lp.retain_idle(|c, _| {
                 if c.created < listed_at && !running.contains(&c.id) {
                     ids.push(c.id.clone());
                 }

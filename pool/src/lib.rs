@@ -24,7 +24,7 @@ pub use config::EngineSettings;
 pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
 pub use container::Container;
 pub use docker::{list_instance, remove_instance};
-pub use error::{AgentError, PoolError};
+pub use error::{AgentError, PoolError, UnknownPackages};
 pub use health::HealthSnapshot;
 pub use isolation::{LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
 pub use manager::LifecycleSnapshot;

@@ -1,22 +1,17 @@
-//! deadpool's side of a language pool: creating containers (from the warm nursery when it
-//! can) and deciding, when one is returned, whether it may serve again.
+//! deadpool's side of a tenant's pool: creating containers (claimed from the language's
+//! warm nursery when it can) and deciding, when one is returned, whether it may serve again.
 
-use codebeaker_proto::Language;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Weak;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-use bollard::Docker;
 
 use crate::agent::short;
-use crate::cache::SharedCache;
-use crate::config::{LanguageSettings, PoolSettings};
-use crate::container::{self, Container};
+use crate::config::LanguageSettings;
+use crate::container::Container;
 use crate::docker;
 use crate::error::PoolError;
-use crate::queue::WaitEstimate;
+use crate::pool::LanguagePool;
 
 /// Container lifecycle counts of one language since startup.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -28,6 +23,8 @@ pub struct LifecycleSnapshot {
     pub retired_max_age: u64,
     /// Idle beyond `min_idle` for `pool.idle_shrink_secs`.
     pub retired_idle: u64,
+    /// Idle containers of one tenant retired to make room for another (tenant affinity).
+    pub retired_reclaimed: u64,
     pub retired_failure: u64,
 }
 
@@ -39,61 +36,15 @@ pub struct Lifecycle {
     pub retired_max_uses: AtomicU64,
     pub retired_max_age: AtomicU64,
     pub retired_idle: AtomicU64,
+    pub retired_reclaimed: AtomicU64,
     pub retired_failure: AtomicU64,
 }
 
-/// Creates and recycles one language's containers for deadpool.
+/// Creates and recycles containers for deadpool: one manager per tenant sub-pool of a
+/// language (or variant) pool.
 pub struct Manager {
-    pub(crate) docker: Docker,
-    pub(crate) settings: Arc<PoolSettings>,
-    pub(crate) language: Language,
-    pub(crate) nursery: Arc<Mutex<Vec<Container>>>,
-    pub(crate) lifecycle: Arc<Lifecycle>,
-    pub(crate) toolchain: Arc<Mutex<Option<String>>>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) cache: Option<Arc<SharedCache>>,
-    pub(crate) warming: Arc<std::sync::atomic::AtomicUsize>,
-    pub(crate) wait: Arc<WaitEstimate>,
-}
-
-impl Manager {
-    fn lang(&self) -> &LanguageSettings {
-        &self.settings.languages[&self.language]
-    }
-
-    /// Creates a container in its own task: if the caller stops waiting, the creation
-    /// still finishes and the container is removed by its `Drop`, never leaked.
-    pub(crate) async fn create_detached(&self) -> Result<Container, PoolError> {
-        let (docker, settings, language, shutdown) = (
-            self.docker.clone(),
-            self.settings.clone(),
-            self.language,
-            self.shutdown.clone(),
-        );
-        let cache_dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
-        let started = std::time::Instant::now();
-        let c = tokio::spawn(async move {
-            let mut c =
-                container::create(&docker, &settings, language, cache_dir.as_deref()).await?;
-            // Finished after shutdown began: the shutdown sweep may already have run, so
-            // remove it here, before anyone can lose track of it.
-            if shutdown.is_cancelled() {
-                docker::remove(&docker, &c.id).await;
-                c.keep_on_drop = true;
-                return Err(PoolError::ShuttingDown);
-            }
-            Ok(c)
-        })
-        .await
-        .map_err(|_| PoolError::ShuttingDown)??;
-        self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
-        self.wait.record_create(started.elapsed());
-        self.toolchain
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| c.info.toolchain.clone());
-        Ok(c)
-    }
+    /// The language pool this tenant pool is carved from (it owns the tenant pools).
+    pub(crate) lp: Weak<LanguagePool>,
 }
 
 impl managed::Manager for Manager {
@@ -101,27 +52,16 @@ impl managed::Manager for Manager {
     type Error = PoolError;
 
     async fn create(&self) -> Result<Container, PoolError> {
-        // While the warmer is creating containers, wait for one of them instead of starting
-        // another: two creations for one slot would take the language past max_size.
-        let waited = std::time::Instant::now();
-        loop {
-            let warm = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            if let Some(c) = warm {
-                return Ok(c);
-            }
-            if self.warming.load(Ordering::Relaxed) == 0
-                || waited.elapsed() >= self.settings.create_timeout()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tracing::info!(language = %self.language, "no warm container: cold start on the request path");
-        self.create_detached().await
+        // A tenant's pool grows only by claiming a fresh container from the language's
+        // shared idle set (or a cold start in a free slot): never one another tenant used.
+        let lp = self.lp.upgrade().ok_or(PoolError::ShuttingDown)?;
+        lp.claim_fresh().await
     }
 
     async fn recycle(&self, c: &mut Container, _: &Metrics) -> RecycleResult<PoolError> {
-        let lang = self.lang();
+        let Some(lp) = self.lp.upgrade() else {
+            return Err(RecycleError::message("pool closed"));
+        };
         let id = short(&c.id).to_string();
         let retire = |counter: &AtomicU64, why: &'static str| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -134,17 +74,17 @@ impl managed::Manager for Manager {
             c.in_flight,
             c.uses,
             c.created.elapsed(),
-            lang,
+            &lp.settings,
         ) {
-            Some(Retire::Failure) => return retire(&self.lifecycle.retired_failure, "failure"),
-            Some(Retire::MaxUses) => return retire(&self.lifecycle.retired_max_uses, "max_uses"),
-            Some(Retire::MaxAge) => return retire(&self.lifecycle.retired_max_age, "max_age"),
+            Some(Retire::Failure) => return retire(&lp.lifecycle.retired_failure, "failure"),
+            Some(Retire::MaxUses) => return retire(&lp.lifecycle.retired_max_uses, "max_uses"),
+            Some(Retire::MaxAge) => return retire(&lp.lifecycle.retired_max_age, "max_age"),
             None => {}
         }
         // No ping: an idle container is clean (it went back to the pool only after its
         // `clean` line) and alive as far as Docker's events say; one that died since is
         // caught by the call, which then runs elsewhere (`lost_container`).
-        self.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
+        lp.lifecycle.recycled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

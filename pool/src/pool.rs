@@ -11,10 +11,11 @@ use codebeaker_proto::{
     RunRequest,
 };
 use deadpool::managed::{self, Object, Timeouts};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -26,7 +27,7 @@ use crate::cache::SharedCache;
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container, CLEAN_TIMEOUT};
 use crate::docker;
-use crate::error::PoolError;
+use crate::error::{PoolError, UnknownPackages};
 use crate::health::Health;
 use crate::manager::{Lifecycle, LifecycleSnapshot, Manager};
 use crate::queue::{Occupancy, WaitEstimate};
@@ -49,6 +50,12 @@ pub struct Invocation {
     /// Run `code` as the whole program, without the language's wrapper (the seeds' API,
     /// and `mode: "plain"`): success is exit code 0, there is no result value.
     pub plain: bool,
+    /// Packages the program needs: it runs on the smallest variant image that has them
+    /// all (none: the language's default image).
+    pub packages: Vec<String>,
+    /// Whose call this is: with tenant affinity, it runs only on a container that never
+    /// served another tenant.
+    pub tenant: Arc<str>,
 }
 
 /// What came back, with where the time went.
@@ -67,6 +74,11 @@ pub struct Execution {
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     pub language: Language,
+    /// The pool's name: the language's (`python`) or its variant's (`python-data`).
+    pub name: String,
+    /// For a variant: its allow-listed packages and their versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<BTreeMap<String, String>>,
     pub image: String,
     /// Toolchain version reported by the first agent that started, if any did yet.
     pub toolchain: Option<String>,
@@ -76,67 +88,289 @@ pub struct PoolStatus {
     pub total: usize,
     pub min_idle: usize,
     pub max_size: usize,
+    /// Containers any tenant may still get (never used, or, without tenant affinity,
+    /// idle): what `min_idle` is kept at.
+    pub shared_idle: usize,
+    /// Tenants holding containers of this pool, and how many one may hold at most.
+    pub tenants: usize,
+    pub tenant_share: usize,
+    /// The pool has had its `min_idle` containers ready at least once since startup.
+    pub warmed: bool,
     pub lifecycle: LifecycleSnapshot,
+}
+
+impl PoolStatus {
+    /// Whether the pool finished its warm-up. Readiness asks no more: with tenant
+    /// affinity every new tenant's first call takes a container from the shared set, and
+    /// the short gap until the warmer replaces it is queueing, not unreadiness.
+    pub fn is_warm(&self) -> bool {
+        self.warmed
+    }
 }
 
 type Pool = managed::Pool<Manager>;
 
-/// One language's pool plus its nursery of warm containers.
+tokio::task_local! {
+    /// Until when the checkout under way may wait, for a tenant pool's `create` (which
+    /// deadpool calls without it) to know how long it may wait for a free slot.
+    static CHECKOUT_DEADLINE: Instant;
+}
+
+/// One language's pool (or one variant's): its `max_size` slots, the nursery of warm
+/// containers no tenant has used yet, and the tenants' own sub-pools.
+///
+/// Every container holds one slot (a semaphore permit) from creation to removal, so the
+/// language never exceeds `max_size` however its containers are split among tenants.
+/// Each tenant's sub-pool is a deadpool pool capped at the tenant's share: a returned
+/// container goes back to its tenant's sub-pool only, and a tenant at its share queues
+/// there for its own. Without tenant affinity there is one sub-pool, shared by all.
 pub(crate) struct LanguagePool {
     pub(crate) language: Language,
+    pub(crate) name: String,
+    /// A variant's packages (name to version), from its image's labels.
+    pub(crate) packages: Option<BTreeMap<String, String>>,
+    /// The image's size, which orders variants (the smallest that fits is chosen).
+    pub(crate) image_size: i64,
     pub(crate) settings: LanguageSettings,
-    pub(crate) pool: Pool,
+    pub(crate) pool_settings: Arc<PoolSettings>,
+    pub(crate) docker: Docker,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) cache: Option<Arc<SharedCache>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) share: usize,
+    pub(crate) tenants: Mutex<HashMap<Arc<str>, Arc<Pool>>>,
     pub(crate) nursery: Arc<Mutex<Vec<Container>>>,
-    /// Containers the warmer is creating (shared with the manager, which waits for them
-    /// rather than starting one more).
+    /// Containers the warmer is creating (a claim waits for them rather than starting
+    /// one more).
     pub(crate) warming: Arc<AtomicUsize>,
-    /// How soon a container is expected to be free (shared with the manager, which
-    /// records creation times).
+    /// How soon a container is expected to be free.
     pub(crate) wait: Arc<WaitEstimate>,
     pub(crate) toolchain: Arc<Mutex<Option<String>>>,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    /// Whether the pool has had its `min_idle` containers ready at least once.
+    pub(crate) warmed: AtomicBool,
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LanguagePool {
     /// The container counts alone (what a checkout needs, without the status's copies).
     pub(crate) fn occupancy(&self) -> Occupancy {
-        let st = self.pool.status();
-        let nursery = self.nursery.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let nursery = lock(&self.nursery).len();
         let warming = self.warming.load(Ordering::Relaxed);
+        let (mut available, mut size) = (0, 0);
+        for p in lock(&self.tenants).values() {
+            let st = p.status();
+            available += st.available;
+            size += st.size;
+        }
+        let total = self.settings.max_size - self.slots.available_permits();
         Occupancy {
-            idle: st.available + nursery,
-            busy: st.size - st.available,
+            idle: available + nursery,
+            busy: size - available,
             warming,
-            total: st.size + nursery + warming,
+            total: total.max(size + nursery + warming),
             max_size: self.settings.max_size,
+        }
+    }
+
+    /// Containers any tenant may get now: the nursery, and without tenant affinity the
+    /// shared sub-pool's idle ones too.
+    fn shared_idle(&self, occ: &Occupancy) -> usize {
+        if self.pool_settings.tenant_affinity {
+            lock(&self.nursery).len()
+        } else {
+            occ.idle
         }
     }
 
     pub(crate) fn status(&self) -> PoolStatus {
         let occ = self.occupancy();
+        let shared_idle = self.shared_idle(&occ);
+        if shared_idle >= self.settings.min_idle {
+            self.warmed.store(true, Ordering::Relaxed);
+        }
         PoolStatus {
             language: self.language,
+            name: self.name.clone(),
+            packages: self.packages.clone(),
             image: self.settings.image.clone(),
-            toolchain: self
-                .toolchain
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            toolchain: lock(&self.toolchain).clone(),
             idle: occ.idle,
             busy: occ.busy,
             warming: occ.warming,
             total: occ.total,
             min_idle: self.settings.min_idle,
             max_size: occ.max_size,
+            shared_idle,
+            warmed: self.warmed.load(Ordering::Relaxed),
+            tenants: lock(&self.tenants).len(),
+            tenant_share: self.share,
             lifecycle: LifecycleSnapshot {
                 created: self.lifecycle.created.load(Ordering::Relaxed),
                 recycled: self.lifecycle.recycled.load(Ordering::Relaxed),
                 retired_max_uses: self.lifecycle.retired_max_uses.load(Ordering::Relaxed),
                 retired_max_age: self.lifecycle.retired_max_age.load(Ordering::Relaxed),
                 retired_idle: self.lifecycle.retired_idle.load(Ordering::Relaxed),
+                retired_reclaimed: self.lifecycle.retired_reclaimed.load(Ordering::Relaxed),
                 retired_failure: self.lifecycle.retired_failure.load(Ordering::Relaxed),
             },
         }
+    }
+
+    /// The sub-pool of `tenant` (the one shared sub-pool without tenant affinity), made
+    /// on its first call.
+    fn tenant_pool(self: &Arc<Self>, tenant: &str) -> Result<Arc<Pool>, PoolError> {
+        let key = if self.pool_settings.tenant_affinity {
+            tenant
+        } else {
+            ""
+        };
+        let mut tenants = lock(&self.tenants);
+        if let Some(p) = tenants.get(key) {
+            return Ok(p.clone());
+        }
+        let pool = Pool::builder(Manager {
+            lp: Arc::downgrade(self),
+        })
+        .max_size(self.share)
+        // FIFO hands out the container that has been idle longest, which gives each
+        // one the most time to have its next runner process pre-started.
+        .queue_mode(managed::QueueMode::Fifo)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| PoolError::Build(self.language, e.to_string()))?;
+        let pool = Arc::new(pool);
+        tenants.insert(key.into(), pool.clone());
+        Ok(pool)
+    }
+
+    /// A container no tenant has used, for a tenant sub-pool that has none idle: from the
+    /// nursery, else a cold start in a free slot, else (every slot taken) after retiring
+    /// the longest-idle container of another tenant. Waits for the warmer's containers
+    /// or a free slot until the checkout's deadline.
+    pub(crate) async fn claim_fresh(&self) -> Result<Container, PoolError> {
+        let started = Instant::now();
+        let deadline = CHECKOUT_DEADLINE
+            .try_with(|d| *d)
+            .unwrap_or_else(|_| started + self.pool_settings.queue_timeout());
+        loop {
+            if let Some(c) = lock(&self.nursery).pop() {
+                return Ok(c);
+            }
+            // While the warmer is creating containers, wait for one of them instead of
+            // starting another for the same demand.
+            if self.warming.load(Ordering::Relaxed) == 0 {
+                if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                    tracing::info!(pool = %self.name, "no warm container: cold start on the request path");
+                    let mut c = self.create_detached().await?;
+                    c.slot = Some(slot);
+                    return Ok(c);
+                }
+                if self.reclaim_idle() {
+                    continue;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(PoolError::Exhausted {
+                    language: self.language,
+                    waited: started.elapsed(),
+                    retry_after: self.wait.expected(self.occupancy(), 0),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Creates a container in its own task: if the caller stops waiting, the creation
+    /// still finishes and the container is removed by its `Drop`, never leaked. The
+    /// caller gives it its slot.
+    pub(crate) async fn create_detached(&self) -> Result<Container, PoolError> {
+        let (docker, settings, language, lang, shutdown) = (
+            self.docker.clone(),
+            self.pool_settings.clone(),
+            self.language,
+            self.settings.clone(),
+            self.shutdown.clone(),
+        );
+        let cache_dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
+        let started = Instant::now();
+        let c = tokio::spawn(async move {
+            let mut c =
+                container::create(&docker, &settings, language, &lang, cache_dir.as_deref())
+                    .await?;
+            // Finished after shutdown began: the shutdown sweep may already have run, so
+            // remove it here, before anyone can lose track of it.
+            if shutdown.is_cancelled() {
+                docker::remove(&docker, &c.id).await;
+                c.keep_on_drop = true;
+                return Err(PoolError::ShuttingDown);
+            }
+            Ok(c)
+        })
+        .await
+        .map_err(|_| PoolError::ShuttingDown)??;
+        self.lifecycle.created.fetch_add(1, Ordering::Relaxed);
+        self.wait.record_create(started.elapsed());
+        lock(&self.toolchain).get_or_insert_with(|| c.info.toolchain.clone());
+        Ok(c)
+    }
+
+    /// Removes idle containers of every tenant sub-pool for which `keep` is false, and
+    /// returns them (dropping them removes them).
+    pub(crate) fn retain_idle(
+        &self,
+        mut keep: impl FnMut(&Container, managed::Metrics) -> bool,
+    ) -> Vec<Container> {
+        let pools: Vec<Arc<Pool>> = lock(&self.tenants).values().cloned().collect();
+        pools
+            .iter()
+            .flat_map(|p| p.retain(&mut keep).removed)
+            .collect()
+    }
+
+    /// Retires the idle container that has been unused longest, whichever tenant's it is,
+    /// to free its slot for another tenant. False if no container is idle.
+    pub(crate) fn reclaim_idle(&self) -> bool {
+        let mut oldest: Option<(Duration, String)> = None;
+        self.retain_idle(|c, m| {
+            let idle = m.last_used();
+            if oldest.as_ref().is_none_or(|(d, _)| idle > *d) {
+                oldest = Some((idle, c.id.clone()));
+            }
+            true
+        });
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        let removed = self.retain_idle(|c, _| c.id != id);
+        if removed.is_empty() {
+            return false;
+        }
+        self.lifecycle
+            .retired_reclaimed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        tracing::debug!(pool = %self.name, container = %short(&id), "idle container of a tenant retired to make room for another");
+        true
+    }
+
+    /// Forgets tenant sub-pools that hold no container and that no checkout is using.
+    pub(crate) fn forget_empty_tenants(&self) {
+        lock(&self.tenants).retain(|_, p| {
+            let st = p.status();
+            st.size > 0 || st.waiting > 0 || Arc::strong_count(p) > 1
+        });
+    }
+
+    /// Closes every tenant sub-pool and empties the nursery (shutdown).
+    fn close(&self) {
+        for p in lock(&self.tenants).values() {
+            p.close();
+        }
+        lock(&self.nursery).clear();
     }
 }
 
@@ -154,6 +388,10 @@ pub struct Pools {
     pub(crate) docker: Docker,
     pub(crate) settings: Arc<PoolSettings>,
     pub(crate) pools: BTreeMap<Language, Arc<LanguagePool>>,
+    /// The variants whose image is built, by name.
+    pub(crate) variants: BTreeMap<String, Arc<LanguagePool>>,
+    /// Configured variants whose image is missing: (name, language, image).
+    pub(crate) unbuilt: Vec<(String, Language, String)>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
@@ -217,58 +455,73 @@ impl Pools {
             Some(Arc::new(cache))
         };
         let settings = Arc::new(settings);
-        let mut pools = BTreeMap::new();
-        for (&language, lang) in settings.languages.iter().filter(|(_, s)| s.enabled) {
-            let nursery = Arc::new(Mutex::new(Vec::new()));
-            let toolchain = Arc::new(Mutex::new(None));
-            let lifecycle = Arc::new(Lifecycle::default());
-            let warming = Arc::new(AtomicUsize::new(0));
-            let wait = Arc::new(WaitEstimate::default());
-            let manager = Manager {
-                warming: warming.clone(),
-                wait: wait.clone(),
-                docker: docker.clone(),
-                settings: settings.clone(),
+        let build = |language: Language,
+                     name: &str,
+                     lang: &LanguageSettings,
+                     packages: Option<BTreeMap<String, String>>,
+                     image_size: i64| {
+            Arc::new(LanguagePool {
                 language,
-                nursery: nursery.clone(),
-                lifecycle: lifecycle.clone(),
-                toolchain: toolchain.clone(),
+                name: name.to_string(),
+                packages,
+                image_size,
+                settings: lang.clone(),
+                pool_settings: settings.clone(),
+                docker: docker.clone(),
                 shutdown: shutdown.clone(),
                 cache: cache.clone(),
-            };
-            let pool = Pool::builder(manager)
-                .max_size(lang.max_size)
-                // FIFO hands out the container that has been idle longest, which gives each
-                // one the most time to have its next runner process pre-started.
-                .queue_mode(managed::QueueMode::Fifo)
-                .runtime(deadpool::Runtime::Tokio1)
-                .build()
-                .map_err(|e| PoolError::Build(language, e.to_string()))?;
-            pools.insert(
-                language,
-                Arc::new(LanguagePool {
-                    language,
-                    settings: lang.clone(),
-                    pool,
-                    nursery,
-                    warming,
-                    wait,
-                    toolchain,
-                    lifecycle,
-                }),
-            );
+                slots: Arc::new(Semaphore::new(lang.max_size)),
+                share: settings.tenant_share(lang.max_size),
+                tenants: Mutex::new(HashMap::new()),
+                nursery: Arc::new(Mutex::new(Vec::new())),
+                warming: Arc::new(AtomicUsize::new(0)),
+                wait: Arc::new(WaitEstimate::default()),
+                toolchain: Arc::new(Mutex::new(None)),
+                lifecycle: Arc::new(Lifecycle::default()),
+                warmed: AtomicBool::new(false),
+            })
+        };
+        let pools: BTreeMap<_, _> = settings
+            .languages
+            .iter()
+            .filter(|(_, s)| s.enabled)
+            .map(|(&language, lang)| (language, build(language, language.name(), lang, None, 0)))
+            .collect();
+        let (mut variants, mut unbuilt) = (BTreeMap::new(), Vec::new());
+        for (name, lang) in settings.variants.iter().filter(|(_, s)| s.enabled) {
+            match docker::variant_image(&docker, &lang.image).await {
+                // A variant of a language this gateway does not run is not offered.
+                Some(v) if !pools.contains_key(&v.language) => continue,
+                Some(v) => {
+                    tracing::info!(variant = %name, image = %lang.image, packages = ?v.packages, "package variant available");
+                    let lp = build(v.language, name, lang, Some(v.packages), v.size);
+                    variants.insert(name.clone(), lp);
+                }
+                found => {
+                    // The name says the language when the image cannot.
+                    let language = name
+                        .split('-')
+                        .next()
+                        .and_then(Language::parse)
+                        .unwrap_or(Language::Python);
+                    let _ = found;
+                    unbuilt.push((name.clone(), language, lang.image.clone()));
+                }
+            }
         }
         let this = Arc::new(Pools {
             docker,
             settings,
             pools,
+            variants,
+            unbuilt,
             shutdown,
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),
             cache,
             health: Health::default(),
         });
-        for lp in this.pools.values() {
+        for lp in this.all() {
             this.tasks
                 .spawn(crate::warm::warm_loop(this.clone(), lp.clone()));
         }
@@ -288,14 +541,80 @@ impl Pools {
         &self.settings
     }
 
-    /// A snapshot of every language pool (for `/readyz`, `/v1/languages` and metrics).
-    pub fn status(&self) -> Vec<PoolStatus> {
-        self.pools.values().map(|lp| lp.status()).collect()
+    /// Every pool: the languages', then the variants'.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<LanguagePool>> + '_ {
+        self.pools.values().chain(self.variants.values())
     }
 
-    /// True when every enabled pool has at least `min_idle` idle containers.
+    /// A snapshot of every pool, variants included (for `/readyz`, `/v1/languages` and
+    /// metrics).
+    pub fn status(&self) -> Vec<PoolStatus> {
+        self.all().map(|lp| lp.status()).collect()
+    }
+
+    /// Configured variants whose image is not built: (name, language, image).
+    pub fn unbuilt_variants(&self) -> &[(String, Language, String)] {
+        &self.unbuilt
+    }
+
+    /// True when every enabled pool has at least `min_idle` containers ready for any
+    /// tenant.
     pub fn is_warm(&self) -> bool {
-        self.status().iter().all(|s| s.idle >= s.min_idle)
+        self.status().iter().all(|s| s.is_warm())
+    }
+
+    /// The pool an invocation of `language` needing `packages` runs on: the language's
+    /// own without packages, else the smallest built variant that has them all.
+    pub(crate) fn select(
+        &self,
+        language: Language,
+        packages: &[String],
+    ) -> Result<&Arc<LanguagePool>, PoolError> {
+        let base = self
+            .pools
+            .get(&language)
+            .ok_or(PoolError::Disabled(language))?;
+        if packages.is_empty() {
+            return Ok(base);
+        }
+        let wanted: Vec<String> = packages.iter().map(|p| package_name(language, p)).collect();
+        let of_language = || self.variants.values().filter(|v| v.language == language);
+        let has =
+            |lp: &LanguagePool, p: &String| lp.packages.as_ref().is_some_and(|k| k.contains_key(p));
+        if let Some(best) = of_language()
+            .filter(|v| wanted.iter().all(|p| has(v, p)))
+            .min_by_key(|v| (v.image_size, v.name.clone()))
+        {
+            return Ok(best);
+        }
+        let mut missing: Vec<String> = wanted
+            .iter()
+            .filter(|p| !of_language().any(|v| has(v, p)))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            // Each exists somewhere, but no one variant has them all.
+            missing = wanted;
+        }
+        missing.dedup();
+        Err(PoolError::UnknownPackages(Box::new(UnknownPackages {
+            language,
+            missing,
+            available: of_language()
+                .map(|v| (v.name.clone(), v.packages.clone().unwrap_or_default()))
+                .collect(),
+            unbuilt: self
+                .unbuilt
+                .iter()
+                .filter(|(_, l, _)| *l == language)
+                .map(|(n, _, _)| n.clone())
+                .collect(),
+        })))
+    }
+
+    /// Refuses, before any work is queued, an invocation whose packages no variant has.
+    pub fn check_packages(&self, language: Language, packages: &[String]) -> Result<(), PoolError> {
+        self.select(language, packages).map(|_| ())
     }
 
     /// Waits until [`Pools::is_warm`] or `timeout`; returns whether the pools are warm.
@@ -326,11 +645,7 @@ impl Pools {
     /// completes and the container goes back to the pool clean, instead of being abandoned
     /// with a reply in flight.
     pub async fn execute(self: &Arc<Self>, inv: Invocation) -> Result<Execution, PoolError> {
-        let lp = self
-            .pools
-            .get(&inv.language)
-            .ok_or(PoolError::Disabled(inv.language))?
-            .clone();
+        let lp = self.select(inv.language, &inv.packages)?.clone();
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -346,20 +661,23 @@ impl Pools {
     /// Takes a container of `language` for a stream of invocations (a batch): one pool
     /// checkout for many items, each program prepared (compiled) once on it. The container
     /// is cleaned after every item as after every call; see [`Lease`].
-    pub async fn lease(self: &Arc<Self>, language: Language) -> Result<Lease, PoolError> {
-        let lp = self
-            .pools
-            .get(&language)
-            .ok_or(PoolError::Disabled(language))?
-            .clone();
+    pub async fn lease(
+        self: &Arc<Self>,
+        language: Language,
+        packages: &[String],
+        tenant: &str,
+    ) -> Result<Lease, PoolError> {
+        let lp = self.select(language, packages)?.clone();
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
         let started = Instant::now();
-        let obj = checkout(&lp, &self.settings).await?;
+        let obj = checkout(&lp, tenant, &self.settings).await?;
         Ok(Lease {
             obj: Some(obj),
             language,
+            packages: packages.to_vec(),
+            pool: lp.name.clone(),
             queue_wait: started.elapsed(),
             default_mb: self.settings.limits.memory_mb,
             max_uses: lp.settings.max_uses,
@@ -392,18 +710,19 @@ impl Pools {
     pub async fn take_for_session(
         &self,
         language: Language,
+        packages: &[String],
+        tenant: &str,
         meta: serde_json::Value,
         resources: SessionResources,
     ) -> Result<Container, PoolError> {
-        let lp = self
-            .pools
-            .get(&language)
-            .ok_or(PoolError::Disabled(language))?;
+        let lp = self.select(language, packages)?;
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
-        let obj = checkout(lp, &self.settings).await?;
+        let obj = checkout(lp, tenant, &self.settings).await?;
         let mut c = Object::take(obj);
+        // A session lives outside the pool: its slot goes back, for the warmer to refill.
+        c.slot = None;
         c.start_session(meta).await?;
         // Set either way: a pool container may still carry the last caller's lower limit.
         c.set_memory(
@@ -435,9 +754,8 @@ impl Pools {
         {
             tracing::warn!("invocations still running at the end of the grace period");
         }
-        for lp in self.pools.values() {
-            lp.pool.close();
-            lp.nursery.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for lp in self.all() {
+            lp.close();
         }
         for (mut c, _) in self.take_adopted() {
             c.keep_on_drop = keep.contains(&c.id);
@@ -458,6 +776,29 @@ impl Pools {
     }
 }
 
+/// A package name as its registry compares them: PyPI's case- and separator-insensitive
+/// (PEP 503), npm's as given (npm names are lowercase).
+fn package_name(language: Language, name: &str) -> String {
+    let name = name.trim();
+    match language {
+        Language::Python => {
+            let mut out = String::with_capacity(name.len());
+            for c in name.chars() {
+                let c = if matches!(c, '_' | '.') {
+                    '-'
+                } else {
+                    c.to_ascii_lowercase()
+                };
+                if !(c == '-' && out.ends_with('-')) {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        _ => name.to_string(),
+    }
+}
+
 /// How long shutdown waits for container removals after the grace period (Docker may be
 /// slow or gone; the next start's sweep removes what is left).
 const REMOVAL_WAIT: Duration = Duration::from_secs(10);
@@ -465,7 +806,8 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 /// Takes a container from the pool, waiting in proportion to how soon one is expected to
 /// be free (`queue.rs`).
 async fn checkout(
-    lp: &LanguagePool,
+    lp: &Arc<LanguagePool>,
+    tenant: &str,
     settings: &PoolSettings,
 ) -> Result<Object<Manager>, PoolError> {
     let started = Instant::now();
@@ -488,8 +830,14 @@ async fn checkout(
         create: Some(settings.create_timeout()),
         recycle: Some(Duration::from_secs(10)),
     };
-    let span = tracing::info_span!("pool.checkout", language = %lp.language, expected_ms = expected.as_millis() as u64);
-    match lp.pool.timeout_get(&timeouts).instrument(span).await {
+    let pool = lp.tenant_pool(tenant)?;
+    let span = tracing::info_span!("pool.checkout", pool = %lp.name, expected_ms = expected.as_millis() as u64);
+    let got = CHECKOUT_DEADLINE
+        .scope(started + budget, pool.timeout_get(&timeouts))
+        .instrument(span)
+        .await;
+    drop(pool);
+    match got {
         Ok(o) => Ok(o),
         Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => {
             Err(exhausted(started.elapsed()))
@@ -508,7 +856,7 @@ async fn checkout(
 /// container to be clean before it goes back to the pool.
 async fn run_on_pool(
     pools: &Pools,
-    lp: &LanguagePool,
+    lp: &Arc<LanguagePool>,
     inv: Invocation,
     reply: tokio::sync::oneshot::Sender<Result<Execution, PoolError>>,
 ) {
@@ -529,7 +877,7 @@ async fn run_on_pool(
     };
     let default_mb = settings.limits.memory_mb;
     loop {
-        let mut obj = match checkout(lp, settings).await {
+        let mut obj = match checkout(lp, &inv.tenant, settings).await {
             Ok(o) => o,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -725,6 +1073,9 @@ fn oom_killed(container_id: String, queue_wait: Duration, run_time: Duration) ->
 pub struct Lease {
     obj: Option<Object<Manager>>,
     language: Language,
+    packages: Vec<String>,
+    /// The pool it came from (a variant's name, or the language's).
+    pool: String,
     /// Time the checkout took.
     pub queue_wait: Duration,
     default_mb: u64,
@@ -747,6 +1098,17 @@ impl Lease {
     /// The language of the lease's container.
     pub fn language(&self) -> Language {
         self.language
+    }
+
+    /// The pool the lease's container came from: the language's name or a variant's.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// Whether `inv` may run on this lease: same language and the same packages asked
+    /// (hence the same image). The tenant is the lease's by construction: one batch.
+    pub fn serves(&self, inv: &Invocation) -> bool {
+        inv.language == self.language && inv.packages == self.packages
     }
 
     /// Whether the lease can take another item: the container is healthy and below its

@@ -1,4 +1,5 @@
-//! The warmer: keeps each language's `min_idle` containers ready ahead of demand.
+//! The warmer: keeps each pool's `min_idle` containers ready ahead of demand, and gives
+//! back what demand no longer needs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,41 +8,46 @@ use std::time::Duration;
 use crate::error::PoolError;
 use crate::pool::{LanguagePool, Pools};
 
-/// Keeps `min_idle` warm containers available for one language until shutdown.
+/// Keeps `min_idle` warm containers available for one pool until shutdown: containers no
+/// tenant has used yet (with tenant affinity, a tenant's idle containers serve only it).
 pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
     let interval = Duration::from_millis(pools.settings.warm_interval_ms);
     let mut backoff = interval;
     loop {
-        // A container that came out of the nursery's creation after the pool had already
-        // filled its slots another way: the language is above max_size; the extra goes.
-        let over = lp.status().total.saturating_sub(lp.settings.max_size);
-        if over > 0 {
-            let mut nursery = lp.nursery.lock().unwrap_or_else(|p| p.into_inner());
-            let n = over.min(nursery.len());
-            let extra: Vec<_> = nursery.drain(..n).collect();
-            drop(nursery);
-            drop(extra);
-        }
         shrink(&pools, &lp);
         let st = lp.status();
-        let deficit = st.min_idle.saturating_sub(st.idle + st.warming);
-        let room = st.max_size.saturating_sub(st.total);
+        let deficit = st.min_idle.saturating_sub(st.shared_idle + st.warming);
+        // Every slot held by tenants: the longest-idle tenant container makes room, so
+        // that a tenant's first call still finds a warm container.
+        if deficit > 0 && lp.slots.available_permits() == 0 && pools.settings.tenant_affinity {
+            lp.reclaim_idle();
+        }
         // At most two at a time: container start is CPU-heavy and we have few cores.
-        let n = deficit.min(room).min(2usize.saturating_sub(st.warming));
-        for _ in 0..n {
+        let mut n = 0;
+        while n < deficit && st.warming + n < 2 {
+            let Ok(slot) = lp.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            n += 1;
             lp.warming.fetch_add(1, Ordering::Relaxed);
             let (pools_for_task, pool) = (pools.clone(), lp.clone());
             pools.tasks.spawn(async move {
                 // Not cancelled by shutdown: a creation in progress finishes (bounded by the
                 // create timeout) and removes itself, so shutdown can wait for it.
-                let res = pool.pool.manager().create_detached().await;
+                let res = pool.create_detached().await;
                 match res {
-                    Ok(c) if !pools_for_task.shutdown.is_cancelled() => {
-                        pool.nursery.lock().unwrap_or_else(|p| p.into_inner()).push(c)
+                    Ok(mut c) if !pools_for_task.shutdown.is_cancelled() => {
+                        c.slot = Some(slot);
+                        pool.nursery
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(c)
                     }
                     Ok(_) => {}
                     Err(PoolError::ShuttingDown) => {}
-                    Err(e) => tracing::error!(language = %pool.language, error = %e, "warming a container failed"),
+                    Err(e) => {
+                        tracing::error!(pool = %pool.name, error = %e, "warming a container failed")
+                    }
                 }
                 pool.warming.fetch_sub(1, Ordering::Relaxed);
             });
@@ -60,34 +66,36 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
     }
 }
 
-/// Gives back containers a burst left idle: those idle for `idle_shrink_secs`, beyond the
-/// pool's `min_idle` (the nursery counts as idle and is kept first).
+/// Gives back idle containers demand no longer needs. With tenant affinity: every
+/// tenant's container unused for `tenant_idle_secs`. Without: those a burst left idle for
+/// `idle_shrink_secs`, beyond `min_idle` (the nursery counts as idle and is kept first).
 fn shrink(pools: &Pools, lp: &LanguagePool) {
-    let after = pools.settings.idle_shrink_secs;
-    if after == 0 {
+    let s = &pools.settings;
+    let (after, mut excess) = if s.tenant_affinity {
+        (s.tenant_idle_secs, usize::MAX)
+    } else {
+        let st = lp.status();
+        (s.idle_shrink_secs, st.idle.saturating_sub(st.min_idle))
+    };
+    if after == 0 || excess == 0 {
+        lp.forget_empty_tenants();
         return;
     }
     let after = Duration::from_secs(after);
-    let st = lp.status();
-    let mut excess = st.idle.saturating_sub(st.min_idle);
-    if excess == 0 {
-        return;
-    }
-    let removed = lp
-        .pool
-        .retain(|_, m| {
-            if excess > 0 && m.last_used() >= after {
-                excess -= 1;
-                false
-            } else {
-                true
-            }
-        })
-        .removed;
+    let removed = lp.retain_idle(|_, m| {
+        if excess > 0 && m.last_used() >= after {
+            excess -= 1;
+            false
+        } else {
+            true
+        }
+    });
     if !removed.is_empty() {
         lp.lifecycle
             .retired_idle
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
-        tracing::debug!(language = %lp.language, n = removed.len(), "idle containers given back");
+        tracing::debug!(pool = %lp.name, n = removed.len(), "idle containers given back");
     }
+    drop(removed);
+    lp.forget_empty_tenants();
 }

@@ -30,6 +30,9 @@ pub struct SeedExecuteRequest {
 pub struct SeedConfig {
     pub timeout: Option<u64>,
     pub memory_limit: Option<u64>,
+    /// The seeds' allow-listed packages: served by an image variant that has them, never
+    /// installed at run time (the seeds' `network_enabled` is ignored: never on).
+    pub packages: Vec<String>,
 }
 
 /// The seeds' `ExecutionResult`.
@@ -65,6 +68,7 @@ pub async fn execute(
         timeout_ms: seconds.map(|s| s.saturating_mul(1000)),
         memory_limit_mb: req.config.memory_limit,
         mode: RunMode::Plain,
+        packages: req.config.packages,
     };
     let r = state.invoker.execute(&caller, run, None).await?;
     let timeout = r.error.as_ref().is_some_and(|e| e.kind == "timeout");

@@ -22,6 +22,24 @@ pub struct LanguageInfo {
     pub toolchain: Option<String>,
     #[schema(value_type = Object)]
     pub pool: PoolStatus,
+    /// The language's package variants: images with allow-listed packages, chosen by a
+    /// request's `packages`.
+    pub variants: Vec<VariantInfo>,
+}
+
+/// One package variant as `GET /v1/languages` lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantInfo {
+    pub name: String,
+    pub image: String,
+    /// False when the variant is configured but its image is not built
+    /// (`make images VARIANTS=<name>`); its packages are then unknown.
+    pub available: bool,
+    /// Package name to locked version.
+    pub packages: std::collections::BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    pub pool: Option<PoolStatus>,
 }
 
 #[utoipa::path(get, path = "/v1/languages",
@@ -29,17 +47,45 @@ pub struct LanguageInfo {
     security(("api_key" = []), ("bearer" = [])))]
 /// `GET /v1/languages`: each language, its image, toolchain and pool state.
 pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
+    let (variants, languages): (Vec<PoolStatus>, Vec<PoolStatus>) = state
+        .pools
+        .status()
+        .into_iter()
+        .partition(|p| p.packages.is_some());
+    let unbuilt = state.pools.unbuilt_variants();
     Json(
-        state
-            .pools
-            .status()
+        languages
             .into_iter()
-            .map(|p| LanguageInfo {
-                name: p.language,
-                aliases: p.language.aliases().to_vec(),
-                image: p.image.clone(),
-                toolchain: p.toolchain.clone(),
-                pool: p,
+            .map(|p| {
+                let built = variants
+                    .iter()
+                    .filter(|v| v.language == p.language)
+                    .map(|v| VariantInfo {
+                        name: v.name.clone(),
+                        image: v.image.clone(),
+                        available: true,
+                        packages: v.packages.clone().unwrap_or_default(),
+                        pool: Some(v.clone()),
+                    });
+                let missing =
+                    unbuilt
+                        .iter()
+                        .filter(|(_, l, _)| *l == p.language)
+                        .map(|(name, _, image)| VariantInfo {
+                            name: name.clone(),
+                            image: image.clone(),
+                            available: false,
+                            packages: Default::default(),
+                            pool: None,
+                        });
+                LanguageInfo {
+                    name: p.language,
+                    aliases: p.language.aliases().to_vec(),
+                    image: p.image.clone(),
+                    toolchain: p.toolchain.clone(),
+                    variants: built.chain(missing).collect(),
+                    pool: p,
+                }
             })
             .collect(),
     )
@@ -56,7 +102,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let docker = state.pools.docker_alive().await;
     let pools = state.pools.status();
-    let warm = pools.iter().all(|p| p.idle >= p.min_idle);
+    let warm = pools.iter().all(|p| p.is_warm());
     // With replicas, a replica that cannot reach Redis cannot take traffic either.
     let redis = match &state.shared {
         Some(s) => Some(s.ping().await),

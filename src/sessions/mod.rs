@@ -194,7 +194,7 @@ impl Sessions {
         };
         let container = self
             .pools
-            .take_for_session(language, raw, resources)
+            .take_for_session(language, &p.packages, &caller.tenant, raw, resources)
             .await?;
         let s = Arc::new(Session {
             container_id: container.id.clone(),

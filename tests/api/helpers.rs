@@ -61,9 +61,14 @@ pub const JWT_HS256_SECRET: &str = "test-only-hs256-secret-0123456789abcdef";
 pub const JWT_ISSUER: &str = "codebeaker-tests";
 pub const JWT_AUDIENCE: &str = "codebeaker-api";
 
-/// Adds a key to `keys_file` and returns its secret form.
+/// Adds a key of tenant `tenant-a` to `keys_file` and returns its secret form.
 pub fn add_key(keys_file: &Path, scopes: Vec<Scope>, limits: Quota) -> String {
-    let (key, record) = keys::generate("test", "tenant-a", scopes, limits);
+    add_tenant_key(keys_file, "tenant-a", scopes, limits)
+}
+
+/// Adds a key of `tenant` to `keys_file` and returns its secret form.
+pub fn add_tenant_key(keys_file: &Path, tenant: &str, scopes: Vec<Scope>, limits: Quota) -> String {
+    let (key, record) = keys::generate("test", tenant, scopes, limits);
     keys::append_to_file(keys_file, record).unwrap();
     key
 }
@@ -163,6 +168,13 @@ impl TestApp {
     /// Adds a key and reloads the keys file.
     pub fn add_key(&self, scopes: Vec<Scope>, quota: Quota) -> String {
         let key = add_key(&self.keys_file, scopes, quota);
+        self.reload_keys();
+        key
+    }
+
+    /// Adds an all-scopes key of `tenant` and reloads the keys file.
+    pub fn add_tenant_key(&self, tenant: &str) -> String {
+        let key = add_tenant_key(&self.keys_file, tenant, vec![Scope::Admin], generous());
         self.reload_keys();
         key
     }

@@ -15,4 +15,6 @@ mod replicas;
 mod requests;
 mod runsc;
 mod sessions;
+mod tenants;
+mod variants;
 mod webhooks;

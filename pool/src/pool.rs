@@ -1283,3 +1283,40 @@ fn file_artifact(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_compare_as_their_registry_does() {
+        let py = |n| package_name(Language::Python, n);
+        assert_eq!(py("Pillow"), "pillow");
+        assert_eq!(py("python_dateutil"), "python-dateutil");
+        assert_eq!(py("zope.interface"), "zope-interface");
+        assert_eq!(py(" NumPy "), "numpy");
+        assert_eq!(py("a__b"), "a-b");
+        assert_eq!(package_name(Language::JavaScript, "lodash"), "lodash");
+        assert_eq!(
+            package_name(Language::JavaScript, "@scope/pkg"),
+            "@scope/pkg"
+        );
+    }
+
+    #[test]
+    fn a_tenant_share_is_a_fraction_of_the_pool_and_at_least_one() {
+        let mut s = PoolSettings::default();
+        assert_eq!(s.tenant_share(8), 6);
+        assert_eq!(s.tenant_share(2), 1);
+        assert_eq!(s.tenant_share(1), 1);
+        s.tenant_max_share = 1.0;
+        assert_eq!(s.tenant_share(8), 8);
+        s.tenant_affinity = false;
+        s.tenant_max_share = 0.5;
+        assert_eq!(
+            s.tenant_share(8),
+            8,
+            "without affinity the one shared sub-pool is the pool"
+        );
+    }
+}

@@ -133,6 +133,8 @@ build_one() {
         --entrypoint python3 "$base" "/wheels/$(basename "$pip")/pip" install -q --no-index \
         --find-links /wheels --require-hashes --break-system-packages --root-user-action=ignore \
         --no-cache-dir -r /recipe/requirements.lock
+      # Modules the Python zygote imports once, so that each call's import is a lookup.
+      [ ! -f "$dir/preload" ] || docker cp "$dir/preload" "$box:/etc/codebeaker-python-preload"
       ;;
     javascript)
       local tree=$WORK/tree-$name

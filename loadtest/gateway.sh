@@ -20,7 +20,7 @@ start_gateway() {
   for l in python javascript go csharp; do
     u=$(echo "$l" | tr a-z A-Z)
     export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=$MIN_IDLE
-    export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=8
+    export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=${MAX_SIZE:-8}
     case " $LANGS " in *" $l "*) ;; *) export CODEBEAKER_POOL__LANGUAGES__${u}__ENABLED=false ;; esac
     # RUNTIME=runsc: every language under gVisor (registered with the engine).
     [ -z "${RUNTIME:-}" ] || export CODEBEAKER_POOL__LANGUAGES__${u}__RUNTIME=$RUNTIME

@@ -43,6 +43,25 @@ exec(
     {},
 )
 
+# A package variant (docker/build-variants.sh) names heavy modules to import here, once:
+# every child is a fork of this process, so its `import numpy` becomes a lookup instead of
+# ~76 ms (pandas: ~319 ms; BENCHMARKS.md, run S). The modules are the image's, installed
+# from hashed wheels at build time; no user code runs here. No BLAS threads: a process
+# that forks must not have other threads (the containers have one CPU's quota anyway).
+try:
+    with open("/etc/codebeaker-python-preload", encoding="utf-8") as _f:
+        _preload = [l.strip() for l in _f if l.strip() and not l.startswith("#")]
+except OSError:
+    _preload = []
+if _preload:
+    for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
+    for _name in _preload:
+        try:
+            __import__(_name)
+        except Exception:  # a child importing it gets the real error
+            pass
+
 
 def run_child(path, args, cwd, fds):
     os.dup2(fds[0], 0)

@@ -153,6 +153,17 @@ async fn numpy_runs_on_the_data_variant_not_on_the_default_image_and_nothing_ins
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["success"], true, "{body}");
 
+    // numpy is imported once in the variant's zygote; each call is a fork of it, so what
+    // one call does to the module never reaches the next.
+    let taint = "import numpy\nnumpy.TAINT = 1\nnumpy.arange = None\nresult = 1";
+    let check = "import numpy\nresult = [hasattr(numpy, 'TAINT'), int(numpy.arange(4).sum())]";
+    for (c, want) in [(taint, json!(1)), (check, json!([false, 6]))] {
+        let (status, body) = app
+            .execute(json!({"language": "python", "code": c, "packages": ["numpy"]}))
+            .await;
+        assert_eq!((status, &body["output"]), (200, &want), "{body}");
+    }
+
     let body = app.run("python", code, json!({"xs": [1]})).await;
     assert_eq!(body["success"], false, "{body}");
     let stderr = body["stderr"].as_str().unwrap();

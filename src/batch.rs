@@ -269,13 +269,14 @@ pub fn plan(
             })?;
         items.push((item.id, inv));
     }
-    // Never more at once than the largest pool the batch uses can hold.
+    // Never more at once than the caller's tenant may hold of the largest pool the batch
+    // uses (its share, with tenant affinity): more workers would only queue.
     let pool_cap = invoker
         .pools
         .status()
         .iter()
         .filter(|p| items.iter().any(|(_, inv)| inv.language == p.language))
-        .map(|p| p.max_size)
+        .map(|p| p.tenant_share)
         .max()
         .unwrap_or(1);
     let concurrency = asked.min(pool_cap).min(items.len()).max(1);

@@ -271,12 +271,9 @@ pub fn plan(
     }
     // Never more at once than the caller's tenant may hold of the largest pool the batch
     // uses (its share, with tenant affinity): more workers would only queue.
-    let pool_cap = invoker
-        .pools
-        .status()
+    let pool_cap = items
         .iter()
-        .filter(|p| items.iter().any(|(_, inv)| inv.language == p.language))
-        .map(|p| p.tenant_share)
+        .filter_map(|(_, inv)| invoker.pools.tenant_share(inv.language, &inv.packages))
         .max()
         .unwrap_or(1);
     let concurrency = asked.min(pool_cap).min(items.len()).max(1);

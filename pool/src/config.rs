@@ -279,7 +279,9 @@ impl PoolSettings {
             }
         }
         for (name, s) in &self.variants {
-            let kind = name.split('-').next().and_then(Language::parse);
+            let kind = name
+                .split_once('-')
+                .and_then(|(l, rest)| Language::parse(l).filter(|_| !rest.is_empty()));
             if kind.is_none()
                 || !name
                     .chars()

@@ -25,6 +25,10 @@ pub struct Container {
     pub id: String,
     pub info: AgentInfo,
     pub created: Instant,
+    /// When it last went back to its pool (or was created): what "idle for" counts from.
+    /// deadpool's own metric counts from the last checkout, which would make a container
+    /// just back from a long batch look long idle.
+    pub(crate) idle_since: Instant,
     pub uses: usize,
     /// Memory limit currently applied, in MB. Every call sets the limit it needs before
     /// it runs (a key may cap it below the container's), and the container keeps it.
@@ -138,6 +142,7 @@ pub async fn create(
                 id,
                 info,
                 created: Instant::now(),
+                idle_since: Instant::now(),
                 uses: 0,
                 memory_mb: limits.memory_mb,
                 in_flight: false,
@@ -442,6 +447,7 @@ pub async fn reattach(
             agent_version: String::new(),
         },
         created: Instant::now(),
+        idle_since: Instant::now(),
         uses: 0,
         memory_mb,
         in_flight: false,

@@ -71,7 +71,7 @@ impl Pools {
             return;
         }
         for lp in self.all() {
-            let removed = lp.retain_idle(|c, _| c.id != id);
+            let removed = lp.retain_idle(|c| c.id != id);
             let mut nursery = lp.nursery.lock().unwrap_or_else(|p| p.into_inner());
             let before = nursery.len();
             nursery.retain(|c| c.id != id);
@@ -216,7 +216,7 @@ pub(crate) async fn reconcile(pools: &Pools) {
                 .filter(|c| c.created < listed_at && !running.contains(&c.id))
                 .map(|c| c.id.clone())
                 .collect();
-            lp.retain_idle(|c, _| {
+            lp.retain_idle(|c| {
                 if c.created < listed_at && !running.contains(&c.id) {
                     ids.push(c.id.clone());
                 }

@@ -119,8 +119,9 @@ tokio::task_local! {
 /// One language's pool (or one variant's): its `max_size` slots, the nursery of warm
 /// containers no tenant has used yet, and the tenants' own sub-pools.
 ///
-/// Every container holds one slot (a semaphore permit) from creation to removal, so the
-/// language never exceeds `max_size` however its containers are split among tenants.
+/// Every pooled container holds one slot (a semaphore permit) from creation to removal,
+/// so the pool never holds more than `max_size` however its containers are split among
+/// tenants. (A session's container leaves the pool and gives its slot back, as before.)
 /// Each tenant's sub-pool is a deadpool pool capped at the tenant's share: a returned
 /// container goes back to its tenant's sub-pool only, and a tenant at its share queues
 /// there for its own. Without tenant affinity there is one sub-pool, shared by all.
@@ -174,6 +175,23 @@ impl LanguagePool {
             warming,
             total: total.max(size + nursery + warming),
             max_size: self.settings.max_size,
+        }
+    }
+
+    /// The pool as one tenant's caller sees it: its sub-pool's idle and busy containers,
+    /// plus the nursery while it is below its share (it may claim from it), and room to
+    /// grow up to its share while the pool has a free slot or a fresh container.
+    fn tenant_occupancy(&self, pool: &Pool) -> Occupancy {
+        let st = pool.status();
+        let nursery = lock(&self.nursery).len();
+        let below_share = st.size < self.share;
+        let room = below_share && (nursery > 0 || self.slots.available_permits() > 0);
+        Occupancy {
+            idle: st.available + if below_share { nursery } else { 0 },
+            busy: st.size - st.available,
+            warming: self.warming.load(Ordering::Relaxed),
+            total: st.size,
+            max_size: if room { self.share } else { st.size },
         }
     }
 
@@ -270,7 +288,7 @@ impl LanguagePool {
                     c.slot = Some(slot);
                     return Ok(c);
                 }
-                if self.reclaim_idle() {
+                if self.reclaim_idle(Duration::ZERO) {
                     continue;
                 }
             }
@@ -321,24 +339,22 @@ impl LanguagePool {
 
     /// Removes idle containers of every tenant sub-pool for which `keep` is false, and
     /// returns them (dropping them removes them).
-    pub(crate) fn retain_idle(
-        &self,
-        mut keep: impl FnMut(&Container, managed::Metrics) -> bool,
-    ) -> Vec<Container> {
+    pub(crate) fn retain_idle(&self, mut keep: impl FnMut(&Container) -> bool) -> Vec<Container> {
         let pools: Vec<Arc<Pool>> = lock(&self.tenants).values().cloned().collect();
         pools
             .iter()
-            .flat_map(|p| p.retain(&mut keep).removed)
+            .flat_map(|p| p.retain(|c, _| keep(c)).removed)
             .collect()
     }
 
     /// Retires the idle container that has been unused longest, whichever tenant's it is,
-    /// to free its slot for another tenant. False if no container is idle.
-    pub(crate) fn reclaim_idle(&self) -> bool {
+    /// to free its slot for another tenant, if it has been idle at least `min_idle`.
+    /// False if there is none.
+    pub(crate) fn reclaim_idle(&self, min_idle: Duration) -> bool {
         let mut oldest: Option<(Duration, String)> = None;
-        self.retain_idle(|c, m| {
-            let idle = m.last_used();
-            if oldest.as_ref().is_none_or(|(d, _)| idle > *d) {
+        self.retain_idle(|c| {
+            let idle = c.idle_since.elapsed();
+            if idle >= min_idle && oldest.as_ref().is_none_or(|(d, _)| idle > *d) {
                 oldest = Some((idle, c.id.clone()));
             }
             true
@@ -346,7 +362,7 @@ impl LanguagePool {
         let Some((_, id)) = oldest else {
             return false;
         };
-        let removed = self.retain_idle(|c, _| c.id != id);
+        let removed = self.retain_idle(|c| c.id != id);
         if removed.is_empty() {
             return false;
         }
@@ -596,6 +612,7 @@ impl Pools {
             // Each exists somewhere, but no one variant has them all.
             missing = wanted;
         }
+        missing.sort();
         missing.dedup();
         Err(PoolError::UnknownPackages(Box::new(UnknownPackages {
             language,
@@ -610,6 +627,12 @@ impl Pools {
                 .map(|(n, _, _)| n.clone())
                 .collect(),
         })))
+    }
+
+    /// How many containers of the pool that `language` with `packages` runs on one tenant
+    /// may hold at once (None: no such pool).
+    pub fn tenant_share(&self, language: Language, packages: &[String]) -> Option<usize> {
+        self.select(language, packages).ok().map(|lp| lp.share)
     }
 
     /// Refuses, before any work is queued, an invocation whose packages no variant has.
@@ -811,8 +834,10 @@ async fn checkout(
     settings: &PoolSettings,
 ) -> Result<Object<Manager>, PoolError> {
     let started = Instant::now();
-    let waiting = lp.wait.enter();
-    let expected = lp.wait.expected(lp.occupancy(), waiting.ahead);
+    let pool = lp.tenant_pool(tenant)?;
+    let expected = lp
+        .wait
+        .expected(lp.tenant_occupancy(&pool), pool.status().waiting);
     let exhausted = |waited| PoolError::Exhausted {
         language: lp.language,
         waited,
@@ -830,7 +855,6 @@ async fn checkout(
         create: Some(settings.create_timeout()),
         recycle: Some(Duration::from_secs(10)),
     };
-    let pool = lp.tenant_pool(tenant)?;
     let span = tracing::info_span!("pool.checkout", pool = %lp.name, expected_ms = expected.as_millis() as u64);
     let got = CHECKOUT_DEADLINE
         .scope(started + budget, pool.timeout_get(&timeouts))
@@ -962,6 +986,7 @@ async fn run_on_pool(
         if obj.broken || oom {
             retire(lp, obj);
         } else {
+            obj.idle_since = Instant::now();
             retire_if_spent(lp, obj);
         }
         return;
@@ -1239,6 +1264,8 @@ impl Lease {
                 .retired_failure
                 .fetch_add(1, Ordering::Relaxed);
             drop(Object::take(obj));
+        } else {
+            obj.idle_since = Instant::now();
         }
     }
 }

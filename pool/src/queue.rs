@@ -6,16 +6,16 @@
 //! start. Either way it waits at least `pool.queue_timeout_ms`, and it is refused at once
 //! (503 with `Retry-After`) when the expected wait exceeds `pool.max_queue_wait_ms`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Moving averages of a language's container hold time (checkout to clean return of a
-/// stateless call) and creation time, plus the number of callers waiting.
+/// Moving averages of a pool's container hold time (checkout to clean return of a
+/// stateless call) and creation time. The callers ahead of one are its tenant sub-pool's
+/// waiters (deadpool counts them).
 #[derive(Debug)]
 pub(crate) struct WaitEstimate {
     hold_us: AtomicU64,
     create_us: AtomicU64,
-    waiting: AtomicUsize,
 }
 
 /// Until a language has history: a call holds its container ~50 ms, a start takes ~1 s.
@@ -28,7 +28,6 @@ impl Default for WaitEstimate {
         WaitEstimate {
             hold_us: AtomicU64::new(0),
             create_us: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -73,12 +72,6 @@ impl WaitEstimate {
         update(&self.create_us, d);
     }
 
-    /// Counts the caller as waiting until the guard drops.
-    pub fn enter(&self) -> Waiting<'_> {
-        let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
-        Waiting { est: self, ahead }
-    }
-
     /// The expected wait of a caller with `ahead` callers before it.
     pub fn expected(&self, occ: Occupancy, ahead: usize) -> Duration {
         if occ.idle > ahead {
@@ -106,17 +99,6 @@ impl WaitEstimate {
             return None;
         }
         Some((expected * 2).clamp(floor, ceiling.max(floor)))
-    }
-}
-
-pub(crate) struct Waiting<'a> {
-    est: &'a WaitEstimate,
-    pub ahead: usize,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.est.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

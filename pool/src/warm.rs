@@ -8,6 +8,10 @@ use std::time::Duration;
 use crate::error::PoolError;
 use crate::pool::{LanguagePool, Pools};
 
+/// The warmer only reclaims a tenant's container idle at least this long: one idle for
+/// less is in use between calls, and taking it would trade one cold start for another.
+const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+
 /// Keeps `min_idle` warm containers available for one pool until shutdown: containers no
 /// tenant has used yet (with tenant affinity, a tenant's idle containers serve only it).
 pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
@@ -20,7 +24,7 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
         // Every slot held by tenants: the longest-idle tenant container makes room, so
         // that a tenant's first call still finds a warm container.
         if deficit > 0 && lp.slots.available_permits() == 0 && pools.settings.tenant_affinity {
-            lp.reclaim_idle();
+            lp.reclaim_idle(RECLAIM_AFTER);
         }
         // At most two at a time: container start is CPU-heavy and we have few cores.
         let mut n = 0;
@@ -82,8 +86,8 @@ fn shrink(pools: &Pools, lp: &LanguagePool) {
         return;
     }
     let after = Duration::from_secs(after);
-    let removed = lp.retain_idle(|_, m| {
-        if excess > 0 && m.last_used() >= after {
+    let removed = lp.retain_idle(|c| {
+        if excess > 0 && c.idle_since.elapsed() >= after {
             excess -= 1;
             false
         } else {

@@ -264,43 +264,20 @@ impl PoolSettings {
             );
         }
         for (l, s) in &self.languages {
-            if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {
-                return Err(format!(
-                    "pool.languages.{l}: need 0 < max_size and min_idle <= max_size"
-                ));
-            }
-            if s.max_uses == 0 || s.max_age_secs == 0 {
-                return Err(format!(
-                    "pool.languages.{l}: max_uses and max_age_secs must be positive"
-                ));
-            }
-            if s.image.trim().is_empty() {
-                return Err(format!("pool.languages.{l}.image must not be empty"));
-            }
+            s.validate(&format!("pool.languages.{l}"))?;
         }
         for (name, s) in &self.variants {
-            let kind = name
-                .split_once('-')
-                .and_then(|(l, rest)| Language::parse(l).filter(|_| !rest.is_empty()));
-            if kind.is_none()
+            let key = format!("pool.variants.{name}");
+            if variant_language(name).is_none()
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
                 return Err(format!(
-                    "pool.variants.{name}: a variant is named <language>-<suffix> in [a-z0-9-] (python-data)"
+                    "{key}: a variant is named <language>-<suffix> in [a-z0-9-] (python-data)"
                 ));
             }
-            if s.enabled && (s.max_size == 0 || s.min_idle > s.max_size) {
-                return Err(format!(
-                    "pool.variants.{name}: need 0 < max_size and min_idle <= max_size"
-                ));
-            }
-            if s.max_uses == 0 || s.max_age_secs == 0 || s.image.trim().is_empty() {
-                return Err(format!(
-                    "pool.variants.{name}: max_uses and max_age_secs must be positive, image non-empty"
-                ));
-            }
+            s.validate(&key)?;
         }
         if !(self.tenant_max_share > 0.0 && self.tenant_max_share <= 1.0) {
             return Err("pool.tenant_max_share must be in (0, 1]".into());
@@ -315,6 +292,29 @@ impl PoolSettings {
         }
         Ok(())
     }
+}
+
+impl LanguageSettings {
+    /// The checks of one language's (or variant's) table, named `key` in errors.
+    fn validate(&self, key: &str) -> Result<(), String> {
+        if self.enabled && (self.max_size == 0 || self.min_idle > self.max_size) {
+            return Err(format!("{key}: need 0 < max_size and min_idle <= max_size"));
+        }
+        if self.max_uses == 0 || self.max_age_secs == 0 {
+            return Err(format!("{key}: max_uses and max_age_secs must be positive"));
+        }
+        if self.image.trim().is_empty() {
+            return Err(format!("{key}.image must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// The language a variant's name starts with (`python-data` → Python); `None` unless the
+/// name is `<language>-<suffix>`.
+pub(crate) fn variant_language(name: &str) -> Option<Language> {
+    let (language, suffix) = name.split_once('-')?;
+    Language::parse(language).filter(|_| !suffix.is_empty())
 }
 
 /// A setting that must be above zero (a zero interval would spin its loop).

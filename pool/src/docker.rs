@@ -202,8 +202,8 @@ pub(crate) struct VariantImage {
     pub size: i64,
 }
 
-/// Reads a variant image's labels; `None` when the image is missing or is not a variant
-/// (no language or package labels), which is logged.
+/// Reads a variant image's labels; `None` (logged) when the image is missing or is not a
+/// variant (no valid language and package labels).
 pub(crate) async fn variant_image(docker: &Docker, image: &str) -> Option<VariantImage> {
     let Ok(info) = docker.inspect_image(image).await else {
         tracing::warn!(%image, "package variant not built (make images VARIANTS=<name>); requests for its packages get 422");

@@ -140,13 +140,14 @@ pub(crate) struct LanguagePool {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) share: usize,
     pub(crate) tenants: Mutex<HashMap<Arc<str>, Arc<Pool>>>,
-    pub(crate) nursery: Arc<Mutex<Vec<Container>>>,
+    pub(crate) nursery: Mutex<Vec<Container>>,
     /// Containers the warmer is creating (a claim waits for them rather than starting
     /// one more).
-    pub(crate) warming: Arc<AtomicUsize>,
+    pub(crate) warming: AtomicUsize,
     /// How soon a container is expected to be free.
-    pub(crate) wait: Arc<WaitEstimate>,
-    pub(crate) toolchain: Arc<Mutex<Option<String>>>,
+    pub(crate) wait: WaitEstimate,
+    pub(crate) toolchain: Mutex<Option<String>>,
+    /// Shared with the leases taken from this pool.
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// Whether the pool has had its `min_idle` containers ready at least once.
     pub(crate) warmed: AtomicBool,
@@ -489,10 +490,10 @@ impl Pools {
                 slots: Arc::new(Semaphore::new(lang.max_size)),
                 share: settings.tenant_share(lang.max_size),
                 tenants: Mutex::new(HashMap::new()),
-                nursery: Arc::new(Mutex::new(Vec::new())),
-                warming: Arc::new(AtomicUsize::new(0)),
-                wait: Arc::new(WaitEstimate::default()),
-                toolchain: Arc::new(Mutex::new(None)),
+                nursery: Mutex::new(Vec::new()),
+                warming: AtomicUsize::new(0),
+                wait: WaitEstimate::default(),
+                toolchain: Mutex::new(None),
                 lifecycle: Arc::new(Lifecycle::default()),
                 warmed: AtomicBool::new(false),
             })
@@ -513,15 +514,11 @@ impl Pools {
                     let lp = build(v.language, name, lang, Some(v.packages), v.size);
                     variants.insert(name.clone(), lp);
                 }
-                found => {
-                    // The name says the language when the image cannot.
-                    let language = name
-                        .split('-')
-                        .next()
-                        .and_then(Language::parse)
-                        .unwrap_or(Language::Python);
-                    let _ = found;
-                    unbuilt.push((name.clone(), language, lang.image.clone()));
+                None => {
+                    // The name says the language when the image cannot (validated).
+                    if let Some(language) = crate::config::variant_language(name) {
+                        unbuilt.push((name.clone(), language, lang.image.clone()));
+                    }
                 }
             }
         }
@@ -700,7 +697,6 @@ impl Pools {
             obj: Some(obj),
             language,
             packages: packages.to_vec(),
-            pool: lp.name.clone(),
             queue_wait: started.elapsed(),
             default_mb: self.settings.limits.memory_mb,
             max_uses: lp.settings.max_uses,
@@ -1099,8 +1095,6 @@ pub struct Lease {
     obj: Option<Object<Manager>>,
     language: Language,
     packages: Vec<String>,
-    /// The pool it came from (a variant's name, or the language's).
-    pool: String,
     /// Time the checkout took.
     pub queue_wait: Duration,
     default_mb: u64,
@@ -1123,11 +1117,6 @@ impl Lease {
     /// The language of the lease's container.
     pub fn language(&self) -> Language {
         self.language
-    }
-
-    /// The pool the lease's container came from: the language's name or a variant's.
-    pub fn pool(&self) -> &str {
-        &self.pool
     }
 
     /// Whether `inv` may run on this lease: same language and the same packages asked

@@ -280,6 +280,10 @@ pub struct ExecutionLimits {
     pub max_batch_items: usize,
     /// Whole body of a batch request (its own limit: a batch carries many inputs).
     pub max_batch_body_bytes: usize,
+    /// Most bytes of item results (output, stdout, stderr) one batch answer or one async
+    /// execution's stored result may hold. Reached, the items after it are not run and
+    /// get `result_budget_exceeded` (NDJSON streams hold nothing and have no budget).
+    pub max_batch_result_bytes: usize,
     /// Invocations admitted at once across the gateway (running or waiting for a
     /// container). Past it, requests are shed at once with 503 instead of queueing.
     pub admission_limit: usize,
@@ -314,6 +318,7 @@ impl Default for ExecutionLimits {
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_items: 10_000,
             max_batch_body_bytes: 32 * 1024 * 1024,
+            max_batch_result_bytes: 64 * 1024 * 1024,
             admission_limit: 256,
         }
     }
@@ -381,6 +386,7 @@ impl Settings {
             ("limits.admission_limit", l.admission_limit as u64),
             ("limits.max_batch_items", l.max_batch_items as u64),
             ("limits.max_batch_body_bytes", l.max_batch_body_bytes as u64),
+            ("limits.max_batch_result_bytes", l.max_batch_result_bytes as u64),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
             (

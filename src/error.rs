@@ -111,6 +111,13 @@ impl ApiError {
             ApiError::Json(r) => match r {
                 r if body_timed_out(r) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
                 JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+                // Nested deeper than any parser on the path allows: a syntax-level
+                // refusal, whichever field held it.
+                JsonRejection::JsonDataError(e)
+                    if e.body_text().contains(codebeaker_proto::TOO_DEEP) =>
+                {
+                    (StatusCode::BAD_REQUEST, "malformed_json")
+                }
                 JsonRejection::JsonDataError(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
                 }

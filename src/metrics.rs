@@ -57,6 +57,12 @@ pub fn rejection(reason: &'static str) {
     counter!("codebeaker_rejections_total", "reason" => reason).increment(1);
 }
 
+/// A connection closed by the server for holding its slot without a request for the
+/// header read timeout (silent sockets, half HTTP/2 prefaces, idle keep-alives).
+pub fn idle_connection_closed() {
+    counter!("codebeaker_idle_connections_closed_total").increment(1);
+}
+
 /// One finished invocation.
 pub fn invocation(
     language: &'static str,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod raw;
-pub use raw::RawJson;
+pub use raw::{within_depth, RawJson, MAX_JSON_DEPTH, TOO_DEEP};
 
 /// A language CodeBeaker can run. Past the HTTP edge nothing handles language names as
 /// strings: they are parsed once into this enum.

@@ -20,10 +20,57 @@ use std::fmt;
 #[serde(transparent)]
 pub struct RawJson(Box<RawValue>);
 
+/// The deepest nesting of arrays and objects a value may have on any path through
+/// CodeBeaker: a request's input, a program's `output.json`, a JSON-RPC frame. It is
+/// serde_json's own recursion limit (128: a value nested 128 deep fails to parse into a
+/// tree), so that every value the gateway accepts can also be looked into wherever a step
+/// needs to. Validating as raw text skips that limit, so it is checked here explicitly.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// The message of a value nested deeper than [`MAX_JSON_DEPTH`]; the gateway recognises a
+/// deserialization error by it (a syntax-level refusal, 400 `malformed_json`).
+pub const TOO_DEEP: &str = "JSON nested deeper than the limit of 127 levels";
+
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(RawJson(Box::<RawValue>::deserialize(d)?).compact())
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !within_depth(raw.get(), MAX_JSON_DEPTH) {
+            return Err(serde::de::Error::custom(TOO_DEEP));
+        }
+        Ok(RawJson(raw).compact())
     }
+}
+
+/// Whether valid JSON `text` nests arrays and objects at most `limit` deep (one pass over
+/// the bytes, no tree).
+pub fn within_depth(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 impl RawJson {
@@ -40,8 +87,12 @@ impl RawJson {
     /// Validates `bytes` as one JSON value (surrounding whitespace allowed). Text with a
     /// line break (pretty-printed) has its whitespace outside strings removed in one pass;
     /// anything else is kept as it is.
+    /// A value nested deeper than [`MAX_JSON_DEPTH`] is refused ([`TOO_DEEP`]).
     pub fn from_slice(bytes: &[u8]) -> Result<RawJson, serde_json::Error> {
         let raw: &RawValue = serde_json::from_slice(bytes)?;
+        if !within_depth(raw.get(), MAX_JSON_DEPTH) {
+            return Err(serde::de::Error::custom(TOO_DEEP));
+        }
         Ok(RawJson::compacted(raw))
     }
 
@@ -72,9 +123,11 @@ impl RawJson {
         self.0.get() == "null"
     }
 
-    /// A tree of the value, for the few places that look inside it.
+    /// A tree of the value, for the few places that look inside it (never fails: a
+    /// `RawJson` is valid and within [`MAX_JSON_DEPTH`]; a value built from a `Value`
+    /// came from a tree).
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.0.get()).expect("RawJson holds valid JSON")
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
     }
 }
 
@@ -128,6 +181,24 @@ fn strip_whitespace(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_is_limited_at_serde_jsons_own_limit() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let ok = nested(MAX_JSON_DEPTH);
+        assert!(RawJson::from_slice(ok.as_bytes()).is_ok());
+        // Whatever is accepted can also be parsed into a tree.
+        assert!(serde_json::from_str::<serde_json::Value>(&ok).is_ok());
+        let deep = nested(MAX_JSON_DEPTH + 1);
+        let e = RawJson::from_slice(deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains(TOO_DEEP), "{e}");
+        assert!(serde_json::from_str::<RawJson>(&nested(100_000)).is_err());
+        // Brackets inside strings, escaped quotes included, do not count.
+        let s = format!(r#"["\"{}"]"#, "[".repeat(500));
+        assert!(RawJson::from_slice(s.as_bytes()).is_ok());
+        let mixed = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        assert!(RawJson::from_slice(mixed.as_bytes()).is_err());
+    }
 
     #[test]
     fn pretty_text_is_compacted_and_strings_are_untouched() {

@@ -340,3 +340,99 @@ async fn a_pool_grown_by_a_burst_gives_idle_containers_back_down_to_min_idle() {
     assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
     app.stop().await;
 }
+
+/// Reads until the server closes `c` (end of file or an error), for at most `left`.
+async fn closed_by_server(c: &mut tokio::net::TcpStream, left: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(left, async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn silent_sockets_and_half_http2_prefaces_never_lock_the_gateway_out() {
+    let mut s = healing_settings(1, 2);
+    s.server.header_read_timeout_ms = 2_000;
+    s.server.max_connections = 1_024;
+    let app = spawn_with(s).await;
+    let host = app.addr.trim_start_matches("http://").to_string();
+
+    // 1,100 sockets that send nothing, a few that send half an HTTP/2 preface, and a few
+    // that complete the preface and a SETTINGS frame, then go quiet (an idle HTTP/2
+    // connection with no request).
+    let mut silent = Vec::new();
+    for _ in 0..1_100 {
+        silent.push(tokio::net::TcpStream::connect(&host).await.unwrap());
+    }
+    for _ in 0..5 {
+        let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let _ = c.write_all(b"PRI * HTTP/2.0\r\n").await;
+        silent.push(c);
+    }
+    for _ in 0..5 {
+        let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+        preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let _ = c.write_all(&preface).await;
+        silent.push(c);
+    }
+    let started = Instant::now();
+
+    // Within the header timeout + 5 s, a real client is served again.
+    let deadline = Duration::from_millis(2_000) + Duration::from_secs(5);
+    let healthy = loop {
+        let r = app
+            .client
+            .get(format!("{}/healthz", app.addr))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        if r.as_ref().is_ok_and(|r| r.status() == 200) {
+            break true;
+        }
+        if started.elapsed() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(healthy, "/healthz did not answer 200 within {deadline:?}");
+
+    // Every silent socket has been closed by the server by then.
+    let mut open = 0;
+    for c in &mut silent {
+        let left = deadline.saturating_sub(started.elapsed()) + Duration::from_millis(100);
+        if !closed_by_server(c, left).await {
+            open += 1;
+        }
+    }
+    assert_eq!(
+        open,
+        0,
+        "{open} of {} silent connections still open after {:?}",
+        silent.len(),
+        started.elapsed()
+    );
+    drop(silent);
+    let (st, b) = sum_call(&app).await;
+    assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
+}
+
+#[tokio::test]
+async fn a_connection_with_a_request_in_flight_is_not_closed_as_idle() {
+    let mut s = healing_settings(1, 2);
+    s.server.header_read_timeout_ms = 1_000;
+    let app = spawn_with(s).await;
+    // A call that runs longer than the header read timeout still gets its answer.
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "import time\ntime.sleep(2.5)\nresult = 1"}))
+        .await;
+    assert_eq!((st, b["output"].as_i64()), (200, Some(1)), "{b}");
+}

@@ -89,7 +89,15 @@ pub struct ItemResult {
     pub cache_hit: Option<bool>,
 }
 
-/// Why an item did not succeed: a program error kind, `skipped`, or `sandbox_failure`.
+impl ItemResult {
+    /// The bytes this result keeps: what a result budget counts.
+    pub fn result_bytes(&self) -> usize {
+        self.output.get().len() + self.stdout.len() + self.stderr.len() + self.id.len()
+    }
+}
+
+/// Why an item did not succeed: a program error kind, `skipped`, `result_budget_exceeded`
+/// or `sandbox_failure`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemError {
     pub kind: &'static str,
@@ -137,6 +145,8 @@ pub struct Plan {
     items: Vec<(String, Invocation)>,
     concurrency: usize,
     stop_on_first_error: bool,
+    /// Bytes of results the batch may hand back (see [`Plan::with_result_budget`]).
+    result_budget: Option<usize>,
 }
 
 /// A validated batch, admitted (its admission places and concurrency permits held).
@@ -166,12 +176,27 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// Bounds the bytes of results (output, stdout and stderr of every item) the batch
+    /// hands back, for a caller that keeps them all (a JSON answer, an async execution's
+    /// stored result). The item that would pass the budget, and every item after it, is
+    /// not kept (and not run): it gets `result_budget_exceeded`.
+    pub fn with_result_budget(mut self, bytes: usize) -> Plan {
+        self.result_budget = Some(bytes);
+        self
+    }
 }
 
 impl Admitted {
     /// The validated batch.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// See [`Plan::with_result_budget`].
+    pub fn with_result_budget(mut self, bytes: usize) -> Admitted {
+        self.plan.result_budget = Some(bytes);
+        self
     }
 }
 
@@ -282,6 +307,7 @@ pub fn plan(
         items,
         concurrency,
         stop_on_first_error: req.stop_on_first_error,
+        result_budget: None,
     })
 }
 
@@ -324,6 +350,7 @@ pub fn run_plan<G: Send + Sync + 'static>(
         queue: Mutex::new(batch.items.into_iter().enumerate()),
         stop: AtomicBool::new(false),
         stop_on_first_error: batch.stop_on_first_error,
+        budget: batch.result_budget.map(Budget::new),
     });
     for n in 0..concurrency {
         let gate = Gate {
@@ -348,6 +375,39 @@ struct Shared {
     queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<(String, Invocation)>>>,
     stop: AtomicBool,
     stop_on_first_error: bool,
+    budget: Option<Budget>,
+}
+
+/// What is left of a batch's result budget; once spent, it stays spent.
+struct Budget {
+    limit: usize,
+    left: Mutex<usize>,
+    spent: AtomicBool,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            left: Mutex::new(limit),
+            spent: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `bytes` from the budget, or marks it spent when they do not fit.
+    fn take(&self, bytes: usize) -> bool {
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        if self.spent.load(Ordering::Relaxed) || bytes > *left {
+            self.spent.store(true, Ordering::Relaxed);
+            return false;
+        }
+        *left -= bytes;
+        true
+    }
+
+    fn is_spent(&self) -> bool {
+        self.spent.load(Ordering::Relaxed)
+    }
 }
 
 /// The first worker opens the gate after its first item; the others wait for it.
@@ -377,7 +437,10 @@ async fn worker<G>(
         let Some((index, (id, inv))) = next else {
             break;
         };
-        let r = if shared.stop.load(Ordering::Relaxed) {
+        let spent = shared.budget.as_ref().filter(|b| b.is_spent());
+        let r = if let Some(b) = spent {
+            over_budget(index, id, b.limit)
+        } else if shared.stop.load(Ordering::Relaxed) {
             skipped(index, id)
         } else {
             let started = Instant::now();
@@ -449,6 +512,10 @@ async fn worker<G>(
                     sandbox_failure(index, id, started)
                 }
             };
+            let r = match &shared.budget {
+                Some(b) if !b.take(r.result_bytes()) => over_budget(r.index, r.id, b.limit),
+                _ => r,
+            };
             if !r.success && shared.stop_on_first_error {
                 shared.stop.store(true, Ordering::Relaxed);
             }
@@ -482,6 +549,32 @@ fn sandbox_failure(index: usize, id: String, started: Instant) -> ItemResult {
         stderr: String::new(),
         exit_code: None,
         latency_ms: started.elapsed().as_millis() as u64,
+        cache_hit: None,
+    }
+}
+
+/// An item whose result did not fit the batch's result budget (not run, or run and not
+/// kept).
+fn over_budget(index: usize, id: String, limit: usize) -> ItemResult {
+    crate::metrics::batch_item("skipped");
+    ItemResult {
+        id,
+        index,
+        success: false,
+        skipped: true,
+        output: RawJson::null(),
+        error: Some(ItemError {
+            kind: "result_budget_exceeded",
+            message: format!(
+                "the batch's results reached limits.max_batch_result_bytes ({limit} bytes); \
+                 this item's result was not kept: send the batch with \
+                 `Accept: application/x-ndjson` to stream results without a budget, or in smaller batches"
+            ),
+        }),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: None,
+        latency_ms: 0,
         cache_hit: None,
     }
 }

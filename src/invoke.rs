@@ -89,15 +89,26 @@ impl Invoker {
         let started = Instant::now();
         let inv = requests::invocation(req, &self.settings, caller)?;
         requests::packages_available(&self.pools, &inv)?;
-        let _admitted = tracing::info_span!("admission")
-            .in_scope(|| self.admission.try_admit().ok_or(ExecuteError::Shed))?;
+        let admitted = tracing::info_span!("admission").in_scope(|| {
+            self.admission
+                .clone()
+                .try_admit_owned()
+                .ok_or(ExecuteError::Shed)
+        })?;
         let max = caller.quota.max_concurrent;
-        let _permit = self
+        let permit = self
             .concurrency
             .acquire(&caller.subject, max)
             .await?
             .ok_or(ExecuteError::ConcurrencyLimited(max))?;
-        let resp = self.run(inv, request_id, started).await?;
+        // Both go with the work, not with this request: they are given back when the
+        // container is done, even if the caller has gone away.
+        let language = inv.language;
+        let ex = self
+            .pools
+            .execute_holding(inv, (admitted, permit))
+            .await?;
+        let resp = respond(language, ex, request_id, started);
         tracing::info!(
             execution_id = %resp.execution_id, language = %resp.language,
             subject = %caller.subject, success = resp.success, duration_ms = resp.duration_ms,

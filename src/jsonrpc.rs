@@ -13,7 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthFailure, Credential};
@@ -165,6 +166,51 @@ pub async fn upgrade(
         .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller, credential)))
 }
 
+/// Requests one socket may have in flight. Past it the socket is not read until one
+/// finishes: a client that keeps sending is slowed down, never buffered.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Bytes of replies and notifications waiting for one socket's writer. A reply larger
+/// than this waits for the queue to empty, then goes alone.
+const OUTBOX_BYTES: usize = 16 * 1024 * 1024;
+
+/// One socket's outgoing frames: a queue bounded in bytes. A handler waits for room; a
+/// streamed-output notification that finds none is dropped (the command's reply carries
+/// the whole output). Once the writer has gone, every send fails at once.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<(String, OwnedSemaphorePermit)>,
+    room: Arc<Semaphore>,
+}
+
+impl Outbox {
+    fn new() -> (Outbox, mpsc::UnboundedReceiver<(String, OwnedSemaphorePermit)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(OUTBOX_BYTES));
+        (Outbox { tx, room }, rx)
+    }
+
+    fn cost(text: &str) -> u32 {
+        text.len().clamp(1, OUTBOX_BYTES) as u32
+    }
+
+    /// Queues a reply, waiting for room.
+    pub async fn send(&self, text: String) -> bool {
+        let Ok(permit) = self.room.clone().acquire_many_owned(Self::cost(&text)).await else {
+            return false;
+        };
+        self.tx.send((text, permit)).is_ok()
+    }
+
+    /// Queues a notification if there is room now.
+    pub fn try_send(&self, text: String) -> bool {
+        let Ok(permit) = self.room.clone().try_acquire_many_owned(Self::cost(&text)) else {
+            return false;
+        };
+        self.tx.send((text, permit)).is_ok()
+    }
+}
+
 /// Why a socket's read loop ended.
 enum Ended {
     ByClient,
@@ -172,6 +218,8 @@ enum Ended {
     CredentialRevoked,
     /// Nothing (no message, no pong) for `server.websocket_idle_timeout_ms`.
     Idle,
+    /// The client stopped reading: a frame could not be written for the idle timeout.
+    NotReading,
 }
 
 async fn serve(
@@ -181,39 +229,65 @@ async fn serve(
     credential: Option<Credential>,
 ) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = Outbox::new();
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
     let ping_every = Duration::from_millis(state.settings.server.websocket_ping_interval_ms);
     let idle_limit = Duration::from_millis(state.settings.server.websocket_idle_timeout_ms);
-    let writer = tokio::spawn(async move {
-        // Pings keep a quiet but live client connected (its pongs count as activity) and
-        // find the dead ones.
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        loop {
-            let out = tokio::select! {
-                text = rx.recv() => match text {
-                    Some(text) => Message::Text(text.into()),
-                    None => break,
-                },
-                _ = ping.tick() => Message::Ping(Default::default()),
-            };
-            if sink.send(out).await.is_err() {
+    let stalled = CancellationToken::new();
+    let writer = {
+        let (stalled, room) = (stalled.clone(), tx.room.clone());
+        tokio::spawn(async move {
+            // Pings keep a quiet but live client connected (its pongs count as activity)
+            // and find the dead ones.
+            let mut ping =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            loop {
+                let (out, _room) = tokio::select! {
+                    next = rx.recv() => match next {
+                        Some((text, permit)) => (Message::Text(text.into()), Some(permit)),
+                        None => break,
+                    },
+                    _ = ping.tick() => (Message::Ping(Default::default()), None),
+                };
+                // A client that does not read is not waited for beyond the idle timeout.
+                match tokio::time::timeout(idle_limit, sink.send(out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        stalled.cancel();
+                        break;
+                    }
+                }
+            }
+            // Handlers still waiting for room give up at once.
+            room.close();
+            if stalled.is_cancelled() {
                 return;
             }
-        }
-        // Every reply is out; say why the socket closes, if the server closes it.
-        if let Ok(frame) = close_rx.await {
-            let _ = sink.send(Message::Close(Some(frame))).await;
-        }
-    });
+            // Every reply is out; say why the socket closes, if the server closes it.
+            if let Ok(frame) = close_rx.await {
+                let _ = sink.send(Message::Close(Some(frame))).await;
+            }
+        })
+    };
     // This socket's requests in flight: at shutdown they finish (within the gateway's
     // grace) and their replies are sent before the socket is closed.
     let inflight = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut last_heard = tokio::time::Instant::now();
     let ended = loop {
+        // Backpressure: no more is read from a client with MAX_IN_FLIGHT requests running.
+        let slot = tokio::select! {
+            _ = state.shutdown.cancelled() => break Ended::Shutdown,
+            _ = stalled.cancelled() => break Ended::NotReading,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break Ended::ByClient,
+            },
+        };
         let msg = tokio::select! {
             _ = state.shutdown.cancelled() => break Ended::Shutdown,
+            _ = stalled.cancelled() => break Ended::NotReading,
             _ = tokio::time::sleep_until(last_heard + idle_limit) => break Ended::Idle,
             msg = stream.next() => msg,
         };
@@ -233,7 +307,7 @@ async fn serve(
                 "the credential is no longer valid; reconnect with a valid one",
             )
             .rejected("auth");
-            let _ = tx.send(error_response(Value::Null, e).to_string());
+            let _ = tx.try_send(error_response(Value::Null, e).to_string());
             break Ended::CredentialRevoked;
         }
         // Each message is handled on its own task: several requests may be in flight.
@@ -242,10 +316,15 @@ async fn serve(
         inflight.spawn(async move {
             if let Some(resp) = handle_text(&state, &caller, credential.as_ref(), &text, &tx).await
             {
-                let _ = tx.send(resp.to_string());
+                tx.send(resp.to_string()).await;
             }
+            drop(slot);
         });
     };
+    if matches!(ended, Ended::NotReading) {
+        tracing::info!(subject = %caller.subject, "closing a WebSocket whose client stopped reading");
+        crate::metrics::rejection("websocket_not_reading");
+    }
     inflight.close();
     inflight.wait().await;
     match ended {
@@ -261,7 +340,7 @@ async fn serve(
                 reason: "idle timeout: no message or pong".into(),
             });
         }
-        Ended::ByClient | Ended::CredentialRevoked => {}
+        Ended::ByClient | Ended::CredentialRevoked | Ended::NotReading => {}
     }
     // A disconnect does not close the caller's sessions: they live until idle timeout.
     drop(tx);
@@ -274,7 +353,7 @@ pub async fn handle_text(
     caller: &Principal,
     credential: Option<&Credential>,
     text: &str,
-    tx: &mpsc::UnboundedSender<String>,
+    tx: &Outbox,
 ) -> Option<Value> {
     let v: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -317,7 +396,7 @@ async fn handle_one(
     caller: &Principal,
     credential: Option<&Credential>,
     req: Value,
-    tx: &mpsc::UnboundedSender<String>,
+    tx: &Outbox,
 ) -> Option<Value> {
     let Value::Object(obj) = req else {
         return Some(error_response(
@@ -424,7 +503,7 @@ async fn dispatch(
     credential: Option<&Credential>,
     method: &str,
     params: Value,
-    tx: &mpsc::UnboundedSender<String>,
+    tx: &Outbox,
 ) -> Result<Value, RpcError> {
     let sessions = &state.sessions;
     match method {
@@ -462,7 +541,7 @@ async fn dispatch(
                     "method": "session.output",
                     "params": {"sessionId": sid, "stream": stream, "data": data},
                 });
-                let _ = tx.send(note.to_string());
+                tx.try_send(note.to_string());
             };
             Ok(commands::execute(
                 sessions,

@@ -4,13 +4,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::RateLimiter;
-use moka::sync::Cache;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::Quota;
 use crate::shared::{Shared, SharedError, SharedPermit};
@@ -179,27 +177,46 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 }
 
-/// Per-caller caps on invocations in flight. Entries idle for ten minutes are dropped.
-/// With `[shared]` configured the places are leases in Redis, counted across replicas,
-/// that expire after `lease` if a replica dies holding them.
+/// Per-caller caps on invocations in flight. Locally, a count per subject with work in
+/// flight, judged against the caller's quota at each acquire: a quota changed in the keys
+/// file applies to the next call, and a subject's entry goes when its last place is
+/// given back (nothing to evict, so a long batch's count is never forgotten and the cap
+/// never doubles; the map holds only callers with work in flight). With `[shared]`
+/// configured the places are leases in Redis, counted across replicas, that expire after
+/// `lease` if a replica dies holding them.
 pub struct Concurrency {
-    per_subject: Cache<String, Arc<Semaphore>>,
+    local: Arc<Mutex<HashMap<String, u32>>>,
     shared: Option<(Arc<Shared>, Duration)>,
 }
 
 /// A place among a caller's invocations in flight; dropping it gives it back.
 pub enum Permit {
-    Local(OwnedSemaphorePermit),
+    Local(LocalPermit),
     Shared(SharedPermit),
+}
+
+/// A place counted in this process; dropping it gives it back.
+pub struct LocalPermit {
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+    subject: String,
+}
+
+impl Drop for LocalPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.subject) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.subject);
+            }
+        }
+    }
 }
 
 impl Default for Concurrency {
     fn default() -> Self {
         Concurrency {
-            per_subject: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            local: Arc::new(Mutex::new(HashMap::new())),
             shared: None,
         }
     }
@@ -227,14 +244,22 @@ impl Concurrency {
     }
 
     /// A permit, or `None` when the caller already has `max` invocations in flight.
-    pub fn try_acquire(&self, subject: &str, max: u32) -> Option<OwnedSemaphorePermit> {
-        if max == 0 {
+    pub fn try_acquire(&self, subject: &str, max: u32) -> Option<LocalPermit> {
+        let mut counts = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.get(subject).copied().unwrap_or(0);
+        if n >= max {
             return None;
         }
-        let sem = self.per_subject.get_with(subject.to_string(), || {
-            Arc::new(Semaphore::new(max as usize))
-        });
-        sem.try_acquire_owned().ok()
+        counts.insert(subject.to_string(), n + 1);
+        Some(LocalPermit {
+            counts: self.local.clone(),
+            subject: subject.to_string(),
+        })
+    }
+
+    /// Subjects with places held here (what the local map holds).
+    pub fn subjects_in_flight(&self) -> usize {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -365,7 +390,17 @@ mod tests {
         let _p2 = c.try_acquire("k", 2).unwrap();
         assert!(c.try_acquire("k", 2).is_none());
         drop(p1);
-        assert!(c.try_acquire("k", 2).is_some());
+        let p3 = c.try_acquire("k", 2).unwrap();
+        // A lowered quota applies at once; a raised one too.
+        assert!(c.try_acquire("k", 1).is_none());
+        assert!(c.try_acquire("k", 3).is_some());
+        drop((p3, _p2));
+        // Nothing is kept for a subject with nothing in flight.
+        assert_eq!(c.subjects_in_flight(), 0);
+        for i in 0..10_000 {
+            drop(c.try_acquire(&format!("s{i}"), 1).unwrap());
+        }
+        assert_eq!(c.subjects_in_flight(), 0);
         let a = Admission::new(1);
         let g = a.try_admit().unwrap();
         assert!(a.try_admit().is_none());

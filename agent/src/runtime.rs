@@ -461,6 +461,15 @@ impl Agent {
                     outcome.output = Some(v);
                     None
                 }
+                // Deeper than any parser on the path allows: refused here, the same for
+                // every path (a tree of it would fail in the gateway or in a client).
+                Err(e) if e.to_string().contains(codebeaker_proto::TOO_DEEP) => Some(err(
+                    ProgramErrorKind::InvalidOutput,
+                    format!(
+                        "`result` is nested deeper than the limit of {} levels of arrays and objects",
+                        codebeaker_proto::MAX_JSON_DEPTH
+                    ),
+                )),
                 Err(e) => Some(err(
                     ProgramErrorKind::InvalidOutput,
                     format!("output.json is not valid JSON: {e}"),

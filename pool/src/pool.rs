@@ -665,6 +665,17 @@ impl Pools {
     /// completes and the container goes back to the pool clean, instead of being abandoned
     /// with a reply in flight.
     pub async fn execute(self: &Arc<Self>, inv: Invocation) -> Result<Execution, PoolError> {
+        self.execute_holding(inv, ()).await
+    }
+
+    /// [`Pools::execute`], holding `guard` (the caller's admission place and concurrency
+    /// permit) until the container's work is over, not until the caller stops waiting: a
+    /// caller that disconnects must not free its place while its program still runs.
+    pub async fn execute_holding<G: Send + 'static>(
+        self: &Arc<Self>,
+        inv: Invocation,
+        guard: G,
+    ) -> Result<Execution, PoolError> {
         let lp = self.select(inv.language, &inv.packages)?.clone();
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
@@ -673,8 +684,13 @@ impl Pools {
         // The task keeps the caller's span as parent, so traces show the pool work.
         let span = tracing::Span::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tasks
-            .spawn(async move { run_on_pool(&pools, &lp, inv, tx).await }.instrument(span));
+        self.tasks.spawn(
+            async move {
+                run_on_pool(&pools, &lp, inv, tx).await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
         rx.await.map_err(|_| PoolError::ShuttingDown)?
     }
 

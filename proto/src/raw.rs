@@ -21,15 +21,16 @@ use std::fmt;
 pub struct RawJson(Box<RawValue>);
 
 /// The deepest nesting of arrays and objects a value may have on any path through
-/// CodeBeaker: a request's input, a program's `output.json`, a JSON-RPC frame. It is
-/// serde_json's own recursion limit (128: a value nested 128 deep fails to parse into a
-/// tree), so that every value the gateway accepts can also be looked into wherever a step
-/// needs to. Validating as raw text skips that limit, so it is checked here explicitly.
-pub const MAX_JSON_DEPTH: usize = 127;
+/// CodeBeaker: a request's input, a program's `output.json`. Answers wrap a value in a few
+/// levels of their own (a batch answer puts an item's output three levels down, an async
+/// batch's stored result four), and every answer must stay within the 128 levels that
+/// serde_json (and Python's and most clients' parsers) accept, so a value may use 120 of
+/// them. Validating as raw text skips serde_json's own limit, so it is checked here.
+pub const MAX_JSON_DEPTH: usize = 120;
 
 /// The message of a value nested deeper than [`MAX_JSON_DEPTH`]; the gateway recognises a
 /// deserialization error by it (a syntax-level refusal, 400 `malformed_json`).
-pub const TOO_DEEP: &str = "JSON nested deeper than the limit of 127 levels";
+pub const TOO_DEEP: &str = "JSON nested deeper than the limit of 120 levels";
 
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

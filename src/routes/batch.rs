@@ -7,10 +7,9 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde_json::json;
 use std::time::Instant;
 
-use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
+use crate::batch::{self, BatchRequest, BatchSummary};
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::routes::auth::Caller;
@@ -38,7 +37,16 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Execute)?;
     let Json(req) = body?;
-    let admitted = batch::admit(&state.invoker, &caller, req).await?;
+    let streaming = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(NDJSON));
+    let mut admitted = batch::admit(&state.invoker, &caller, req).await?;
+    if !streaming {
+        // The JSON answer keeps every result until the last item: bounded.
+        admitted =
+            admitted.with_result_budget(state.settings.limits.max_batch_result_bytes);
+    }
     let started = Instant::now();
     let mut summary = BatchSummary {
         batch_id: admitted.plan().id().to_string(),
@@ -49,10 +57,9 @@ pub async fn batch(
     };
     tracing::info!(batch_id = %summary.batch_id, subject = %caller.subject, items = summary.total_items, concurrency = summary.concurrency, "batch admitted");
     let items = batch::run(state.invoker.clone(), admitted);
-    let streaming = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains(NDJSON));
+    // Results are written as text straight from their raw JSON, never through a
+    // `serde_json::Value` (whose depth limit a program's output must not meet here) and
+    // never copied twice.
     if streaming {
         // One line per item as it finishes, then the summary. Nothing is kept after a
         // line is sent; if the client goes away, the stream is dropped and the items not
@@ -61,31 +68,63 @@ pub async fn batch(
             .map(Some)
             .chain(futures_util::stream::once(async { None }))
             .map(move |item| {
-                let line = match item {
+                let mut text = match item {
                     Some(r) => {
                         summary.add(&r);
-                        json!({"type": "item", "item": r})
+                        format!(r#"{{"type":"item","item":{}}}"#, to_text(&r))
                     }
                     None => {
                         finish(&mut summary, started);
-                        json!({"type": "summary", "summary": &summary})
+                        format!(r#"{{"type":"summary","summary":{}}}"#, to_text(&summary))
                     }
                 };
-                let mut text = line.to_string();
                 text.push('\n');
                 Ok::<_, std::convert::Infallible>(text)
             });
         return Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(lines)).into_response());
     }
-    let mut results: Vec<ItemResult> = items.collect().await;
-    results.sort_by_key(|r| r.index);
-    for r in &results {
-        summary.add(r);
+    // Each result is serialized once as it arrives and kept as text in its slot; the
+    // answer is then streamed from the slots, so the whole answer is never built again.
+    let mut slots: Vec<Option<String>> = vec![None; summary.total_items];
+    let mut items = std::pin::pin!(items);
+    while let Some(r) = items.next().await {
+        summary.add(&r);
+        let index = r.index;
+        if let Some(slot) = slots.get_mut(index) {
+            *slot = Some(to_text(&r));
+        }
     }
     finish(&mut summary, started);
-    let mut body = serde_json::to_value(&summary).unwrap_or_default();
-    body["results"] = serde_json::to_value(&results).unwrap_or_default();
-    Ok(Json(body).into_response())
+    let head = to_text(&summary);
+    // `{…summary…,"results":[item,item,…]}`: the summary object, reopened.
+    let head = format!("{},\"results\":[", head.strip_suffix('}').unwrap_or(&head));
+    let parts = std::iter::once(head)
+        .chain(
+            slots
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, text)| if i == 0 { text } else { format!(",{text}") }),
+        )
+        .chain(std::iter::once("]}".to_string()))
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures_util::stream::iter(parts)),
+    )
+        .into_response())
+}
+
+/// One value as JSON text. The types here serialize raw JSON verbatim and cannot fail;
+/// should one ever do, the answer says so instead of dropping a result silently.
+fn to_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a batch result could not be serialized");
+        format!(
+            r#"{{"error":{{"kind":"internal","message":"this result could not be serialized: {}"}}}}"#,
+            e.to_string().replace(['"', '\\'], "'")
+        )
+    })
 }
 
 fn finish(summary: &mut BatchSummary, started: Instant) {

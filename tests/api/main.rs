@@ -6,6 +6,7 @@ mod helpers;
 mod batch;
 mod edge;
 mod executions;
+mod hardening;
 mod healing;
 mod hostile;
 mod languages;

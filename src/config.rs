@@ -386,7 +386,10 @@ impl Settings {
             ("limits.admission_limit", l.admission_limit as u64),
             ("limits.max_batch_items", l.max_batch_items as u64),
             ("limits.max_batch_body_bytes", l.max_batch_body_bytes as u64),
-            ("limits.max_batch_result_bytes", l.max_batch_result_bytes as u64),
+            (
+                "limits.max_batch_result_bytes",
+                l.max_batch_result_bytes as u64,
+            ),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
             (

@@ -73,6 +73,8 @@ fn request_status(e: &RequestError) -> Mapped {
         RequestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         RequestError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
         RequestError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        RequestError::UnknownField(_) => (StatusCode::BAD_REQUEST, "unknown_field"),
+        RequestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
         RequestError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
         RequestError::UnknownPackages(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_packages"),
     }

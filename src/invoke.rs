@@ -104,10 +104,7 @@ impl Invoker {
         // Both go with the work, not with this request: they are given back when the
         // container is done, even if the caller has gone away.
         let language = inv.language;
-        let ex = self
-            .pools
-            .execute_holding(inv, (admitted, permit))
-            .await?;
+        let ex = self.pools.execute_holding(inv, (admitted, permit)).await?;
         let resp = respond(language, ex, request_id, started);
         tracing::info!(
             execution_id = %resp.execution_id, language = %resp.language,

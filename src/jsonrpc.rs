@@ -97,7 +97,9 @@ impl From<RequestError> for RpcError {
             RequestError::UnsupportedLanguage(_)
             | RequestError::TooLarge { .. }
             | RequestError::Invalid(_)
+            | RequestError::UnknownField(_)
             | RequestError::UnknownPackages(_) => rpc_err(INVALID_PARAMS, e.to_string()),
+            RequestError::Malformed(_) => rpc_err(PARSE_ERROR, e.to_string()),
         }
     }
 }
@@ -184,7 +186,10 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    fn new() -> (Outbox, mpsc::UnboundedReceiver<(String, OwnedSemaphorePermit)>) {
+    fn new() -> (
+        Outbox,
+        mpsc::UnboundedReceiver<(String, OwnedSemaphorePermit)>,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(OUTBOX_BYTES));
         (Outbox { tx, room }, rx)
@@ -196,7 +201,12 @@ impl Outbox {
 
     /// Queues a reply, waiting for room.
     pub async fn send(&self, text: String) -> bool {
-        let Ok(permit) = self.room.clone().acquire_many_owned(Self::cost(&text)).await else {
+        let Ok(permit) = self
+            .room
+            .clone()
+            .acquire_many_owned(Self::cost(&text))
+            .await
+        else {
             return false;
         };
         self.tx.send((text, permit)).is_ok()
@@ -577,7 +587,10 @@ async fn dispatch(
             let req: ExecuteRequest = serde_json::from_value(params)
                 .map_err(|e| rpc_err(INVALID_PARAMS, format!("invalid params: {e}")))?;
             let resp = state.invoker.execute(caller, req, None).await?;
-            Ok(serde_json::to_value(resp).unwrap_or_default())
+            // Never a silent null: a result that cannot become a tree (it cannot, within
+            // MAX_JSON_DEPTH) is an error the caller sees.
+            serde_json::to_value(resp)
+                .map_err(|e| rpc_err(-32603, format!("the result could not be encoded: {e}")))
         }
         other => Err(rpc_err(
             METHOD_NOT_FOUND,

@@ -93,6 +93,12 @@ pub enum RequestError {
     LimitExceeded(String),
     #[error("{0}")]
     Invalid(String),
+    /// A member the route does not know (native routes refuse them: see `routes::strict`).
+    #[error("unknown field `{0}`: this route does not take it (see the API reference)")]
+    UnknownField(String),
+    /// JSON the route cannot take as it is written (nested deeper than `MAX_JSON_DEPTH`).
+    #[error("{0}")]
+    Malformed(String),
     #[error(transparent)]
     Denied(#[from] Denied),
     /// Packages no image variant of the language has.

@@ -21,6 +21,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::Router;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -33,7 +34,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 /// The connection limits.
@@ -218,7 +218,10 @@ mod tests {
         assert!(a.is_idle_for(Duration::ZERO));
         let g = a.begin();
         assert!(!a.is_idle_for(Duration::ZERO));
-        assert_eq!(a.idle_deadline(Duration::from_secs(3)), Duration::from_secs(3));
+        assert_eq!(
+            a.idle_deadline(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
         drop(g);
         assert!(!a.is_idle_for(Duration::from_secs(60)));
         assert!(a.idle_deadline(Duration::from_secs(60)) > Duration::from_secs(59));

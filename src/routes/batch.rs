@@ -1,11 +1,9 @@
 //! `POST /v1/execute/batch`: one program against many inputs (see `batch.rs`).
 
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures_util::StreamExt;
 use std::time::Instant;
 
@@ -13,6 +11,7 @@ use crate::batch::{self, BatchRequest, BatchSummary};
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::routes::auth::Caller;
+use crate::routes::strict::Strict;
 use crate::state::AppState;
 
 const NDJSON: &str = "application/x-ndjson";
@@ -33,10 +32,10 @@ pub async fn batch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
-    body: Result<Json<BatchRequest>, JsonRejection>,
+    body: Result<Strict<BatchRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Execute)?;
-    let Json(req) = body?;
+    let Strict(req) = body?;
     let streaming = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -44,8 +43,7 @@ pub async fn batch(
     let mut admitted = batch::admit(&state.invoker, &caller, req).await?;
     if !streaming {
         // The JSON answer keeps every result until the last item: bounded.
-        admitted =
-            admitted.with_result_budget(state.settings.limits.max_batch_result_bytes);
+        admitted = admitted.with_result_budget(state.settings.limits.max_batch_result_bytes);
     }
     let started = Instant::now();
     let mut summary = BatchSummary {
@@ -99,13 +97,13 @@ pub async fn batch(
     // `{…summary…,"results":[item,item,…]}`: the summary object, reopened.
     let head = format!("{},\"results\":[", head.strip_suffix('}').unwrap_or(&head));
     let parts = std::iter::once(head)
-        .chain(
-            slots
-                .into_iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, text)| if i == 0 { text } else { format!(",{text}") }),
-        )
+        .chain(slots.into_iter().flatten().enumerate().map(|(i, text)| {
+            if i == 0 {
+                text
+            } else {
+                format!(",{text}")
+            }
+        }))
         .chain(std::iter::once("]}".to_string()))
         .map(Ok::<_, std::convert::Infallible>);
     Ok((

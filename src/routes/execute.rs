@@ -1,6 +1,5 @@
 //! `POST /v1/execute`: one invocation on a warm container.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -10,6 +9,7 @@ use crate::error::ApiError;
 use crate::invoke::ExecuteResponse;
 use crate::requests::ExecuteRequest;
 use crate::routes::auth::Caller;
+use crate::routes::strict::Strict;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -32,10 +32,10 @@ pub async fn execute(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
-    body: Result<Json<ExecuteRequest>, JsonRejection>,
+    body: Result<Strict<ExecuteRequest>, ApiError>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     caller.require(Scope::Execute)?;
-    let Json(req) = body?;
+    let Strict(req) = body?;
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

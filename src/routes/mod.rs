@@ -8,3 +8,4 @@ pub mod executions;
 pub mod forward;
 pub mod meta;
 pub mod sessions;
+pub mod strict;

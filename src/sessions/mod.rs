@@ -301,6 +301,15 @@ impl Sessions {
         {
             return Err(SessionError::NotFound);
         }
+        // Past its lifetime: closed here, not only by the janitor, which leaves busy
+        // sessions alone (back-to-back commands would otherwise keep one for ever).
+        let now = Instant::now();
+        if now.saturating_duration_since(session.created) >= session.max_lifetime() {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            map.remove(session.id());
+            tracing::info!(session = %session.id(), "session reached its maximum lifetime");
+            return Err(SessionError::NotFound);
+        }
         // Docker reported its container dead: say so once, and close the session.
         if !self.pools.container_alive(&session.container_id) {
             let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());

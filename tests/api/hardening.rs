@@ -97,8 +97,14 @@ async fn output_nested_too_deep_is_the_programs_error_on_every_path() {
     assert_eq!(results.len(), 3, "{b}");
     assert_eq!(results[0]["success"], true, "{b}");
     assert_eq!(results[1]["error"]["kind"], "invalid_output", "{b}");
-    assert_eq!(results[2]["success"], true, "MAX_JSON_DEPTH deep is within the limit: {b}");
-    assert_eq!((b["successCount"].as_u64(), b["failureCount"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        results[2]["success"], true,
+        "MAX_JSON_DEPTH deep is within the limit: {b}"
+    );
+    assert_eq!(
+        (b["successCount"].as_u64(), b["failureCount"].as_u64()),
+        (Some(2), Some(1))
+    );
 
     // The same batch as NDJSON: a line per item, then the summary.
     let r = app
@@ -150,7 +156,13 @@ async fn input_nested_too_deep_is_refused_at_the_edge() {
         assert_eq!(r.status(), 400, "depth {depth}");
         let b: Value = r.json().await.unwrap();
         assert_eq!(b["error"]["kind"], "malformed_json", "{b}");
-        assert!(b["error"]["message"].as_str().unwrap().contains(&MAX_JSON_DEPTH.to_string()), "{b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&MAX_JSON_DEPTH.to_string()),
+            "{b}"
+        );
         let batch = format!(
             r#"{{"language":"python","code":"result = 1","items":[{{"id":"a","input":{}}}]}}"#,
             nested(depth)
@@ -169,7 +181,11 @@ async fn input_nested_too_deep_is_refused_at_the_edge() {
     // MAX_JSON_DEPTH deep is accepted and reaches the program intact.
     let body = format!(
         r#"{{"language":"python","code":"d = 0\nv = input_data\nwhile isinstance(v, list) and v:\n    d += 1\n    v = v[0]\nresult = d","input":{}}}"#,
-        format!("{}1{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH))
+        format!(
+            "{}1{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        )
     );
     let r = app.post_raw(&body, "application/json").await;
     let b: Value = r.json().await.unwrap();
@@ -202,8 +218,15 @@ async fn a_batch_that_prints_a_mebibyte_per_item_keeps_memory_bounded() {
         .iter()
         .filter(|r| r["error"]["kind"] == "result_budget_exceeded")
         .count();
-    assert!(kept >= 20, "the items within the budget keep their results ({kept})");
-    assert_eq!(kept + over, 300, "every other item says why it has no result");
+    assert!(
+        kept >= 20,
+        "the items within the budget keep their results ({kept})"
+    );
+    assert_eq!(
+        kept + over,
+        300,
+        "every other item says why it has no result"
+    );
     assert!(
         results[kept]["error"]["message"]
             .as_str()
@@ -292,7 +315,8 @@ async fn a_websocket_client_that_stops_reading_is_not_buffered() {
 
     let url = app.addr.replace("http://", "ws://") + "/ws/jsonrpc";
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("x-api-key", app.key.parse().unwrap());
+    req.headers_mut()
+        .insert("x-api-key", app.key.parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let (mut sink, stream) = ws.split();
     let before = rss();
@@ -303,7 +327,11 @@ async fn a_websocket_client_that_stops_reading_is_not_buffered() {
         for id in 0..200 {
             let frame = json!({"jsonrpc": "2.0", "id": id, "method": "session.execute",
                 "params": {"sessionId": sid, "command": {"type": "read_file", "path": "big"}}});
-            if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+            if sink
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
                 return id;
             }
         }
@@ -350,4 +378,89 @@ async fn session_with_big_file(app: &TestApp) -> String {
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     sid
+}
+
+#[tokio::test]
+async fn native_routes_refuse_unknown_fields_and_name_them() {
+    let app = spawn(&[Language::Python]).await;
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "print(input())", "stdin": "hello"}))
+        .await;
+    assert_eq!(
+        (st, b["error"]["kind"].as_str()),
+        (400, Some("unknown_field")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("stdin"),
+        "{b}"
+    );
+    let r = app
+        .client
+        .post(format!("{}/v1/execute/batch", app.addr))
+        .header("x-api-key", &app.key)
+        .json(&json!({"language": "python", "code": "result = 1", "items": [{"id": "a", "inputs": {}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("items.0.inputs"),
+        "{b}"
+    );
+    // The seeds' route stays lenient: its clients send members of their own.
+    let r = app
+        .client
+        .post(format!("{}/api/execute", app.addr))
+        .header("x-api-key", &app.key)
+        .json(&json!({"language": "python", "code": "print(1)", "clientVersion": "1.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_session_kept_busy_still_ends_at_its_maximum_lifetime() {
+    let app = spawn(&[Language::Python]).await;
+    let r = app
+        .client
+        .post(format!("{}/v1/sessions", app.addr))
+        .header("x-api-key", &app.key)
+        .json(&json!({"language": "python", "maxLifetimeMinutes": 0.05}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let sid = r.json::<Value>().await.unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    // Commands back to back, each keeping the session busy, for up to 15 s.
+    let mut last = 200;
+    while started.elapsed() < Duration::from_secs(15) {
+        let r = app
+            .client
+            .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
+            .header("x-api-key", &app.key)
+            .json(&json!({"type": "execute_shell", "commandName": "sleep", "args": ["0.2"]}))
+            .send()
+            .await
+            .unwrap();
+        last = r.status().as_u16();
+        if last == 404 {
+            break;
+        }
+    }
+    assert_eq!(last, 404, "the session outlived its 3 s lifetime");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -112,6 +112,12 @@ pub struct ExecutionSettings {
     pub max_queued: usize,
     /// How often an idle worker looks at the queue (new submissions wake it at once).
     pub poll_interval_ms: u64,
+    /// Executions of one tenant running at once (across replicas with `[shared]`), so that
+    /// one tenant's long work cannot hold every worker. 0 means `workers - 1` (at least 1).
+    pub max_running_per_tenant: usize,
+    /// An async batch's overall deadline, from its start: items not finished by then are
+    /// `skipped` and the execution completes with the rest.
+    pub max_run_secs: u64,
 }
 
 impl Default for ExecutionSettings {
@@ -123,6 +129,8 @@ impl Default for ExecutionSettings {
             max_queued_per_tenant: 1_000,
             max_queued: 10_000,
             poll_interval_ms: 500,
+            max_running_per_tenant: 0,
+            max_run_secs: 3_600,
         }
     }
 }
@@ -280,6 +288,10 @@ pub struct ExecutionLimits {
     pub max_batch_items: usize,
     /// Whole body of a batch request (its own limit: a batch carries many inputs).
     pub max_batch_body_bytes: usize,
+    /// Most bytes of item results (output, stdout, stderr) one batch answer or one async
+    /// execution's stored result may hold. Reached, the items after it are not run and
+    /// get `result_budget_exceeded` (NDJSON streams hold nothing and have no budget).
+    pub max_batch_result_bytes: usize,
     /// Invocations admitted at once across the gateway (running or waiting for a
     /// container). Past it, requests are shed at once with 503 instead of queueing.
     pub admission_limit: usize,
@@ -314,6 +326,7 @@ impl Default for ExecutionLimits {
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_items: 10_000,
             max_batch_body_bytes: 32 * 1024 * 1024,
+            max_batch_result_bytes: 64 * 1024 * 1024,
             admission_limit: 256,
         }
     }
@@ -381,6 +394,11 @@ impl Settings {
             ("limits.admission_limit", l.admission_limit as u64),
             ("limits.max_batch_items", l.max_batch_items as u64),
             ("limits.max_batch_body_bytes", l.max_batch_body_bytes as u64),
+            (
+                "limits.max_batch_result_bytes",
+                l.max_batch_result_bytes as u64,
+            ),
+            ("executions.max_run_secs", self.executions.max_run_secs),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
             (

@@ -112,6 +112,12 @@ pub struct ExecutionSettings {
     pub max_queued: usize,
     /// How often an idle worker looks at the queue (new submissions wake it at once).
     pub poll_interval_ms: u64,
+    /// Executions of one tenant running at once (across replicas with `[shared]`), so that
+    /// one tenant's long work cannot hold every worker. 0 means `workers - 1` (at least 1).
+    pub max_running_per_tenant: usize,
+    /// An async batch's overall deadline, from its start: items not finished by then are
+    /// `skipped` and the execution completes with the rest.
+    pub max_run_secs: u64,
 }
 
 impl Default for ExecutionSettings {
@@ -123,6 +129,8 @@ impl Default for ExecutionSettings {
             max_queued_per_tenant: 1_000,
             max_queued: 10_000,
             poll_interval_ms: 500,
+            max_running_per_tenant: 0,
+            max_run_secs: 3_600,
         }
     }
 }
@@ -390,6 +398,7 @@ impl Settings {
                 "limits.max_batch_result_bytes",
                 l.max_batch_result_bytes as u64,
             ),
+            ("executions.max_run_secs", self.executions.max_run_secs),
             ("auth.reload_interval_ms", self.auth.reload_interval_ms),
             ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
             (

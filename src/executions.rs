@@ -5,6 +5,17 @@
 //! workers in submission order. The queue is the admission: queued work waits its turn
 //! instead of being shed, and its depth is bounded per tenant (429) and in total (503).
 //!
+//! Fairness: tenants with queued work take turns, and no tenant runs more than
+//! `executions.max_running_per_tenant` at once (by default one worker is always left to
+//! the others). A worker takes the same places a synchronous call would: one of the
+//! gateway's admission and of the caller's `max_concurrent` per item run at once; when it
+//! cannot get them it gives the execution back to the queue (it is not failed) and waits.
+//! A batch has an overall deadline (`executions.max_run_secs`) and a budget for its stored
+//! result (`limits.max_batch_result_bytes`): the items past either are not run.
+//!
+//! Every result the worker got is recorded: the write is retried, and if it cannot be
+//! stored the execution ends `failed` with `result_not_stored` (and its callback is sent).
+//!
 //! After a crash, executions that were queued run; executions that were running are run
 //! again once (at-least-once), and one interrupted a second time is failed with that
 //! reason. A cancelled queued execution never runs; cancelling a running one discards its
@@ -25,8 +36,10 @@ use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
 use crate::config::{ExecutionSettings, WebhookSettings};
 use crate::domain::{Principal, Quota, Scope, Via};
 use crate::invoke::Invoker;
+use crate::limits::{AdmittedOwned, Permit};
 use crate::requests::{self, ExecuteRequest, RequestError};
 use crate::store::{Delivery, Job, JobStore, Status, StoreError};
+use codebeaker_proto::RawJson;
 
 /// Why an async request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +89,64 @@ impl StoredCaller {
         }
     }
 }
+
+/// Why a claimed job did not produce a result.
+enum RunError {
+    /// The job failed, for this reason (shown to the caller).
+    Failed(String),
+    /// The gateway's admission or the caller's `max_concurrent` is full: run it later.
+    Busy,
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> Self {
+        RunError::Failed(e)
+    }
+}
+
+/// The places a running job holds (as a synchronous call would): dropped when it ends.
+struct Held {
+    _admitted: Vec<AdmittedOwned>,
+    _permits: Vec<Permit>,
+}
+
+/// A batch's result as stored: the summary, then every item (the view pages them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredBatch<'a> {
+    #[serde(flatten)]
+    summary: &'a BatchSummary,
+    results_offset: usize,
+    results_total: usize,
+    results: &'a [ItemResult],
+}
+
+/// What an item's result adds to the stored result, about (its text plus the fields).
+fn item_bytes(r: &ItemResult) -> usize {
+    r.output.get().len() + r.stdout.len() + r.stderr.len() + r.id.len() + 200
+}
+
+/// An item that has no result of its own: not run (or not kept) for `kind`'s reason.
+fn not_run(index: usize, id: String, kind: &'static str, message: String) -> ItemResult {
+    ItemResult {
+        id,
+        index,
+        success: false,
+        skipped: true,
+        output: RawJson::null(),
+        error: Some(batch::ItemError { kind, message }),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: None,
+        latency_ms: 0,
+        cache_hit: None,
+    }
+}
+
+/// Attempts at storing a result before it is given up as `result_not_stored`.
+const STORE_ATTEMPTS: u32 = 4;
+/// How long recording that failure is tried (the store may come back).
+const FAILURE_RECORD_FOR: Duration = Duration::from_secs(60);
 
 /// An execution as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -328,7 +399,7 @@ impl Executions {
             let (store, jid) = (self.store.clone(), job.id.clone());
             let now = now_ms();
             let error = "cancelled by the caller";
-            let callback = self.callback(&job, Status::Cancelled, None, Some(error), now);
+            let callback = self.callback(&job, Status::Cancelled, Some(error), now);
             blocking(move || {
                 store.finish(
                     &jid,
@@ -354,21 +425,35 @@ impl Executions {
     }
 
     /// The callback of a job that ends with `status`, if it asked for one: its payload is
-    /// the execution as `GET /v1/executions/{id}` shows it.
+    /// the execution as `GET /v1/executions/{id}` shows it, stored without the result
+    /// (the store puts the stored result in when sending it: [`crate::store::with_result`]),
+    /// so that the callback never holds a second copy of it.
     fn callback(
         &self,
         job: &Job,
         status: Status,
-        result: Option<&str>,
         error: Option<&str>,
         now: i64,
     ) -> Option<Delivery> {
         let url = job.callback_url.clone()?;
-        let mut last = job.clone();
-        last.status = status;
-        last.result = result.map(str::to_string);
-        last.error = error.map(str::to_string);
-        last.finished_at = Some(now);
+        // The job without its request and result (neither is in the payload).
+        let last = Job {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            caller: String::new(),
+            kind: job.kind.clone(),
+            request: String::new(),
+            status,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: Some(now),
+            result: None,
+            error: error.map(str::to_string),
+            attempts: job.attempts,
+            idempotency_key: None,
+            request_hash: String::new(),
+            callback_url: None,
+        };
         let payload = serde_json::to_string(&ExecutionView::of(&last, 0, usize::MAX)).ok()?;
         let subject = serde_json::from_str::<StoredCaller>(&job.caller)
             .ok()?
@@ -415,36 +500,54 @@ impl Executions {
         }
     }
 
+    /// The most executions of one tenant running at once.
+    fn max_running(&self) -> usize {
+        match self.settings.max_running_per_tenant {
+            0 => self.settings.workers.saturating_sub(1).max(1),
+            n => n,
+        }
+    }
+
     /// One worker: takes queued executions until shutdown.
     pub async fn worker(self: Arc<Self>, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let max_running = self.max_running();
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
             let store = self.store.clone();
-            let next = blocking(move || store.claim_next(now_ms())).await;
-            match next {
-                Ok(Some(job)) => self.run(job).await,
+            let next = blocking(move || store.claim_next(now_ms(), max_running)).await;
+            let pause = match next {
+                Ok(Some(job)) => {
+                    if self.run(job).await {
+                        continue;
+                    }
+                    // Given back (the gateway or its caller is full): let others go first.
+                    poll
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => {}
                     }
+                    continue;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot take the next execution");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(poll * 4) => {}
-                    }
+                    poll * 4
                 }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
 
-    async fn run(&self, job: Job) {
+    /// Runs a claimed job and records its end; false when it was given back to the queue.
+    async fn run(&self, job: Job) -> bool {
         let token = CancellationToken::new();
         self.running
             .lock()
@@ -459,46 +562,166 @@ impl Executions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&job.id);
         let Some(outcome) = outcome else {
-            return; // cancelled: the store already says so
+            return true; // cancelled: the store already says so
         };
-        let (status, result, error) = match outcome {
-            Ok(v) => (Status::Completed, Some(v.to_string()), None),
-            Err(e) => (Status::Failed, None, Some(e)),
-        };
-        let (store, id) = (self.store.clone(), job.id.clone());
-        let now = now_ms();
-        let callback = self.callback(&job, status, result.as_deref(), error.as_deref(), now);
-        match blocking(move || {
-            store.finish(
-                &id,
-                status,
-                result.as_deref(),
-                error.as_deref(),
-                now,
-                callback.as_ref(),
-            )
-        })
-        .await
-        {
-            Ok(true) => crate::metrics::execution_finished(status.as_str()),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, execution = %job.id, "cannot store an execution's result")
+        match outcome {
+            Ok(v) => self.record(&job, Status::Completed, Some(v), None).await,
+            Err(RunError::Failed(e)) => self.record(&job, Status::Failed, None, Some(e)).await,
+            Err(RunError::Busy) => {
+                let (store, id) = (self.store.clone(), job.id.clone());
+                if let Err(e) = blocking(move || store.release(&id)).await {
+                    // Still claimed: a restart (or, shared, another replica) runs it.
+                    tracing::error!(error = %e, execution = %job.id, "cannot give an execution back to the queue");
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records a job's end. A write that fails is tried again ([`STORE_ATTEMPTS`], with
+    /// backoff); a result that still cannot be stored (too large for the store, the store
+    /// down or full) ends the job `failed` with `result_not_stored`, which is tried for
+    /// [`FAILURE_RECORD_FOR`]. Either way its callback goes with the recorded end.
+    async fn record(
+        &self,
+        job: &Job,
+        status: Status,
+        mut result: Option<String>,
+        error: Option<String>,
+    ) {
+        let mut delay = Duration::from_millis(250);
+        let mut last_error = String::new();
+        for attempt in 1..=STORE_ATTEMPTS {
+            let now = now_ms();
+            let callback = self.callback(job, status, error.as_deref(), now);
+            let (store, id, err) = (self.store.clone(), job.id.clone(), error.clone());
+            // The result goes to the blocking thread and comes back: never copied.
+            let result_here = result.take();
+            let written = tokio::task::spawn_blocking(move || {
+                let result = result_here;
+                let r = store.finish(
+                    &id,
+                    status,
+                    result.as_deref(),
+                    err.as_deref(),
+                    now,
+                    callback.as_ref(),
+                );
+                (r, result)
+            })
+            .await;
+            match written {
+                Ok((Ok(done), _)) => {
+                    if done {
+                        crate::metrics::execution_finished(status.as_str());
+                    }
+                    return;
+                }
+                Ok((Err(e), back)) => {
+                    result = back;
+                    last_error = e.to_string();
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    break;
+                }
+            }
+            tracing::warn!(error = %last_error, execution = %job.id, attempt, "storing an execution's end failed");
+            if attempt < STORE_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        drop(result);
+        tracing::error!(error = %last_error, execution = %job.id, "an execution's result could not be stored; recording it as failed");
+        let error = "result_not_stored: the execution ran, but its result could not be stored (the store refused or did not answer the write); run it again".to_string();
+        let until = Instant::now() + FAILURE_RECORD_FOR;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let now = now_ms();
+            let callback = self.callback(job, Status::Failed, Some(&error), now);
+            let (store, id, err) = (self.store.clone(), job.id.clone(), error.clone());
+            match blocking(move || {
+                store.finish(
+                    &id,
+                    Status::Failed,
+                    None,
+                    Some(&err),
+                    now,
+                    callback.as_ref(),
+                )
+            })
+            .await
+            {
+                Ok(done) => {
+                    if done {
+                        crate::metrics::execution_finished(Status::Failed.as_str());
+                    }
+                    return;
+                }
+                Err(e) if Instant::now() + delay < until => {
+                    tracing::warn!(error = %e, execution = %job.id, "recording an execution as failed failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, execution = %job.id, "cannot record an execution's end; it stays running until it is taken over or the gateway restarts");
+                    self.store.abandon(&job.id);
+                    return;
+                }
             }
         }
     }
 
-    /// Runs a claimed job: its result, or why it could not run.
-    async fn execute(&self, job: &Job) -> Result<Value, String> {
+    /// Takes `n` places of the gateway's admission and of the caller's `max_concurrent`,
+    /// all or none.
+    async fn take_places(&self, caller: &Principal, n: usize) -> Option<Held> {
+        let mut admitted = Vec::with_capacity(n);
+        for _ in 0..n {
+            admitted.push(self.invoker.admission.clone().try_admit_owned()?);
+        }
+        let mut permits = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self
+                .invoker
+                .concurrency
+                .acquire(&caller.subject, caller.quota.max_concurrent)
+                .await
+            {
+                Ok(Some(p)) => permits.push(p),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count an async execution against its caller's max_concurrent; running it later");
+                    return None;
+                }
+            }
+        }
+        Some(Held {
+            _admitted: admitted,
+            _permits: permits,
+        })
+    }
+
+    /// Runs a claimed job: its result (serialized), or why it could not run.
+    async fn execute(&self, job: &Job) -> Result<String, RunError> {
         let caller: StoredCaller = serde_json::from_str(&job.caller)
             .map_err(|e| format!("stored caller unreadable: {e}"))?;
         let caller = caller.principal();
         let body: Value = serde_json::from_str(&job.request)
             .map_err(|e| format!("stored request unreadable: {e}"))?;
         let started = Instant::now();
+        let budget = self.invoker.settings.limits.max_batch_result_bytes;
         if job.kind == "batch" {
             let req: BatchRequest = serde_json::from_value(body).map_err(|e| e.to_string())?;
+            let ids: Vec<String> = req.items.iter().map(|i| i.id.clone()).collect();
             let plan = batch::plan(&self.invoker, &caller, req).map_err(|e| e.to_string())?;
+            let _held = self
+                .take_places(&caller, plan.concurrency())
+                .await
+                .ok_or(RunError::Busy)?;
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(self.settings.max_run_secs);
             let mut summary = BatchSummary {
                 batch_id: job.id.clone(),
                 total_items: plan.len(),
@@ -507,24 +730,79 @@ impl Executions {
                 ..BatchSummary::default()
             };
             use futures_util::StreamExt;
-            let mut results: Vec<ItemResult> =
-                batch::run_plan(self.invoker.clone(), plan, Arc::new(()))
-                    .collect()
-                    .await;
-            results.sort_by_key(|r| r.index);
+            let mut slots: Vec<Option<ItemResult>> = ids.iter().map(|_| None).collect();
+            let mut used = 0usize;
+            // Why the items without a result have none: (kind, message).
+            let mut cut: Option<(&'static str, String)> = None;
+            let mut items = Box::pin(batch::run_plan(self.invoker.clone(), plan, Arc::new(())));
+            loop {
+                let r = match tokio::time::timeout_at(deadline, items.next()).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(_) => {
+                        cut = Some((
+                            "skipped",
+                            format!(
+                                "not run: the execution reached its deadline (executions.max_run_secs = {} s)",
+                                self.settings.max_run_secs
+                            ),
+                        ));
+                        break;
+                    }
+                };
+                let size = item_bytes(&r);
+                if used + size > budget {
+                    // Its result is not kept, and the items after it are not run.
+                    cut = Some((
+                        "result_budget_exceeded",
+                        format!(
+                            "not run or not kept: the execution's results reached limits.max_batch_result_bytes ({budget} bytes)"
+                        ),
+                    ));
+                    break;
+                }
+                used += size;
+                let index = r.index;
+                if let Some(slot) = slots.get_mut(index) {
+                    *slot = Some(r);
+                }
+            }
+            // Dropping the stream stops the items not yet started.
+            drop(items);
+            let results: Vec<ItemResult> = slots
+                .into_iter()
+                .zip(ids)
+                .enumerate()
+                .map(|(index, (r, id))| {
+                    r.unwrap_or_else(|| {
+                        let (kind, message) = cut.clone().unwrap_or_else(|| {
+                            ("sandbox_failure", "this item gave no result".to_string())
+                        });
+                        if kind == "skipped" {
+                            crate::metrics::batch_item("skipped");
+                        }
+                        not_run(index, id, kind, message)
+                    })
+                })
+                .collect();
             for r in &results {
                 summary.add(r);
             }
             summary.completed_at = chrono::Utc::now();
             summary.total_duration_ms = started.elapsed().as_millis() as u64;
-            let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
-            v["results"] = serde_json::to_value(&results).map_err(|e| e.to_string())?;
-            Ok(v)
+            Ok(serde_json::to_string(&StoredBatch {
+                summary: &summary,
+                results_offset: 0,
+                results_total: results.len(),
+                results: &results,
+            })
+            .map_err(|e| e.to_string())?)
         } else {
             let req: ExecuteRequest = serde_json::from_value(body).map_err(|e| e.to_string())?;
             let inv = requests::invocation(req, &self.invoker.settings, &caller)
                 .map_err(|e| e.to_string())?;
-            let resp = self
+            let _held = self.take_places(&caller, 1).await.ok_or(RunError::Busy)?;
+            let mut resp = self
                 .invoker
                 .run(inv, None, started)
                 .await
@@ -532,15 +810,22 @@ impl Executions {
                     tracing::warn!(error = %e, execution = %job.id, "an async execution could not run");
                     "the sandbox failed before the program could finish; it was not your program's fault".to_string()
                 })?;
-            let mut v = serde_json::to_value(&resp).map_err(|e| e.to_string())?;
-            v["executionId"] = json!(job.id);
+            resp.execution_id = job.id.clone();
+            let v = serde_json::to_string(&resp).map_err(|e| e.to_string())?;
+            if v.len() > budget {
+                return Err(RunError::Failed(format!(
+                    "result_budget_exceeded: the result ({} bytes) is above limits.max_batch_result_bytes ({budget} bytes)",
+                    v.len()
+                )));
+            }
             Ok(v)
         }
     }
 
-    /// Removes finished executions older than the retention, every minute until shutdown.
+    /// Removes finished executions and settled callbacks older than the retention, every
+    /// minute (or half the retention, if shorter) until shutdown.
     pub async fn purger(self: Arc<Self>, shutdown: CancellationToken) {
-        let every = Duration::from_secs(60);
+        let every = Duration::from_secs((self.settings.retention_secs / 2).clamp(1, 60));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

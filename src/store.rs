@@ -135,15 +135,25 @@ pub trait JobStore: Send + Sync {
     fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError>;
     /// The job, if it belongs to `tenant`.
     fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError>;
-    /// The tenant's jobs, newest first, optionally of one status.
+    /// The tenant's jobs, newest first, optionally of one status; without their `result`
+    /// and `request` (a list shows neither, and each can be tens of MB).
     fn list(
         &self,
         tenant: &str,
         status: Option<Status>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError>;
-    /// Takes the oldest queued job and marks it running.
-    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
+    /// Takes a queued job and marks it running: tenants with queued work take turns, and a
+    /// tenant with `max_running` jobs running already is passed over, so that one tenant's
+    /// long work cannot hold every worker. A tenant's own jobs run in submission order.
+    fn claim_next(&self, now: i64, max_running: usize) -> Result<Option<Job>, StoreError>;
+    /// Gives back a job this worker claimed but could not start (the gateway or the caller
+    /// was at its limit): queued again, its attempt not counted.
+    fn release(&self, id: &str) -> Result<(), StoreError>;
+    /// This worker gives up on a job it claimed without recording an end (the store kept
+    /// failing): a shared store stops renewing its claim, so that another replica runs it
+    /// again after the visibility timeout; a single node re-runs it after a restart.
+    fn abandon(&self, _id: &str) {}
     /// Records a final status (only for a job that is not final yet), and in the same
     /// transaction its callback, if any. Returns whether it did.
     fn finish(
@@ -173,7 +183,8 @@ pub trait JobStore: Send + Sync {
     /// After a restart: running jobs go back to the queue once; a job that was already
     /// restarted once is failed. Returns (re-queued, failed).
     fn recover(&self, now: i64) -> Result<(usize, usize), StoreError>;
-    /// Removes final jobs that finished before `before`.
+    /// Removes final jobs that finished before `before`, and callbacks settled (delivered
+    /// or dead) that were created before it.
     fn purge(&self, before: i64) -> Result<usize, StoreError>;
     /// Renews this replica's claims on the jobs it is running, so that no other replica
     /// takes them over (a shared store's visibility timeout); nothing for a single node.
@@ -184,9 +195,29 @@ pub trait JobStore: Send + Sync {
     }
 }
 
+/// A callback's payload is stored without the execution's result, which would be a
+/// second copy of up to `limits.max_batch_result_bytes` (the payload is the execution as
+/// `GET /v1/executions/{id}` shows it, serialized by `executions.rs` with `"result":null`,
+/// whose first such member is the result's: the members before it are ids, names and
+/// times). The stored result takes its place when the callback is taken to be sent.
+pub fn with_result(payload: String, result: Option<String>) -> String {
+    const EMPTY: &str = "\"result\":null";
+    let (Some(result), Some(at)) = (result, payload.find(EMPTY)) else {
+        return payload;
+    };
+    let mut out = String::with_capacity(payload.len() + result.len());
+    out.push_str(&payload[..at]);
+    out.push_str("\"result\":");
+    out.push_str(&result);
+    out.push_str(&payload[at + EMPTY.len()..]);
+    out
+}
+
 /// SQLite in WAL mode, one connection behind a mutex (every statement is short).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The tenant whose job was claimed last: the next claim starts after it (round robin).
+    last_tenant: Mutex<String>,
 }
 
 const SCHEMA: &str = "
@@ -208,6 +239,7 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_queue ON executions (status, created_at);
 CREATE INDEX IF NOT EXISTS executions_tenant ON executions (tenant, created_at);
+CREATE INDEX IF NOT EXISTS executions_tenant_queue ON executions (status, tenant, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS executions_idempotency
     ON executions (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -225,9 +257,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivered_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (status, created_at);
 ";
 
 const COLUMNS: &str = "id, tenant, caller, kind, request, status, created_at, started_at, finished_at, result, error, attempts, idempotency_key, request_hash, callback_url";
+
+/// [`COLUMNS`] without the request and the result (a list shows neither).
+const LIST_COLUMNS: &str = "id, tenant, caller, kind, '', status, created_at, started_at, finished_at, NULL, error, attempts, idempotency_key, request_hash, callback_url";
 
 const DELIVERY_COLUMNS: &str = "id, execution_id, tenant, subject, url, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
 
@@ -307,6 +343,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            last_tenant: Mutex::new(String::new()),
         })
     }
 
@@ -369,7 +406,7 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<Job>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM executions WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC LIMIT ?3"
+            "SELECT {LIST_COLUMNS} FROM executions WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(
             params![tenant, status.map(Status::as_str), limit as i64],
@@ -378,13 +415,28 @@ impl JobStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+    fn claim_next(&self, now: i64, max_running: usize) -> Result<Option<Job>, StoreError> {
         let mut conn = self.conn();
+        let mut last = self.last_tenant.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
+        // The next tenant after the last one served (in name order, wrapping) that has
+        // queued work and fewer than `max_running` running.
+        let tenant: Option<String> = tx
+            .query_row(
+                "SELECT q.tenant FROM (SELECT DISTINCT tenant FROM executions WHERE status = 'queued') q
+                 WHERE (SELECT COUNT(*) FROM executions r WHERE r.status = 'running' AND r.tenant = q.tenant) < ?1
+                 ORDER BY q.tenant <= ?2, q.tenant LIMIT 1",
+                params![max_running as i64, *last],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(tenant) = tenant else {
+            return Ok(None);
+        };
         let job = tx
             .query_row(
-                &format!("SELECT {COLUMNS} FROM executions WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"),
-                [],
+                &format!("SELECT {COLUMNS} FROM executions WHERE status = 'queued' AND tenant = ?1 ORDER BY created_at, rowid LIMIT 1"),
+                params![tenant],
                 row_to_job,
             )
             .optional()?;
@@ -396,6 +448,7 @@ impl JobStore for SqliteStore {
             params![job.id, now],
         )?;
         tx.commit()?;
+        *last = tenant;
         job.status = Status::Running;
         job.started_at = Some(now);
         job.attempts += 1;
@@ -431,12 +484,32 @@ impl JobStore for SqliteStore {
         Ok(n == 1)
     }
 
+    fn release(&self, id: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE executions SET status = 'queued', started_at = NULL, attempts = MAX(attempts - 1, 0)
+             WHERE id = ?1 AND status = 'running'",
+            params![id],
+        )?;
+        Ok(())
+    }
+
     fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let conn = self.conn();
+        let columns: Vec<String> = DELIVERY_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
+            "SELECT {}, e.result FROM deliveries d LEFT JOIN executions e ON e.id = d.execution_id
+             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at LIMIT ?2",
+            columns.join(", ")
         ))?;
-        let rows = stmt.query_map(params![now, limit as i64], row_to_delivery)?;
+        let rows = stmt.query_map(params![now, limit as i64], |r| {
+            let mut d = row_to_delivery(r)?;
+            let result: Option<String> = r.get(12)?;
+            d.payload = with_result(std::mem::take(&mut d.payload), result);
+            Ok(d)
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -511,11 +584,17 @@ impl JobStore for SqliteStore {
     }
 
     fn purge(&self, before: i64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
+        let conn = self.conn();
+        let deliveries = conn.execute(
+            "DELETE FROM deliveries WHERE status IN ('delivered', 'dead') AND created_at < ?1",
+            params![before],
+        )?;
+        let executions = conn.execute(
             "DELETE FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?1
                AND id NOT IN (SELECT execution_id FROM deliveries WHERE status = 'pending')",
             params![before],
-        )?)
+        )?;
+        Ok(deliveries + executions)
     }
 }
 
@@ -554,7 +633,7 @@ mod tests {
             s.insert(&job("a", "t", 1)).unwrap();
             s.insert(&job("c", "u", 3)).unwrap();
             assert_eq!(s.queued("t").unwrap(), (2, 3, Some(1)));
-            let first = s.claim_next(10).unwrap().unwrap();
+            let first = s.claim_next(10, 10).unwrap().unwrap();
             assert_eq!(
                 (first.id.as_str(), first.status, first.attempts),
                 ("a", Status::Running, 1)
@@ -571,7 +650,14 @@ mod tests {
                     .unwrap(),
                 "final stays final"
             );
-            s.claim_next(13).unwrap().unwrap(); // b is running when the process dies
+            // Tenants take turns: u's job before t's second.
+            let c = s.claim_next(13, 10).unwrap().unwrap();
+            assert_eq!(c.id, "c");
+            assert!(s
+                .finish("c", Status::Completed, Some("{}"), None, 30, None)
+                .unwrap());
+            let b = s.claim_next(14, 10).unwrap().unwrap(); // running when the process dies
+            assert_eq!(b.id, "b");
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(
@@ -579,7 +665,7 @@ mod tests {
             (1, 0),
             "b goes back to the queue once"
         );
-        let b = s.claim_next(21).unwrap().unwrap();
+        let b = s.claim_next(21, 10).unwrap().unwrap();
         assert_eq!((b.id.as_str(), b.attempts), ("b", 2));
         assert_eq!(
             s.recover(22).unwrap(),
@@ -598,6 +684,100 @@ mod tests {
         )
         .unwrap();
         assert!(SqliteStore::open(&dir.join("bad.db")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn store(name: &str) -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cb-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (SqliteStore::open(&dir.join("e.db")).unwrap(), dir)
+    }
+
+    #[test]
+    fn tenants_take_turns_and_none_holds_more_than_its_running_cap() {
+        let (s, dir) = store("fair");
+        for (id, tenant, at) in [
+            ("a1", "a", 1),
+            ("a2", "a", 2),
+            ("a3", "a", 3),
+            ("b1", "b", 4),
+        ] {
+            s.insert(&job(id, tenant, at)).unwrap();
+        }
+        let claim = |now| s.claim_next(now, 2).unwrap().map(|j| j.id);
+        assert_eq!(claim(10).as_deref(), Some("a1"));
+        assert_eq!(
+            claim(11).as_deref(),
+            Some("b1"),
+            "b's turn, though a's are older"
+        );
+        assert_eq!(claim(12).as_deref(), Some("a2"));
+        assert_eq!(claim(13), None, "a has 2 running: its third waits");
+        assert!(s
+            .finish("a1", Status::Completed, Some("1"), None, 14, None)
+            .unwrap());
+        assert_eq!(claim(15).as_deref(), Some("a3"));
+        // Given back: queued again, first of its tenant, its attempt not counted.
+        s.release("a3").unwrap();
+        let a3 = s.get("a", "a3").unwrap().unwrap();
+        assert_eq!(
+            (a3.status, a3.attempts, a3.started_at),
+            (Status::Queued, 0, None)
+        );
+        assert_eq!(claim(16).as_deref(), Some("a3"), "still its tenant's next");
+        assert_eq!(s.get("a", "a3").unwrap().unwrap().attempts, 1);
+        // A list carries neither the request nor the result.
+        let listed = s.list("a", Some(Status::Completed), 10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].result.as_deref(), listed[0].request.as_str()),
+            (None, "")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_callback_carries_the_stored_result_and_settled_ones_are_purged() {
+        let (s, dir) = store("deliveries");
+        s.insert(&job("x", "t", 1)).unwrap();
+        s.claim_next(2, 10).unwrap().unwrap();
+        let d = Delivery {
+            id: "d1".into(),
+            execution_id: "x".into(),
+            tenant: "t".into(),
+            subject: "k".into(),
+            url: "http://127.0.0.1:9/".into(),
+            payload: r#"{"executionId":"x","result":null,"error":null}"#.into(),
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: 3,
+            last_error: None,
+            created_at: 3,
+            delivered_at: None,
+        };
+        let result = r#"{"output":{"result":null}}"#;
+        assert!(s
+            .finish("x", Status::Completed, Some(result), None, 3, Some(&d))
+            .unwrap());
+        let due = s.due_deliveries(5, 10).unwrap();
+        assert_eq!(
+            due[0].payload,
+            format!(r#"{{"executionId":"x","result":{result},"error":null}}"#)
+        );
+        assert_eq!(s.purge(100).unwrap(), 0, "a pending callback keeps both");
+        s.delivery_failed("d1", None, "gone").unwrap();
+        assert_eq!(s.deliveries("t", None, 10).unwrap().len(), 1);
+        assert_eq!(
+            s.purge(100).unwrap(),
+            2,
+            "the dead letter and its execution"
+        );
+        assert!(s.deliveries("t", None, 10).unwrap().is_empty());
+        assert_eq!(
+            with_result(r#"{"result":null}"#.into(), None),
+            r#"{"result":null}"#
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

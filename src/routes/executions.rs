@@ -167,6 +167,7 @@ pub async fn seed_submit(
         "mode": "plain",
         "timeoutMs": req.config.timeout.map(|s| s.saturating_mul(1000)),
         "memoryLimitMb": req.config.memory_limit,
+        "packages": req.config.packages,
     });
     let (job, _) = state.executions.submit(&caller, body, None).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"executionId": job.id}))))

@@ -9,10 +9,16 @@
 //! - `idem:<tenant>:<key>`: the execution id of an idempotency key (SET NX);
 //! - `queue`: the stream, group `workers`, one consumer per replica (its instance label);
 //! - `queued:<tenant>`, `queued`: counts of queued executions;
+//! - `running:<tenant>`: the tenant's running execution ids (its cap on workers);
 //! - `delivery:<id>`, `deliveries:due` (by next attempt), `deliveries:exec:<id>`,
 //!   `deliveries:dead:<tenant>`: webhook callbacks, shared like the jobs.
 //!
-//! Finished executions and their keys expire after `executions.retention_secs`.
+//! Finished executions and their keys expire after `executions.retention_secs`; the
+//! purger drops the expired ones from `jobs:<tenant>` and `deliveries:dead:<tenant>`.
+//!
+//! Fairness: a claim passes over the job of a tenant that already has
+//! `max_running_per_tenant` running, moving it to the end of the stream, so one tenant's
+//! long work cannot hold every worker; below the cap, the stream's order is kept.
 //! Delivery is at least once: an execution whose replica died mid-run runs again on
 //! another, once; a second loss fails it (as a single node's restart does).
 
@@ -102,13 +108,28 @@ if st ~= 'queued' and st ~= 'running' then drop(); return 'gone' end
 if redis.call('HGET', KEYS[1], 'sid') ~= sid then drop(); return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
+local id = redis.call('HGET', KEYS[1], 'id')
+local running = p .. ':running:' .. tenant
 if st == 'queued' then
+  -- The tenant's cap: members no longer running (ended, lost) are dropped first.
+  for _, other in ipairs(redis.call('ZRANGE', running, 0, -1)) do
+    if redis.call('HGET', p .. ':job:' .. other, 'status') ~= 'running' then redis.call('ZREM', running, other) end
+  end
+  if redis.call('ZCARD', running) >= tonumber(ARGV[7]) then
+    -- Its turn later: to the end of the stream, still queued.
+    drop()
+    local new = redis.call('XADD', KEYS[2], '*', 'id', id)
+    redis.call('HSET', KEYS[1], 'sid', new)
+    return 'later'
+  end
   redis.call('DECR', p .. ':queued:' .. tenant)
   redis.call('DECR', p .. ':queued')
 elseif attempts >= 2 then
+  redis.call('ZREM', running, id)
   fail_twice(p, group, tenant, now, ARGV[5])
   return 'failed'
 end
+redis.call('ZADD', running, now, id)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', now, 'attempts', attempts + 1, 'sid', sid)
 return 'run'
 "#,
@@ -129,6 +150,7 @@ if st == 'queued' then
   redis.call('DECR', p .. ':queued')
 end
 redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
+redis.call('ZREM', p .. ':running:' .. tenant, redis.call('HGET', KEYS[1], 'id'))
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
 final(p, group, tenant, retention)
@@ -172,6 +194,7 @@ if st == 'running' then
   redis.call('INCR', p .. ':queued')
 end
 local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('ZREM', p .. ':running:' .. tenant, id)
 local new = redis.call('XADD', KEYS[2], '*', 'id', id)
 redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new)
 redis.call('HDEL', KEYS[1], 'started_at')
@@ -179,6 +202,61 @@ return 'requeued'
 "#,
     )
 });
+
+/// Gives back a job this consumer claimed but did not start: queued again under a new
+/// stream entry, its attempt not counted. ARGV = prefix, entry, group.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local p, sid, group = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'sid') ~= sid then return 0 end
+redis.call('XACK', KEYS[2], group, sid)
+redis.call('XDEL', KEYS[2], sid)
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('ZREM', p .. ':running:' .. tenant, id)
+redis.call('INCR', p .. ':queued:' .. tenant)
+redis.call('INCR', p .. ':queued')
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '1')
+local new = redis.call('XADD', KEYS[2], '*', 'id', id)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new, 'attempts', math.max(attempts - 1, 0))
+redis.call('HDEL', KEYS[1], 'started_at')
+return 1
+"#,
+    )
+});
+
+/// Drops from an index (a sorted set by creation time) the members created before
+/// ARGV[1] whose key (ARGV[2] .. member) has expired; looks at 500 from offset ARGV[3].
+/// Returns {removed, looked at}.
+static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', ARGV[3], 500)
+local n = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then redis.call('ZREM', KEYS[1], id); n = n + 1 end
+end
+return {n, #ids}
+"#,
+    )
+});
+
+/// How many passed-over entries one claim moves to the end of the stream before it
+/// reports nothing to run (every queued job belongs to a tenant at its cap).
+const CLAIM_SCAN: usize = 16;
+
+/// Escapes a glob's special characters (a prefix or tenant in a SCAN pattern).
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
 
 /// Renews this consumer's claims: for each (job id, entry id), only if the job still points
 /// at that entry, is still running and the entry is still this consumer's (another replica
@@ -432,6 +510,33 @@ impl RedisStore {
         Ok(to_job(h))
     }
 
+    /// A job without its request and result (for lists).
+    fn listed_job(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Job>> {
+        const FIELDS: [&str; 11] = [
+            "id",
+            "tenant",
+            "caller",
+            "kind",
+            "status",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "attempts",
+            "callback_url",
+        ];
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.key(&["job", id]))
+            .arg(&FIELDS[..])
+            .query(c)?;
+        let h: HashMap<String, String> = FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+            .collect();
+        Ok(to_job(h))
+    }
+
     fn delivery(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Delivery>> {
         let h: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key(&["delivery", id]))
@@ -520,7 +625,8 @@ impl RedisStore {
     }
 
     /// Runs a script that settles one stream entry of one execution (CLAIM, REQUEUE):
-    /// KEYS = job, queue; ARGV = prefix, entry, now, group, retention, consumer.
+    /// KEYS = job, queue; ARGV = prefix, entry, now, group, retention, consumer, the
+    /// tenant's cap on running jobs.
     fn settle_entry(
         &self,
         c: &mut Connection,
@@ -528,6 +634,7 @@ impl RedisStore {
         id: &str,
         sid: &str,
         now: i64,
+        max_running: usize,
     ) -> redis::RedisResult<String> {
         script
             .key(self.key(&["job", id]))
@@ -538,7 +645,49 @@ impl RedisStore {
             .arg(GROUP)
             .arg(self.retention.as_millis() as u64)
             .arg(&self.consumer)
+            .arg(max_running)
             .invoke(c)
+    }
+
+    /// Drops expired members from the indexes matching `pattern` (see [`SWEEP`]).
+    fn sweep(
+        &self,
+        c: &mut Connection,
+        pattern: &str,
+        member_prefix: &str,
+        before: i64,
+    ) -> redis::RedisResult<usize> {
+        let mut removed = 0;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(200)
+                .query(c)?;
+            for key in keys {
+                let mut offset = 0;
+                loop {
+                    let (n, seen): (usize, usize) = SWEEP
+                        .key(&key)
+                        .arg(before)
+                        .arg(member_prefix)
+                        .arg(offset)
+                        .invoke(c)?;
+                    removed += n;
+                    offset += seen - n;
+                    if seen < 500 {
+                        break;
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
     }
 }
 
@@ -618,7 +767,7 @@ impl JobStore for RedisStore {
                 .query(c)?;
             let mut out = Vec::new();
             for id in ids {
-                match self.job(c, &id)? {
+                match self.listed_job(c, &id)? {
                     // Expired with its retention: drop it from the index too.
                     None => redis::cmd("ZREM").arg(&index).arg(&id).query::<()>(c)?,
                     Some(j) if status.is_none_or(|s| j.status == s) => out.push(j),
@@ -632,8 +781,9 @@ impl JobStore for RedisStore {
         })
     }
 
-    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+    fn claim_next(&self, now: i64, max_running: usize) -> Result<Option<Job>, StoreError> {
         self.with(|c| {
+            let mut passed_over = 0;
             loop {
                 let Some((sid, id)) = self.next_entry(c)? else {
                     return Ok(None);
@@ -643,8 +793,19 @@ impl JobStore for RedisStore {
                     self.ack(c, &sid)?;
                     continue;
                 };
-                if self.settle_entry(c, &CLAIM, &id, &sid, now)? != "run" {
-                    continue;
+                match self
+                    .settle_entry(c, &CLAIM, &id, &sid, now, max_running)?
+                    .as_str()
+                {
+                    "run" => {}
+                    "later" => {
+                        passed_over += 1;
+                        if passed_over >= CLAIM_SCAN {
+                            return Ok(None);
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 }
                 if let Some(job) = self.job(c, &id)? {
                     self.claims
@@ -712,12 +873,43 @@ impl JobStore for RedisStore {
                 .invoke(c)?;
             let mut out = Vec::new();
             for id in ids {
-                if let Some(d) = self.delivery(c, &id)? {
+                if let Some(mut d) = self.delivery(c, &id)? {
+                    let result: Option<String> = redis::cmd("HGET")
+                        .arg(self.key(&["job", &d.execution_id]))
+                        .arg("result")
+                        .query(c)?;
+                    d.payload = crate::store::with_result(std::mem::take(&mut d.payload), result);
                     out.push(d);
                 }
             }
             Ok(out)
         })
+    }
+
+    fn release(&self, id: &str) -> Result<(), StoreError> {
+        let sid = self
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let Some(sid) = sid else { return Ok(()) };
+        self.with(|c| {
+            RELEASE
+                .key(self.key(&["job", id]))
+                .key(self.key(&["queue"]))
+                .arg(&self.prefix)
+                .arg(&sid)
+                .arg(GROUP)
+                .invoke::<i64>(c)
+                .map(|_| ())
+        })
+    }
+
+    fn abandon(&self, id: &str) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
@@ -795,7 +987,7 @@ impl JobStore for RedisStore {
                     self.ack(c, &sid)?;
                     continue;
                 };
-                match self.settle_entry(c, &REQUEUE, &id, &sid, now)?.as_str() {
+                match self.settle_entry(c, &REQUEUE, &id, &sid, now, 0)?.as_str() {
                     "requeued" => requeued += 1,
                     "failed" => failed += 1,
                     _ => {}
@@ -805,9 +997,20 @@ impl JobStore for RedisStore {
         })
     }
 
-    /// Finished executions expire with their retention; nothing to sweep.
-    fn purge(&self, _before: i64) -> Result<usize, StoreError> {
-        Ok(0)
+    /// Finished executions and callbacks expire with their retention; what is left is to
+    /// drop them from the tenants' indexes, which would otherwise grow for ever.
+    fn purge(&self, before: i64) -> Result<usize, StoreError> {
+        let p = glob_escape(&self.prefix);
+        self.with(|c| {
+            let jobs = self.sweep(c, &format!("{p}:jobs:*"), &self.key(&["job", ""]), before)?;
+            let dead = self.sweep(
+                c,
+                &format!("{p}:deliveries:dead:*"),
+                &self.key(&["delivery", ""]),
+                before,
+            )?;
+            Ok(jobs + dead)
+        })
     }
 
     fn renew(&self) -> Result<Vec<String>, StoreError> {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod async_work;
 mod batch;
 mod edge;
 mod executions;

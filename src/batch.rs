@@ -206,6 +206,10 @@ pub async fn admit(
     caller: &Principal,
     req: BatchRequest,
 ) -> Result<Admitted, ExecuteError> {
+    if !req.packages.is_empty() && !invoker.pools.unbuilt_variants().is_empty() {
+        // A variant built since the start is served without a restart.
+        invoker.pools.refresh_variants().await;
+    }
     let plan = plan(invoker, caller, req)?;
     let concurrency = plan.concurrency;
     let mut admission = Vec::with_capacity(concurrency);

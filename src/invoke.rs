@@ -88,7 +88,7 @@ impl Invoker {
     ) -> Result<ExecuteResponse, ExecuteError> {
         let started = Instant::now();
         let inv = requests::invocation(req, &self.settings, caller)?;
-        requests::packages_available(&self.pools, &inv)?;
+        requests::packages_ready(&self.pools, &inv).await?;
         let admitted = tracing::info_span!("admission").in_scope(|| {
             self.admission
                 .clone()

@@ -132,6 +132,20 @@ pub fn check_packages(packages: &[String]) -> Result<(), RequestError> {
 
 /// Refuses an invocation whose packages no built variant has, before it is admitted or
 /// queued.
+/// [`packages_available`], looking once more for variant images built since the
+/// gateway started when the packages are not found (rate-limited by the pools).
+pub async fn packages_ready(
+    pools: &std::sync::Arc<codebeaker_pool::Pools>,
+    inv: &Invocation,
+) -> Result<(), RequestError> {
+    match packages_available(pools, inv) {
+        Err(RequestError::UnknownPackages(_)) if pools.refresh_variants().await => {
+            packages_available(pools, inv)
+        }
+        other => other,
+    }
+}
+
 pub fn packages_available(
     pools: &codebeaker_pool::Pools,
     inv: &Invocation,

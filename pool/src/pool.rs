@@ -400,15 +400,64 @@ pub struct SessionResources {
     pub cpu_shares: Option<u64>,
 }
 
+/// How often, at most, the images of unbuilt variants are looked for again on a miss.
+const VARIANT_RECHECK: Duration = Duration::from_secs(2);
+
+/// Makes a language's or a variant's pool from its settings.
+pub(crate) struct PoolFactory {
+    settings: Arc<PoolSettings>,
+    docker: Docker,
+    shutdown: CancellationToken,
+    cache: Option<Arc<SharedCache>>,
+}
+
+impl PoolFactory {
+    fn build(
+        &self,
+        language: Language,
+        name: &str,
+        lang: &LanguageSettings,
+        packages: Option<BTreeMap<String, String>>,
+        image_size: i64,
+    ) -> Arc<LanguagePool> {
+        Arc::new(LanguagePool {
+            language,
+            name: name.to_string(),
+            packages,
+            image_size,
+            settings: lang.clone(),
+            pool_settings: self.settings.clone(),
+            docker: self.docker.clone(),
+            shutdown: self.shutdown.clone(),
+            cache: self.cache.clone(),
+            slots: Arc::new(Semaphore::new(lang.max_size)),
+            share: self.settings.tenant_share(lang.max_size),
+            tenants: Mutex::new(HashMap::new()),
+            nursery: Mutex::new(Vec::new()),
+            warming: AtomicUsize::new(0),
+            wait: WaitEstimate::default(),
+            toolchain: Mutex::new(None),
+            lifecycle: Arc::new(Lifecycle::default()),
+            warmed: AtomicBool::new(false),
+        })
+    }
+}
+
 /// All language pools of one gateway.
 pub struct Pools {
     pub(crate) docker: Docker,
     pub(crate) settings: Arc<PoolSettings>,
     pub(crate) pools: BTreeMap<Language, Arc<LanguagePool>>,
-    /// The variants whose image is built, by name.
-    pub(crate) variants: BTreeMap<String, Arc<LanguagePool>>,
+    /// The variants whose image is built, by name. Grows when a variant built while the
+    /// gateway runs is found ([`Pools::refresh_variants`]); never shrinks.
+    pub(crate) variants: std::sync::RwLock<BTreeMap<String, Arc<LanguagePool>>>,
     /// Configured variants whose image is missing: (name, language, image).
-    pub(crate) unbuilt: Vec<(String, Language, String)>,
+    pub(crate) unbuilt: Mutex<Vec<(String, Language, String)>>,
+    /// When the unbuilt variants' images were last looked for (at most every
+    /// [`VARIANT_RECHECK`], so misses cannot turn into a stream of engine calls).
+    variants_checked: Mutex<Option<Instant>>,
+    /// What a new pool is made of.
+    factory: PoolFactory,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
@@ -472,31 +521,18 @@ impl Pools {
             Some(Arc::new(cache))
         };
         let settings = Arc::new(settings);
+        let factory = PoolFactory {
+            settings: settings.clone(),
+            docker: docker.clone(),
+            shutdown: shutdown.clone(),
+            cache: cache.clone(),
+        };
         let build = |language: Language,
                      name: &str,
                      lang: &LanguageSettings,
                      packages: Option<BTreeMap<String, String>>,
                      image_size: i64| {
-            Arc::new(LanguagePool {
-                language,
-                name: name.to_string(),
-                packages,
-                image_size,
-                settings: lang.clone(),
-                pool_settings: settings.clone(),
-                docker: docker.clone(),
-                shutdown: shutdown.clone(),
-                cache: cache.clone(),
-                slots: Arc::new(Semaphore::new(lang.max_size)),
-                share: settings.tenant_share(lang.max_size),
-                tenants: Mutex::new(HashMap::new()),
-                nursery: Mutex::new(Vec::new()),
-                warming: AtomicUsize::new(0),
-                wait: WaitEstimate::default(),
-                toolchain: Mutex::new(None),
-                lifecycle: Arc::new(Lifecycle::default()),
-                warmed: AtomicBool::new(false),
-            })
+            factory.build(language, name, lang, packages, image_size)
         };
         let pools: BTreeMap<_, _> = settings
             .languages
@@ -526,8 +562,10 @@ impl Pools {
             docker,
             settings,
             pools,
-            variants,
-            unbuilt,
+            variants: std::sync::RwLock::new(variants),
+            unbuilt: Mutex::new(unbuilt),
+            variants_checked: Mutex::new(None),
+            factory,
             shutdown,
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),
@@ -555,19 +593,66 @@ impl Pools {
     }
 
     /// Every pool: the languages', then the variants'.
-    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<LanguagePool>> + '_ {
-        self.pools.values().chain(self.variants.values())
+    pub(crate) fn all(&self) -> Vec<Arc<LanguagePool>> {
+        let variants = self.variants.read().unwrap_or_else(|p| p.into_inner());
+        self.pools
+            .values()
+            .chain(variants.values())
+            .cloned()
+            .collect()
     }
 
     /// A snapshot of every pool, variants included (for `/readyz`, `/v1/languages` and
     /// metrics).
     pub fn status(&self) -> Vec<PoolStatus> {
-        self.all().map(|lp| lp.status()).collect()
+        self.all().iter().map(|lp| lp.status()).collect()
     }
 
     /// Configured variants whose image is not built: (name, language, image).
-    pub fn unbuilt_variants(&self) -> &[(String, Language, String)] {
-        &self.unbuilt
+    pub fn unbuilt_variants(&self) -> Vec<(String, Language, String)> {
+        self.unbuilt.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Looks again for the images of configured variants that were not built (a variant
+    /// built while the gateway runs is served without a restart), at most every
+    /// [`VARIANT_RECHECK`]. Returns whether a variant became available. Called on a miss.
+    pub async fn refresh_variants(self: &Arc<Self>) -> bool {
+        let unbuilt = {
+            let mut checked = self.variants_checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.is_some_and(|t| t.elapsed() < VARIANT_RECHECK) {
+                return false;
+            }
+            *checked = Some(Instant::now());
+            self.unbuilt_variants()
+        };
+        let mut found = false;
+        for (name, language, image) in unbuilt {
+            let Some(v) = docker::variant_image(&self.docker, &image).await else {
+                continue;
+            };
+            let Some(lang) = self.settings.variants.get(&name) else {
+                continue;
+            };
+            if v.language != language || !self.pools.contains_key(&language) {
+                continue;
+            }
+            tracing::info!(variant = %name, %image, packages = ?v.packages, "package variant built while running: now available");
+            let lp = self
+                .factory
+                .build(language, &name, lang, Some(v.packages), v.size);
+            self.variants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), lp.clone());
+            self.unbuilt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(n, _, _)| n != &name);
+            self.tasks
+                .spawn(crate::warm::warm_loop(self.clone(), lp));
+            found = true;
+        }
+        found
     }
 
     /// True when every enabled pool has at least `min_idle` containers ready for any
@@ -582,23 +667,24 @@ impl Pools {
         &self,
         language: Language,
         packages: &[String],
-    ) -> Result<&Arc<LanguagePool>, PoolError> {
+    ) -> Result<Arc<LanguagePool>, PoolError> {
         let base = self
             .pools
             .get(&language)
             .ok_or(PoolError::Disabled(language))?;
         if packages.is_empty() {
-            return Ok(base);
+            return Ok(base.clone());
         }
+        let variants = self.variants.read().unwrap_or_else(|p| p.into_inner());
         let wanted: Vec<String> = packages.iter().map(|p| package_name(language, p)).collect();
-        let of_language = || self.variants.values().filter(|v| v.language == language);
+        let of_language = || variants.values().filter(|v| v.language == language);
         let has =
             |lp: &LanguagePool, p: &String| lp.packages.as_ref().is_some_and(|k| k.contains_key(p));
         if let Some(best) = of_language()
             .filter(|v| wanted.iter().all(|p| has(v, p)))
             .min_by_key(|v| (v.image_size, v.name.clone()))
         {
-            return Ok(best);
+            return Ok(best.clone());
         }
         let mut missing: Vec<String> = wanted
             .iter()
@@ -619,6 +705,8 @@ impl Pools {
                 .collect(),
             unbuilt: self
                 .unbuilt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .filter(|(_, l, _)| *l == language)
                 .map(|(n, _, _)| n.clone())
@@ -676,7 +764,7 @@ impl Pools {
         inv: Invocation,
         guard: G,
     ) -> Result<Execution, PoolError> {
-        let lp = self.select(inv.language, &inv.packages)?.clone();
+        let lp = self.select(inv.language, &inv.packages)?;
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -703,7 +791,7 @@ impl Pools {
         packages: &[String],
         tenant: &str,
     ) -> Result<Lease, PoolError> {
-        let lp = self.select(language, packages)?.clone();
+        let lp = self.select(language, packages)?;
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -754,7 +842,7 @@ impl Pools {
         if self.shutdown.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
-        let obj = checkout(lp, tenant, &self.settings).await?;
+        let obj = checkout(&lp, tenant, &self.settings).await?;
         let mut c = Object::take(obj);
         // A session lives outside the pool: its slot goes back, for the warmer to refill.
         c.slot = None;

@@ -464,3 +464,42 @@ async fn a_session_kept_busy_still_ends_at_its_maximum_lifetime() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_variant_built_while_the_gateway_runs_is_served_without_a_restart() {
+    let mut s = settings(&[Language::Python]);
+    let image = format!(
+        "codebeaker-python-late-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut late = s.pool.languages[&Language::Python].clone();
+    late.image = image.clone();
+    late.min_idle = 0;
+    s.pool.variants.insert("python-late".into(), late);
+    let app = spawn_with(s).await;
+    let call = json!({"language": "python", "code": "import json\nresult = 1", "packages": ["lateonly"]});
+    let (st, b) = app.execute(call.clone()).await;
+    assert_eq!((st, b["error"]["kind"].as_str()), (422, Some("unknown_packages")), "{b}");
+
+    // The operator builds the variant now (here: the Python image with the labels a
+    // variant build gives it).
+    let dir = std::env::temp_dir().join(&image);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM codebeaker-python:latest\nLABEL codebeaker.language=python codebeaker.variant=python-late codebeaker.packages={\\\"lateonly\\\":\\\"1.0\\\"}\n",
+    )
+    .unwrap();
+    let built = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (st, b) = app.execute(call).await;
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &image])
+        .output();
+    assert_eq!((st, b["success"].as_bool()), (200, Some(true)), "{b}");
+}

@@ -8,6 +8,7 @@ mod edge;
 mod executions;
 mod healing;
 mod hostile;
+mod jwt;
 mod languages;
 mod loopai;
 mod pool;

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use crate::helpers::{add_key, generous, get, remove_instance, wait_final};
 
 /// A `redis-server` on a free port, without persistence, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
 
 impl Redis {
-    fn start(port: Option<u16>) -> Redis {
+    pub(crate) fn start(port: Option<u16>) -> Redis {
         let port = port.unwrap_or_else(|| {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -42,7 +42,7 @@ impl Redis {
         Redis { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

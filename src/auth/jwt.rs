@@ -332,7 +332,7 @@ mod tests {
             json!({"sub": "a", "org": ""}),
             json!({"sub": "a", "org": ["x"]}),
         ] {
-            let e = v.verify(&token(claims.clone())).err().expect("refused");
+            let e = v.verify(&token(claims.clone())).expect_err("refused");
             assert!(e.to_string().contains("names no tenant"), "{claims}: {e}");
         }
     }

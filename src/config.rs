@@ -192,13 +192,15 @@ pub struct JwtSettings {
     pub rs256_public_keys: Vec<PathBuf>,
     /// PEM files of EC P-256 public keys accepted for ES256.
     pub es256_public_keys: Vec<PathBuf>,
-    /// Required `iss`, if set.
+    /// Required `iss`: must be set when JWT is enabled (any key configured).
     pub issuer: Option<String>,
-    /// Required `aud`, if set.
+    /// Required `aud`: must be set when JWT is enabled.
     pub audience: Option<String>,
     pub leeway_secs: u64,
-    /// Tenant and scopes for tokens whose `cb` claim does not say.
-    pub default_tenant: String,
+    /// The claim whose value names a token's tenant (as `jwt:<value>`) when its `cb` claim
+    /// has no `tenant`; a token with neither is refused.
+    pub tenant_claim: String,
+    /// Scopes for tokens whose `cb` claim does not say.
     pub default_scopes: Vec<Scope>,
     pub defaults: Quota,
     /// Signs webhook callbacks of token callers (API keys have their own secret); set it
@@ -218,6 +220,17 @@ impl Default for AuthSettings {
     }
 }
 
+impl JwtSettings {
+    /// Whether any key is configured (an empty HS256 secret is none).
+    pub fn enabled(&self) -> bool {
+        self.hs256_secret
+            .as_ref()
+            .is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
+            || !self.rs256_public_keys.is_empty()
+            || !self.es256_public_keys.is_empty()
+    }
+}
+
 impl Default for JwtSettings {
     fn default() -> Self {
         JwtSettings {
@@ -227,7 +240,7 @@ impl Default for JwtSettings {
             issuer: None,
             audience: None,
             leeway_secs: 30,
-            default_tenant: "default".into(),
+            tenant_claim: "sub".into(),
             default_scopes: vec![Scope::Execute],
             defaults: Quota::default(),
             webhook_secret: None,
@@ -472,6 +485,18 @@ impl Settings {
         if self.server.shutdown_grace_ms > 3_600_000 {
             return fail("server.shutdown_grace_ms must be at most 3600000 (an hour)");
         }
+        let jwt = &self.auth.jwt;
+        if jwt.enabled() {
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+            if !set(&jwt.issuer) || !set(&jwt.audience) {
+                return fail(
+                    "auth.jwt: issuer and audience are required when JWT is enabled (a key is configured): without them any token from the identity provider, for any application, would be accepted",
+                );
+            }
+            if jwt.tenant_claim.trim().is_empty() {
+                return fail("auth.jwt.tenant_claim must name a claim (default \"sub\")");
+            }
+        }
         self.pool.validate().map_err(ConfigError)
     }
 }
@@ -540,6 +565,30 @@ mod tests {
         );
         assert_eq!(s.server.bind.port(), 8080);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn jwt_without_issuer_or_audience_is_refused() {
+        let mut s = Settings::default();
+        s.auth.jwt.hs256_secret = Some("secret".into());
+        s.auth.jwt.issuer = Some("idp".into());
+        let e = s.validate().unwrap_err();
+        assert!(e.0.contains("issuer and audience are required"), "{}", e.0);
+        s.auth.jwt.issuer = None;
+        s.auth.jwt.audience = Some("api".into());
+        assert!(s.validate().unwrap_err().0.contains("issuer and audience"));
+        s.auth.jwt.hs256_secret = None;
+        s.auth.jwt.rs256_public_keys = vec!["k.pem".into()];
+        s.auth.jwt.issuer = Some(" ".into());
+        assert!(s.validate().unwrap_err().0.contains("issuer and audience"));
+        // An empty HS256 secret (an unset Helm value) is JWT off, not a key.
+        s.auth.jwt.rs256_public_keys.clear();
+        s.auth.jwt.hs256_secret = Some("".into());
+        s.auth.jwt.issuer = None;
+        assert!(!s.auth.jwt.enabled());
+        if let Err(e) = s.validate() {
+            assert!(!e.0.contains("auth.jwt"), "{}", e.0);
+        }
     }
 
     #[test]

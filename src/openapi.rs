@@ -21,6 +21,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::executions::cancel,
         crate::routes::executions::list,
         crate::routes::executions::dead_letters,
+        crate::routes::executions::webhook_secret,
         crate::routes::meta::languages,
         crate::routes::meta::healthz,
         crate::routes::meta::readyz,

@@ -340,6 +340,7 @@ pub fn router(state: AppState) -> Router {
             get(executions::get).delete(executions::cancel),
         )
         .route("/v1/webhooks/dead", get(executions::dead_letters))
+        .route("/v1/webhooks/secret", get(executions::webhook_secret))
         .route("/v1/languages", get(meta::languages))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(

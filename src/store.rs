@@ -171,6 +171,9 @@ pub trait JobStore: Send + Sync {
     fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError>;
     /// A callback failed: try again at `next`, or, with `next` None, it is a dead letter.
     fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError>;
+    /// Pending callbacks the sender took but could not start (their destination had its
+    /// share in flight): due again at `at`, no attempt counted.
+    fn postpone_deliveries(&self, ids: &[String], at: i64) -> Result<(), StoreError>;
     /// The tenant's callbacks: of one execution, or (with `None`) its dead letters.
     fn deliveries(
         &self,
@@ -532,6 +535,19 @@ impl JobStore for SqliteStore {
                 params![id, error],
             )?,
         };
+        Ok(())
+    }
+
+    fn postpone_deliveries(&self, ids: &[String], at: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![id, at],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

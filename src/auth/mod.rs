@@ -80,14 +80,32 @@ impl Authenticator {
         })
     }
 
-    /// The secret that signs webhook callbacks for `subject` (`key:<id>` → the key's own;
-    /// `jwt:<sub>` → `auth.jwt.webhook_secret`).
+    /// Whether `subject` can have callbacks signed (`key:<id>` → the key has its own
+    /// secret; `jwt:<sub>` → `auth.jwt.webhook_secret` is set). Returns the key's secret,
+    /// or for a token caller the configured master secret (never sent: each tenant's
+    /// callbacks are signed with a secret derived from it, [`Self::webhook_secret_for`]).
     pub fn webhook_secret(&self, subject: &str) -> Option<String> {
         if let Some(id) = subject.strip_prefix("key:") {
             self.keys.webhook_secret(id)
         } else {
             self.jwt.webhook_secret()
         }
+    }
+
+    /// The secret that signs one delivery's callback: `subject`'s key's own, or for a
+    /// token caller its tenant's (derived from `auth.jwt.webhook_secret`, see
+    /// [`jwt::JwtVerifier::tenant_webhook_secret`]).
+    pub fn webhook_secret_for(&self, subject: &str, tenant: &str) -> Option<String> {
+        if let Some(id) = subject.strip_prefix("key:") {
+            self.keys.webhook_secret(id)
+        } else {
+            self.jwt.tenant_webhook_secret(tenant)
+        }
+    }
+
+    /// The secret that signs `caller`'s callbacks (what `GET /v1/webhooks/secret` shows).
+    pub fn caller_webhook_secret(&self, caller: &Principal) -> Option<String> {
+        self.webhook_secret_for(&caller.subject, &caller.tenant)
     }
 
     /// Turns a credential into a principal (API key or JWT).

@@ -99,6 +99,25 @@ pub async fn dead_letters(
     Ok(Json(json!({"count": dead.len(), "deliveries": dead})))
 }
 
+/// `GET /v1/webhooks/secret`: the secret that signs the caller's own callbacks (an API
+/// key's `whsec_…`, or a token tenant's, derived from `auth.jwt.webhook_secret`).
+#[utoipa::path(get, path = "/v1/webhooks/secret",
+    responses((status = 200, description = "`secret`: the HMAC-SHA256 key of the caller's callbacks' `X-CodeBeaker-Signature`, and `tenant`"),
+              (status = 422, body = crate::error::ErrorBody, description = "The credential has no webhook signing secret")),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn webhook_secret(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::Execute)?;
+    let secret = state.auth.caller_webhook_secret(&caller).ok_or_else(|| {
+        RequestError::Invalid(
+            "this credential has no webhook signing secret (keys made by `codebeaker keys create` have one; tokens need auth.jwt.webhook_secret)".into(),
+        )
+    })?;
+    Ok(Json(json!({"tenant": caller.tenant, "secret": secret})))
+}
+
 /// `DELETE /v1/executions/{id}`: cancels.
 #[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path)),
     responses((status = 200, body = ExecutionView), (status = 404, body = crate::error::ErrorBody)),

@@ -327,6 +327,22 @@ return 1
     )
 });
 
+/// Puts off callbacks the sender took but could not start, only while still pending:
+/// KEYS = their hashes, ARGV = due set, at, ids (in KEYS' order).
+static POSTPONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'status') == 'pending' then
+    redis.call('HSET', key, 'next_attempt_at', ARGV[2])
+    redis.call('ZADD', ARGV[1], ARGV[2], ARGV[2 + i])
+  end
+end
+return 1
+"#,
+    )
+});
+
 fn err(e: redis::RedisError) -> StoreError {
     StoreError::Shared(e.to_string())
 }
@@ -921,6 +937,23 @@ impl JobStore for RedisStore {
             Some(at) => self.settle(id, "retry", at, error),
             None => self.settle(id, "dead", 0, error),
         }
+    }
+
+    fn postpone_deliveries(&self, ids: &[String], at: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let mut call = POSTPONE.prepare_invoke();
+            for id in ids {
+                call.key(self.key(&["delivery", id]));
+            }
+            call.arg(self.key(&["deliveries", "due"])).arg(at);
+            for id in ids {
+                call.arg(id);
+            }
+            call.invoke::<i64>(c).map(|_| ())
+        })
     }
 
     fn deliveries(

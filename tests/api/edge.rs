@@ -447,6 +447,7 @@ async fn openapi_document_is_valid_and_covers_every_route() {
         ("/v1/executions/{id}", "get"),
         ("/v1/executions/{id}", "delete"),
         ("/v1/webhooks/dead", "get"),
+        ("/v1/webhooks/secret", "get"),
         ("/v1/languages", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

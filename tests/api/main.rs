@@ -10,6 +10,7 @@ mod executions;
 mod hardening;
 mod healing;
 mod hostile;
+mod jwt;
 mod languages;
 mod loopai;
 mod pool;

@@ -6,7 +6,8 @@
 //! Keys (under `shared.prefix`):
 //! - `job:<id>`: a hash, the execution (its stream entry id in `sid` while queued/running);
 //! - `jobs:<tenant>`: a sorted set of the tenant's execution ids by creation time;
-//! - `idem:<tenant>:<key>`: the execution id of an idempotency key (SET NX);
+//! - `idem:<len>.<tenant>:<key>`: the execution id of an idempotency key (SET NX; the
+//!   tenant length-prefixed, so no two tenants' keys meet);
 //! - `queue`: the stream, group `workers`, one consumer per replica (its instance label);
 //! - `queued:<tenant>`, `queued`: counts of queued executions;
 //! - `running:<tenant>`: the tenant's running execution ids (its cap on workers);
@@ -80,7 +81,7 @@ local function final(p, group, tenant, retention)
   end
   redis.call('PEXPIRE', KEYS[1], retention)
   local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
-  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. tenant .. ':' .. idem, retention) end
+  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. string.len(tenant) .. '.' .. tenant .. ':' .. idem, retention) end
 end
 local function fail_twice(p, group, tenant, now, retention)
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
@@ -707,12 +708,19 @@ impl RedisStore {
     }
 }
 
+/// A tenant as it appears in an idempotency key: length-prefixed, so that tenant `a` with
+/// key `b:c` and tenant `a:b` with key `c` (a JWT claim may hold a colon) never meet.
+/// The finish script builds the same form (`string.len(tenant) .. '.' .. tenant`).
+fn idem_tenant(tenant: &str) -> String {
+    format!("{}.{tenant}", tenant.len())
+}
+
 impl JobStore for RedisStore {
     fn insert(&self, j: &Job) -> Result<(), StoreError> {
         let idem = j
             .idempotency_key
             .as_deref()
-            .map(|k| self.key(&["idem", &j.tenant, k]))
+            .map(|k| self.key(&["idem", &idem_tenant(&j.tenant), k]))
             .unwrap_or_default();
         let fields: Vec<(&str, String)> = vec![
             ("id", j.id.clone()),
@@ -754,7 +762,7 @@ impl JobStore for RedisStore {
     fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError> {
         self.with(|c| {
             let id: Option<String> = redis::cmd("GET")
-                .arg(self.key(&["idem", tenant, key]))
+                .arg(self.key(&["idem", &idem_tenant(tenant), key]))
                 .query(c)?;
             match id {
                 Some(id) => Ok(self.job(c, &id)?.filter(|j| j.tenant == tenant)),

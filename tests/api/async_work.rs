@@ -478,6 +478,42 @@ async fn on_redis_a_refused_result_ends_failed_with_its_callback_and_the_indexes
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // Idempotency keys never meet across tenants, whatever their names hold: tenant `a`
+    // with key `b:c` and tenant `a:b` with key `c` are two executions.
+    let ka = crate::helpers::add_tenant_key(&keys, "a", vec![Scope::Admin], generous());
+    let kab = crate::helpers::add_tenant_key(&keys, "a:b", vec![Scope::Admin], generous());
+    let submit_idem = |key: String, idem: &'static str| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // The keys file is reloaded every 2 s: a new key may still be unknown.
+                let r = app
+                    .client
+                    .post(format!("{}/v1/executions", app.addr))
+                    .header("x-api-key", &key)
+                    .header("idempotency-key", idem)
+                    .json(&json!({"language": "python", "code": "result = 3"}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 401 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                assert_eq!(r.status(), 202);
+                return r.json::<Value>().await.unwrap()["executionId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+            }
+        }
+    };
+    let one = submit_idem(ka, "b:c").await;
+    let two = submit_idem(kab, "c").await;
+    assert_ne!(one, two, "two tenants' idempotency keys met");
+
     let _ = child.kill();
     let _ = child.wait();
     crate::helpers::remove_instance(&instance).await;

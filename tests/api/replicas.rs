@@ -558,3 +558,50 @@ async fn redis_unreachable_at_startup_is_exit_64_and_lost_at_run_time_is_503_the
     assert_eq!(st, 202, "the queue works again: {v}");
     a.stop().await;
 }
+
+/// `max_sessions` and `GET /v1/sessions` are per replica (documented under "Several
+/// replicas"): a key may hold `max_sessions` sessions on each replica, and a listing shows
+/// the sessions of the replica that answers it. This pins the documented scope.
+#[tokio::test]
+async fn max_sessions_and_the_session_list_count_per_replica() {
+    let redis = Redis::start(None);
+    let cluster = Cluster::new(&redis);
+    let key = cluster.key(Quota {
+        max_sessions: 1,
+        ..generous()
+    });
+    let client = reqwest::Client::new();
+    let a = cluster.start(&instance("a"));
+    let b = cluster.start(&instance("b"));
+    wait_ready(&client, &a.base).await;
+    wait_ready(&client, &b.base).await;
+    let create = |base: String| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            call(
+                &client,
+                reqwest::Method::POST,
+                format!("{base}/v1/sessions"),
+                &key,
+                Some(json!({"language": "python"})),
+            )
+            .await
+        }
+    };
+    let (st, s) = create(a.base.clone()).await;
+    assert_eq!(st, 201, "{s}");
+    let (st, s) = create(a.base.clone()).await;
+    assert_eq!(st, 429, "the second on the same replica is over max_sessions: {s}");
+    let (st, s) = create(b.base.clone()).await;
+    assert_eq!(st, 201, "another replica counts its own: {s}");
+    let (st, list) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/sessions", b.base),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(list["count"], 1, "a replica lists its own sessions: {list}");
+}

@@ -171,7 +171,8 @@ def run_child(path, args, cwd, fds):
         except OSError as e:
             print("python3: can't open file %r: [Errno %d] %s" % (script, e.errno, e.strerror), file=sys.stderr)
             raise SystemExit(2)
-        code = compile(source, path, "exec")
+        # The absolute path, as python3 names the script in a traceback.
+        code = compile(source, script, "exec")
         exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__})
         status = 0
     except SystemExit as e:
@@ -179,13 +180,16 @@ def run_child(path, args, cwd, fds):
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
     except BaseException as e:
+        # On the exception itself: the default hook prints the exception's own traceback,
+        # whatever it is passed.
+        e.__traceback__ = _user_traceback(e.__traceback__)
         # As python3 does: through sys.excepthook (a program may have set its own).
         try:
-            sys.excepthook(type(e), e, _user_traceback(e.__traceback__))
+            sys.excepthook(type(e), e, e.__traceback__)
         except BaseException:
             import traceback
 
-            traceback.print_exception(type(e), e, _user_traceback(e.__traceback__))
+            traceback.print_exception(type(e), e, e.__traceback__)
         status = 1
     # Skip interpreter finalisation: the container is wiped after every run.
     for stream in (sys.stdout, sys.stderr):

@@ -244,9 +244,9 @@ impl LocalCache {
                 });
             }
         }
-        let key = gateway_key.clone().unwrap_or_else(|| {
-            artifact_key(job.toolchain.lang, job.toolchain.version, job.source)
-        });
+        let key = gateway_key
+            .clone()
+            .unwrap_or_else(|| artifact_key(job.toolchain.lang, job.toolchain.version, job.source));
         let dir = Path::new(ARTIFACTS).join(&key);
         let dest = dir.join(job.compile.artifact);
         if dest.is_file() {
@@ -375,14 +375,21 @@ mod tests {
         let b = c.insert(&dir("b"), "p", b"bbbb", None).unwrap().unwrap();
         // `a` is the prepared program: `b` goes instead.
         let keep = Artifact::Private(a.clone());
-        c.insert(&dir("c"), "p", b"cccc", keep.key_dir()).unwrap().unwrap();
-        assert!(a.is_file() && !b.exists(), "the oldest unprotected entry went");
+        c.insert(&dir("c"), "p", b"cccc", keep.key_dir())
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.is_file() && !b.exists(),
+            "the oldest unprotected entry went"
+        );
         assert_eq!(c.size(), 8);
         c.insert(&dir("d"), "p", b"dddd", None).unwrap().unwrap();
         assert!(!a.exists(), "unprotected, the oldest goes");
         assert_eq!(c.size(), 8);
         assert!(
-            c.insert(&dir("e"), "p", &[0u8; 11], None).unwrap().is_none(),
+            c.insert(&dir("e"), "p", &[0u8; 11], None)
+                .unwrap()
+                .is_none(),
             "larger than the cache: not cached"
         );
         assert_eq!(c.size(), 8);

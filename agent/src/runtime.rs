@@ -261,7 +261,12 @@ impl Agent {
                 // The shared cache evicted the binary since `prepare` (the gateway pins what
                 // a lease prepared, so this is the exception): compile it again.
                 let mut outcome = RunOutcome::default();
-                match self.build(&p.source, p.cache_key.as_deref(), p.compile_timeout_ms, &mut outcome)? {
+                match self.build(
+                    &p.source,
+                    p.cache_key.as_deref(),
+                    p.compile_timeout_ms,
+                    &mut outcome,
+                )? {
                     Some(target) => p.target = target,
                     None => return Ok(outcome),
                 }

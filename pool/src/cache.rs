@@ -382,7 +382,9 @@ mod tests {
         let reopened = SharedCache::open(&root, 10).unwrap();
         assert_eq!(reopened.size(), 6, "books rebuilt from the directory");
         assert_eq!(
-            reopened.keys().key("t", Language::CSharp, "mono", "class B {}"),
+            reopened
+                .keys()
+                .key("t", Language::CSharp, "mono", "class B {}"),
             b,
             "the secret survives a restart, and with it the artifacts"
         );
@@ -454,9 +456,15 @@ mod tests {
         let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| keys.key("t", Language::Go, "go1", s));
         // A lease prepared `a` (it pins it before the artifact is even filed).
         let pin = cache.pin(Language::Go, &a);
-        cache.insert(Language::Go, &a, &BASE64.encode(b"AAAA")).unwrap();
-        cache.insert(Language::Go, &b, &BASE64.encode(b"BBBB")).unwrap();
-        cache.insert(Language::Go, &c, &BASE64.encode(b"CCCC")).unwrap();
+        cache
+            .insert(Language::Go, &a, &BASE64.encode(b"AAAA"))
+            .unwrap();
+        cache
+            .insert(Language::Go, &b, &BASE64.encode(b"BBBB"))
+            .unwrap();
+        cache
+            .insert(Language::Go, &c, &BASE64.encode(b"CCCC"))
+            .unwrap();
         assert!(cache.dir().join(&a).is_file(), "pinned: kept");
         assert!(!cache.dir().join(&b).exists(), "the oldest unpinned went");
         assert_eq!(cache.size(), 8);
@@ -467,7 +475,9 @@ mod tests {
             .is_err());
         assert_eq!(cache.size(), 8);
         drop((pin, pin_c));
-        cache.insert(Language::Go, &d, &BASE64.encode(b"DDDD")).unwrap();
+        cache
+            .insert(Language::Go, &d, &BASE64.encode(b"DDDD"))
+            .unwrap();
         assert!(!cache.dir().join(&a).exists(), "unpinned, the oldest goes");
         assert_eq!(cache.size(), 8);
         assert!(cache.lock().pins.is_empty());

@@ -475,12 +475,12 @@ impl Pools {
         };
         let keys = match &cache {
             Some(c) => c.keys(),
-            None => Arc::new(ArtifactKeys::random().map_err(|source| {
-                PoolError::CompileCache {
+            None => Arc::new(
+                ArtifactKeys::random().map_err(|source| PoolError::CompileCache {
                     path: "/dev/urandom".into(),
                     source,
-                }
-            })?),
+                })?,
+            ),
         };
         let settings = Arc::new(settings);
         let build = |language: Language,
@@ -1326,12 +1326,9 @@ fn file_artifact(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     // Everything is taken from `container` now: the future must not borrow it.
     let job = match (cache, key, artifact) {
-        (Some(cache), Some(key), Some(artifact)) => Some((
-            cache,
-            container.info.language,
-            key.to_string(),
-            artifact,
-        )),
+        (Some(cache), Some(key), Some(artifact)) => {
+            Some((cache, container.info.language, key.to_string(), artifact))
+        }
         _ => None,
     };
     async move {

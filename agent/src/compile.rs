@@ -143,7 +143,7 @@ impl LocalCache {
             fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
         }
         let fs_bytes = nix::sys::statvfs::statvfs(CACHE)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks().saturating_mul(s.fragment_size()))
             .unwrap_or(0);
         let max = if fs_bytes > 0 {
             LOCAL_MAX_BYTES.min(fs_bytes / 2)

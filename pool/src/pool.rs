@@ -12,6 +12,7 @@ use codebeaker_proto::{
 };
 use deadpool::managed::{self, Object, Timeouts};
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -471,6 +472,12 @@ impl Pools {
                     source,
                 },
             )?;
+            // The sandbox uid owning the mounted directory could list it (0711 binds
+            // others only): the gateway must run as another user.
+            let owner = std::fs::metadata(cache.dir()).map(|m| m.uid()).ok();
+            if owner == Some(settings.limits.sandbox_uid) {
+                tracing::warn!(path = %cache.dir().display(), uid = settings.limits.sandbox_uid, "the shared compile cache is owned by the sandbox uid: programs can list it; run the gateway as another user");
+            }
             Some(Arc::new(cache))
         };
         let keys = match &cache {

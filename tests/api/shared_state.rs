@@ -353,3 +353,79 @@ async fn a_python_traceback_shows_only_the_programs_frames() {
     assert!(stderr.contains("json.decoder.JSONDecodeError"), "{stderr}");
     app.stop().await;
 }
+
+/// A Go program that burns about `n` loop turns, so a batch of it lasts.
+const GO_SPIN: &str = r#"n := int(input_data["n"].(float64))
+x := 0
+for i := 0; i < n; i++ {
+	x += i ^ (x >> 3)
+}
+result := x % 1000"#;
+
+#[tokio::test]
+async fn a_full_shared_cache_never_evicts_the_program_a_batch_is_running() {
+    let mut s = settings(&[Language::Go]);
+    // Room for one Go binary (~2.5 MB): filing another program evicts the one there.
+    s.pool.compile_cache_mb = 3;
+    s.pool.tenant_max_share = 1.0;
+    let go = s.pool.languages.get_mut(&Language::Go).unwrap();
+    go.min_idle = 3;
+    go.max_size = 4;
+    let app = spawn_with(s).await;
+
+    // The batch: its first worker compiles the program and files it; the second finds it in
+    // the shared cache and runs it from there, item after item.
+    let items: Vec<Value> = (0..240)
+        .map(|i| json!({"id": i.to_string(), "input": {"n": 20_000_000}}))
+        .collect();
+    let mut stream = app
+        .client
+        .post(format!("{}/v1/execute/batch", app.addr))
+        .header("x-api-key", &app.key)
+        .header("accept", "application/x-ndjson")
+        .json(&json!({"language": "go", "code": GO_SPIN, "items": items, "maxConcurrency": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut text = String::new();
+    let lines = |text: &str| text.matches('\n').count();
+    while lines(&text) < 10 {
+        let chunk = stream
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the batch ended early");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    // Meanwhile another program is compiled and filed: the cache must make room, and the
+    // batch's program is the only other artifact there.
+    let other = app
+        .run("go", "result := \"another program\"", json!({}))
+        .await;
+    assert_eq!(other["success"], true, "{other}");
+    let before = lines(&text);
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        lines(&text) > before + 10,
+        "the batch ended before the other program was filed: the test proves nothing (make it longer)"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(
+        summary["successCount"],
+        240,
+        "{:?}",
+        lines
+            .iter()
+            .filter(|l| l["item"]["success"] == false)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    app.stop().await;
+}

@@ -228,7 +228,7 @@ fn build_probe_variant(image: &str) {
 }
 
 /// Three calls on one zygote; each returns `code`'s result.
-async fn three_calls(app: &TestApp, code: &str, packages: Value) -> Vec<Value> {
+pub(crate) async fn three_calls(app: &TestApp, code: &str, packages: Value) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..3 {
         let (status, body) = app
@@ -241,7 +241,7 @@ async fn three_calls(app: &TestApp, code: &str, packages: Value) -> Vec<Value> {
     out
 }
 
-fn all_different(values: &[Value]) -> bool {
+pub(crate) fn all_different(values: &[Value]) -> bool {
     values
         .iter()
         .map(Value::to_string)
@@ -274,22 +274,6 @@ async fn every_generator_a_preloaded_module_holds_is_reseeded_in_each_call() {
         "a preloaded module's generator repeated: {draws:?}"
     );
     assert!(all_different(&stdlib), "random repeated: {draws:?}");
-    app.stop().await;
-}
-
-#[tokio::test]
-#[ignore = "needs the python-data variant (make test-variants)"]
-async fn numpy_draws_differ_in_every_call_on_python_data() {
-    let mut s = settings(&[Language::Python]);
-    s.pool.variants.get_mut("python-data").unwrap().max_size = 1;
-    let app = spawn_with(s).await;
-    let draws = three_calls(
-        &app,
-        "import numpy as np\nresult = [float(np.random.rand()), int(np.random.randint(1 << 30))]",
-        json!(["numpy", "pandas"]),
-    )
-    .await;
-    assert!(all_different(&draws), "numpy repeated itself: {draws:?}");
     app.stop().await;
 }
 

@@ -63,6 +63,88 @@ if _preload:
             pass
 
 
+# A fork copies every random generator's state: without a reseed, each child of this
+# process would draw the same numbers (numpy's global generator gave 0.5259892246214956 in
+# every call). The rule for any preloaded module: each child reseeds, from os.urandom,
+# (1) the global generators of the libraries in RESEED, if loaded, and (2) every generator
+# object a preloaded module holds at module level (found once, here, by type), so a preload
+# list can grow without anyone remembering to extend a table.
+def _words(n):
+    return [int.from_bytes(os.urandom(4), "little") for _ in range(n)]
+
+
+def _reseed_numpy(m):
+    m.random.seed(_words(8))  # the legacy global RandomState (np.random.rand & co.)
+
+
+def _reseed_torch(m):
+    m.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+
+
+RESEED = {
+    "random": lambda m: m.seed(os.urandom(32)),
+    "numpy": _reseed_numpy,
+    "torch": _reseed_torch,
+}
+
+
+def _reseed_object(obj):
+    if hasattr(obj, "bit_generator"):  # a numpy Generator: its bit generator is the state
+        bg = obj.bit_generator
+        bg.state = type(bg)(_words(8)).state
+    elif hasattr(obj, "get_state") and hasattr(obj, "randint"):  # a numpy RandomState
+        obj.seed(_words(8))
+    else:  # random.Random and its subclasses
+        obj.seed(os.urandom(32))
+
+
+def _generators(roots):
+    """Generator objects held at module level by the modules in `roots` and their submodules."""
+    import random
+
+    kinds = [random.Random]
+    np = sys.modules.get("numpy")
+    if np is not None:
+        kinds += [getattr(np.random, n) for n in ("RandomState", "Generator") if hasattr(np.random, n)]
+    kinds = tuple(kinds)
+    found, seen = [], set()
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not any(name == r or name.startswith(r + ".") for r in roots):
+            continue
+        for obj in list(vars(mod).values()):
+            # SystemRandom draws from the OS: it has no state to share.
+            if isinstance(obj, kinds) and not isinstance(obj, random.SystemRandom) and id(obj) not in seen:
+                seen.add(id(obj))
+                found.append(obj)
+    return found
+
+
+_GENERATORS = _generators(_preload) if _preload else []
+
+
+def reseed():
+    for name, fn in RESEED.items():
+        mod = sys.modules.get(name)
+        if mod is not None:
+            try:
+                fn(mod)
+            except Exception:  # an unusual version of the library: its own seeding stands
+                pass
+    for obj in _GENERATORS:
+        try:
+            _reseed_object(obj)
+        except Exception:
+            pass
+
+
+def _user_traceback(tb):
+    """`tb` without this file's frames: the traceback `python3 PROGRAM` would print starts
+    in the program (and a syntax error, raised by compile() here, has no frames at all)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
 def run_child(path, args, cwd, fds):
     os.dup2(fds[0], 0)
     os.dup2(fds[1], 1)
@@ -77,6 +159,7 @@ def run_child(path, args, cwd, fds):
     os.setgid(UID)
     os.setuid(UID)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    reseed()
     try:
         os.chdir(cwd)
         script = os.path.abspath(path)
@@ -88,17 +171,25 @@ def run_child(path, args, cwd, fds):
         except OSError as e:
             print("python3: can't open file %r: [Errno %d] %s" % (script, e.errno, e.strerror), file=sys.stderr)
             raise SystemExit(2)
-        code = compile(source, path, "exec")
+        # The absolute path, as python3 names the script in a traceback.
+        code = compile(source, script, "exec")
         exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__})
         status = 0
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
-    except BaseException:
-        import traceback
+    except BaseException as e:
+        # On the exception itself: the default hook prints the exception's own traceback,
+        # whatever it is passed.
+        e.__traceback__ = _user_traceback(e.__traceback__)
+        # As python3 does: through sys.excepthook (a program may have set its own).
+        try:
+            sys.excepthook(type(e), e, e.__traceback__)
+        except BaseException:
+            import traceback
 
-        traceback.print_exc()
+            traceback.print_exception(type(e), e, e.__traceback__)
         status = 1
     # Skip interpreter finalisation: the container is wiped after every run.
     for stream in (sys.stdout, sys.stderr):

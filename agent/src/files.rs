@@ -66,7 +66,26 @@ pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)
 }
 
-/// Result of reading a bounded regular file.
+/// Like [`write_new`], for a program to execute: mode 0755 (set on the open file, so an
+/// older file of the name gets it too).
+pub fn write_executable(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o755)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    f.set_len(0)?;
+    f.set_permissions(fs::Permissions::from_mode(0o755))?;
+    f.write_all(data)
+}
+
 /// Copies a file into a root-owned location (used for the compile cache). The caller
 /// reads the source as the user and writes the destination as root.
 pub fn read_all(path: &Path) -> io::Result<Vec<u8>> {

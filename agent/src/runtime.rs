@@ -8,12 +8,12 @@ use codebeaker_proto::{
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::clean;
-use crate::compile::{self, Built};
+use crate::compile::{self, Artifact, Built, LocalCache};
 use crate::exec::{self, ExitSource, Reaper};
 use crate::files::{AsUser, User};
 use crate::recipes::{spec, Runner, Spec};
@@ -28,11 +28,14 @@ const INPUT: &str = "input.json";
 const OUTPUT: &str = "output.json";
 
 /// A prepared program: its source (written to the workspace for every item, which is
-/// wiped between items) and the file to run (the cached binary of a compiled language).
+/// wiped between items) and the file to run (the cached binary of a compiled language),
+/// with what it takes to compile it again should the shared cache lose it between items.
 struct Prepared {
     source: String,
-    target: PathBuf,
+    target: Artifact,
     plain: bool,
+    cache_key: Option<String>,
+    compile_timeout_ms: u64,
 }
 
 /// The agent's state between requests.
@@ -50,6 +53,8 @@ pub struct Agent {
     zygote: Option<Zygote>,
     /// The program of a stream of items (`prepare`), kept across cleanups.
     prepared: Option<Prepared>,
+    /// The container's own compile cache (root-only, bounded).
+    cache: LocalCache,
     /// Set once the container became a session: nothing is wiped any more.
     session_meta: Option<serde_json::Value>,
     invocations: u64,
@@ -76,6 +81,7 @@ impl Agent {
             next_runner: None,
             zygote: None,
             prepared: None,
+            cache: LocalCache::open()?,
             session_meta: None,
             invocations: 0,
         };
@@ -83,13 +89,27 @@ impl Agent {
         let launcher = match agent.spec.launcher_source {
             Some(src) => {
                 let source = std::fs::read(src)?;
-                match agent.compile(Path::new(src), &source, Duration::from_secs(60))? {
-                    Built::Ready { path, .. } => {
+                let Some(recipe) = &agent.spec.compile else {
+                    return Err(io::Error::other("a launcher needs a compiled language"));
+                };
+                let job = compile::Job {
+                    toolchain: compile::Toolchain {
+                        lang,
+                        version: &agent.toolchain,
+                    },
+                    compile: recipe,
+                    src_path: Path::new(src),
+                    source: &source,
+                    key: None,
+                    timeout: Duration::from_secs(60),
+                };
+                match compile::build_launcher(&mut agent.reaper, agent.user, job)? {
+                    Ok(path) => {
                         let path = path.display().to_string();
                         agent.aot_launcher(&path);
                         path
                     }
-                    Built::Failed(msg) => {
+                    Err(msg) => {
                         return Err(io::Error::other(format!("launcher build failed: {msg}")))
                     }
                 }
@@ -186,7 +206,8 @@ impl Agent {
         // One descriptor of /workspace for the run's files (input, program, result).
         let ws = Workspace::open(self.user)?;
         self.write_run_files(&ws, &req.input, &req.source)?;
-        let target = match self.build(&req.source, req.compile_timeout_ms, &mut outcome)? {
+        let key = req.cache_key.as_deref();
+        let target = match self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)? {
             Some(target) => target,
             None => {
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
@@ -213,11 +234,14 @@ impl Agent {
             let name = self.lang.program_file();
             ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
         }
-        if let Some(target) = self.build(&req.source, req.compile_timeout_ms, &mut outcome)? {
+        let key = req.cache_key.as_deref();
+        if let Some(target) = self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)? {
             self.prepared = Some(Prepared {
                 source: req.source,
                 target,
                 plain: req.plain,
+                cache_key: req.cache_key,
+                compile_timeout_ms: req.compile_timeout_ms,
             });
         }
         Ok(outcome)
@@ -226,13 +250,27 @@ impl Agent {
     /// Runs the prepared program on one input. `Err` when nothing is prepared (a protocol
     /// error of the gateway's) or the agent failed.
     pub fn item(&mut self, req: ItemRequest) -> io::Result<RunOutcome> {
-        let Some(p) = self.prepared.take() else {
+        let Some(mut p) = self.prepared.take() else {
             return Err(io::Error::other("item without a prepared program"));
         };
         self.invocations += 1;
         let started = Instant::now();
         let result = Workspace::open(self.user).and_then(|ws| {
             self.write_run_files(&ws, &req.input, &p.source)?;
+            if !p.target.exists() {
+                // The shared cache evicted the binary since `prepare` (the gateway pins what
+                // a lease prepared, so this is the exception): compile it again.
+                let mut outcome = RunOutcome::default();
+                match self.build(
+                    &p.source,
+                    p.cache_key.as_deref(),
+                    p.compile_timeout_ms,
+                    &mut outcome,
+                )? {
+                    Some(target) => p.target = target,
+                    None => return Ok(outcome),
+                }
+            }
             self.execute(
                 &ws,
                 &p.target,
@@ -267,23 +305,25 @@ impl Agent {
     fn build(
         &mut self,
         source: &str,
+        key: Option<&str>,
         compile_timeout_ms: u64,
         outcome: &mut RunOutcome,
-    ) -> io::Result<Option<PathBuf>> {
+    ) -> io::Result<Option<Artifact>> {
         let program = Path::new(WORKSPACE).join(self.lang.program_file());
         if self.spec.compile.is_none() {
-            return Ok(Some(program));
+            return Ok(Some(Artifact::InPlace(program)));
         }
         let t0 = Instant::now();
         let built = self.compile(
             &program,
             source.as_bytes(),
+            key,
             Duration::from_millis(compile_timeout_ms),
         )?;
         outcome.compile_ms = t0.elapsed().as_millis() as u64;
         match built {
             Built::Ready {
-                path,
+                artifact,
                 cache_hit,
                 fresh,
             } => {
@@ -292,7 +332,7 @@ impl Agent {
                     outcome.compile_ms = 0;
                 }
                 outcome.artifact = fresh.map(|bytes| BASE64.encode(bytes));
-                Ok(Some(path))
+                Ok(Some(artifact))
             }
             Built::Failed(message) => {
                 outcome.cache_hit = Some(false);
@@ -310,12 +350,14 @@ impl Agent {
     fn execute(
         &mut self,
         ws: &Workspace,
-        target: &Path,
+        target: &Artifact,
         plain: bool,
         req: &ItemRequest,
         started: Instant,
         mut outcome: RunOutcome,
     ) -> io::Result<RunOutcome> {
+        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
+        let target = &target.stage(self.user, artifact)?;
         let oom_before = oom_kills();
         let timeout = Duration::from_millis(req.timeout_ms);
         let limit = req.stream_limit_bytes as usize;
@@ -482,23 +524,30 @@ impl Agent {
         }
     }
 
-    /// Compiles through the container's compile cache (see `compile.rs`).
-    fn compile(&mut self, src_path: &Path, source: &[u8], timeout: Duration) -> io::Result<Built> {
+    /// Compiles through the compile caches (see `compile.rs`), under the gateway's `key`.
+    fn compile(
+        &mut self,
+        src_path: &Path,
+        source: &[u8],
+        key: Option<&str>,
+        timeout: Duration,
+    ) -> io::Result<Built> {
         let Some(recipe) = &self.spec.compile else {
             return Err(io::Error::other("language is not compiled"));
         };
-        compile::build(
-            &mut self.reaper,
-            self.user,
-            compile::Toolchain {
+        let job = compile::Job {
+            toolchain: compile::Toolchain {
                 lang: self.lang,
                 version: &self.toolchain,
             },
-            recipe,
+            compile: recipe,
             src_path,
             source,
+            key,
             timeout,
-        )
+        };
+        let keep = self.prepared.as_ref().map(|p| &p.target);
+        self.cache.build(&mut self.reaper, self.user, job, keep)
     }
 
     /// AOT-compiles the launcher next to itself, as root and before any user code ran (the

@@ -49,10 +49,11 @@ pub fn host_config(
             "/tmp".to_string(),
             format!("rw,exec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
         ),
-        // Compiled artifacts: written by the agent (root), only readable by user code.
+        // Compiled artifacts: the agent's (root) only; it keeps programs' artifacts in a
+        // 0700 directory and copies one out for its run (agent/src/compile.rs).
         (
             "/cache".to_string(),
-            format!("rw,exec,nosuid,nodev,size={}m,mode=0755", limits.cache_mb),
+            format!("rw,exec,nosuid,nodev,size={}m,mode=0711", limits.cache_mb),
         ),
     ]);
     let memory = (limits.memory_mb * 1024 * 1024) as i64;

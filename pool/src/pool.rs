@@ -12,6 +12,7 @@ use codebeaker_proto::{
 };
 use deadpool::managed::{self, Object, Timeouts};
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +24,7 @@ use tracing::Instrument;
 use bollard::Docker;
 
 use crate::agent::short;
-use crate::cache::SharedCache;
+use crate::cache::{ArtifactKeys, Pin, SharedCache};
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::container::{self, Container, CLEAN_TIMEOUT};
 use crate::docker;
@@ -463,6 +464,8 @@ pub struct Pools {
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
     /// The shared compile cache, if configured.
     pub(crate) cache: Option<Arc<SharedCache>>,
+    /// The keys of compiled programs (the shared cache's, or this process's own).
+    pub(crate) keys: Arc<ArtifactKeys>,
     pub(crate) health: Health,
 }
 
@@ -518,7 +521,22 @@ impl Pools {
                     source,
                 },
             )?;
+            // The sandbox uid owning the mounted directory could list it (0711 binds
+            // others only): the gateway must run as another user.
+            let owner = std::fs::metadata(cache.dir()).map(|m| m.uid()).ok();
+            if owner == Some(settings.limits.sandbox_uid) {
+                tracing::warn!(path = %cache.dir().display(), uid = settings.limits.sandbox_uid, "the shared compile cache is owned by the sandbox uid: programs can list it; run the gateway as another user");
+            }
             Some(Arc::new(cache))
+        };
+        let keys = match &cache {
+            Some(c) => c.keys(),
+            None => Arc::new(
+                ArtifactKeys::random().map_err(|source| PoolError::CompileCache {
+                    path: "/dev/urandom".into(),
+                    source,
+                })?,
+            ),
         };
         let settings = Arc::new(settings);
         let factory = PoolFactory {
@@ -570,6 +588,7 @@ impl Pools {
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),
             cache,
+            keys,
             health: Health::default(),
         });
         for lp in this.all() {
@@ -806,6 +825,9 @@ impl Pools {
             max_uses: lp.settings.max_uses,
             prepared: None,
             cache: self.cache.clone(),
+            keys: self.keys.clone(),
+            tenant: tenant.into(),
+            pin: None,
             lifecycle: lp.lifecycle.clone(),
         })
     }
@@ -986,7 +1008,7 @@ async fn run_on_pool(
 ) {
     let settings = &pools.settings;
     let started = Instant::now();
-    let req = RunRequest {
+    let mut req = RunRequest {
         source: if inv.plain {
             inv.code.to_string()
         } else {
@@ -998,6 +1020,7 @@ async fn run_on_pool(
         compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
         stream_limit_bytes: inv.stream_limit_bytes,
         result_limit_bytes: inv.result_limit_bytes,
+        cache_key: None,
     };
     let default_mb = settings.limits.memory_mb;
     loop {
@@ -1011,6 +1034,10 @@ async fn run_on_pool(
         let queue_wait = started.elapsed();
         let held = Instant::now();
         let sent_at = SystemTime::now();
+        // The program's key for this tenant and this container's toolchain; pinned in the
+        // shared cache while the call may run it from there.
+        req.cache_key = program_key(&pools.keys, &inv.tenant, &obj, &req.source);
+        let _pin = pin(&pools.cache, &obj, req.cache_key.as_deref());
         let result = async {
             // The limit this call needs. A container keeps the last one it was given (no
             // restore after the call), so a key whose cap is below the container's pays one
@@ -1029,7 +1056,7 @@ async fn run_on_pool(
             file_artifact(
                 pools.cache.clone(),
                 &obj,
-                &req.source,
+                req.cache_key.as_deref(),
                 outcome.artifact.take(),
             )
             .await;
@@ -1207,6 +1234,11 @@ pub struct Lease {
     /// compiler's outcome (every item of it gets that outcome without running).
     prepared: Option<(ProgramKey, Option<RunOutcome>)>,
     cache: Option<Arc<SharedCache>>,
+    keys: Arc<ArtifactKeys>,
+    /// The batch's tenant: part of its programs' cache keys.
+    tenant: Arc<str>,
+    /// Keeps the prepared program's artifact in the shared cache while items may run it.
+    pin: Option<Pin>,
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -1288,14 +1320,25 @@ impl Lease {
             } else {
                 wrap(inv.language, &key.code)
             };
+            let cache_key = program_key(&self.keys, &self.tenant, obj, &source);
+            // Pinned before the prepare: the artifact the agent finds (or files) now must
+            // still be there for the last item.
+            self.pin = pin(&self.cache, obj, cache_key.as_deref());
             let mut outcome = obj
                 .prepare(PrepareRequest {
-                    source: source.clone(),
+                    source,
                     compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
                     plain: key.plain,
+                    cache_key: cache_key.clone(),
                 })
                 .await?;
-            file_artifact(self.cache.clone(), obj, &source, outcome.artifact.take()).await;
+            file_artifact(
+                self.cache.clone(),
+                obj,
+                cache_key.as_deref(),
+                outcome.artifact.take(),
+            )
+            .await;
             let failed = outcome.error.is_some().then(|| outcome.clone());
             self.prepared = Some((key, failed));
             compile = Some(outcome);
@@ -1363,33 +1406,48 @@ impl Lease {
     }
 }
 
+/// The cache key of `source` on `container` for `tenant` (see `cache.rs`), for a compiled
+/// language.
+fn program_key(
+    keys: &ArtifactKeys,
+    tenant: &str,
+    container: &Container,
+    source: &str,
+) -> Option<String> {
+    let language = container.info.language;
+    language
+        .is_compiled()
+        .then(|| keys.key(tenant, language, &container.info.toolchain, source))
+}
+
+/// Pins `key` in the shared cache, if there is one and the language is compiled.
+fn pin(cache: &Option<Arc<SharedCache>>, container: &Container, key: Option<&str>) -> Option<Pin> {
+    Some(cache.as_ref()?.pin(container.info.language, key?))
+}
+
 /// Files a freshly compiled artifact in the shared compile cache, under the key computed
-/// here from the source the container was sent (never one the container names). Waited
-/// for, so that the next container to run the program finds it; a failure only costs a
-/// compile elsewhere.
+/// here from the tenant and the source the container was sent (never one the container
+/// names). Waited for, so that the next container to run the program finds it; a failure
+/// only costs a compile elsewhere.
 fn file_artifact(
     cache: Option<Arc<SharedCache>>,
     container: &Container,
-    source: &str,
+    key: Option<&str>,
     artifact: Option<String>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     // Everything is taken from `container` now: the future must not borrow it.
-    let job = match (cache, artifact) {
-        (Some(cache), Some(artifact)) => Some((
-            cache,
-            container.info.language,
-            container.info.toolchain.clone(),
-            source.to_string(),
-            artifact,
-        )),
+    let job = match (cache, key, artifact) {
+        (Some(cache), Some(key), Some(artifact)) => {
+            Some((cache, container.info.language, key.to_string(), artifact))
+        }
         _ => None,
     };
     async move {
-        let Some((cache, language, toolchain, source, artifact)) = job else {
+        let Some((cache, language, key, artifact)) = job else {
             return;
         };
         let filed = tokio::task::spawn_blocking(move || {
-            cache.insert(language, &toolchain, &source, &artifact)
+            cache.insert(language, &key, &artifact).map(|()| key)
         })
         .await;
         match filed {

@@ -99,9 +99,10 @@ pub const SHARED_CACHE_MOUNT: &str = "/shared-cache";
 
 /// The content address of a compiled artifact: a SHA-256 over the language, the
 /// toolchain's version line, the source translator's version (C# top-level statements)
-/// and the complete source. The agent and the gateway compute it independently: the
-/// gateway files an artifact under the key *it* computed from the source it sent, so no
-/// container can place a binary under another program's key.
+/// and the complete source. Anyone can compute it, so it names only what is not shared
+/// between tenants: the agent's own launcher, and a container's private cache when the
+/// gateway sent no key. The gateway's keys (shared cache, calls) are keyed hashes of the
+/// same parts and the tenant (`codebeaker_pool::ArtifactKeys`).
 pub fn artifact_key(language: Language, toolchain: &str, source: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     use std::fmt::Write;
@@ -304,6 +305,12 @@ pub struct RunRequest {
     /// and no `output.json` is read.
     #[serde(default)]
     pub plain: bool,
+    /// For a compiled language: the gateway's key of the compiled program (a keyed hash of
+    /// the tenant, toolchain and source, `pool/src/cache.rs`), under which the agent looks
+    /// it up and caches it. Without one the agent keys its own cache by [`artifact_key`]
+    /// and does not use the shared cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 /// A program to keep for [`Request::Item`]s.
@@ -317,6 +324,9 @@ pub struct PrepareRequest {
     /// A plain program (see [`RunRequest::plain`]).
     #[serde(default)]
     pub plain: bool,
+    /// See [`RunRequest::cache_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 /// One input for the prepared program, with the per-run limits of [`RunRequest`].
@@ -487,6 +497,7 @@ mod tests {
             stream_limit_bytes: 10,
             result_limit_bytes: 10,
             plain: false,
+            cache_key: None,
         });
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));

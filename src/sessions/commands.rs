@@ -274,6 +274,8 @@ pub async fn execute(
                         stream_limit_bytes: limits.stream_limit_bytes,
                         result_limit_bytes: limits.result_limit_bytes,
                         plain: false,
+                        // The container keys its own cache (see `compile.rs`).
+                        cache_key: None,
                     };
                     let o = c.run(&req).await?;
                     let err = o.error.as_ref().map(|e| Failure {

@@ -18,6 +18,7 @@ mod replicas;
 mod requests;
 mod runsc;
 mod sessions;
+mod shared_state;
 mod tenants;
 mod variants;
 mod webhooks;

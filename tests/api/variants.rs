@@ -10,6 +10,7 @@ use codebeaker_proto::Language;
 use serde_json::{json, Value};
 
 use crate::helpers::{settings, spawn_with, TestApp};
+use crate::shared_state::{all_different, three_calls};
 
 /// Fails with one clear sentence when the variant image is missing.
 async fn need_variant(app: &TestApp, language: &str, variant: &str) -> Value {
@@ -186,5 +187,24 @@ async fn numpy_runs_on_the_data_variant_not_on_the_default_image_and_nothing_ins
             || out.contains("Network is unreachable"),
         "pip must fail for lack of network: {out}"
     );
+    app.stop().await;
+}
+
+/// numpy's global generator, inherited through the zygote's fork, is reseeded in every
+/// call (it used to give the same number each time).
+#[tokio::test]
+#[ignore = "needs the codebeaker-python-data image (400 MB, not built in CI): run `make test-variants`"]
+async fn numpy_draws_differ_in_every_call_on_the_data_variant() {
+    let mut s = settings(&[Language::Python]);
+    s.pool.variants.get_mut("python-data").unwrap().max_size = 1;
+    let app = spawn_with(s).await;
+    need_variant(&app, "python", "python-data").await;
+    let draws = three_calls(
+        &app,
+        "import numpy as np\nresult = [float(np.random.rand()), int(np.random.randint(1 << 30))]",
+        json!(["numpy", "pandas"]),
+    )
+    .await;
+    assert!(all_different(&draws), "numpy repeated itself: {draws:?}");
     app.stop().await;
 }

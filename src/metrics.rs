@@ -34,6 +34,22 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Drains the histograms' raw samples into their buckets every `every` until `shutdown`.
+/// The recorder keeps every sample until a scrape or an upkeep: without this, a gateway
+/// nobody scrapes grows by ~34 bytes per request for ever (issue 25).
+pub async fn upkeep(
+    handle: PrometheusHandle,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => handle.run_upkeep(),
+        }
+    }
+}
+
 /// Middleware: request count and duration by route template, method and status.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req
@@ -174,4 +190,55 @@ pub fn execution_queue(depth: usize, oldest: Option<Duration>) {
 /// A webhook delivery attempt: `delivered`, `retried` or `dead`.
 pub fn webhook_delivery(outcome: &'static str) {
     counter!("codebeaker_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    }
+
+    /// The guard of issue 25: histogram samples do not pile up between scrapes. Four
+    /// million samples kept raw would be ~34 MB; with the upkeep task they are buckets.
+    #[tokio::test]
+    async fn histogram_samples_are_drained_without_a_scrape() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[0.001, 0.01, 0.1, 1.0])
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(upkeep(
+            handle.clone(),
+            std::time::Duration::from_millis(10),
+            stop.clone(),
+        ));
+        let before = rss();
+        for _ in 0..400 {
+            metrics::with_local_recorder(&recorder, || {
+                for i in 0..10_000 {
+                    metrics::histogram!("t_seconds").record(i as f64 * 1e-4);
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let grown = rss().saturating_sub(before);
+        stop.cancel();
+        let _ = task.await;
+        assert!(
+            grown < 12 * 1024 * 1024,
+            "4 million samples left {} MB behind",
+            grown / (1024 * 1024)
+        );
+        assert!(handle.render().contains("t_seconds_count 4000000"));
+    }
 }

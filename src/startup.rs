@@ -144,6 +144,11 @@ impl Application {
             shutdown.child_token(),
         ));
         tokio::spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
+        tokio::spawn(crate::metrics::upkeep(
+            crate::metrics::install(),
+            Duration::from_secs(5),
+            shutdown.child_token(),
+        ));
         let sessions = Sessions::new(
             pools.clone(),
             settings.sessions.clone(),

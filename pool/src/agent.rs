@@ -14,6 +14,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::error::AgentError;
 
 /// A live connection to one container's agent.
+/// The reply buffer's capacity kept between replies (most replies are far smaller).
+const KEEP_BUFFER: usize = 64 * 1024;
+
 pub struct AgentConn {
     container: String,
     input: Pin<Box<dyn AsyncWrite + Send>>,
@@ -67,6 +70,11 @@ impl AgentConn {
             if let Some(pos) = newline {
                 let line: Vec<u8> = self.pending.drain(..=pos).collect();
                 self.scanned = 0;
+                // A large reply (an output flood) must not keep its buffer for the
+                // container's whole life: give back what is above a small working size.
+                if self.pending.capacity() > KEEP_BUFFER && self.pending.len() <= KEEP_BUFFER {
+                    self.pending.shrink_to(KEEP_BUFFER);
+                }
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }

@@ -629,7 +629,10 @@ impl Pools {
 
     /// Configured variants whose image is not built: (name, language, image).
     pub fn unbuilt_variants(&self) -> Vec<(String, Language, String)> {
-        self.unbuilt.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.unbuilt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Looks again for the images of configured variants that were not built (a variant
@@ -637,7 +640,10 @@ impl Pools {
     /// [`VARIANT_RECHECK`]. Returns whether a variant became available. Called on a miss.
     pub async fn refresh_variants(self: &Arc<Self>) -> bool {
         let unbuilt = {
-            let mut checked = self.variants_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut checked = self
+                .variants_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if checked.is_some_and(|t| t.elapsed() < VARIANT_RECHECK) {
                 return false;
             }
@@ -667,8 +673,7 @@ impl Pools {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|(n, _, _)| n != &name);
-            self.tasks
-                .spawn(crate::warm::warm_loop(self.clone(), lp));
+            self.tasks.spawn(crate::warm::warm_loop(self.clone(), lp));
             found = true;
         }
         found

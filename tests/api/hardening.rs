@@ -477,9 +477,14 @@ async fn a_variant_built_while_the_gateway_runs_is_served_without_a_restart() {
     late.min_idle = 0;
     s.pool.variants.insert("python-late".into(), late);
     let app = spawn_with(s).await;
-    let call = json!({"language": "python", "code": "import json\nresult = 1", "packages": ["lateonly"]});
+    let call =
+        json!({"language": "python", "code": "import json\nresult = 1", "packages": ["lateonly"]});
     let (st, b) = app.execute(call.clone()).await;
-    assert_eq!((st, b["error"]["kind"].as_str()), (422, Some("unknown_packages")), "{b}");
+    assert_eq!(
+        (st, b["error"]["kind"].as_str()),
+        (422, Some("unknown_packages")),
+        "{b}"
+    );
 
     // The operator builds the variant now (here: the Python image with the labels a
     // variant build gives it).

@@ -591,7 +591,10 @@ async fn max_sessions_and_the_session_list_count_per_replica() {
     let (st, s) = create(a.base.clone()).await;
     assert_eq!(st, 201, "{s}");
     let (st, s) = create(a.base.clone()).await;
-    assert_eq!(st, 429, "the second on the same replica is over max_sessions: {s}");
+    assert_eq!(
+        st, 429,
+        "the second on the same replica is over max_sessions: {s}"
+    );
     let (st, s) = create(b.base.clone()).await;
     assert_eq!(st, 201, "another replica counts its own: {s}");
     let (st, list) = call(

@@ -7,9 +7,16 @@
 #
 #   loadtest/soak.sh                         # 10 minutes
 #   DURATION=3m PY_RATE=100 GO_RATE=60 loadtest/soak.sh
+#   LONG=1 loadtest/soak.sh                  # the memory soak: 30 minutes, RSS and heap per minute
+#
+# Every minute it samples the gateway's RSS (and with HEAP=1, the default of LONG=1, the
+# heap glibc holds and has in use, read by attaching gdb and calling malloc_stats(); the
+# attach pauses the gateway for a moment, so judge latency on a run without HEAP).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${LONG:-}" ]; then DURATION=${DURATION:-30m}; HEAP=${HEAP:-1}; fi
 DURATION=${DURATION:-10m}
+HEAP=${HEAP:-}
 PORT=${PORT:-18090}
 OUT=${OUT:-target/soak}
 MIN_IDLE=${MIN_IDLE:-4}
@@ -25,13 +32,39 @@ curl -fs -o /dev/null -H "x-api-key: $API_KEY" -H 'content-type: application/jso
 sample start | tee "$OUT/samples.txt"
 secs=$(python3 -c "import re,sys; d='$DURATION'; m=re.fullmatch(r'(\d+)([smh])', d); print(int(m[1])*{'s':1,'m':60,'h':3600}[m[2]])")
 ( sleep $((secs / 2)); sample middle >>"$OUT/samples.txt" ) &
+# The heap as glibc sees it: malloc_stats() writes its totals to the gateway's stderr.
+heap() {
+  [ -n "$HEAP" ] || return 0
+  gdb -p "$GW" -batch -ex 'call (void) malloc_stats()' >/dev/null 2>&1 || true
+}
+: >"$OUT/minutes.txt"
+( for m in $(seq 0 $((secs / 60))); do
+    heap
+    echo "minute=$m rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status 2>/dev/null) fds=$(ls /proc/$GW/fd 2>/dev/null | wc -l)" >>"$OUT/minutes.txt"
+    sleep 60
+  done ) &
+MINUTES=$!
 BASE_URL=http://127.0.0.1:$PORT DURATION=$DURATION SESSION_VUS=${SESSION_VUS:-2} k6 run -q --out json="$OUT/k6.json" loadtest/soak.js >"$OUT/k6.txt" 2>&1 || true
 sample end >>"$OUT/samples.txt"
+kill $MINUTES 2>/dev/null || true
 sleep 5
 containers=$(docker ps -a -q --filter label=codebeaker.instance=soak | wc -l)
 running=$(docker ps -q --filter label=codebeaker.instance=soak | wc -l)
 echo
 cat "$OUT/samples.txt"
+echo "per minute (RSS; with HEAP, glibc's 'system bytes' held and 'in use bytes' from malloc_stats, in order):"
+cat "$OUT/minutes.txt"
+if [ -n "$HEAP" ]; then
+  python3 - "$OUT/gateway.log" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+# malloc_stats prints per arena, then "Total (incl. mmap):" with system and in-use bytes.
+totals = re.findall(r"Total \(incl\. mmap\):\s*system bytes\s*=\s*(\d+)\s*in use bytes\s*=\s*(\d+)", text)
+print("| sample | heap held MB | heap in use MB |")
+for i, (sysb, used) in enumerate(totals):
+    print(f"| {i} | {int(sysb)/1048576:.1f} | {int(used)/1048576:.1f} |")
+PY
+fi
 echo "containers with the instance label after the run: $containers ($running running); min_idle is $MIN_IDLE per language (python, go)"
 python3 - "$OUT/k6.json" <<'EOF'
 import json, sys, collections

@@ -179,13 +179,13 @@ async fn input_nested_too_deep_is_refused_at_the_edge() {
         assert_eq!(r.status(), 400, "batch, depth {depth}");
     }
     // MAX_JSON_DEPTH deep is accepted and reaches the program intact.
+    let deepest = format!(
+        "{}1{}",
+        "[".repeat(MAX_JSON_DEPTH),
+        "]".repeat(MAX_JSON_DEPTH)
+    );
     let body = format!(
-        r#"{{"language":"python","code":"d = 0\nv = input_data\nwhile isinstance(v, list) and v:\n    d += 1\n    v = v[0]\nresult = d","input":{}}}"#,
-        format!(
-            "{}1{}",
-            "[".repeat(MAX_JSON_DEPTH),
-            "]".repeat(MAX_JSON_DEPTH)
-        )
+        r#"{{"language":"python","code":"d = 0\nv = input_data\nwhile isinstance(v, list) and v:\n    d += 1\n    v = v[0]\nresult = d","input":{deepest}}}"#
     );
     let r = app.post_raw(&body, "application/json").await;
     let b: Value = r.json().await.unwrap();

@@ -7,14 +7,14 @@
 #
 #   loadtest/soak.sh                         # 10 minutes
 #   DURATION=3m PY_RATE=100 GO_RATE=60 loadtest/soak.sh
-#   LONG=1 loadtest/soak.sh                  # the memory soak: 30 minutes, RSS and heap per minute
+#   LONG=1 loadtest/soak.sh                  # the memory soak: 30 minutes, RSS per minute, heap at start and end
 #
-# Every minute it samples the gateway's RSS (and with HEAP=1, the default of LONG=1, the
-# heap glibc holds and has in use, read by attaching gdb and calling malloc_stats(); the
-# attach pauses the gateway for a moment, so judge latency on a run without HEAP).
+# Every minute it samples the gateway's RSS; at the start and the end, the heap glibc holds
+# and has in use (gdb attaches and calls malloc_stats(), which pauses the gateway for a
+# moment); with HEAP=1 also every minute (then judge latency on a run without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${LONG:-}" ]; then DURATION=${DURATION:-30m}; HEAP=${HEAP:-1}; fi
+if [ -n "${LONG:-}" ]; then DURATION=${DURATION:-30m}; fi
 DURATION=${DURATION:-10m}
 HEAP=${HEAP:-}
 PORT=${PORT:-18090}
@@ -25,18 +25,20 @@ rm -f "$OUT/k6.json"
 INSTANCE=soak LANGS="python go"
 . loadtest/gateway.sh
 start_gateway
+# The heap as glibc sees it: malloc_stats() writes its totals to the gateway's stderr.
+heap() {
+  [ -n "$HEAP" ] || [ "${1:-}" = always ] || return 0
+  command -v gdb >/dev/null 2>&1 || return 0
+  gdb -p "$GW" -batch -ex 'call (void) malloc_stats()' >/dev/null 2>&1 || true
+}
 sample() { echo "$1 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$GW/status) fds=$(ls /proc/$GW/fd | wc -l)"; }
 # One unmeasured Go call fills the compile cache.
 curl -fs -o /dev/null -H "x-api-key: $API_KEY" -H 'content-type: application/json' \
   -d '{"language":"go","code":"result := 1","input":{}}' "http://127.0.0.1:$PORT/v1/execute" || true
+heap always
 sample start | tee "$OUT/samples.txt"
 secs=$(python3 -c "import re,sys; d='$DURATION'; m=re.fullmatch(r'(\d+)([smh])', d); print(int(m[1])*{'s':1,'m':60,'h':3600}[m[2]])")
 ( sleep $((secs / 2)); sample middle >>"$OUT/samples.txt" ) &
-# The heap as glibc sees it: malloc_stats() writes its totals to the gateway's stderr.
-heap() {
-  [ -n "$HEAP" ] || return 0
-  gdb -p "$GW" -batch -ex 'call (void) malloc_stats()' >/dev/null 2>&1 || true
-}
 : >"$OUT/minutes.txt"
 ( for m in $(seq 0 $((secs / 60))); do
     heap
@@ -47,6 +49,7 @@ MINUTES=$!
 BASE_URL=http://127.0.0.1:$PORT DURATION=$DURATION SESSION_VUS=${SESSION_VUS:-2} k6 run -q --out json="$OUT/k6.json" loadtest/soak.js >"$OUT/k6.txt" 2>&1 || true
 sample end >>"$OUT/samples.txt"
 kill $MINUTES 2>/dev/null || true
+heap always
 sleep 5
 containers=$(docker ps -a -q --filter label=codebeaker.instance=soak | wc -l)
 running=$(docker ps -q --filter label=codebeaker.instance=soak | wc -l)
@@ -54,7 +57,7 @@ echo
 cat "$OUT/samples.txt"
 echo "per minute (RSS; with HEAP, glibc's 'system bytes' held and 'in use bytes' from malloc_stats, in order):"
 cat "$OUT/minutes.txt"
-if [ -n "$HEAP" ]; then
+if command -v gdb >/dev/null 2>&1; then
   python3 - "$OUT/gateway.log" <<'PY'
 import re, sys
 text = open(sys.argv[1], errors="replace").read()

@@ -459,6 +459,8 @@ pub struct Pools {
     variants_checked: Mutex<Option<Instant>>,
     /// What a new pool is made of.
     factory: PoolFactory,
+    /// One warming start at a time across every pool (see `warm.rs`).
+    pub(crate) warming_gate: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) adopted: Mutex<Vec<(Container, serde_json::Value)>>,
@@ -584,6 +586,7 @@ impl Pools {
             unbuilt: Mutex::new(unbuilt),
             variants_checked: Mutex::new(None),
             factory,
+            warming_gate: Arc::new(Semaphore::new(1)),
             shutdown,
             tasks: TaskTracker::new(),
             adopted: Mutex::new(adopted),

@@ -38,7 +38,13 @@ pub(crate) async fn warm_loop(pools: Arc<Pools>, lp: Arc<LanguagePool>) {
             pools.tasks.spawn(async move {
                 // Not cancelled by shutdown: a creation in progress finishes (bounded by the
                 // create timeout) and removes itself, so shutdown can wait for it.
+                // One warming start at a time across all pools: starts are CPU-heavy
+                // (runc, mounts, the agent's preload) and share the cores with the calls
+                // running now; a caller that needs a container at once starts its own
+                // (`Manager::create`) without waiting here.
+                let gate = pools_for_task.warming_gate.clone().acquire_owned().await;
                 let res = pool.create_detached().await;
+                drop(gate);
                 match res {
                     Ok(mut c) if !pools_for_task.shutdown.is_cancelled() => {
                         c.slot = Some(slot);

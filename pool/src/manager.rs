@@ -103,9 +103,9 @@ enum Retire {
 /// would all start at once, on the cores the running calls need (the soak's tail). Spread
 /// by the container's id, so each keeps its limit across checkouts.
 fn spread(id: &str) -> f64 {
-    let h = id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     (h % 1000) as f64 / 4000.0
 }
 
@@ -154,7 +154,10 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert!(limits.iter().all(|&l| (750..=1000).contains(&l)), "{limits:?}");
+        assert!(
+            limits.iter().all(|&l| (750..=1000).contains(&l)),
+            "{limits:?}"
+        );
         let distinct: std::collections::HashSet<_> = limits.iter().collect();
         assert!(distinct.len() >= 6, "eight containers retire at {limits:?}");
     }

@@ -15,6 +15,7 @@
 use codebeaker_pool::{Invocation, Lease};
 use codebeaker_proto::RawJson;
 use futures_util::stream::Stream;
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -448,81 +449,18 @@ async fn worker<G>(
             skipped(index, id)
         } else {
             let started = Instant::now();
-            let language = inv.language;
-            if lease
-                .as_ref()
-                .is_some_and(|l| !l.serves(&inv) || !l.is_usable())
-            {
-                if let Some(l) = lease.take() {
-                    l.release().await;
-                }
-            }
-            // A container found dead before the item reached it is replaced and the item
-            // sent again (nothing ran); bounded, so a broken engine still ends the batch.
-            let mut ran = Err(codebeaker_pool::PoolError::ShuttingDown);
-            for _attempt in 0..3 {
-                if lease.is_none() {
-                    match invoker
-                        .pools
-                        .lease(language, &inv.packages, &inv.tenant)
-                        .await
-                    {
-                        Ok(l) => lease = Some(l),
-                        Err(e) => {
-                            ran = Err(e);
-                            break;
-                        }
-                    }
-                }
-                let Some(l) = lease.as_mut() else { break };
-                let queue_wait = l.queue_wait;
-                l.queue_wait = std::time::Duration::ZERO;
-                ran = l.run(&inv).await.map(|mut ex| {
-                    ex.queue_wait = queue_wait;
-                    ex
-                });
-                match &ran {
-                    Err(codebeaker_pool::PoolError::NotStarted { .. }) => {
-                        tracing::warn!("a batch item's container was gone before the item reached it; retrying on another");
-                        if let Some(l) = lease.take() {
-                            l.release().await;
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            let r = match ran {
-                Ok(ex) => {
-                    let resp = crate::invoke::respond(language, ex, None, started);
-                    ItemResult {
-                        id,
-                        index,
-                        success: resp.success,
-                        skipped: false,
-                        output: resp.output,
-                        error: resp.error.map(|e| ItemError {
-                            kind: e.kind,
-                            message: e.message,
-                        }),
-                        stdout: resp.stdout,
-                        stderr: resp.stderr,
-                        exit_code: resp.exit_code,
-                        latency_ms: started.elapsed().as_millis() as u64,
-                        cache_hit: resp.cache_hit,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a batch item could not run");
-                    sandbox_failure(index, id, started)
+            let fallback_id = id.clone();
+            let run = run_item(&invoker, &shared, &mut lease, index, id, inv);
+            let r = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => {
+                    // A bug, not the program's doing: this item says so and the batch goes
+                    // on; the container it was on is not trusted again.
+                    tracing::error!(index, "a batch item's handling panicked");
+                    lease = None;
+                    sandbox_failure(index, fallback_id, started)
                 }
             };
-            let r = match &shared.budget {
-                Some(b) if !b.take(r.result_bytes()) => over_budget(r.index, r.id, b.limit),
-                _ => r,
-            };
-            if !r.success && shared.stop_on_first_error {
-                shared.stop.store(true, Ordering::Relaxed);
-            }
             crate::metrics::batch_item(if r.success { "success" } else { "failure" });
             r
         };
@@ -536,6 +474,94 @@ async fn worker<G>(
     if let Some(l) = lease {
         l.release().await;
     }
+}
+
+/// Runs one item on the worker's lease (taking a new one when needed) and judges it.
+async fn run_item(
+    invoker: &Invoker,
+    shared: &Shared,
+    lease: &mut Option<Lease>,
+    index: usize,
+    id: String,
+    inv: Invocation,
+) -> ItemResult {
+    let started = Instant::now();
+    let language = inv.language;
+    if lease
+        .as_ref()
+        .is_some_and(|l| !l.serves(&inv) || !l.is_usable())
+    {
+        if let Some(l) = lease.take() {
+            l.release().await;
+        }
+    }
+    // A container found dead before the item reached it is replaced and the item
+    // sent again (nothing ran); bounded, so a broken engine still ends the batch.
+    let mut ran = Err(codebeaker_pool::PoolError::ShuttingDown);
+    for _attempt in 0..3 {
+        if lease.is_none() {
+            match invoker
+                .pools
+                .lease(language, &inv.packages, &inv.tenant)
+                .await
+            {
+                Ok(l) => *lease = Some(l),
+                Err(e) => {
+                    ran = Err(e);
+                    break;
+                }
+            }
+        }
+        let Some(l) = lease.as_mut() else { break };
+        let queue_wait = l.queue_wait;
+        l.queue_wait = std::time::Duration::ZERO;
+        ran = l.run(&inv).await.map(|mut ex| {
+            ex.queue_wait = queue_wait;
+            ex
+        });
+        match &ran {
+            Err(codebeaker_pool::PoolError::NotStarted { .. }) => {
+                tracing::warn!("a batch item's container was gone before the item reached it; retrying on another");
+                if let Some(l) = lease.take() {
+                    l.release().await;
+                }
+            }
+            _ => break,
+        }
+    }
+    let r = match ran {
+        Ok(ex) => {
+            let resp = crate::invoke::respond(language, ex, None, started);
+            ItemResult {
+                id,
+                index,
+                success: resp.success,
+                skipped: false,
+                output: resp.output,
+                error: resp.error.map(|e| ItemError {
+                    kind: e.kind,
+                    message: e.message,
+                }),
+                stdout: resp.stdout,
+                stderr: resp.stderr,
+                exit_code: resp.exit_code,
+                latency_ms: started.elapsed().as_millis() as u64,
+                cache_hit: resp.cache_hit,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a batch item could not run");
+            sandbox_failure(index, id, started)
+        }
+    };
+    let r = match &shared.budget {
+        Some(b) if !b.take(r.result_bytes()) => over_budget(r.index, r.id, b.limit),
+        _ => r,
+    };
+    if !r.success && shared.stop_on_first_error {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    r
 }
 
 fn sandbox_failure(index: usize, id: String, started: Instant) -> ItemResult {
@@ -557,9 +583,8 @@ fn sandbox_failure(index: usize, id: String, started: Instant) -> ItemResult {
     }
 }
 
-/// An item whose result did not fit the batch's result budget (not run, or run and not
-/// kept).
-fn over_budget(index: usize, id: String, limit: usize) -> ItemResult {
+/// An item that has no result of its own: not run (or not kept) for `kind`'s reason.
+pub fn not_run(index: usize, id: String, kind: &'static str, message: String) -> ItemResult {
     crate::metrics::batch_item("skipped");
     ItemResult {
         id,
@@ -567,14 +592,7 @@ fn over_budget(index: usize, id: String, limit: usize) -> ItemResult {
         success: false,
         skipped: true,
         output: RawJson::null(),
-        error: Some(ItemError {
-            kind: "result_budget_exceeded",
-            message: format!(
-                "the batch's results reached limits.max_batch_result_bytes ({limit} bytes); \
-                 this item's result was not kept: send the batch with \
-                 `Accept: application/x-ndjson` to stream results without a budget, or in smaller batches"
-            ),
-        }),
+        error: Some(ItemError { kind, message }),
         stdout: String::new(),
         stderr: String::new(),
         exit_code: None,
@@ -583,22 +601,26 @@ fn over_budget(index: usize, id: String, limit: usize) -> ItemResult {
     }
 }
 
-fn skipped(index: usize, id: String) -> ItemResult {
-    crate::metrics::batch_item("skipped");
-    ItemResult {
-        id,
+/// An item whose result did not fit the batch's result budget (not run, or run and not
+/// kept).
+fn over_budget(index: usize, id: String, limit: usize) -> ItemResult {
+    not_run(
         index,
-        success: false,
-        skipped: true,
-        output: RawJson::null(),
-        error: Some(ItemError {
-            kind: "skipped",
-            message: "not run: an earlier item failed and stopOnFirstError is set".into(),
-        }),
-        stdout: String::new(),
-        stderr: String::new(),
-        exit_code: None,
-        latency_ms: 0,
-        cache_hit: None,
-    }
+        id,
+        "result_budget_exceeded",
+        format!(
+            "the batch's results reached limits.max_batch_result_bytes ({limit} bytes); \
+             this item's result was not kept: send the batch with \
+             `Accept: application/x-ndjson` to stream results without a budget, or in smaller batches"
+        ),
+    )
+}
+
+fn skipped(index: usize, id: String) -> ItemResult {
+    not_run(
+        index,
+        id,
+        "skipped",
+        "not run: an earlier item failed and stopOnFirstError is set".into(),
+    )
 }

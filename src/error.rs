@@ -67,6 +67,25 @@ pub struct ErrorDetail {
 
 type Mapped = (StatusCode, &'static str);
 
+/// The answer to a request whose handler panicked (a bug: logged with its message, never
+/// shown to the caller).
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %what, "a request handler panicked");
+    crate::metrics::rejection("internal");
+    let body = ErrorBody {
+        error: ErrorDetail {
+            kind: "internal",
+            message: "the gateway failed on this request; it has been logged".into(),
+        },
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
 fn request_status(e: &RequestError) -> Mapped {
     match e {
         RequestError::UnsupportedLanguage(_) => (StatusCode::BAD_REQUEST, "unsupported_language"),

@@ -39,7 +39,6 @@ use crate::invoke::Invoker;
 use crate::limits::{AdmittedOwned, Permit};
 use crate::requests::{self, ExecuteRequest, RequestError};
 use crate::store::{Delivery, Job, JobStore, Status, StoreError};
-use codebeaker_proto::RawJson;
 
 /// Why an async request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -124,23 +123,6 @@ struct StoredBatch<'a> {
 /// What an item's result adds to the stored result, about (its text plus the fields).
 fn item_bytes(r: &ItemResult) -> usize {
     r.output.get().len() + r.stdout.len() + r.stderr.len() + r.id.len() + 200
-}
-
-/// An item that has no result of its own: not run (or not kept) for `kind`'s reason.
-fn not_run(index: usize, id: String, kind: &'static str, message: String) -> ItemResult {
-    ItemResult {
-        id,
-        index,
-        success: false,
-        skipped: true,
-        output: RawJson::null(),
-        error: Some(batch::ItemError { kind, message }),
-        stdout: String::new(),
-        stderr: String::new(),
-        exit_code: None,
-        latency_ms: 0,
-        cache_hit: None,
-    }
 }
 
 /// Attempts at storing a result before it is given up as `result_not_stored`.
@@ -778,10 +760,7 @@ impl Executions {
                         let (kind, message) = cut.clone().unwrap_or_else(|| {
                             ("sandbox_failure", "this item gave no result".to_string())
                         });
-                        if kind == "skipped" {
-                            crate::metrics::batch_item("skipped");
-                        }
-                        not_run(index, id, kind, message)
+                        batch::not_run(index, id, kind, message)
                     })
                 })
                 .collect();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -385,7 +386,10 @@ pub fn router(state: AppState) -> Router {
                     body_read_timeout_ms,
                 )))
                 .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
-                .layer(PropagateRequestIdLayer::x_request_id()),
+                .layer(PropagateRequestIdLayer::x_request_id())
+                // A bug that panics in a handler answers 500 `internal` and keeps the
+                // connection (and the other requests on it); it never takes them down.
+                .layer(CatchPanicLayer::custom(crate::error::panic_response)),
         )
         .with_state(state)
 }

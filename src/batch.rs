@@ -386,32 +386,38 @@ struct Shared {
 /// What is left of a batch's result budget; once spent, it stays spent.
 struct Budget {
     limit: usize,
-    left: Mutex<usize>,
-    spent: AtomicBool,
+    /// Bytes left; `None` once an item did not fit.
+    left: Mutex<Option<usize>>,
 }
 
 impl Budget {
     fn new(limit: usize) -> Budget {
         Budget {
             limit,
-            left: Mutex::new(limit),
-            spent: AtomicBool::new(false),
+            left: Mutex::new(Some(limit)),
         }
     }
 
-    /// Takes `bytes` from the budget, or marks it spent when they do not fit.
+    /// Takes `bytes` from the budget, or spends it for good when they do not fit.
     fn take(&self, bytes: usize) -> bool {
         let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
-        if self.spent.load(Ordering::Relaxed) || bytes > *left {
-            self.spent.store(true, Ordering::Relaxed);
-            return false;
+        match *left {
+            Some(n) if bytes <= n => {
+                *left = Some(n - bytes);
+                true
+            }
+            _ => {
+                *left = None;
+                false
+            }
         }
-        *left -= bytes;
-        true
     }
 
     fn is_spent(&self) -> bool {
-        self.spent.load(Ordering::Relaxed)
+        self.left
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 }
 

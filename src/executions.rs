@@ -120,11 +120,6 @@ struct StoredBatch<'a> {
     results: &'a [ItemResult],
 }
 
-/// What an item's result adds to the stored result, about (its text plus the fields).
-fn item_bytes(r: &ItemResult) -> usize {
-    r.output.get().len() + r.stdout.len() + r.stderr.len() + r.id.len() + 200
-}
-
 /// Attempts at storing a result before it is given up as `result_not_stored`.
 const STORE_ATTEMPTS: u32 = 4;
 /// How long recording that failure is tried (the store may come back).
@@ -697,7 +692,10 @@ impl Executions {
         if job.kind == "batch" {
             let req: BatchRequest = serde_json::from_value(body).map_err(|e| e.to_string())?;
             let ids: Vec<String> = req.items.iter().map(|i| i.id.clone()).collect();
-            let plan = batch::plan(&self.invoker, &caller, req).map_err(|e| e.to_string())?;
+            // The plan's own result budget: items past it are not kept, and not run.
+            let plan = batch::plan(&self.invoker, &caller, req)
+                .map_err(|e| e.to_string())?
+                .with_result_budget(budget);
             let _held = self
                 .take_places(&caller, plan.concurrency())
                 .await
@@ -713,7 +711,6 @@ impl Executions {
             };
             use futures_util::StreamExt;
             let mut slots: Vec<Option<ItemResult>> = ids.iter().map(|_| None).collect();
-            let mut used = 0usize;
             // Why the items without a result have none: (kind, message).
             let mut cut: Option<(&'static str, String)> = None;
             let mut items = Box::pin(batch::run_plan(self.invoker.clone(), plan, Arc::new(())));
@@ -732,18 +729,6 @@ impl Executions {
                         break;
                     }
                 };
-                let size = item_bytes(&r);
-                if used + size > budget {
-                    // Its result is not kept, and the items after it are not run.
-                    cut = Some((
-                        "result_budget_exceeded",
-                        format!(
-                            "not run or not kept: the execution's results reached limits.max_batch_result_bytes ({budget} bytes)"
-                        ),
-                    ));
-                    break;
-                }
-                used += size;
                 let index = r.index;
                 if let Some(slot) = slots.get_mut(index) {
                     *slot = Some(r);

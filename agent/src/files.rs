@@ -50,29 +50,20 @@ impl Drop for AsUser {
 /// writes `data`, refusing to follow a symlink or to write into anything but a regular file (a planted FIFO must not block the agent: O_NONBLOCK
 /// makes its open fail or return at once, and the fstat check refuses it).
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !f.metadata()?.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    f.set_len(0)?;
-    f.write_all(data)
+    write_mode(path, data, 0o644)
 }
 
 /// Like [`write_new`], for a program to execute: mode 0755 (set on the open file, so an
 /// older file of the name gets it too).
 pub fn write_executable(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_mode(path, data, 0o755)
+}
+
+fn write_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
-        .mode(0o755)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     if !f.metadata()?.file_type().is_file() {
@@ -82,7 +73,8 @@ pub fn write_executable(path: &Path, data: &[u8]) -> io::Result<()> {
         ));
     }
     f.set_len(0)?;
-    f.set_permissions(fs::Permissions::from_mode(0o755))?;
+    // On the open file: an older file of the name gets the mode too.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.write_all(data)
 }
 

@@ -547,18 +547,16 @@ impl Pools {
             shutdown: shutdown.clone(),
             cache: cache.clone(),
         };
-        let build = |language: Language,
-                     name: &str,
-                     lang: &LanguageSettings,
-                     packages: Option<BTreeMap<String, String>>,
-                     image_size: i64| {
-            factory.build(language, name, lang, packages, image_size)
-        };
         let pools: BTreeMap<_, _> = settings
             .languages
             .iter()
             .filter(|(_, s)| s.enabled)
-            .map(|(&language, lang)| (language, build(language, language.name(), lang, None, 0)))
+            .map(|(&language, lang)| {
+                (
+                    language,
+                    factory.build(language, language.name(), lang, None, 0),
+                )
+            })
             .collect();
         let (mut variants, mut unbuilt) = (BTreeMap::new(), Vec::new());
         for (name, lang) in settings.variants.iter().filter(|(_, s)| s.enabled) {
@@ -567,7 +565,7 @@ impl Pools {
                 Some(v) if !pools.contains_key(&v.language) => continue,
                 Some(v) => {
                     tracing::info!(variant = %name, image = %lang.image, packages = ?v.packages, "package variant available");
-                    let lp = build(v.language, name, lang, Some(v.packages), v.size);
+                    let lp = factory.build(v.language, name, lang, Some(v.packages), v.size);
                     variants.insert(name.clone(), lp);
                 }
                 None => {

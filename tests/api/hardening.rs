@@ -354,19 +354,7 @@ async fn a_websocket_client_that_stops_reading_is_not_buffered() {
 
 /// A REST session with an 8 MB file `big` in its workspace.
 async fn session_with_big_file(app: &TestApp) -> String {
-    let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header("x-api-key", &app.key)
-        .json(&json!({"language": "python"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let sid = r.json::<Value>().await.unwrap()["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = app.create_session(json!({"language": "python"})).await;
     let r = app
         .client
         .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
@@ -427,19 +415,9 @@ async fn native_routes_refuse_unknown_fields_and_name_them() {
 #[tokio::test]
 async fn a_session_kept_busy_still_ends_at_its_maximum_lifetime() {
     let app = spawn(&[Language::Python]).await;
-    let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header("x-api-key", &app.key)
-        .json(&json!({"language": "python", "maxLifetimeMinutes": 0.05}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let sid = r.json::<Value>().await.unwrap()["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = app
+        .create_session(json!({"language": "python", "maxLifetimeMinutes": 0.05}))
+        .await;
     let started = Instant::now();
     // Commands back to back, each keeping the session busy, for up to 15 s.
     let mut last = 200;

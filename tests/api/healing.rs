@@ -59,17 +59,7 @@ fn healing_settings(min_idle: usize, max_size: usize) -> codebeaker::config::Set
 
 /// Creates a Python session over REST (asserting 201) and returns its id.
 async fn create_session(app: &TestApp) -> String {
-    let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header("x-api-key", &app.key)
-        .json(&json!({"language": "python"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "a session is created");
-    let session: Value = r.json().await.unwrap();
-    session["sessionId"].as_str().unwrap().to_string()
+    app.create_session(json!({"language": "python"})).await
 }
 
 async fn sum_call(app: &TestApp) -> (u16, Value) {

@@ -195,6 +195,21 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// Creates a session over REST with `body` (asserting 201) and returns its id.
+    pub async fn create_session(&self, body: Value) -> String {
+        let r = self
+            .client
+            .post(format!("{}/v1/sessions", self.addr))
+            .header("x-api-key", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request failed");
+        assert_eq!(r.status(), 201, "a session is created");
+        let session: Value = r.json().await.unwrap();
+        session["sessionId"].as_str().unwrap().to_string()
+    }
+
     /// POST /v1/execute; returns status and JSON body.
     pub async fn execute(&self, body: Value) -> (u16, Value) {
         let r = self.post_raw(&body.to_string(), "application/json").await;

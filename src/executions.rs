@@ -36,7 +36,7 @@ use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
 use crate::config::{ExecutionSettings, WebhookSettings};
 use crate::domain::{Principal, Quota, Scope, Via};
 use crate::invoke::Invoker;
-use crate::limits::{AdmittedOwned, Permit};
+use crate::limits::{OwnedAdmissionSlot, Permit};
 use crate::requests::{self, ExecuteRequest, RequestError};
 use crate::store::{Delivery, Job, JobStore, Status, StoreError};
 
@@ -105,7 +105,7 @@ impl From<String> for RunError {
 
 /// The places a running job holds (as a synchronous call would): dropped when it ends.
 struct Held {
-    _admitted: Vec<AdmittedOwned>,
+    _admitted: Vec<OwnedAdmissionSlot>,
     _permits: Vec<Permit>,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! - The modules under `src/` depend on each other in one direction: no cycle.
 //! - Leaves (`domain`, `metrics`) use no other module of the crate.
-//! - Layers (`auth`, `config`, `invoke`, `limits`, `requests`, `sessions`) know nothing of
-//!   the transports (`state`, `error`, `routes`, `jsonrpc`, `openapi`, `startup`) nor of
+//! - Every module is a leaf, a layer or a transport (a new module must be placed).
+//! - Layers (`auth`, `batch`, `config`, `executions`, `invoke`, `limits`, `requests`,
+//!   `sessions`, `shared`, `store`, `webhooks`) know nothing of the transports (`state`,
+//!   `error`, `routes`, `jsonrpc`, `openapi`, `serve`, `startup`, `telemetry`) nor of
 //!   HTTP (`axum`): each returns its own error enum, mapped once per transport.
 //! - Only `pool/` talks to Docker: nothing under `src/` names `bollard`.
 
@@ -12,10 +14,28 @@ use std::path::Path;
 
 const LEAVES: &[&str] = &["domain", "metrics"];
 const LAYERS: &[&str] = &[
-    "auth", "batch", "config", "invoke", "limits", "requests", "sessions",
+    "auth",
+    "batch",
+    "config",
+    "executions",
+    "invoke",
+    "limits",
+    "requests",
+    "sessions",
+    "shared",
+    "store",
+    "webhooks",
 ];
 const TRANSPORTS: &[&str] = &[
-    "state", "error", "routes", "jsonrpc", "openapi", "serve", "startup",
+    "state",
+    "error",
+    "routes",
+    "jsonrpc",
+    "openapi",
+    "serve",
+    "startup",
+    // The HTTP request span and the process's subscriber.
+    "telemetry",
 ];
 
 /// Source text without `//` comments (doc comments mention modules freely).
@@ -113,6 +133,17 @@ fn gateway_modules_depend_in_one_direction() {
     for n in graph.keys() {
         visit(n, &graph, &mut Vec::new(), &mut done);
     }
+    let placed: BTreeSet<String> = LEAVES
+        .iter()
+        .chain(LAYERS)
+        .chain(TRANSPORTS)
+        .map(|m| m.to_string())
+        .collect();
+    let unplaced: Vec<_> = names.difference(&placed).collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules in no list (leaf, layer or transport): {unplaced:?}"
+    );
     for leaf in LEAVES {
         assert!(
             graph[*leaf].is_empty(),

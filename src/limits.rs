@@ -47,10 +47,23 @@ pub struct RateInfo {
 }
 
 /// A refused request: when to retry, and the headers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rate limit exceeded; retry after {:.1} s", .retry_after.as_secs_f64())]
 pub struct RateLimited {
     pub info: RateInfo,
     pub retry_after: Duration,
+}
+
+impl crate::failure::Failure for RateLimited {
+    fn kind(&self) -> &'static str {
+        "rate_limited"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Overload {
+            retry_after: self.retry_after,
+            quota: true,
+        }
+    }
 }
 
 impl Default for RateLimits {

@@ -614,6 +614,20 @@ impl JobStore for SqliteStore {
     }
 }
 
+impl crate::failure::Failure for StoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Shared(_) => "shared_state_unavailable",
+            _ => "store_failure",
+        }
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Internal {
+            transient: matches!(self, StoreError::Shared(_)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,15 @@ impl From<redis::RedisError> for SharedError {
     }
 }
 
+impl crate::failure::Failure for SharedError {
+    fn kind(&self) -> &'static str {
+        "shared_state_unavailable"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Internal { transient: true }
+    }
+}
+
 /// The connection to the shared Redis and what this replica is called there.
 pub struct Shared {
     pub settings: SharedSettings,

@@ -24,6 +24,7 @@ mod csharp;
 mod exec;
 mod files;
 mod gorun;
+mod instance;
 mod recipes;
 mod runtime;
 mod shell;
@@ -100,10 +101,50 @@ fn agent_main() {
             Ok(Request::Ping) => reply(&Reply::Pong {
                 invocations: agent.invocations(),
             }),
-            Ok(Request::Prepare(_) | Request::Item(_)) if agent.is_session() => {
-                reply(&Reply::Failed {
-                    message: "prepare and item are for pool containers, not sessions".into(),
-                })
+            Ok(
+                Request::Prepare(_)
+                | Request::Item(_)
+                | Request::Instance(_)
+                | Request::Call(_)
+                | Request::EndInstance,
+            ) if agent.is_session() => reply(&Reply::Failed {
+                message: "prepare, item and instances are for pool containers, not sessions".into(),
+            }),
+            Ok(
+                Request::Run(_) | Request::Prepare(_) | Request::Item(_) | Request::Session { .. },
+            ) if agent.has_instance() => reply(&Reply::Failed {
+                message: "a resident instance lives here: end_instance first".into(),
+            }),
+            Ok(Request::Instance(req)) => match agent.instance(req) {
+                Ok(o) => reply(&Reply::Prepared {
+                    compile_ms: o.compile_ms,
+                    cache_hit: o.cache_hit,
+                    error: o.error,
+                    artifact: o.artifact,
+                }),
+                Err(e) => reply(&Reply::Failed {
+                    message: format!("agent error: {e}"),
+                }),
+            },
+            Ok(Request::Call(req)) => {
+                match agent.call(req) {
+                    Ok(o) => reply(&Reply::Ran(o)),
+                    Err(e) => reply(&Reply::Failed {
+                        message: format!("agent error: {e}"),
+                    }),
+                }
+                // After the reply: the caller does not wait for a replacement.
+                if let Err(e) = agent.after_call() {
+                    eprintln!("codebeaker-agent: replacing the instance failed: {e}");
+                    std::process::exit(70);
+                }
+            }
+            Ok(Request::EndInstance) => {
+                if let Err(e) = agent.end_instance() {
+                    eprintln!("codebeaker-agent: reset failed: {e}");
+                    std::process::exit(70);
+                }
+                reply(&Reply::Clean);
             }
             Ok(req @ (Request::Run(_) | Request::Prepare(_) | Request::Item(_))) => {
                 // Reply first, then clean: the caller gets its answer without waiting for

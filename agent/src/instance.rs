@@ -48,6 +48,10 @@ const PIDS_CHECK: Duration = Duration::from_millis(25);
 pub struct RunnerCommand {
     pub argv: Vec<String>,
     pub env: &'static [(&'static str, &'static str)],
+    /// The runtime starts and stops threads of its own (Go's scheduler, Bun's and Mono's
+    /// helpers): a left-behind call is then judged by processes only, and the runner's
+    /// own report (`leaked`) covers its threads of the language's kind.
+    pub threads_vary: bool,
 }
 
 /// One live runner process.
@@ -59,7 +63,8 @@ struct Live {
     stderr: File,
     started: Instant,
     ready: bool,
-    /// Tasks in the container once the runner was ready: more after a call is a leak.
+    /// Tasks (or, when threads vary, processes) in the container once the runner was
+    /// ready: more after a call is a leak.
     baseline: Option<u64>,
     calls: u64,
 }
@@ -214,9 +219,18 @@ impl Resident {
         let Some(l) = self.live.as_ref() else {
             return false;
         };
-        match (l.baseline, pids_current()) {
+        match (l.baseline, self.census()) {
             (Some(base), Some(now)) => now > base,
             _ => false,
+        }
+    }
+
+    /// What the leak check counts: tasks, or processes when the runtime's threads vary.
+    fn census(&self) -> Option<u64> {
+        if self.command.threads_vary {
+            processes_current()
+        } else {
+            pids_current()
         }
     }
 
@@ -238,7 +252,12 @@ impl Resident {
                     )));
                 }
                 live.ready = true;
-                live.baseline = pids_current();
+                let census = if self.command.threads_vary {
+                    processes_current()
+                } else {
+                    pids_current()
+                };
+                live.baseline = census;
                 return Ok(None);
             }
             let now = Instant::now();
@@ -609,6 +628,16 @@ fn pids_current() -> Option<u64> {
     ]
     .iter()
     .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+}
+
+/// Processes (not threads) in the container's cgroup.
+fn processes_current() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/pids/cgroup.procs",
+        "/sys/fs/cgroup/cgroup.procs",
+    ]
+    .iter()
+    .find_map(|p| Some(std::fs::read_to_string(p).ok()?.lines().count() as u64))
 }
 
 /// A fork bomb: tasks within a few of the container's limit.

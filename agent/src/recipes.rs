@@ -39,6 +39,8 @@ pub enum Runner {
 pub struct Resident {
     pub argv: &'static [&'static str],
     pub env: &'static [(&'static str, &'static str)],
+    /// See `instance::RunnerCommand::threads_vary`.
+    pub threads_vary: bool,
 }
 
 pub struct Spec {
@@ -86,6 +88,8 @@ pub fn spec(lang: Language) -> Spec {
                     "{mode}",
                 ],
                 env: &[],
+                // CPython starts no thread of its own: any new task is the call's.
+                threads_vary: false,
             }),
             launcher_source: None,
             launcher_aot: &[],

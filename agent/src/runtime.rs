@@ -225,7 +225,7 @@ impl Agent {
                 self.lang
             )));
         };
-        let (argv, env) = (recipe.argv, recipe.env);
+        let (argv, env, threads_vary) = (recipe.argv, recipe.env, recipe.threads_vary);
         // Nothing of an earlier run may be there: the runner counts the container's tasks.
         self.clean_slate()?;
         let mut outcome = RunOutcome::default();
@@ -249,6 +249,7 @@ impl Agent {
                 .map(|a| a.replace("{program}", &program).replace("{mode}", mode))
                 .collect(),
             env,
+            threads_vary,
         };
         let mut resident = Resident::new(
             command,

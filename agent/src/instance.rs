@@ -81,6 +81,13 @@ pub struct Resident {
     failed: Option<RunOutcome>,
     /// Set by a call after which the runner must be replaced.
     replace: bool,
+    /// The cgroup's OOM-kill count when last looked at.
+    oom_seen: Option<u64>,
+    /// The open census file (`pids.current`, or `cgroup.procs` when threads vary), read
+    /// again from its start after each call: one syscall instead of three.
+    census_file: Option<File>,
+    /// Read buffer for the pipes and the socket, kept between calls.
+    scratch: Vec<u8>,
 }
 
 /// Why a call ended, before classification.
@@ -112,6 +119,9 @@ impl Resident {
             live: None,
             failed: None,
             replace: false,
+            oom_seen: crate::runtime::oom_kills(),
+            census_file: None,
+            scratch: vec![0; 64 * 1024],
         }
     }
 
@@ -190,17 +200,26 @@ impl Resident {
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
                 return Ok(());
             }
+            let census = self.census();
+            if let Some(l) = self.live.as_mut() {
+                l.baseline = census;
+            }
             // What the runner printed while loading is nobody's call.
             out = Capped::new(limit);
             err = Capped::new(limit);
         }
-        let oom_before = crate::runtime::oom_kills();
         let ended = self.exchange(req, &mut out, &mut err)?;
-        let oom = match (oom_before, crate::runtime::oom_kills()) {
-            (Some(a), Some(b)) => b > a,
-            _ => ended.signal == Some(Signal::SIGKILL) && !ended.timed_out,
-        };
         let died = ended.answered.is_none();
+        // Only a runner that did not answer can have been OOM-killed (it is the biggest
+        // process); reading the counter on every call would cost more than the call.
+        let oom = died && {
+            let now = crate::runtime::oom_kills();
+            let before = std::mem::replace(&mut self.oom_seen, now);
+            match (before, now) {
+                (Some(a), Some(b)) => b > a,
+                _ => ended.signal == Some(Signal::SIGKILL) && !ended.timed_out,
+            }
+        };
         let leaked = ended.answered.is_some_and(|(_, l)| l) || self.left_tasks_behind();
         if died || leaked || oom {
             self.replace = true;
@@ -215,28 +234,47 @@ impl Resident {
 
     /// Whether the container has more tasks (processes or threads) than when the runner
     /// became ready: something the call started is still there.
-    fn left_tasks_behind(&self) -> bool {
-        let Some(l) = self.live.as_ref() else {
+    fn left_tasks_behind(&mut self) -> bool {
+        let Some(base) = self.live.as_ref().and_then(|l| l.baseline) else {
             return false;
         };
-        match (l.baseline, self.census()) {
+        match (Some(base), self.census()) {
             (Some(base), Some(now)) => now > base,
             _ => false,
         }
     }
 
     /// What the leak check counts: tasks, or processes when the runtime's threads vary.
-    fn census(&self) -> Option<u64> {
+    fn census(&mut self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        if self.census_file.is_none() {
+            let paths: [&str; 2] = if self.command.threads_vary {
+                [
+                    "/sys/fs/cgroup/pids/cgroup.procs",
+                    "/sys/fs/cgroup/cgroup.procs",
+                ]
+            } else {
+                [
+                    "/sys/fs/cgroup/pids/pids.current",
+                    "/sys/fs/cgroup/pids.current",
+                ]
+            };
+            self.census_file = paths.iter().find_map(|p| File::open(p).ok());
+        }
+        let f = self.census_file.as_ref()?;
+        let n = f.read_at(&mut self.scratch, 0).ok()?;
+        let text = std::str::from_utf8(&self.scratch[..n]).ok()?;
         if self.command.threads_vary {
-            processes_current()
+            Some(text.lines().count() as u64)
         } else {
-            pids_current()
+            text.trim().parse().ok()
         }
     }
 
     /// Waits for `ready`. `Ok(Some(_))` when the runner ended instead (it could not load
     /// the program): its exit is the failure every call of this program gets.
     fn await_ready(&mut self, out: &mut Capped, err: &mut Capped) -> io::Result<Option<Ended>> {
+        let scratch = &mut self.scratch;
         let live = self
             .live
             .as_mut()
@@ -252,20 +290,14 @@ impl Resident {
                     )));
                 }
                 live.ready = true;
-                let census = if self.command.threads_vary {
-                    processes_current()
-                } else {
-                    pids_current()
-                };
-                live.baseline = census;
                 return Ok(None);
             }
             let now = Instant::now();
             if now >= deadline {
                 let _ = live.child.kill();
                 let status = wait_child(&mut live.child);
-                out.pump(&mut live.stdout);
-                err.pump(&mut live.stderr);
+                out.pump(&mut live.stdout, scratch);
+                err.pump(&mut live.stderr, scratch);
                 return Ok(Some(Ended {
                     exit_code: status.0,
                     signal: status.1,
@@ -276,11 +308,18 @@ impl Resident {
                     process_limit: false,
                 }));
             }
-            let eof = wait_readable(live, out, err, (deadline - now).min(PIDS_CHECK), false)?;
+            let eof = wait_readable(
+                live,
+                out,
+                err,
+                (deadline - now).min(PIDS_CHECK),
+                false,
+                scratch,
+            )?;
             if eof {
                 let status = wait_child(&mut live.child);
-                out.pump(&mut live.stdout);
-                err.pump(&mut live.stderr);
+                out.pump(&mut live.stdout, scratch);
+                err.pump(&mut live.stderr, scratch);
                 return Ok(Some(Ended {
                     exit_code: status.0,
                     signal: status.1,
@@ -301,6 +340,7 @@ impl Resident {
         out: &mut Capped,
         err: &mut Capped,
     ) -> io::Result<Ended> {
+        let scratch = &mut self.scratch;
         let live = self
             .live
             .as_mut()
@@ -345,8 +385,8 @@ impl Resident {
                 received += take;
                 if received == want {
                     // Everything the call printed was written before `done`.
-                    out.pump(&mut live.stdout);
-                    err.pump(&mut live.stderr);
+                    out.pump(&mut live.stdout, scratch);
+                    err.pump(&mut live.stderr, scratch);
                     let too_large = want > result_limit;
                     return Ok(Ended {
                         exit_code: Some(code),
@@ -366,8 +406,8 @@ impl Resident {
                     // Everything but the agent, the zygote too (the caller replaces it).
                     crate::clean::kill_all(None);
                     let status = wait_child(&mut live.child);
-                    out.pump(&mut live.stdout);
-                    err.pump(&mut live.stderr);
+                    out.pump(&mut live.stdout, scratch);
+                    err.pump(&mut live.stderr, scratch);
                     return Ok(Ended {
                         exit_code: status.0,
                         signal: Some(Signal::SIGKILL),
@@ -382,8 +422,8 @@ impl Resident {
             if now >= deadline {
                 let _ = kill(Pid::from_raw(live.child.id() as i32), Signal::SIGKILL);
                 let status = wait_child(&mut live.child);
-                out.pump(&mut live.stdout);
-                err.pump(&mut live.stderr);
+                out.pump(&mut live.stdout, scratch);
+                err.pump(&mut live.stderr, scratch);
                 return Ok(Ended {
                     exit_code: status.0,
                     signal: status.1,
@@ -395,11 +435,11 @@ impl Resident {
                 });
             }
             let wait = (deadline - now).min(next_pids_check.saturating_duration_since(now));
-            let eof = wait_readable(live, out, err, wait, sent < pending.len())?;
+            let eof = wait_readable(live, out, err, wait, sent < pending.len(), scratch)?;
             if eof {
                 let status = wait_child(&mut live.child);
-                out.pump(&mut live.stdout);
-                err.pump(&mut live.stderr);
+                out.pump(&mut live.stdout, scratch);
+                err.pump(&mut live.stderr, scratch);
                 return Ok(Ended {
                     exit_code: status.0,
                     signal: status.1,
@@ -422,6 +462,7 @@ fn wait_readable(
     err: &mut Capped,
     wait: Duration,
     writing: bool,
+    scratch: &mut [u8],
 ) -> io::Result<bool> {
     let ms = wait.as_millis().clamp(1, 60_000) as u16;
     let mut ctl_flags = PollFlags::POLLIN;
@@ -442,19 +483,18 @@ fn wait_readable(
         (ready(&fds[0]), ready(&fds[1]), ready(&fds[2]))
     };
     if out_ready {
-        out.pump(&mut live.stdout);
+        out.pump(&mut live.stdout, scratch);
     }
     if err_ready {
-        err.pump(&mut live.stderr);
+        err.pump(&mut live.stderr, scratch);
     }
     if !ctl_ready {
         return Ok(false);
     }
-    let mut chunk = [0u8; 64 * 1024];
     loop {
-        match live.ctl.read(&mut chunk) {
+        match live.ctl.read(scratch) {
             Ok(0) => return Ok(true),
-            Ok(n) => live.inbuf.extend_from_slice(&chunk[..n]),
+            Ok(n) => live.inbuf.extend_from_slice(&scratch[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Ok(true),
@@ -600,11 +640,10 @@ impl Capped {
         }
     }
 
-    /// Reads whatever the (non-blocking) pipe holds now.
-    fn pump(&mut self, pipe: &mut File) {
-        let mut chunk = [0u8; 64 * 1024];
+    /// Reads whatever the (non-blocking) pipe holds now, through `chunk`.
+    fn pump(&mut self, pipe: &mut File, chunk: &mut [u8]) {
         loop {
-            match pipe.read(&mut chunk) {
+            match pipe.read(chunk) {
                 Ok(0) => return,
                 Ok(n) => {
                     let room = self.limit.saturating_sub(self.buf.len());
@@ -628,16 +667,6 @@ fn pids_current() -> Option<u64> {
     ]
     .iter()
     .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
-}
-
-/// Processes (not threads) in the container's cgroup.
-fn processes_current() -> Option<u64> {
-    [
-        "/sys/fs/cgroup/pids/cgroup.procs",
-        "/sys/fs/cgroup/cgroup.procs",
-    ]
-    .iter()
-    .find_map(|p| Some(std::fs::read_to_string(p).ok()?.lines().count() as u64))
 }
 
 /// A fork bomb: tasks within a few of the container's limit.

@@ -1,8 +1,8 @@
 //! Traces reach an OTLP/HTTP receiver. Its own test binary: the tracing subscriber is
 //! process-wide, and this one must be installed with the exporter switched on.
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "api/helpers/mod.rs"]
 mod helpers;
 
 use axum::body::Bytes;
@@ -43,9 +43,7 @@ async fn spans_reach_an_otlp_receiver_under_the_callers_trace() {
 
     let app = helpers::spawn(&[Language::Python]).await;
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
         .json(&json!({"language": "python", "code": "result = 1"}))
         .send()

@@ -138,9 +138,8 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
         "{b}"
     );
     let r = app
-        .client
-        .get(format!("{}/v1/languages", app.addr))
-        .header("x-api-key", &sessions_only)
+        .api_as(&sessions_only)
+        .request(reqwest::Method::GET, "/v1/languages")
         .send()
         .await
         .unwrap();
@@ -530,9 +529,7 @@ async fn openapi_document_is_valid_and_covers_every_route() {
 async fn request_id_is_echoed_or_generated() {
     let app = spawn(&[Language::Python]).await;
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .header("x-request-id", "req-123")
         .json(&json!({"language": "python", "code": PY}))
         .send()

@@ -32,9 +32,7 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .json(&json!({"language": "python", "code": "result = 2"}))
         .send()
         .await

@@ -26,22 +26,6 @@ async fn wait_status(app: &TestApp, key: &str, id: &str, status: &str) {
         .await
 }
 
-/// Waits until a container of the python pool is busy (a call has started).
-async fn wait_busy(app: &TestApp) {
-    eventually(
-        Duration::from_secs(60),
-        "a busy python container",
-        || async {
-            let p = app.pool_status("python").await;
-            match p["busy"].as_u64() {
-                Some(n) if n >= 1 => Ok(()),
-                _ => Err(p.to_string()),
-            }
-        },
-    )
-    .await
-}
-
 fn millis(v: &Value, field: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(v[field].as_str().unwrap())
         .unwrap()
@@ -198,7 +182,7 @@ async fn an_async_run_takes_its_callers_concurrency_place_and_waits_for_it() {
         let status = r.status().as_u16();
         (status, Instant::now())
     });
-    wait_busy(&app).await;
+    app.wait_busy("python", 1).await;
     let id = submit(
         &app,
         &key,

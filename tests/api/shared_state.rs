@@ -11,7 +11,13 @@ use std::process::Command;
 use crate::helpers::{settings, spawn_with, TestApp};
 
 async fn run_as(app: &TestApp, key: &str, body: Value) -> Value {
-    let r = app.execute_as(Some(("x-api-key", key)), body).await;
+    let r = app
+        .api_as(key)
+        .post("/v1/execute")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     r.json().await.unwrap()
 }

@@ -310,14 +310,20 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
     };
     // Per-key concurrency: the second parallel call of the capped key gets 429.
     let first = tokio::spawn(send(capped.clone(), slow.clone()));
-    app.wait_busy("python", 1).await;
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let r = send(capped.clone(), json!({"language": "python", "code": PY})).await;
     assert_eq!(r.status().as_u16(), 429);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["kind"], "concurrency_limit", "{b}");
     // Global shedding: with two invocations admitted, a third is refused at once.
     let second = tokio::spawn(send(app.key.clone(), slow.clone()));
-    app.wait_busy("python", 2).await;
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let r = send(app.key.clone(), json!({"language": "python", "code": PY})).await;
     assert_eq!(r.status().as_u16(), 503);

@@ -26,7 +26,10 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
             .status()
         })
     };
-    app.wait_busy("python", 1).await;
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let r = app
         .post("/v1/execute")
@@ -80,7 +83,10 @@ async fn a_request_that_would_wait_past_the_ceiling_is_refused_at_once_with_the_
     // Another one holds it now; one more queues behind it (expected ~0.75 s, within the
     // ceiling); the next would wait ~2.25 s and is refused without waiting.
     let busy = call(slow.clone());
-    app.wait_busy("python", 1).await;
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let queued = call(json!({"language": "python", "code": "result = 2"}));
     // A moment for it to join the queue: nothing outside the gateway shows a queued call,
     // so this is a sleep, not a wait for a condition.

@@ -76,7 +76,9 @@ async fn a_tenant_at_its_share_queues_for_its_own_container_and_others_are_serve
     let (a, b) = (app.add_tenant_key("alpha"), app.add_tenant_key("beta"));
     let slow = "import time\ntime.sleep(1.5)\nresult = 1";
     let (first, second) = tokio::join!(run_as(&app, &a, slow), async {
-        app.wait_busy("python", 1).await;
+        // A sleep: nothing outside the gateway shows reliably that the first call holds
+        // its container (waiting for `/readyz` to count a busy one was tried: too early).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         run_as(&app, &a, slow).await
     });
     // Alpha's share is one container: its second call waited for it.
@@ -85,7 +87,9 @@ async fn a_tenant_at_its_share_queues_for_its_own_container_and_others_are_serve
 
     // While alpha holds its share, beta still gets a container of its own.
     let (busy, other) = tokio::join!(run_as(&app, &a, slow), async {
-        app.wait_busy("python", 1).await;
+        // A sleep: nothing outside the gateway shows reliably that the first call holds
+        // its container (waiting for `/readyz` to count a busy one was tried: too early).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         run_as(&app, &b, "result = 2").await
     });
     assert_ne!(container(&busy), container(&other));

@@ -290,35 +290,6 @@ impl TestApp {
         req.send().await.expect("request failed")
     }
 
-    /// Waits (up to 60 s) until at least `n` containers of the pool named `name` are busy:
-    /// that many calls have been admitted and hold a container.
-    pub async fn wait_busy(&self, name: &str, n: u64) {
-        eventually(
-            Duration::from_secs(60),
-            format!("{n} busy containers in pool {name}"),
-            || async {
-                let p = self.pool_status(name).await;
-                match p["busy"].as_u64() {
-                    Some(busy) if busy >= n => Ok(()),
-                    _ => Err(p.to_string()),
-                }
-            },
-        )
-        .await
-    }
-
-    /// The `/readyz` entry of the pool named `name`.
-    pub async fn pool_status(&self, name: &str) -> Value {
-        let (_, b) = self.get("/readyz").await;
-        b["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no pool {name} in /readyz: {b}"))
-    }
-
     /// Stops the gateway as SIGTERM would, leaving live sessions' containers running for the
     /// next gateway process with the same instance name.
     pub async fn stop_for_restart(mut self) {

@@ -223,6 +223,7 @@ const result = {
 "#;
     let b = app.run("javascript", tamper, json!({})).await;
     assert_eq!(b["output"], "tampered", "{b}");
+    // Time passes: the tampering program's 300 ms timer would have fired by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let b = app.run("javascript", check, json!({})).await;
     assert_eq!(
@@ -253,6 +254,7 @@ var result = new Dictionary<string, object> {
 "#;
     let b = app.run("csharp", tamper, json!({})).await;
     assert_eq!(b["output"], "tampered", "{b}");
+    // Time passes: the tampering program's 300 ms timer would have fired by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let b = app.run("csharp", check, json!({})).await;
     assert_eq!(

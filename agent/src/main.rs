@@ -21,9 +21,11 @@
 mod clean;
 mod compile;
 mod csharp;
+mod digest;
 mod exec;
 mod files;
 mod gorun;
+mod process;
 mod recipes;
 mod runtime;
 mod shell;

@@ -1,7 +1,7 @@
 //! One stateless invocation, shared by both transports: validation, admission (global
 //! shedding), the caller's concurrency cap, the pool, and the invocation metrics.
 
-use codebeaker_pool::{Execution, Invocation, PoolError, Pools};
+use codebeaker_pool::{Invocation, PoolError, Pools, RunOutput};
 use codebeaker_proto::{Language, RawJson};
 use serde::Serialize;
 use std::sync::Arc;
@@ -132,7 +132,7 @@ impl Invoker {
 /// (`started` is when the request arrived). Batch items are recorded here too.
 pub fn respond(
     language: Language,
-    ex: Execution,
+    ex: RunOutput,
     request_id: Option<String>,
     started: Instant,
 ) -> ExecuteResponse {

@@ -15,9 +15,9 @@ use crate::cache::{ArtifactKeys, Pin, SharedCache};
 use crate::container::CLEAN_TIMEOUT;
 use crate::error::PoolError;
 use crate::invocation::{Invocation, RunOutput};
-use crate::language_pool::Checked;
+use crate::language_pool::{Checked, LanguagePool};
 use crate::lifecycle::Lifecycle;
-use crate::run::{lost_container, oom_killed, Lost};
+use crate::run::{lost_container, oom_killed, Lost, RunContext};
 use crate::wrap::wrap;
 
 /// A container held for a stream of invocations of one language (a batch worker's).
@@ -27,33 +27,58 @@ use crate::wrap::wrap;
 /// ping and no re-sent source. The agent still runs every item in a fresh process and
 /// cleans the container before it reads the next line, exactly as after a call.
 pub struct Lease {
-    pub(crate) obj: Option<Checked>,
-    pub(crate) language: Language,
-    pub(crate) packages: Vec<String>,
+    obj: Option<Checked>,
+    language: Language,
+    packages: Vec<String>,
     /// Time the checkout took.
     pub queue_wait: Duration,
-    pub(crate) default_mb: u64,
-    pub(crate) max_uses: usize,
+    default_mb: u64,
+    max_uses: usize,
     /// The program prepared on this container: its key and, if it did not compile, the
     /// compiler's outcome (every item of it gets that outcome without running).
-    pub(crate) prepared: Option<(ProgramKey, Option<RunOutcome>)>,
-    pub(crate) cache: Option<Arc<SharedCache>>,
-    pub(crate) keys: Arc<ArtifactKeys>,
+    prepared: Option<(ProgramKey, Option<RunOutcome>)>,
+    cache: Option<Arc<SharedCache>>,
+    keys: Arc<ArtifactKeys>,
     /// The batch's tenant: part of its programs' cache keys.
-    pub(crate) tenant: Arc<str>,
+    tenant: Arc<str>,
     /// Keeps the prepared program's artifact in the shared cache while items may run it.
-    pub(crate) pin: Option<Pin>,
-    pub(crate) lifecycle: Arc<Lifecycle>,
+    pin: Option<Pin>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 /// What makes two invocations the same prepared program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProgramKey {
+struct ProgramKey {
     code: Arc<str>,
     plain: bool,
 }
 
 impl Lease {
+    /// A lease of `obj`, checked out of `lp` for `tenant` after `queue_wait`.
+    pub(crate) fn new(
+        obj: Checked,
+        lp: &LanguagePool,
+        cx: &RunContext,
+        tenant: &str,
+        packages: &[String],
+        queue_wait: Duration,
+    ) -> Lease {
+        Lease {
+            obj: Some(obj),
+            language: lp.language(),
+            packages: packages.to_vec(),
+            queue_wait,
+            default_mb: cx.settings.limits.memory_mb,
+            max_uses: lp.settings().max_uses.get(),
+            prepared: None,
+            cache: cx.cache.clone(),
+            keys: cx.keys.clone(),
+            tenant: tenant.into(),
+            pin: None,
+            lifecycle: lp.lifecycle().clone(),
+        }
+    }
+
     /// The language of the lease's container.
     pub fn language(&self) -> Language {
         self.language

@@ -275,20 +275,14 @@ impl Pools {
         }
         let started = Instant::now();
         let obj = run::checkout(&lp, tenant, &self.settings).await?;
-        Ok(Lease {
-            obj: Some(obj),
-            language,
-            packages: packages.to_vec(),
-            queue_wait: started.elapsed(),
-            default_mb: self.settings.limits.memory_mb,
-            max_uses: lp.settings().max_uses.get(),
-            prepared: None,
-            cache: self.run.cache.clone(),
-            keys: self.run.keys.clone(),
-            tenant: tenant.into(),
-            pin: None,
-            lifecycle: lp.lifecycle().clone(),
-        })
+        Ok(Lease::new(
+            obj,
+            &lp,
+            &self.run,
+            tenant,
+            packages,
+            started.elapsed(),
+        ))
     }
 
     /// Spawns `work` on the pools' task tracker: shutdown waits for it like for an

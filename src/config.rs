@@ -663,7 +663,10 @@ mod tests {
             &|s| s.limits.compile_timeout_ms = 0,
             "limits.compile_timeout_ms",
         );
-        check(&|s| s.pool.warm_interval_ms = 0, "pool.warm_interval_ms");
+        check(
+            &|s| s.pool.warm_interval_ms = std::time::Duration::ZERO,
+            "pool.warm_interval_ms",
+        );
         check(&|s| s.pool.limits.sandbox_uid = 0, "sandbox_uid");
     }
 }

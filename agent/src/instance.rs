@@ -119,7 +119,7 @@ impl Resident {
             live: None,
             failed: None,
             replace: false,
-            oom_seen: crate::runtime::oom_kills(),
+            oom_seen: crate::outcome::oom_kills(),
             census_file: None,
             scratch: vec![0; 64 * 1024],
         }
@@ -213,7 +213,7 @@ impl Resident {
         // Only a runner that did not answer can have been OOM-killed (it is the biggest
         // process); reading the counter on every call would cost more than the call.
         let oom = died && {
-            let now = crate::runtime::oom_kills();
+            let now = crate::outcome::oom_kills();
             let before = std::mem::replace(&mut self.oom_seen, now);
             match (before, now) {
                 (Some(a), Some(b)) => b > a,
@@ -580,7 +580,7 @@ fn classify(
     } else if c.exit_code != Some(0) {
         fail(
             ProgramErrorKind::RuntimeError,
-            crate::runtime::runtime_message(&c),
+            crate::outcome::runtime_message(&c),
         )
     } else if plain {
         None

@@ -21,10 +21,13 @@
 mod clean;
 mod compile;
 mod csharp;
+mod digest;
 mod exec;
 mod files;
 mod gorun;
 mod instance;
+mod outcome;
+mod process;
 mod recipes;
 mod runtime;
 mod shell;

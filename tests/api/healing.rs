@@ -52,7 +52,7 @@ async fn python_pool(app: &TestApp) -> Value {
 
 fn healing_settings(min_idle: usize, max_size: usize) -> codebeaker::config::Settings {
     let mut s = settings(&[Language::Python]);
-    s.pool.reconcile_interval_ms = 500;
+    s.pool.reconcile_interval_ms = std::time::Duration::from_millis(500);
     let p = s.pool.languages.get_mut(&Language::Python).unwrap();
     p.min_idle = min_idle;
     p.max_size = max_size;
@@ -297,7 +297,7 @@ async fn stalled_and_idle_connections_are_closed_and_a_full_gateway_refuses_clea
 #[tokio::test]
 async fn a_pool_grown_by_a_burst_gives_idle_containers_back_down_to_min_idle() {
     let mut s = healing_settings(1, 3);
-    s.pool.idle_shrink_secs = 1;
+    s.pool.idle_shrink_secs = std::time::Duration::from_secs(1);
     // The shared pool's shrink (`idle_shrink_secs`, down to `min_idle`); with tenant
     // affinity a tenant's containers retire after `tenant_idle_secs` instead (tenants.rs),
     // and one tenant's burst is held to its share.

@@ -714,7 +714,7 @@ async fn csharp_json_subset_passes_its_checks_and_refuses_what_it_lacks() {
 async fn cpu_shares_and_memory_are_applied_to_the_session_container() {
     let app = spawn(&[Language::Python]).await;
     let mut c = LoopaiClient::connect(&url_with_key(&app)).await;
-    let docker = codebeaker_pool::connect().await.unwrap();
+    let docker = crate::helpers::docker().await;
     for (asked, applied) in [(512, 512), (4096, 1024)] {
         let v = c
             .request(

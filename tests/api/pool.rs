@@ -11,7 +11,7 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     let mut s = settings(&[Language::Python]);
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 1;
-    s.pool.queue_timeout_ms = 300;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(300);
     let app = spawn_with(s).await;
 
     let busy = {
@@ -59,8 +59,8 @@ async fn a_request_that_would_wait_past_the_ceiling_is_refused_at_once_with_the_
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 1;
     py.min_idle = 1;
-    s.pool.queue_timeout_ms = 300;
-    s.pool.max_queue_wait_ms = 1_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(300);
+    s.pool.max_queue_wait_ms = std::time::Duration::from_millis(1_000);
     let app = spawn_with(s).await;
     let slow = json!({"language": "python", "code": "import time\ntime.sleep(1.5)\nresult = 1"});
     let call = |body: serde_json::Value| {
@@ -123,7 +123,7 @@ async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdow
     let s = settings(&[Language::Python]);
     let instance = s.pool.instance.clone();
     // Simulate a crashed earlier run: a labelled container nobody owns.
-    let docker = codebeaker_pool::connect().await.unwrap();
+    let docker = crate::helpers::docker().await;
     let labels = std::collections::HashMap::from([
         (
             codebeaker_pool::LABEL_MANAGED.to_string(),

@@ -69,7 +69,7 @@ async fn without_tenant_affinity_an_idle_container_serves_any_tenant() {
 async fn a_tenant_at_its_share_queues_for_its_own_container_and_others_are_served() {
     let mut s = settings(&[Language::Python]);
     s.pool.tenant_max_share = 0.5;
-    s.pool.queue_timeout_ms = 10_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(10_000);
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 2;
     let app = spawn_with(s).await;
@@ -100,7 +100,7 @@ async fn a_tenant_at_its_share_queues_for_its_own_container_and_others_are_serve
 #[tokio::test]
 async fn a_tenants_idle_containers_are_retired_after_the_idle_time() {
     let mut s = settings(&[Language::Python]);
-    s.pool.tenant_idle_secs = 1;
+    s.pool.tenant_idle_secs = std::time::Duration::from_secs(1);
     let app = spawn_with(s).await;
     let a = app.add_tenant_key("alpha");
     run_as(&app, &a, "result = 1").await;

@@ -52,7 +52,7 @@ pub fn settings(languages: &[Language]) -> Settings {
     s.server.shutdown_grace_ms = 2_000;
     s.pool.instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     s.pool.agent_bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle").into();
-    s.pool.warm_interval_ms = 100;
+    s.pool.warm_interval_ms = std::time::Duration::from_millis(100);
     for (l, ls) in s.pool.languages.iter_mut() {
         ls.enabled = languages.contains(l);
         ls.min_idle = 1;
@@ -339,6 +339,16 @@ pub async fn count_containers(instance: &str) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// The Docker engine itself, for tests that look behind the gateway's back (the pool
+/// crate keeps its own engine handle to itself).
+pub async fn docker() -> bollard::Docker {
+    bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
 }
 
 /// Removes every container of `instance` (after a test that ran the gateway binary).

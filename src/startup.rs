@@ -130,14 +130,19 @@ impl Application {
             s.claim_instance().await?;
             tasks.spawn(s.clone().heartbeat(shutdown.child_token()));
         }
-        // Not a child of `shutdown`: the pools keep serving the requests that drain after the
-        // signal, and stop taking work in `stop` once the HTTP drain is over.
-        let pools = Pools::start(docker, settings.pool.clone(), CancellationToken::new())
-            .await
-            .map_err(|e| match e {
-                StartError::CompileCache { .. } => StartupError::PoolPath(e),
-                e => StartupError::Docker(e),
-            })?;
+        // The signal stops only the pools' warmers and health loops: they keep serving the
+        // requests that drain after it, and stop taking work in `stop` once the drain is over.
+        let pools = Pools::start(
+            docker,
+            settings.pool.clone(),
+            shutdown.child_token(),
+            tasks.clone(),
+        )
+        .await
+        .map_err(|e| match e {
+            StartError::CompileCache { .. } => StartupError::PoolPath(e),
+            e => StartupError::Docker(e),
+        })?;
         let rate = Arc::new(match &shared {
             Some(s) => RateLimits::shared(s.clone()),
             None => RateLimits::default(),

@@ -124,6 +124,12 @@ impl Engine {
         })
     }
 
+    /// Tracks removals on the owner's task tracker (the gateway's one tracker), so that
+    /// its shutdown joins them with everything else.
+    pub(crate) fn track_on(&mut self, tasks: TaskTracker) {
+        self.removals = tasks;
+    }
+
     /// Whether the engine answers.
     pub async fn alive(&self) -> bool {
         self.docker.ping().await.is_ok()

@@ -56,7 +56,10 @@ pub struct Pools {
     run: Arc<RunContext>,
     warmer: Warmer,
     healer: Arc<Healer>,
-    shutdown: CancellationToken,
+    /// Cancelled by `shutdown_keeping`: from then on no work is taken.
+    closed: CancellationToken,
+    /// The warmers' and health loops' signal (the process's shutdown signal).
+    background: CancellationToken,
     tasks: TaskTracker,
     adopted: Mutex<Vec<(Container, serde_json::Value)>>,
 }
@@ -64,11 +67,19 @@ pub struct Pools {
 impl Pools {
     /// Removes leftovers of an earlier run, builds the pools and starts warming them.
     /// Returns at once; use [`Pools::wait_warm`] to wait for the warm-up.
+    ///
+    /// Every task the pools start (warmers, health loops, invocations, batch workers,
+    /// container removals) runs on `tasks`, the owner's one tracker. `background` stops
+    /// the warmers and health loops; the pools keep taking work until
+    /// [`Pools::shutdown_keeping`], so that requests draining after the signal still run.
     pub async fn start(
-        engine: Engine,
+        mut engine: Engine,
         settings: PoolSettings,
-        shutdown: CancellationToken,
+        background: CancellationToken,
+        tasks: TaskTracker,
     ) -> Result<Arc<Pools>, StartError> {
+        engine.track_on(tasks.clone());
+        let closed = CancellationToken::new();
         let adopted = adopt::sweep(&engine, &settings).await?;
         let cache = open_cache(&settings)?;
         let keys = match &cache {
@@ -86,11 +97,10 @@ impl Pools {
         let factory = Factory {
             settings: settings.clone(),
             engine: engine.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: closed.clone(),
             cache: cache.clone(),
         };
         let registry = Arc::new(Registry::build(&factory, &engine).await);
-        let tasks = TaskTracker::new();
         let health = Arc::new(Health::default());
         let this = Arc::new(Pools {
             run: Arc::new(RunContext {
@@ -103,7 +113,7 @@ impl Pools {
                 settings: settings.clone(),
                 tasks: tasks.clone(),
                 gate: Arc::new(Semaphore::new(1)),
-                shutdown: shutdown.clone(),
+                shutdown: background.clone(),
             },
             healer: Arc::new(Healer {
                 engine: engine.clone(),
@@ -115,17 +125,18 @@ impl Pools {
             settings,
             registry,
             factory,
-            shutdown,
+            closed,
+            background,
             tasks,
             adopted: Mutex::new(adopted),
         });
         for lp in this.registry.all() {
             this.start_warming(lp);
         }
-        let (healer, shutdown) = (this.healer.clone(), this.shutdown.clone());
+        let (healer, shutdown) = (this.healer.clone(), this.background.clone());
         this.tasks
             .spawn(async move { health::watch_events(&*healer, shutdown).await });
-        let (healer, shutdown) = (this.healer.clone(), this.shutdown.clone());
+        let (healer, shutdown) = (this.healer.clone(), this.background.clone());
         let every = this.settings.reconcile_interval_ms;
         this.tasks
             .spawn(async move { health::reconcile_loop(&*healer, every, shutdown).await });
@@ -243,7 +254,7 @@ impl Pools {
         guard: G,
     ) -> Result<RunOutput, PoolError> {
         let lp = self.registry.select(inv.language, &inv.packages)?;
-        if self.shutdown.is_cancelled() {
+        if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
         let cx = self.run.clone();
@@ -270,7 +281,7 @@ impl Pools {
         tenant: &str,
     ) -> Result<Lease, PoolError> {
         let lp = self.registry.select(language, packages)?;
-        if self.shutdown.is_cancelled() {
+        if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
         let started = Instant::now();
@@ -314,7 +325,7 @@ impl Pools {
         resources: SessionResources,
     ) -> Result<Container, PoolError> {
         let lp = self.registry.select(language, packages)?;
-        if self.shutdown.is_cancelled() {
+        if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
         let obj = run::checkout(&lp, tenant, &self.settings).await?;
@@ -340,7 +351,8 @@ impl Pools {
     /// In-flight invocations may finish until `deadline`; then the containers go, and the
     /// removals are waited for.
     pub async fn shutdown_keeping(&self, deadline: tokio::time::Instant, keep: &HashSet<String>) {
-        self.shutdown.cancel();
+        self.closed.cancel();
+        self.background.cancel();
         self.tasks.close();
         if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await

@@ -194,7 +194,16 @@ impl Resident {
         let mut err = Capped::new(limit);
         if !self.live.as_ref().is_some_and(|l| l.ready) {
             if let Some(failure) = self.await_ready(&mut out, &mut err)? {
-                let failed = classify(failure, out, err, self.plain, req, None);
+                let mut failed = classify(failure, out, err, self.plain, req, None);
+                if failed.error.is_none() || failed.exit_code == Some(0) {
+                    // It ended cleanly before `ready`: it ran as a whole program instead of
+                    // loading one (a plain Go program has its own `main`). Never a success.
+                    failed.output = None;
+                    failed.error = Some(codebeaker_proto::ProgramError {
+                        kind: ProgramErrorKind::RuntimeError,
+                        message: "the program ended while loading, before its first call: it cannot run as a resident instance".into(),
+                    });
+                }
                 self.failed = Some(failed.clone());
                 *outcome = failed;
                 outcome.duration_ms = started.elapsed().as_millis() as u64;

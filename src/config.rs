@@ -21,6 +21,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub shared: SharedSettings,
     pub pool: PoolSettings,
+    /// `[instances]`: resident program instances (`"isolation": "program"`).
+    pub instances: codebeaker_pool::InstanceSettings,
 }
 
 /// `[shared]`: several gateway replicas sharing one Redis (off by default: a single node

@@ -59,6 +59,7 @@ impl Failure for PoolError {
             PoolError::ShuttingDown => "shutting_down",
             PoolError::Disabled(_) => "language_disabled",
             PoolError::UnknownPackages(_) => "unknown_packages",
+            PoolError::NoResidentForm { .. } => "invalid_request",
             p if p.is_engine_unavailable() => "engine_unavailable",
             _ => "sandbox_failure",
         }

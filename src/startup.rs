@@ -135,6 +135,7 @@ impl Application {
         let pools = Pools::start(
             docker,
             settings.pool.clone(),
+            settings.instances.clone(),
             shutdown.child_token(),
             tasks.clone(),
         )

@@ -101,6 +101,35 @@ pub struct PoolSettings {
     pub engine: EngineSettings,
 }
 
+/// `[instances]`: resident program instances (`"isolation": "program"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct InstanceSettings {
+    /// A runner is replaced (in its container, after a full cleanup) after this many
+    /// calls...
+    pub max_calls: NonZeroU64,
+    /// ...or when it is this old.
+    #[serde(with = "secs")]
+    pub max_age_secs: Duration,
+    /// An instance unused this long is ended and its container goes back to its tenant's
+    /// sub-pool.
+    #[serde(with = "secs")]
+    pub idle_secs: Duration,
+    /// Calls a batch worker keeps in flight on one instance (sent ahead of their replies).
+    pub pipeline_depth: NonZeroUsize,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        InstanceSettings {
+            max_calls: NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN),
+            max_age_secs: Duration::from_secs(600),
+            idle_secs: Duration::from_secs(60),
+            pipeline_depth: NonZeroUsize::new(32).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
 /// `[pool.engine]`: which Docker engine to drive. Empty: `DOCKER_HOST`, else the local
 /// socket. A remote engine mounts the agent bundle and the compile cache from *its* host's
 /// filesystem: both paths must exist there (or set `compile_cache_dir = ""`).

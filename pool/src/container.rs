@@ -10,8 +10,8 @@
 
 use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
 use codebeaker_proto::{
-    AgentInfo, CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, Reply,
-    Request, RunOutcome, RunRequest, ShellRequest, ShellResult,
+    AgentInfo, CommandErrorKind, FileCommand, InstanceRequest, ItemRequest, Language,
+    PrepareRequest, Reply, Request, RunOutcome, RunRequest, ShellRequest, ShellResult,
 };
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,8 @@ pub struct Container {
     /// One of its pool's `max_size` slots, held for as long as the container counts
     /// against the pool (a session container gives it back).
     pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Resident-instance calls sent whose replies are not read yet (pipelined).
+    pending: usize,
     conn: AgentConn,
     engine: Engine,
 }
@@ -153,6 +155,7 @@ pub async fn create(
                 state: State::Ready,
                 role: Role::Pool,
                 slot: None,
+                pending: 0,
                 conn,
                 engine: engine.clone(),
             })
@@ -222,6 +225,90 @@ impl Container {
             }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
             other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
+        }
+    }
+
+    /// Starts a resident instance of a program (see `instance.rs`): the agent keeps its
+    /// state between calls, with no cleanup until [`Container::end_instance`].
+    pub(crate) async fn start_instance(
+        &mut self,
+        req: InstanceRequest,
+    ) -> Result<RunOutcome, PoolError> {
+        let limit = Duration::from_millis(req.compile_timeout_ms) + Duration::from_secs(10);
+        match self.call(&Request::Instance(req), limit).await? {
+            Reply::Prepared {
+                compile_ms,
+                cache_hit,
+                error,
+                artifact,
+            } => Ok(RunOutcome {
+                compile_ms,
+                duration_ms: compile_ms,
+                cache_hit,
+                error,
+                artifact,
+                ..RunOutcome::default()
+            }),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected prepared, got {other:?}"
+            )))),
+        }
+    }
+
+    /// Queues a call of the resident instance, written at the next [`Container::flush`]:
+    /// calls are pipelined, and their replies come back in order ([`Container::next_ran`]).
+    pub(crate) fn queue_call(&mut self, req: ItemRequest) -> Result<(), PoolError> {
+        self.uses += 1;
+        self.pending += 1;
+        self.state = State::InFlight;
+        self.conn
+            .queue(&Request::Call(req))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Whether resident calls were sent whose replies are not read yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// Writes the queued calls.
+    pub(crate) async fn flush(&mut self) -> Result<(), PoolError> {
+        match self.conn.flush().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The reply to the oldest call in flight, within `timeout`.
+    pub(crate) async fn next_ran(&mut self, timeout: Duration) -> Result<RunOutcome, PoolError> {
+        let reply = match tokio::time::timeout(timeout, self.conn.read_reply()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.fail(e)),
+            Err(_) => return Err(self.fail(AgentError::Timeout(timeout))),
+        };
+        match reply {
+            Reply::Ran(outcome) => {
+                self.pending = self.pending.saturating_sub(1);
+                if self.pending == 0 {
+                    self.state = State::Ready;
+                }
+                Ok(outcome)
+            }
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
+        }
+    }
+
+    /// Ends the resident instance: the agent kills it and cleans the container, which may
+    /// then serve anyone of its tenant again.
+    pub(crate) async fn end_instance(&mut self) -> Result<(), PoolError> {
+        match self.call(&Request::EndInstance, CLEAN_TIMEOUT).await? {
+            Reply::Clean => Ok(()),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected clean, got {other:?}"
+            )))),
         }
     }
 
@@ -465,6 +552,7 @@ pub async fn reattach(
         state: State::Detached,
         role: Role::Pool,
         slot: None,
+        pending: 0,
         conn,
         engine: engine.clone(),
     };

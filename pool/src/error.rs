@@ -72,6 +72,9 @@ pub enum PoolError {
     /// A request named packages that no built variant of its language has.
     #[error("{0}")]
     UnknownPackages(Box<UnknownPackages>),
+    /// `"isolation": "program"` for a program that has no resident form.
+    #[error("{language} {} cannot run as a resident instance (\"isolation\": \"program\"); use \"isolation\": \"call\"", if *plain { "plain programs" } else { "programs" })]
+    NoResidentForm { language: Language, plain: bool },
     #[error("building the {language} pool: {source}")]
     Build {
         language: Language,
@@ -170,7 +173,9 @@ impl PoolError {
     /// Whose fault this is (see [`ErrorClass`]).
     pub fn class(&self) -> ErrorClass {
         match self {
-            PoolError::Disabled(_) | PoolError::UnknownPackages(_) => ErrorClass::Caller,
+            PoolError::Disabled(_)
+            | PoolError::UnknownPackages(_)
+            | PoolError::NoResidentForm { .. } => ErrorClass::Caller,
             PoolError::Exhausted { retry_after, .. } => ErrorClass::Overload {
                 retry_after: Some(*retry_after),
             },

@@ -29,6 +29,22 @@ pub struct Invocation {
     /// Whose call this is: with tenant affinity, it runs only on a container that never
     /// served another tenant.
     pub tenant: Arc<str>,
+    /// A fresh process per call, or a resident instance of the program.
+    pub isolation: Isolation,
+}
+
+/// What one call is isolated from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A fresh process per call, in a container cleaned after every call: nothing of one
+    /// call reaches the next.
+    #[default]
+    Call,
+    /// A resident instance per (tenant, language, program, packages, memory limit): the
+    /// program is loaded once and called per input with fresh top-level variables;
+    /// module-level state persists between calls of one instance.
+    Program,
 }
 
 /// What one invocation's run on a pooled container gave back, with where the time went.

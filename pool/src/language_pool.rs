@@ -239,6 +239,18 @@ impl LanguagePool {
         }
     }
 
+    /// Whether `tenant` can have a container now without waiting: an idle one of its own,
+    /// or room below its share (a nursery container or a free slot).
+    pub(crate) fn tenant_has_room(self: &Arc<Self>, tenant: &str) -> bool {
+        match self.tenant_pool(tenant) {
+            Ok(pool) => {
+                let occ = self.tenant_occupancy(&pool);
+                occ.idle > 0 || occ.total < occ.max_size
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Containers any tenant may get now: the nursery, and without tenant affinity the
     /// shared sub-pool's idle ones too.
     fn shared_idle(&self, occ: &Occupancy) -> usize {

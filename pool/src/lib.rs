@@ -21,6 +21,7 @@ mod container;
 mod docker;
 mod error;
 mod health;
+mod instance;
 mod invocation;
 mod isolation;
 mod language_pool;
@@ -35,18 +36,19 @@ mod warm;
 mod wrap;
 
 pub use config::EngineSettings;
-pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
+pub use config::{ContainerLimits, InstanceSettings, LanguageSettings, PoolSettings};
 pub use container::Container;
 pub use docker::Engine;
 pub use error::{AgentError, ErrorClass, PoolError, StartError, UnknownPackages};
 pub use health::HealthSnapshot;
-pub use invocation::{Invocation, RunOutput, SessionResources};
+pub use instance::Instance;
+pub use invocation::{Invocation, Isolation, RunOutput, SessionResources};
 pub use isolation::{LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
 pub use language_pool::PoolStatus;
 pub use lease::Lease;
 pub use lifecycle::LifecycleSnapshot;
 pub use pools::Pools;
-pub use wrap::wrap;
+pub use wrap::{has_resident_form, wrap};
 
 /// Connects to the local Docker engine (`DOCKER_HOST` or the default socket).
 pub async fn connect() -> Result<Engine, StartError> {

@@ -29,12 +29,13 @@ use tracing::Instrument;
 
 use crate::adopt;
 use crate::cache::{ArtifactKeys, SharedCache};
-use crate::config::PoolSettings;
+use crate::config::{InstanceSettings, PoolSettings};
 use crate::container::Container;
 use crate::docker::Engine;
 use crate::error::{PoolError, StartError};
 use crate::health::{self, Healer, Health, HealthSnapshot};
-use crate::invocation::{Invocation, RunOutput, SessionResources};
+use crate::instance::{self, Instance, Instances};
+use crate::invocation::{Invocation, Isolation, RunOutput, SessionResources};
 use crate::language_pool::{Factory, LanguagePool, PoolStatus};
 use crate::lease::Lease;
 use crate::run::{self, RunContext};
@@ -62,6 +63,9 @@ pub struct Pools {
     background: CancellationToken,
     tasks: TaskTracker,
     adopted: Mutex<Vec<(Container, serde_json::Value)>>,
+    /// Idle resident instances (`instance.rs`).
+    instances: Arc<Instances>,
+    instance_settings: InstanceSettings,
 }
 
 impl Pools {
@@ -75,6 +79,7 @@ impl Pools {
     pub async fn start(
         mut engine: Engine,
         settings: PoolSettings,
+        instance_settings: InstanceSettings,
         background: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Arc<Pools>, StartError> {
@@ -129,7 +134,15 @@ impl Pools {
             background,
             tasks,
             adopted: Mutex::new(adopted),
+            instances: Arc::default(),
+            instance_settings,
         });
+        this.tasks.spawn(instance::reap_loop(
+            this.instances.clone(),
+            this.instance_settings.clone(),
+            this.tasks.clone(),
+            this.background.clone(),
+        ));
         for lp in this.registry.all() {
             this.start_warming(lp);
         }
@@ -253,6 +266,9 @@ impl Pools {
         inv: Invocation,
         guard: G,
     ) -> Result<RunOutput, PoolError> {
+        if inv.isolation == Isolation::Program {
+            return self.execute_resident(inv, guard).await;
+        }
         let lp = self.registry.select(inv.language, &inv.packages)?;
         if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
@@ -269,6 +285,71 @@ impl Pools {
             .instrument(span),
         );
         rx.await.map_err(|_| PoolError::ShuttingDown)?
+    }
+
+    /// Runs `inv` on a resident instance of its program (`"isolation": "program"`), taken
+    /// idle or started for it, then kept for the next call. Like
+    /// [`Pools::execute_holding`], the work runs as its own task: a caller going away never
+    /// abandons an instance mid-call.
+    pub async fn execute_resident<G: Send + 'static>(
+        self: &Arc<Self>,
+        inv: Invocation,
+        guard: G,
+    ) -> Result<RunOutput, PoolError> {
+        let this = self.clone();
+        let span = tracing::Span::current();
+        self.tasks
+            .spawn(
+                async move {
+                    let mut inst = this.instance(&inv).await?;
+                    inst.send(&inv)?;
+                    inst.flush().await?;
+                    let out = inst.recv(&inv).await;
+                    this.release_instance(inst);
+                    drop(guard);
+                    out
+                }
+                .instrument(span),
+            )
+            .await
+            .map_err(|_| PoolError::ShuttingDown)?
+    }
+
+    /// A resident instance for `inv`'s program (see `instance.rs`): an idle one of the
+    /// same key, or a new one in a container of the tenant's sub-pool. Give it back with
+    /// [`Pools::release_instance`].
+    pub async fn instance(self: &Arc<Self>, inv: &Invocation) -> Result<Instance, PoolError> {
+        let lp = self.registry.select(inv.language, &inv.packages)?;
+        if self.closed.is_cancelled() {
+            return Err(PoolError::ShuttingDown);
+        }
+        instance::acquire(
+            &self.run,
+            &self.instances,
+            &lp,
+            &self.instance_settings,
+            inv,
+        )
+        .await
+    }
+
+    /// Keeps a healthy instance for the next call of its program; ends or retires the
+    /// others.
+    pub fn release_instance(&self, inst: Instance) {
+        if self.closed.is_cancelled() {
+            return; // dropped: its container is removed with the others
+        }
+        instance::release(&self.instances, &self.tasks, inst);
+    }
+
+    /// Calls a batch worker keeps in flight on one instance.
+    pub fn pipeline_depth(&self) -> usize {
+        self.instance_settings.pipeline_depth.get()
+    }
+
+    /// Idle resident instances kept.
+    pub fn idle_instances(&self) -> usize {
+        self.instances.idle_count()
     }
 
     /// Takes a container of `language` for a stream of invocations (a batch): one pool
@@ -353,6 +434,8 @@ impl Pools {
     pub async fn shutdown_keeping(&self, deadline: tokio::time::Instant, keep: &HashSet<String>) {
         self.closed.cancel();
         self.background.cancel();
+        // Their containers are removed with the rest below.
+        drop(self.instances.drain());
         self.tasks.close();
         if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await

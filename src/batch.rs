@@ -758,22 +758,24 @@ fn judge(
 ) -> ItemResult {
     let r = match ran {
         Ok(ex) => {
-            let resp = crate::invoke::respond(language, ex, None, started);
+            // Recorded as a call is, without what only a call's answer needs (its id).
+            crate::invoke::record(language, &ex, started);
+            let o = ex.outcome;
             ItemResult {
                 id,
                 index,
-                success: resp.success,
+                success: o.error.is_none(),
                 skipped: false,
-                output: resp.output,
-                error: resp.error.map(|e| ItemError {
-                    kind: e.kind,
+                output: o.output.unwrap_or_default(),
+                error: o.error.map(|e| ItemError {
+                    kind: e.kind.as_str(),
                     message: e.message,
                 }),
-                stdout: resp.stdout,
-                stderr: resp.stderr,
-                exit_code: resp.exit_code,
+                stdout: o.stdout,
+                stderr: o.stderr,
+                exit_code: o.exit_code,
                 latency_ms: started.elapsed().as_millis() as u64,
-                cache_hit: resp.cache_hit,
+                cache_hit: o.cache_hit,
             }
         }
         Err(e) => {

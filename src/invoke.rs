@@ -176,15 +176,10 @@ impl Invoker {
     }
 }
 
-/// Records an invocation that ran (metrics, debug log) and turns it into the response
-/// (`started` is when the request arrived). Batch items are recorded here too.
-pub fn respond(
-    language: Language,
-    ex: RunOutput,
-    request_id: Option<String>,
-    started: Instant,
-) -> ExecuteResponse {
-    let o = ex.outcome;
+/// Records an invocation that ran: its metrics (`started` is when the request arrived).
+/// Batch items are recorded here too.
+pub fn record(language: Language, ex: &RunOutput, started: Instant) {
+    let o = &ex.outcome;
     let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
     crate::metrics::invocation(
         language.name(),
@@ -194,9 +189,22 @@ pub fn respond(
         started.elapsed(),
         o.cache_hit,
     );
+}
+
+/// Records an invocation that ran (metrics, debug log) and turns it into the response
+/// (`started` is when the request arrived).
+pub fn respond(
+    language: Language,
+    ex: RunOutput,
+    request_id: Option<String>,
+    started: Instant,
+) -> ExecuteResponse {
+    record(language, &ex, started);
+    let o = ex.outcome;
     let execution_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(
-        %execution_id, %language, outcome,
+        %execution_id, %language,
+        outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str()),
         duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
         "invocation ran"
     );

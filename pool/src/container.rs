@@ -267,6 +267,12 @@ impl Container {
             .map_err(|e| self.fail(e))
     }
 
+    /// Whether the container may take more resident calls: it can serve, or only resident
+    /// calls are in flight (they are pipelined; a broken container takes nothing).
+    pub(crate) fn takes_calls(&self) -> bool {
+        self.can_serve() || (self.state == State::InFlight && self.pending > 0)
+    }
+
     /// Whether resident calls were sent whose replies are not read yet.
     pub(crate) fn has_pending(&self) -> bool {
         self.pending > 0

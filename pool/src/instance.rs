@@ -92,9 +92,9 @@ impl Instance {
         self.key == InstanceKey::of(inv, &self.key.pool, self.default_mb)
     }
 
-    /// Whether the container may take more calls.
+    /// Whether the container may take more calls (calls in flight do not stop it).
     pub fn is_usable(&self) -> bool {
-        self.obj.as_ref().is_some_and(|o| o.can_serve())
+        self.obj.as_ref().is_some_and(|o| o.takes_calls())
     }
 
     /// Sends `inv`'s input (written at the next [`Instance::flush`]).

@@ -216,14 +216,16 @@ impl Instances {
             .push(inst);
     }
 
-    /// The longest-idle instance of `tenant` on pool `pool`, of any program.
+    /// The longest-idle instance on pool `pool`: `tenant`'s own first (of any program),
+    /// else another tenant's (its container then goes back to that tenant's sub-pool,
+    /// idle, where the pool's claim can retire it to free a slot).
     fn evict(&self, tenant: &str, pool: &str) -> Option<Instance> {
         let mut idle = lock(&self.idle);
         let key = idle
             .iter()
-            .filter(|(k, _)| &*k.tenant == tenant && k.pool == pool)
+            .filter(|(k, _)| k.pool == pool)
             .filter_map(|(k, list)| list.first().map(|i| (k.clone(), i.last_used)))
-            .min_by_key(|(_, used)| *used)
+            .min_by_key(|(k, used)| (&*k.tenant != tenant, *used))
             .map(|(k, _)| k)?;
         let list = idle.get_mut(&key)?;
         let inst = list.remove(0);
@@ -282,11 +284,7 @@ pub(crate) async fn acquire(
             plain: inv.plain,
         })?;
     let started = Instant::now();
-    if !lp.tenant_has_room(&inv.tenant) {
-        if let Some(victim) = instances.evict(&inv.tenant, lp.name()) {
-            victim.end().await;
-        }
-    }
+    make_room(instances, lp, &inv.tenant).await;
     let mut obj = crate::run::checkout(lp, &inv.tenant, &cx.settings).await?;
     // A container straight from the pool may still owe its last `clean` line.
     obj.settle(crate::container::CLEAN_TIMEOUT).await?;
@@ -322,6 +320,17 @@ pub(crate) async fn acquire(
         default_mb,
         queue_wait: started.elapsed(),
     })
+}
+
+/// When `tenant` has no container to spare on `lp`, ends the longest-idle instance there
+/// (see [`Instances::evict`]): idle instances never make a call queue.
+pub(crate) async fn make_room(instances: &Instances, lp: &Arc<LanguagePool>, tenant: &str) {
+    if instances.idle_count() == 0 || lp.tenant_has_room(tenant) {
+        return;
+    }
+    if let Some(victim) = instances.evict(tenant, lp.name()) {
+        victim.end().await;
+    }
 }
 
 /// Keeps a healthy instance for its next caller; ends the others (their container goes

@@ -273,6 +273,7 @@ impl Pools {
         if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
+        instance::make_room(&self.instances, &lp, &inv.tenant).await;
         let cx = self.run.clone();
         // The task keeps the caller's span as parent, so traces show the pool work.
         let span = tracing::Span::current();
@@ -366,6 +367,7 @@ impl Pools {
             return Err(PoolError::ShuttingDown);
         }
         let started = Instant::now();
+        instance::make_room(&self.instances, &lp, tenant).await;
         let obj = run::checkout(&lp, tenant, &self.settings).await?;
         Ok(Lease::new(
             obj,

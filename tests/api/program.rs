@@ -342,3 +342,29 @@ async fn a_program_with_no_resident_form_is_refused_with_422() {
     assert!(st == 400 || st == 422, "{st} {b}");
     app.stop().await;
 }
+
+/// Idle instances never make a call wait: with both containers of the pool held by idle
+/// instances, a call-mode call (and a third program) gets a container at once, the
+/// longest-idle instance being ended for it.
+#[tokio::test]
+async fn idle_instances_give_way_to_other_work() {
+    let mut s = settings(&[Language::Python]);
+    s.pool.queue_timeout_ms = std::time::Duration::from_secs(10);
+    s.pool.max_queue_wait_ms = std::time::Duration::from_secs(20);
+    let app = spawn_with(s).await;
+    let key = app.key.clone();
+    program(&app, &key, "python", "result = 1", json!({})).await;
+    program(&app, &key, "python", "result = 2", json!({})).await;
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "result = 3"}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert!(
+        b["queueMs"].as_u64().unwrap() < 5_000,
+        "the call did not queue behind idle instances: {b}"
+    );
+    let third = program(&app, &key, "python", "result = 4", json!({})).await;
+    assert_eq!(third["output"], 4);
+    assert!(third["queueMs"].as_u64().unwrap() < 5_000, "{third}");
+    app.stop().await;
+}

@@ -59,80 +59,25 @@ pub struct Shared {
 }
 
 /// Announces the replica: only if the key is free or already this process's.
-static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
-return 1
-"#,
-    )
-});
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/announce.lua")));
 
 /// The header a forwarded request carries the peer token in.
 pub const PEER_HEADER: &str = "x-codebeaker-peer";
 
 /// GCRA: the theoretical arrival time per key, in Redis's own clock (so that replicas'
 /// clocks do not matter). Returns {allowed, retry_after_ms, remaining}.
-static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local emission = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - burst * emission
-if allow_at > now then
-  return {0, math.ceil(allow_at - now), 0}
-end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, 0, math.floor((now - allow_at) / emission)}
-"#,
-    )
-});
+static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
 
 /// Extends a held concurrency lease (only if it is still there).
-static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-"#,
-    )
-});
+static RENEW_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew_lease.lua")));
 
 /// Removes the replica's announcement, only if it is still this process's.
-static WITHDRAW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then return redis.call('DEL', KEYS[1]) end
-return 0
-"#,
-    )
-});
+static WITHDRAW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
 
 /// A concurrency lease: expired leases (of a replica that died) are dropped first.
 /// Returns 1 when a lease was taken.
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"#,
-    )
-});
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
 impl Shared {
     /// Connects and checks that Redis answers (a gateway configured for Redis that cannot

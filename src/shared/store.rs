@@ -51,44 +51,12 @@ pub struct RedisStore {
 }
 
 /// Inserts a job; 0 when its idempotency key is taken.
-static INSERT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if KEYS[6] ~= '' then
-  if not redis.call('SET', KEYS[6], ARGV[1], 'NX') then return 0 end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-local sid = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
-redis.call('HSET', KEYS[1], 'sid', sid)
-redis.call('INCR', KEYS[4])
-redis.call('INCR', KEYS[5])
-return 1
-"#,
-    )
-});
+static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/insert.lua")));
 
 /// Lua shared by the scripts that end a job (KEYS[1] its hash, KEYS[2] the queue):
 /// `final` acks and drops its stream entry and lets the job and its idempotency key
 /// expire with the retention; `fail_twice` ends a job lost by two replicas.
-const ENDING: &str = r#"
-local function final(p, group, tenant, retention)
-  local sid = redis.call('HGET', KEYS[1], 'sid')
-  if sid then
-    redis.call('XACK', KEYS[2], group, sid)
-    redis.call('XDEL', KEYS[2], sid)
-    redis.call('HDEL', KEYS[1], 'sid')
-  end
-  redis.call('PEXPIRE', KEYS[1], retention)
-  local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
-  if idem and idem ~= '' then redis.call('PEXPIRE', p .. ':idem:' .. string.len(tenant) .. '.' .. tenant .. ':' .. idem, retention) end
-end
-local function fail_twice(p, group, tenant, now, retention)
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error',
-    'the gateway stopped twice while this execution was running; it was not run again')
-  final(p, group, tenant, retention)
-end
-"#;
+const ENDING: &str = include_str!("lua/ending.lua");
 
 /// A script with the [`ENDING`] functions in front.
 fn ending(body: &str) -> Script {
@@ -98,150 +66,24 @@ fn ending(body: &str) -> Script {
 /// Marks a job whose stream entry this replica just read as running: 'run', or 'gone'
 /// (finished or cancelled meanwhile: the entry is dropped) or 'failed' (a reclaimed job
 /// that had already been started twice).
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    ending(
-        r#"
-local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local st = redis.call('HGET', KEYS[1], 'status')
-local function drop() redis.call('XACK', KEYS[2], group, sid); redis.call('XDEL', KEYS[2], sid) end
-if st ~= 'queued' and st ~= 'running' then drop(); return 'gone' end
--- An entry the job no longer points at (it was re-queued under a new one) is stale.
-if redis.call('HGET', KEYS[1], 'sid') ~= sid then drop(); return 'gone' end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-local id = redis.call('HGET', KEYS[1], 'id')
-local running = p .. ':running:' .. tenant
-if st == 'queued' then
-  -- The tenant's cap: members no longer running (ended, lost) are dropped first.
-  for _, other in ipairs(redis.call('ZRANGE', running, 0, -1)) do
-    if redis.call('HGET', p .. ':job:' .. other, 'status') ~= 'running' then redis.call('ZREM', running, other) end
-  end
-  if redis.call('ZCARD', running) >= tonumber(ARGV[7]) then
-    -- Its turn later: to the end of the stream, still queued.
-    drop()
-    local new = redis.call('XADD', KEYS[2], '*', 'id', id)
-    redis.call('HSET', KEYS[1], 'sid', new)
-    return 'later'
-  end
-  redis.call('DECR', p .. ':queued:' .. tenant)
-  redis.call('DECR', p .. ':queued')
-elseif attempts >= 2 then
-  redis.call('ZREM', running, id)
-  fail_twice(p, group, tenant, now, ARGV[5])
-  return 'failed'
-end
-redis.call('ZADD', running, now, id)
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', now, 'attempts', attempts + 1, 'sid', sid)
-return 'run'
-"#,
-    )
-});
+static CLAIM: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/claim.lua")));
 
 /// Records a final status if the job is not final yet, acks its stream entry, and files
 /// its callback. Returns 1 if it did.
-static FINISH: LazyLock<Script> = LazyLock::new(|| {
-    ending(
-        r#"
-local p, group, status, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' and st ~= 'running' then return 0 end
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-if st == 'queued' then
-  redis.call('DECR', p .. ':queued:' .. tenant)
-  redis.call('DECR', p .. ':queued')
-end
-redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
-redis.call('ZREM', p .. ':running:' .. tenant, redis.call('HGET', KEYS[1], 'id'))
-if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
-if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
-final(p, group, tenant, retention)
-if ARGV[10] == '1' then
-  local did, created, due = ARGV[11], ARGV[12], ARGV[13]
-  local dkey = p .. ':delivery:' .. did
-  redis.call('HSET', dkey, unpack(ARGV, 14))
-  redis.call('PEXPIRE', dkey, retention * 2)
-  redis.call('ZADD', p .. ':deliveries:due', due, did)
-  redis.call('ZADD', p .. ':deliveries:exec:' .. redis.call('HGET', KEYS[1], 'id'), created, did)
-  redis.call('PEXPIRE', p .. ':deliveries:exec:' .. redis.call('HGET', KEYS[1], 'id'), retention * 2)
-end
-return 1
-"#,
-    )
-});
+static FINISH: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/finish.lua")));
 
 /// Puts a job this replica had claimed before it restarted back in the queue (or fails
 /// it if it had already been started twice). Returns 'requeued', 'failed' or 'gone'.
-static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    ending(
-        r#"
-local p, sid, now, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
--- Only an entry this consumer still owns, and the one the job points at: another replica
--- may have taken it over (XAUTOCLAIM) while this one was down.
-local pending = redis.call('XPENDING', KEYS[2], group, sid, sid, 1)
-if #pending == 0 or pending[1][2] ~= ARGV[6] then return 'gone' end
-redis.call('XACK', KEYS[2], group, sid)
-redis.call('XDEL', KEYS[2], sid)
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' and st ~= 'running' then return 'gone' end
-if redis.call('HGET', KEYS[1], 'sid') ~= sid then return 'gone' end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-if st == 'running' and attempts >= 2 then
-  fail_twice(p, group, tenant, now, ARGV[5])
-  return 'failed'
-end
-if st == 'running' then
-  redis.call('INCR', p .. ':queued:' .. tenant)
-  redis.call('INCR', p .. ':queued')
-end
-local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('ZREM', p .. ':running:' .. tenant, id)
-local new = redis.call('XADD', KEYS[2], '*', 'id', id)
-redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new)
-redis.call('HDEL', KEYS[1], 'started_at')
-return 'requeued'
-"#,
-    )
-});
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/requeue.lua")));
 
 /// Gives back a job this consumer claimed but did not start: queued again under a new
 /// stream entry, its attempt not counted. ARGV = prefix, entry, group.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local p, sid, group = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'sid') ~= sid then return 0 end
-redis.call('XACK', KEYS[2], group, sid)
-redis.call('XDEL', KEYS[2], sid)
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('ZREM', p .. ':running:' .. tenant, id)
-redis.call('INCR', p .. ':queued:' .. tenant)
-redis.call('INCR', p .. ':queued')
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '1')
-local new = redis.call('XADD', KEYS[2], '*', 'id', id)
-redis.call('HSET', KEYS[1], 'status', 'queued', 'sid', new, 'attempts', math.max(attempts - 1, 0))
-redis.call('HDEL', KEYS[1], 'started_at')
-return 1
-"#,
-    )
-});
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
 /// Drops from an index (a sorted set by creation time) the members created before
 /// ARGV[1] whose key (ARGV[2] .. member) has expired; looks at 500 from offset ARGV[3].
 /// Returns {removed, looked at}.
-static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', ARGV[3], 500)
-local n = 0
-for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[2] .. id) == 0 then redis.call('ZREM', KEYS[1], id); n = n + 1 end
-end
-return {n, #ids}
-"#,
-    )
-});
+static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 
 /// How many passed-over entries one claim moves to the end of the stream before it
 /// reports nothing to run (every queued job belongs to a tenant at its cap).
@@ -263,41 +105,11 @@ fn glob_escape(s: &str) -> String {
 /// at that entry, is still running and the entry is still this consumer's (another replica
 /// may have taken it over). Returns the job ids that are no longer ours to run (taken
 /// over, cancelled, finished elsewhere), so that the replica stops them.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local p, queue, group, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local lost = {}
-for i = 5, #ARGV, 2 do
-  local id, sid = ARGV[i], ARGV[i + 1]
-  local job = p .. ':job:' .. id
-  local ok = redis.call('HGET', job, 'status') == 'running' and redis.call('HGET', job, 'sid') == sid
-  if ok then
-    local pending = redis.call('XPENDING', queue, group, sid, sid, 1)
-    ok = #pending > 0 and pending[1][2] == me
-  end
-  if ok then
-    redis.call('XCLAIM', queue, group, me, 0, sid, 'JUSTID')
-  else
-    table.insert(lost, id)
-  end
-end
-return lost
-"#,
-    )
-});
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 
 /// Pending callbacks due now, each leased for a while so that two replicas do not send
 /// the same one at once.
-static DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), id) end
-return ids
-"#,
-    )
-});
+static DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/due.lua")));
 
 /// How long a replica holds the callbacks it took: longer than a sender takes to try a
 /// whole round of them one after another, so that no other replica sends them meanwhile;
@@ -306,43 +118,11 @@ const DELIVERY_LEASE_MS: u64 = 600_000;
 
 /// Records a callback's outcome only while it is still pending (another replica may have
 /// settled it): ARGV = outcome ('delivered' | 'retry' | 'dead'), now/next, error, prefix.
-static SETTLE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if ARGV[1] == 'delivered' then
-  redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', ARGV[2], 'last_error', '')
-  redis.call('ZREM', KEYS[2], ARGV[5])
-elseif ARGV[1] == 'retry' then
-  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[2], 'last_error', ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
-else
-  redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[3])
-  redis.call('ZREM', KEYS[2], ARGV[5])
-  local tenant = redis.call('HGET', KEYS[1], 'tenant')
-  redis.call('ZADD', ARGV[4] .. ':deliveries:dead:' .. tenant, redis.call('HGET', KEYS[1], 'created_at'), ARGV[5])
-end
-return 1
-"#,
-    )
-});
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
 
 /// Puts off callbacks the sender took but could not start, only while still pending:
 /// KEYS = their hashes, ARGV = due set, at, ids (in KEYS' order).
-static POSTPONE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'status') == 'pending' then
-    redis.call('HSET', key, 'next_attempt_at', ARGV[2])
-    redis.call('ZADD', ARGV[1], ARGV[2], ARGV[2 + i])
-  end
-end
-return 1
-"#,
-    )
-});
+static POSTPONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/postpone.lua")));
 
 fn err(e: redis::RedisError) -> StoreError {
     StoreError::Shared(e.to_string())

@@ -28,7 +28,7 @@ use crate::limits::AdmittedOwned;
 use crate::requests::{self, ExecuteRequest, RequestError, RunMode};
 
 /// `POST /v1/execute/batch`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchRequest {
     /// The language of every item that does not name its own.
@@ -55,7 +55,7 @@ pub struct BatchRequest {
 }
 
 /// One input of a batch.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchItem {
     /// The caller's correlation id, echoed back.

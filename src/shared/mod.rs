@@ -30,13 +30,18 @@ pub struct Gcra {
 
 /// Redis could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("shared state (Redis) is unavailable: {0}")]
-pub struct SharedError(pub String);
-
-impl From<redis::RedisError> for SharedError {
-    fn from(e: redis::RedisError) -> Self {
-        SharedError(e.to_string())
-    }
+pub enum SharedError {
+    #[error("shared state (Redis) is unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Connecting took longer than three command timeouts.
+    #[error("shared state (Redis) is unavailable: no answer from {url} within {timeout:?}")]
+    NoAnswer { url: String, timeout: Duration },
+    /// Another live process announces this replica's instance label.
+    #[error("shared state (Redis) is unavailable: another live replica announces pool.instance = {0:?}; every replica needs its own")]
+    InstanceTaken(String),
+    /// The client that forwards session requests to their owner could not be built.
+    #[error("shared state (Redis) is unavailable: {0}")]
+    Http(#[source] reqwest::Error),
 }
 
 /// The connection to the shared Redis and what this replica is called there.
@@ -88,22 +93,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, SharedError> {
         let client = redis::Client::open(settings.redis_url.as_str())?;
         let timeout = Duration::from_millis(settings.command_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = tokio::time::timeout(
-            timeout * 3,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| {
-            SharedError(format!(
-                "no answer from {} within {timeout:?}",
-                redacted(&settings.redis_url)
-            ))
-        })??;
+        let mut conn = manager(&client, settings).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         let token_key = key(&settings.prefix, &["peer-token"]);
         let _: Option<String> = redis::cmd("SET")
@@ -131,7 +121,7 @@ impl Shared {
                 .connect_timeout(timeout * 2)
                 .timeout(Duration::from_secs(600))
                 .build()
-                .map_err(|e| SharedError(e.to_string()))?,
+                .map_err(SharedError::Http)?,
         }))
     }
 
@@ -140,15 +130,16 @@ impl Shared {
         key(&self.settings.prefix, parts)
     }
 
-    /// The durable queue on this Redis (its own synchronous connection: the store's
-    /// callers run on blocking threads).
-    pub fn store(&self, retention: Duration) -> store::RedisStore {
-        store::RedisStore::new(
-            self.client.clone(),
+    /// The durable queue on this Redis, on its own connection: a large result written
+    /// there must not hold up the request path's commands.
+    pub async fn store(&self, retention: Duration) -> Result<store::RedisStore, SharedError> {
+        let conn = manager(&self.client, &self.settings).await?;
+        Ok(store::RedisStore::new(
+            conn,
             &self.settings,
             &self.instance,
             retention,
-        )
+        ))
     }
 
     /// One rate-limit decision for `subject` at `rate`/s with `burst`.
@@ -249,10 +240,7 @@ impl Shared {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(SharedError(format!(
-                    "another live replica announces pool.instance = {:?}; every replica needs its own",
-                    self.instance
-                )));
+                return Err(SharedError::InstanceTaken(self.instance.clone()));
             }
             tokio::time::sleep(Duration::from_millis(self.settings.heartbeat_ms.min(250))).await;
         }
@@ -355,6 +343,30 @@ impl Drop for SharedPermit {
             });
         }
     }
+}
+
+/// A connection to `client` that reconnects by itself, each command bounded by
+/// `shared.command_timeout_ms` (connecting by three of them).
+async fn manager(
+    client: &redis::Client,
+    settings: &SharedSettings,
+) -> Result<ConnectionManager, SharedError> {
+    let timeout = Duration::from_millis(settings.command_timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    tokio::time::timeout(
+        timeout * 3,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| SharedError::NoAnswer {
+        url: redacted(&settings.redis_url),
+        timeout,
+    })?
+    .map_err(SharedError::from)
 }
 
 /// `<prefix>:<part>:<part>…`: every key this module and the store use.

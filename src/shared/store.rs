@@ -23,24 +23,36 @@
 //! Delivery is at least once: an execution whose replica died mid-run runs again on
 //! another, once; a second loss fails it (as a single node's restart does).
 
-use redis::{Connection, Script, Value};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::config::SharedSettings;
-use crate::store::{Delivery, Job, JobStore, Status, StoreError};
+use crate::store::record::{caller_from_stored, caller_to_stored, from_millis, to_millis};
+use crate::store::{
+    with_result, Delivery, JobEnd, JobKind, JobRecord, JobRequest, JobStore, QueueDepth, Recovered,
+    Status, StoreError,
+};
 
 const GROUP: &str = "workers";
 
+/// The [`JobStore`] on Redis: see the module comment. Every call is a few commands or one
+/// script on its own async connection (multiplexed, reconnected by the manager); nothing
+/// is locked across a call.
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<Connection>>,
+    conn: ConnectionManager,
     prefix: String,
     consumer: String,
-    timeout: Duration,
     visibility: Duration,
     retention: Duration,
+    /// Whether the consumer group is known to exist: made at the first call, and checked
+    /// again after the connection was lost (a Redis that restarted empty has none).
+    group_ready: AtomicBool,
     /// Stream entries of the executions this replica is running, renewed by [`renew`].
     ///
     /// [`renew`]: JobStore::renew
@@ -124,10 +136,6 @@ static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 /// KEYS = their hashes, ARGV = due set, at, ids (in KEYS' order).
 static POSTPONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/postpone.lua")));
 
-fn err(e: redis::RedisError) -> StoreError {
-    StoreError::Shared(e.to_string())
-}
-
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -167,17 +175,53 @@ fn get_i64(h: &HashMap<String, String>, k: &str) -> Option<i64> {
     h.get(k).and_then(|v| v.parse().ok())
 }
 
-fn to_job(h: HashMap<String, String>) -> Option<Job> {
-    Some(Job {
+/// Every field of a job's hash but `sid`, the request first (a claim loads it).
+const JOB_FIELDS: [&str; 15] = [
+    "request",
+    "result",
+    "idempotency_key",
+    "request_hash",
+    "id",
+    "tenant",
+    "caller",
+    "kind",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "attempts",
+    "callback_url",
+];
+/// What a lookup loads: all but the request.
+const LOOKUP_FIELDS: &[&str] = JOB_FIELDS.split_at(1).1;
+/// What a list loads: neither the request nor the result.
+const LIST_FIELDS: &[&str] = JOB_FIELDS.split_at(4).1;
+
+/// The hash's fields (`fields`, with the values HMGET gave) as a record; `None` for a job
+/// that is gone (expired with its retention).
+fn to_job(fields: &[&str], values: Vec<Option<String>>) -> Option<JobRecord> {
+    let h: HashMap<String, String> = fields
+        .iter()
+        .zip(values)
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect();
+    let kind = JobKind::parse(h.get("kind").map(String::as_str).unwrap_or_default());
+    Some(JobRecord {
         id: h.get("id")?.clone(),
         tenant: h.get("tenant")?.clone(),
-        caller: h.get("caller").cloned().unwrap_or_default(),
-        kind: h.get("kind").cloned().unwrap_or_default(),
-        request: h.get("request").cloned().unwrap_or_default(),
+        caller: caller_from_stored(h.get("caller").map(String::as_str).unwrap_or_default()),
+        kind,
+        request: fields.contains(&"request").then(|| {
+            JobRequest::from_stored(
+                kind,
+                h.get("request").map(String::as_str).unwrap_or_default(),
+            )
+        }),
         status: Status::parse(h.get("status")?)?,
-        created_at: get_i64(&h, "created_at").unwrap_or(0),
-        started_at: get_i64(&h, "started_at"),
-        finished_at: get_i64(&h, "finished_at"),
+        created_at: from_millis(get_i64(&h, "created_at").unwrap_or(0)),
+        started_at: get_i64(&h, "started_at").map(from_millis),
+        finished_at: get_i64(&h, "finished_at").map(from_millis),
         result: h.get("result").cloned(),
         error: h.get("error").cloned(),
         attempts: get_i64(&h, "attempts").unwrap_or(0),
@@ -220,21 +264,29 @@ fn delivery_fields(d: &Delivery) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A tenant as it appears in an idempotency key: length-prefixed, so that tenant `a` with
+/// key `b:c` and tenant `a:b` with key `c` (a JWT claim may hold a colon) never meet.
+/// The finish script builds the same form (`string.len(tenant) .. '.' .. tenant`).
+fn idem_tenant(tenant: &str) -> String {
+    format!("{}.{tenant}", tenant.len())
+}
+
 impl RedisStore {
+    /// The store on `conn` (its own connection: a large result written here must not
+    /// hold up the rate limits' commands).
     pub fn new(
-        client: redis::Client,
+        conn: ConnectionManager,
         settings: &SharedSettings,
         consumer: &str,
         retention: Duration,
     ) -> RedisStore {
         RedisStore {
-            client,
-            conn: Mutex::new(None),
+            conn,
             prefix: settings.prefix.clone(),
             consumer: consumer.to_string(),
-            timeout: Duration::from_millis(settings.command_timeout_ms),
             visibility: Duration::from_millis(settings.visibility_timeout_ms),
             retention,
+            group_ready: AtomicBool::new(false),
             claims: Mutex::new(HashMap::new()),
             reclaim_cursor: Mutex::new("0-0".into()),
         }
@@ -244,109 +296,98 @@ impl RedisStore {
         super::key(&self.prefix, parts)
     }
 
-    /// Runs `f` on the connection, connecting first if needed; after a failure the
-    /// connection is dropped, so the next call reconnects (Redis came back).
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(err)?;
-            c.set_read_timeout(Some(self.timeout)).map_err(err)?;
-            c.set_write_timeout(Some(self.timeout)).map_err(err)?;
-            let mut c = c;
-            // The consumer group, created once (BUSYGROUP: it exists).
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+    fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection, with the queue's consumer group made first if it may be missing
+    /// (BUSYGROUP: it exists).
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let mut c = self.conn.clone();
+        if !self.group_ready.load(Ordering::Acquire) {
+            let created: RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(self.key(&["queue"]))
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM")
-                .query(&mut c);
-            if let Err(e) = created {
-                if e.code() != Some("BUSYGROUP") {
-                    return Err(err(e));
-                }
-            }
-            *guard = Some(c);
-        }
-        let conn = guard.as_mut().expect("connected above");
-        match f(conn) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                    *guard = None;
-                }
-                Err(err(e))
+                .query_async(&mut c)
+                .await;
+            match created {
+                Err(e) if e.code() != Some("BUSYGROUP") => return Err(self.failed(e)),
+                _ => self.group_ready.store(true, Ordering::Release),
             }
         }
+        Ok(c)
     }
 
-    fn settle(&self, id: &str, outcome: &str, at: i64, error: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            SETTLE
-                .key(self.key(&["delivery", id]))
-                .key(self.key(&["deliveries", "due"]))
-                .arg(outcome)
-                .arg(at)
-                .arg(error)
-                .arg(&self.prefix)
-                .arg(id)
-                .invoke::<i64>(c)
-                .map(|_| ())
-        })
+    /// A call's outcome; after a lost connection (or a Redis that lost the group) the
+    /// group is made again before the next call.
+    fn check<T>(&self, r: RedisResult<T>) -> Result<T, StoreError> {
+        r.map_err(|e| self.failed(e))
     }
 
-    fn job(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Job>> {
-        let h: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(self.key(&["job", id])).query(c)?;
-        Ok(to_job(h))
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.code() == Some("NOGROUP")
+        {
+            self.group_ready.store(false, Ordering::Release);
+        }
+        StoreError::Shared(e)
     }
 
-    /// A job without its request and result (for lists).
-    fn listed_job(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Job>> {
-        const FIELDS: [&str; 11] = [
-            "id",
-            "tenant",
-            "caller",
-            "kind",
-            "status",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "error",
-            "attempts",
-            "callback_url",
-        ];
+    async fn settle(
+        &self,
+        id: &str,
+        outcome: &str,
+        at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let r = SETTLE
+            .key(self.key(&["delivery", id]))
+            .key(self.key(&["deliveries", "due"]))
+            .arg(outcome)
+            .arg(at)
+            .arg(error)
+            .arg(&self.prefix)
+            .arg(id)
+            .invoke_async::<i64>(&mut c)
+            .await;
+        self.check(r).map(|_| ())
+    }
+
+    /// The job's `fields` (see [`JOB_FIELDS`]).
+    async fn job(
+        &self,
+        c: &mut ConnectionManager,
+        id: &str,
+        fields: &[&str],
+    ) -> RedisResult<Option<JobRecord>> {
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.key(&["job", id]))
-            .arg(&FIELDS[..])
-            .query(c)?;
-        let h: HashMap<String, String> = FIELDS
-            .iter()
-            .zip(values)
-            .filter_map(|(k, v)| Some((k.to_string(), v?)))
-            .collect();
-        Ok(to_job(h))
+            .arg(fields)
+            .query_async(c)
+            .await?;
+        Ok(to_job(fields, values))
     }
 
-    fn delivery(&self, c: &mut Connection, id: &str) -> redis::RedisResult<Option<Delivery>> {
+    async fn delivery(&self, c: &mut ConnectionManager, id: &str) -> RedisResult<Option<Delivery>> {
         let h: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key(&["delivery", id]))
-            .query(c)?;
+            .query_async(c)
+            .await?;
         Ok(to_delivery(h))
     }
 
     /// The next stream entry for this consumer: first one another replica claimed and
     /// stopped renewing, then a new one.
-    fn next_entry(
+    async fn next_entry(
         &self,
-        c: &mut Connection,
-    ) -> redis::RedisResult<Option<(String, Option<String>)>> {
+        c: &mut ConnectionManager,
+    ) -> RedisResult<Option<(String, Option<String>)>> {
         let queue = self.key(&["queue"]);
         let cursor = self
             .reclaim_cursor
@@ -361,7 +402,8 @@ impl RedisStore {
             .arg(&cursor)
             .arg("COUNT")
             .arg(1)
-            .query(c)?;
+            .query_async(c)
+            .await?;
         if let Value::Array(parts) = &reclaimed {
             if let Some(next) = parts.first().and_then(text) {
                 *self
@@ -373,17 +415,17 @@ impl RedisStore {
                 return Ok(Some(e));
             }
         }
-        Ok(self.read_group(c, 1, ">")?.into_iter().next())
+        Ok(self.read_group(c, 1, ">").await?.into_iter().next())
     }
 
     /// This consumer's entries from XREADGROUP: new ones (`from` = `>`) or the ones it
     /// already holds (`0`).
-    fn read_group(
+    async fn read_group(
         &self,
-        c: &mut Connection,
+        c: &mut ConnectionManager,
         count: usize,
         from: &str,
-    ) -> redis::RedisResult<Vec<(String, Option<String>)>> {
+    ) -> RedisResult<Vec<(String, Option<String>)>> {
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
@@ -393,7 +435,8 @@ impl RedisStore {
             .arg("STREAMS")
             .arg(self.key(&["queue"]))
             .arg(from)
-            .query(c)?;
+            .query_async(c)
+            .await?;
         // [[queue, [[sid, fields]…]]] (RESP2) or a map (RESP3).
         let streams = match reply {
             Value::Array(s) => s,
@@ -413,26 +456,27 @@ impl RedisStore {
     }
 
     /// Acknowledges an entry whose execution is gone (deleted while pending).
-    fn ack(&self, c: &mut Connection, sid: &str) -> redis::RedisResult<()> {
+    async fn ack(&self, c: &mut ConnectionManager, sid: &str) -> RedisResult<()> {
         redis::cmd("XACK")
             .arg(self.key(&["queue"]))
             .arg(GROUP)
             .arg(sid)
-            .query(c)
+            .query_async(c)
+            .await
     }
 
     /// Runs a script that settles one stream entry of one execution (CLAIM, REQUEUE):
     /// KEYS = job, queue; ARGV = prefix, entry, now, group, retention, consumer, the
     /// tenant's cap on running jobs.
-    fn settle_entry(
+    async fn settle_entry(
         &self,
-        c: &mut Connection,
+        c: &mut ConnectionManager,
         script: &Script,
-        id: &str,
-        sid: &str,
+        entry: (&str, &str),
         now: i64,
         max_running: usize,
-    ) -> redis::RedisResult<String> {
+    ) -> RedisResult<String> {
+        let (id, sid) = entry;
         script
             .key(self.key(&["job", id]))
             .key(self.key(&["queue"]))
@@ -443,17 +487,18 @@ impl RedisStore {
             .arg(self.retention.as_millis() as u64)
             .arg(&self.consumer)
             .arg(max_running)
-            .invoke(c)
+            .invoke_async(c)
+            .await
     }
 
     /// Drops expired members from the indexes matching `pattern` (see [`SWEEP`]).
-    fn sweep(
+    async fn sweep(
         &self,
-        c: &mut Connection,
+        c: &mut ConnectionManager,
         pattern: &str,
         member_prefix: &str,
         before: i64,
-    ) -> redis::RedisResult<usize> {
+    ) -> RedisResult<usize> {
         let mut removed = 0;
         let mut cursor: u64 = 0;
         loop {
@@ -463,7 +508,8 @@ impl RedisStore {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(200)
-                .query(c)?;
+                .query_async(c)
+                .await?;
             for key in keys {
                 let mut offset = 0;
                 loop {
@@ -472,7 +518,8 @@ impl RedisStore {
                         .arg(before)
                         .arg(member_prefix)
                         .arg(offset)
-                        .invoke(c)?;
+                        .invoke_async(c)
+                        .await?;
                     removed += n;
                     offset += seen - n;
                     if seen < 500 {
@@ -486,30 +533,117 @@ impl RedisStore {
             cursor = next;
         }
     }
+
+    /// The tenant's newest jobs (of `status`, if given) among the `scan` newest; expired
+    /// ones are dropped from the index on the way. In pages of `limit` hashes, one round
+    /// trip each: the answer of a hash-by-hash walk, with bounded work.
+    async fn list_from(
+        &self,
+        c: &mut ConnectionManager,
+        tenant: &str,
+        status: Option<Status>,
+        limit: usize,
+    ) -> RedisResult<Vec<JobRecord>> {
+        let index = self.key(&["jobs", tenant]);
+        let scan = if status.is_some() { limit * 10 } else { limit };
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(&index)
+            .arg(0)
+            .arg(scan.max(1) as i64 - 1)
+            .query_async(c)
+            .await?;
+        let mut out = Vec::new();
+        for page in ids.chunks(limit.max(1)) {
+            let mut pipe = redis::pipe();
+            for id in page {
+                pipe.cmd("HMGET")
+                    .arg(self.key(&["job", id]))
+                    .arg(LIST_FIELDS);
+            }
+            let rows: Vec<Vec<Option<String>>> = pipe.query_async(c).await?;
+            let mut expired = Vec::new();
+            for (id, values) in page.iter().zip(rows) {
+                match to_job(LIST_FIELDS, values) {
+                    None => expired.push(id),
+                    Some(j) if status.is_none_or(|s| j.status == s) => out.push(j),
+                    Some(_) => {}
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if !expired.is_empty() {
+                redis::cmd("ZREM")
+                    .arg(&index)
+                    .arg(expired)
+                    .query_async::<()>(c)
+                    .await?;
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims stream entries until one is a job to run (see [`CLAIM`]).
+    async fn claim_from(
+        &self,
+        c: &mut ConnectionManager,
+        now: i64,
+        max_running: usize,
+    ) -> RedisResult<Option<JobRecord>> {
+        let mut passed_over = 0;
+        loop {
+            let Some((sid, id)) = self.next_entry(c).await? else {
+                return Ok(None);
+            };
+            let Some(id) = id else {
+                // Deleted while pending: nothing to run.
+                self.ack(c, &sid).await?;
+                continue;
+            };
+            match self
+                .settle_entry(c, &CLAIM, (&id, &sid), now, max_running)
+                .await?
+                .as_str()
+            {
+                "run" => {}
+                "later" => {
+                    passed_over += 1;
+                    if passed_over >= CLAIM_SCAN {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+            if let Some(job) = self.job(c, &id, &JOB_FIELDS).await? {
+                self.claims().insert(id, sid);
+                return Ok(Some(job));
+            }
+        }
+    }
 }
 
-/// A tenant as it appears in an idempotency key: length-prefixed, so that tenant `a` with
-/// key `b:c` and tenant `a:b` with key `c` (a JWT claim may hold a colon) never meet.
-/// The finish script builds the same form (`string.len(tenant) .. '.' .. tenant`).
-fn idem_tenant(tenant: &str) -> String {
-    format!("{}.{tenant}", tenant.len())
-}
-
+#[async_trait]
 impl JobStore for RedisStore {
-    fn insert(&self, j: &Job) -> Result<(), StoreError> {
+    async fn insert(&self, j: &JobRecord, request: String) -> Result<(), StoreError> {
         let idem = j
             .idempotency_key
             .as_deref()
             .map(|k| self.key(&["idem", &idem_tenant(&j.tenant), k]))
             .unwrap_or_default();
-        let fields: Vec<(&str, String)> = vec![
+        let fields: [(&str, String); 10] = [
             ("id", j.id.clone()),
             ("tenant", j.tenant.clone()),
-            ("caller", j.caller.clone()),
-            ("kind", j.kind.clone()),
-            ("request", j.request.clone()),
+            (
+                "caller",
+                j.caller.as_ref().map(caller_to_stored).unwrap_or_default(),
+            ),
+            ("kind", j.kind.as_str().to_string()),
             ("status", j.status.as_str().to_string()),
-            ("created_at", j.created_at.to_string()),
+            ("created_at", to_millis(j.created_at).to_string()),
             ("attempts", j.attempts.to_string()),
             (
                 "idempotency_key",
@@ -518,233 +652,197 @@ impl JobStore for RedisStore {
             ("request_hash", j.request_hash.clone()),
             ("callback_url", j.callback_url.clone().unwrap_or_default()),
         ];
-        let done: i64 = self.with(|c| {
-            let mut inv = INSERT.prepare_invoke();
-            inv.key(self.key(&["job", &j.id]))
-                .key(self.key(&["jobs", &j.tenant]))
-                .key(self.key(&["queue"]))
-                .key(self.key(&["queued", &j.tenant]))
-                .key(self.key(&["queued"]))
-                .key(&idem)
-                .arg(&j.id)
-                .arg(j.created_at);
-            for (k, v) in &fields {
-                inv.arg(*k).arg(v);
-            }
-            inv.invoke(c)
-        })?;
+        let mut inv = INSERT.prepare_invoke();
+        inv.key(self.key(&["job", &j.id]))
+            .key(self.key(&["jobs", &j.tenant]))
+            .key(self.key(&["queue"]))
+            .key(self.key(&["queued", &j.tenant]))
+            .key(self.key(&["queued"]))
+            .key(&idem)
+            .arg(&j.id)
+            .arg(to_millis(j.created_at));
+        // The hash's fields in the order earlier versions wrote them.
+        let (before, after) = fields.split_at(4);
+        for (k, v) in before {
+            inv.arg(*k).arg(v);
+        }
+        inv.arg("request").arg(request);
+        for (k, v) in after {
+            inv.arg(*k).arg(v);
+        }
+        let mut c = self.conn().await?;
+        let done: i64 = self.check(inv.invoke_async(&mut c).await)?;
         if done == 0 {
             return Err(StoreError::Duplicate);
         }
         Ok(())
     }
 
-    fn by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Job>, StoreError> {
-        self.with(|c| {
+    async fn by_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = async {
             let id: Option<String> = redis::cmd("GET")
                 .arg(self.key(&["idem", &idem_tenant(tenant), key]))
-                .query(c)?;
+                .query_async(&mut c)
+                .await?;
             match id {
-                Some(id) => Ok(self.job(c, &id)?.filter(|j| j.tenant == tenant)),
+                Some(id) => Ok(self
+                    .job(&mut c, &id, LOOKUP_FIELDS)
+                    .await?
+                    .filter(|j| j.tenant == tenant)),
                 None => Ok(None),
             }
-        })
+        }
+        .await;
+        self.check(r)
     }
 
-    fn get(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError> {
-        self.with(|c| Ok(self.job(c, id)?.filter(|j| j.tenant == tenant)))
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = self.job(&mut c, id, LOOKUP_FIELDS).await;
+        Ok(self.check(r)?.filter(|j| j.tenant == tenant))
     }
 
-    fn list(
+    async fn list(
         &self,
         tenant: &str,
         status: Option<Status>,
         limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
-        let index = self.key(&["jobs", tenant]);
-        self.with(|c| {
-            let scan = if status.is_some() { limit * 10 } else { limit };
-            let ids: Vec<String> = redis::cmd("ZREVRANGE")
-                .arg(&index)
-                .arg(0)
-                .arg(scan.max(1) as i64 - 1)
-                .query(c)?;
-            let mut out = Vec::new();
-            for id in ids {
-                match self.listed_job(c, &id)? {
-                    // Expired with its retention: drop it from the index too.
-                    None => redis::cmd("ZREM").arg(&index).arg(&id).query::<()>(c)?,
-                    Some(j) if status.is_none_or(|s| j.status == s) => out.push(j),
-                    Some(_) => {}
-                }
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = self.list_from(&mut c, tenant, status, limit).await;
+        self.check(r)
     }
 
-    fn claim_next(&self, now: i64, max_running: usize) -> Result<Option<Job>, StoreError> {
-        self.with(|c| {
-            let mut passed_over = 0;
-            loop {
-                let Some((sid, id)) = self.next_entry(c)? else {
-                    return Ok(None);
-                };
-                let Some(id) = id else {
-                    // Deleted while pending: nothing to run.
-                    self.ack(c, &sid)?;
-                    continue;
-                };
-                match self
-                    .settle_entry(c, &CLAIM, &id, &sid, now, max_running)?
-                    .as_str()
-                {
-                    "run" => {}
-                    "later" => {
-                        passed_over += 1;
-                        if passed_over >= CLAIM_SCAN {
-                            return Ok(None);
-                        }
-                        continue;
-                    }
-                    _ => continue,
-                }
-                if let Some(job) = self.job(c, &id)? {
-                    self.claims
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, sid);
-                    return Ok(Some(job));
-                }
-            }
-        })
-    }
-
-    fn finish(
+    async fn claim_next(
         &self,
-        id: &str,
-        status: Status,
-        result: Option<&str>,
-        error: Option<&str>,
-        now: i64,
-        callback: Option<&Delivery>,
-    ) -> Result<bool, StoreError> {
-        let done: i64 = self.with(|c| {
-            let mut inv = FINISH.prepare_invoke();
-            inv.key(self.key(&["job", id]))
-                .key(self.key(&["queue"]))
-                .arg(&self.prefix)
-                .arg(GROUP)
-                .arg(status.as_str())
-                .arg(now)
-                .arg(self.retention.as_millis() as u64)
-                .arg(if result.is_some() { "1" } else { "0" })
-                .arg(result.unwrap_or(""))
-                .arg(if error.is_some() { "1" } else { "0" })
-                .arg(error.unwrap_or(""));
-            match callback {
-                Some(d) => {
-                    inv.arg("1")
-                        .arg(&d.id)
-                        .arg(d.created_at)
-                        .arg(d.next_attempt_at);
-                    for (k, v) in delivery_fields(d) {
-                        inv.arg(k).arg(v);
-                    }
-                }
-                None => {
-                    inv.arg("0");
+        now: DateTime<Utc>,
+        max_running: usize,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = self.claim_from(&mut c, to_millis(now), max_running).await;
+        self.check(r)
+    }
+
+    async fn finish(&self, id: &str, end: &JobEnd) -> Result<bool, StoreError> {
+        let mut inv = FINISH.prepare_invoke();
+        inv.key(self.key(&["job", id]))
+            .key(self.key(&["queue"]))
+            .arg(&self.prefix)
+            .arg(GROUP)
+            .arg(end.status.as_str())
+            .arg(to_millis(end.at))
+            .arg(self.retention.as_millis() as u64)
+            .arg(if end.result.is_some() { "1" } else { "0" })
+            .arg(end.result.as_deref().map(String::as_str).unwrap_or(""))
+            .arg(if end.error.is_some() { "1" } else { "0" })
+            .arg(end.error.as_deref().unwrap_or(""));
+        match &end.callback {
+            Some(d) => {
+                inv.arg("1")
+                    .arg(&d.id)
+                    .arg(d.created_at)
+                    .arg(d.next_attempt_at);
+                for (k, v) in delivery_fields(d) {
+                    inv.arg(k).arg(v);
                 }
             }
-            inv.invoke(c)
-        })?;
-        self.claims
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            None => {
+                inv.arg("0");
+            }
+        }
+        let mut c = self.conn().await?;
+        let done: i64 = self.check(inv.invoke_async(&mut c).await)?;
+        self.claims().remove(id);
         Ok(done == 1)
     }
 
-    fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        self.with(|c| {
+    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = async {
             let ids: Vec<String> = DUE
                 .key(self.key(&["deliveries", "due"]))
                 .arg(now)
                 .arg(limit)
                 .arg(DELIVERY_LEASE_MS)
-                .invoke(c)?;
+                .invoke_async(&mut c)
+                .await?;
             let mut out = Vec::new();
             for id in ids {
-                if let Some(mut d) = self.delivery(c, &id)? {
+                if let Some(mut d) = self.delivery(&mut c, &id).await? {
                     let result: Option<String> = redis::cmd("HGET")
                         .arg(self.key(&["job", &d.execution_id]))
                         .arg("result")
-                        .query(c)?;
-                    d.payload = crate::store::with_result(std::mem::take(&mut d.payload), result);
+                        .query_async(&mut c)
+                        .await?;
+                    d.payload = with_result(std::mem::take(&mut d.payload), result);
                     out.push(d);
                 }
             }
             Ok(out)
-        })
+        }
+        .await;
+        self.check(r)
     }
 
-    fn release(&self, id: &str) -> Result<(), StoreError> {
-        let sid = self
-            .claims
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        let Some(sid) = sid else { return Ok(()) };
-        self.with(|c| {
-            RELEASE
-                .key(self.key(&["job", id]))
-                .key(self.key(&["queue"]))
-                .arg(&self.prefix)
-                .arg(&sid)
-                .arg(GROUP)
-                .invoke::<i64>(c)
-                .map(|_| ())
-        })
+    async fn release(&self, id: &str) -> Result<(), StoreError> {
+        let Some(sid) = self.claims().remove(id) else {
+            return Ok(());
+        };
+        let mut c = self.conn().await?;
+        let r = RELEASE
+            .key(self.key(&["job", id]))
+            .key(self.key(&["queue"]))
+            .arg(&self.prefix)
+            .arg(&sid)
+            .arg(GROUP)
+            .invoke_async::<i64>(&mut c)
+            .await;
+        self.check(r).map(|_| ())
     }
 
     fn abandon(&self, id: &str) {
-        self.claims
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.claims().remove(id);
     }
 
-    fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        self.settle(id, "delivered", now, "")
+    async fn delivered(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.settle(id, "delivered", now, "").await
     }
 
-    fn delivery_failed(&self, id: &str, next: Option<i64>, error: &str) -> Result<(), StoreError> {
+    async fn delivery_failed(
+        &self,
+        id: &str,
+        next: Option<i64>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         match next {
-            Some(at) => self.settle(id, "retry", at, error),
-            None => self.settle(id, "dead", 0, error),
+            Some(at) => self.settle(id, "retry", at, error).await,
+            None => self.settle(id, "dead", 0, error).await,
         }
     }
 
-    fn postpone_deliveries(&self, ids: &[String], at: i64) -> Result<(), StoreError> {
+    async fn postpone_deliveries(&self, ids: &[String], at: i64) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.with(|c| {
-            let mut call = POSTPONE.prepare_invoke();
-            for id in ids {
-                call.key(self.key(&["delivery", id]));
-            }
-            call.arg(self.key(&["deliveries", "due"])).arg(at);
-            for id in ids {
-                call.arg(id);
-            }
-            call.invoke::<i64>(c).map(|_| ())
-        })
+        let mut call = POSTPONE.prepare_invoke();
+        for id in ids {
+            call.key(self.key(&["delivery", id]));
+        }
+        call.arg(self.key(&["deliveries", "due"])).arg(at);
+        for id in ids {
+            call.arg(id);
+        }
+        let mut c = self.conn().await?;
+        let r = call.invoke_async::<i64>(&mut c).await;
+        self.check(r).map(|_| ())
     }
 
-    fn deliveries(
+    async fn deliveries(
         &self,
         tenant: &str,
         execution_id: Option<&str>,
@@ -754,30 +852,36 @@ impl JobStore for RedisStore {
             Some(e) => self.key(&["deliveries", "exec", e]),
             None => self.key(&["deliveries", "dead", tenant]),
         };
-        self.with(|c| {
+        let mut c = self.conn().await?;
+        let r = async {
             let ids: Vec<String> = redis::cmd("ZREVRANGE")
                 .arg(&index)
                 .arg(0)
                 .arg(limit.max(1) as i64 - 1)
-                .query(c)?;
+                .query_async(&mut c)
+                .await?;
             let mut out = Vec::new();
             for id in ids {
-                if let Some(d) = self.delivery(c, &id)? {
+                if let Some(d) = self.delivery(&mut c, &id).await? {
                     if d.tenant == tenant {
                         out.push(d);
                     }
                 }
             }
             Ok(out)
-        })
+        }
+        .await;
+        self.check(r)
     }
 
-    fn queued(&self, tenant: &str) -> Result<(usize, usize, Option<i64>), StoreError> {
-        self.with(|c| {
+    async fn queued(&self, tenant: &str) -> Result<QueueDepth, StoreError> {
+        let mut c = self.conn().await?;
+        let r = async {
             let (mine, total): (Option<i64>, Option<i64>) = redis::cmd("MGET")
                 .arg(self.key(&["queued", tenant]))
                 .arg(self.key(&["queued"]))
-                .query(c)?;
+                .query_async(&mut c)
+                .await?;
             // The oldest entry still in the stream (queued or running): entry ids start
             // with their creation time in milliseconds.
             let first: Value = redis::cmd("XRANGE")
@@ -786,77 +890,98 @@ impl JobStore for RedisStore {
                 .arg("+")
                 .arg("COUNT")
                 .arg(1)
-                .query(c)?;
+                .query_async(&mut c)
+                .await?;
             let oldest = entries(&first)
                 .first()
                 .and_then(|(sid, _)| sid.split('-').next()?.parse().ok());
-            Ok((
-                mine.unwrap_or(0).max(0) as usize,
-                total.unwrap_or(0).max(0) as usize,
-                oldest,
-            ))
-        })
+            Ok(QueueDepth {
+                tenant: mine.unwrap_or(0).max(0) as usize,
+                total: total.unwrap_or(0).max(0) as usize,
+                oldest: oldest.map(from_millis),
+            })
+        }
+        .await;
+        self.check(r)
     }
 
-    fn recover(&self, now: i64) -> Result<(usize, usize), StoreError> {
-        self.with(|c| {
+    async fn recover(&self, now: DateTime<Utc>) -> Result<Recovered, StoreError> {
+        let now = to_millis(now);
+        let mut c = self.conn().await?;
+        let r = async {
             // What this consumer had claimed before it stopped (same instance label).
-            let mine = self.read_group(c, 10_000, "0")?;
-            let (mut requeued, mut failed) = (0, 0);
+            let mine = self.read_group(&mut c, 10_000, "0").await?;
+            let mut done = Recovered::default();
             for (sid, id) in mine {
                 let Some(id) = id else {
-                    self.ack(c, &sid)?;
+                    self.ack(&mut c, &sid).await?;
                     continue;
                 };
-                match self.settle_entry(c, &REQUEUE, &id, &sid, now, 0)?.as_str() {
-                    "requeued" => requeued += 1,
-                    "failed" => failed += 1,
+                match self
+                    .settle_entry(&mut c, &REQUEUE, (&id, &sid), now, 0)
+                    .await?
+                    .as_str()
+                {
+                    "requeued" => done.requeued += 1,
+                    "failed" => done.failed += 1,
                     _ => {}
                 }
             }
-            Ok((requeued, failed))
-        })
+            Ok(done)
+        }
+        .await;
+        self.check(r)
     }
 
     /// Finished executions and callbacks expire with their retention; what is left is to
     /// drop them from the tenants' indexes, which would otherwise grow for ever.
-    fn purge(&self, before: i64) -> Result<usize, StoreError> {
+    async fn purge(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let before = to_millis(before);
         let p = glob_escape(&self.prefix);
-        self.with(|c| {
-            let jobs = self.sweep(c, &format!("{p}:jobs:*"), &self.key(&["job", ""]), before)?;
-            let dead = self.sweep(
-                c,
-                &format!("{p}:deliveries:dead:*"),
-                &self.key(&["delivery", ""]),
-                before,
-            )?;
+        let mut c = self.conn().await?;
+        let r = async {
+            let jobs = self
+                .sweep(
+                    &mut c,
+                    &format!("{p}:jobs:*"),
+                    &self.key(&["job", ""]),
+                    before,
+                )
+                .await?;
+            let dead = self
+                .sweep(
+                    &mut c,
+                    &format!("{p}:deliveries:dead:*"),
+                    &self.key(&["delivery", ""]),
+                    before,
+                )
+                .await?;
             Ok(jobs + dead)
-        })
+        }
+        .await;
+        self.check(r)
     }
 
-    fn renew(&self) -> Result<Vec<String>, StoreError> {
+    async fn renew(&self) -> Result<Vec<String>, StoreError> {
         let claims: Vec<(String, String)> = self
-            .claims
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .claims()
             .iter()
             .map(|(id, sid)| (id.clone(), sid.clone()))
             .collect();
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let lost: Vec<String> = self.with(|c| {
-            let mut inv = RENEW.prepare_invoke();
-            inv.arg(&self.prefix)
-                .arg(self.key(&["queue"]))
-                .arg(GROUP)
-                .arg(&self.consumer);
-            for (id, sid) in &claims {
-                inv.arg(id).arg(sid);
-            }
-            inv.invoke(c)
-        })?;
-        let mut mine = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inv = RENEW.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(self.key(&["queue"]))
+            .arg(GROUP)
+            .arg(&self.consumer);
+        for (id, sid) in &claims {
+            inv.arg(id).arg(sid);
+        }
+        let mut c = self.conn().await?;
+        let lost: Vec<String> = self.check(inv.invoke_async(&mut c).await)?;
+        let mut mine = self.claims();
         for id in &lost {
             mine.remove(id);
         }

@@ -132,3 +132,6 @@ impl AsyncEngine {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests;

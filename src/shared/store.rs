@@ -988,3 +988,147 @@ impl JobStore for RedisStore {
         Ok(lost)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn values(fields: &[&str], h: &[(&str, &str)]) -> Vec<Option<String>> {
+        fields
+            .iter()
+            .map(|f| h.iter().find(|(k, _)| k == f).map(|(_, v)| v.to_string()))
+            .collect()
+    }
+
+    /// A job's hash as the insert and claim scripts leave it.
+    const HASH: [(&str, &str); 12] = [
+        ("id", "j1"),
+        ("tenant", "t"),
+        (
+            "caller",
+            r#"{"subject":"key:k","tenant":"t","scopes":["execute"],"quota":{},"jwt":false}"#,
+        ),
+        ("kind", "batch"),
+        (
+            "request",
+            r#"{"code":"x","items":[{"id":"1"}],"language":"python"}"#,
+        ),
+        ("status", "running"),
+        ("created_at", "1700000000000"),
+        ("started_at", "1700000000500"),
+        ("attempts", "1"),
+        ("idempotency_key", ""),
+        ("request_hash", "h"),
+        ("callback_url", ""),
+    ];
+
+    #[test]
+    fn a_hash_reads_as_a_typed_record_with_only_the_fields_asked_for() {
+        let claimed = to_job(&JOB_FIELDS, values(&JOB_FIELDS, &HASH)).unwrap();
+        assert_eq!(
+            (claimed.id.as_str(), claimed.kind, claimed.status),
+            ("j1", JobKind::Batch, Status::Running)
+        );
+        assert!(matches!(claimed.request, Some(Ok(JobRequest::Batch(_)))));
+        assert_eq!(claimed.caller.unwrap().subject, "key:k");
+        assert_eq!(claimed.created_at, from_millis(1_700_000_000_000));
+        assert_eq!(claimed.started_at, Some(from_millis(1_700_000_000_500)));
+        assert_eq!(claimed.finished_at, None);
+        // Empty strings are how the hash says "none".
+        assert_eq!(
+            (claimed.idempotency_key, claimed.callback_url),
+            (None, None)
+        );
+
+        let looked_up = to_job(LOOKUP_FIELDS, values(LOOKUP_FIELDS, &HASH)).unwrap();
+        assert!(
+            looked_up.request.is_none(),
+            "a lookup leaves the request out"
+        );
+        assert_eq!(LIST_FIELDS.len(), 11);
+        assert!(!LIST_FIELDS.contains(&"result") && !LIST_FIELDS.contains(&"request"));
+
+        // Expired (every field missing), or a hash without a known status.
+        assert!(to_job(LIST_FIELDS, vec![None; LIST_FIELDS.len()]).is_none());
+        let mut odd = HASH;
+        odd[5] = ("status", "weird");
+        assert!(to_job(&JOB_FIELDS, values(&JOB_FIELDS, &odd)).is_none());
+    }
+
+    #[test]
+    fn a_request_this_version_cannot_read_fails_its_job_not_the_claim() {
+        let mut broken = HASH;
+        broken[4] = ("request", "{not json");
+        let job = to_job(&JOB_FIELDS, values(&JOB_FIELDS, &broken)).unwrap();
+        let why = job.request.unwrap().unwrap_err();
+        assert!(why.0.starts_with("stored request unreadable"), "{why}");
+    }
+
+    #[test]
+    fn a_delivery_reads_back_as_it_was_written() {
+        let d = Delivery {
+            id: "d1".into(),
+            execution_id: "j1".into(),
+            tenant: "t".into(),
+            subject: "key:k".into(),
+            url: "https://example.com/hook".into(),
+            payload: "{}".into(),
+            status: "pending".into(),
+            attempts: 2,
+            next_attempt_at: 10,
+            last_error: None,
+            created_at: 5,
+            delivered_at: None,
+        };
+        let h: HashMap<String, String> = delivery_fields(&d)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let back = to_delivery(h).unwrap();
+        assert_eq!(
+            (
+                back.id,
+                back.attempts,
+                back.next_attempt_at,
+                back.last_error
+            ),
+            (d.id, 2, 10, None)
+        );
+    }
+
+    #[test]
+    fn stream_replies_give_entry_and_execution_ids() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk("1700000000000-0"),
+                Value::Array(vec![bulk("id"), bulk("j1")]),
+            ]),
+            // Deleted while pending: no fields.
+            Value::Array(vec![bulk("1700000000001-0"), Value::Nil]),
+            Value::Int(3),
+        ]);
+        assert_eq!(
+            entries(&reply),
+            vec![
+                ("1700000000000-0".to_string(), Some("j1".to_string())),
+                ("1700000000001-0".to_string(), None),
+            ]
+        );
+        assert!(entries(&Value::Nil).is_empty());
+        assert_eq!(text(&Value::Int(7)).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn keys_do_not_let_tenants_or_patterns_meet() {
+        assert_eq!(idem_tenant("a:b"), "3.a:b");
+        assert_ne!(
+            format!("{}:{}", idem_tenant("a"), "b:c"),
+            format!("{}:{}", idem_tenant("a:b"), "c")
+        );
+        assert_eq!(glob_escape("cb*[x]?\\"), "cb\\*\\[x\\]\\?\\\\");
+    }
+}

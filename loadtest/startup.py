@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Container start time per language and OCI runtime: `docker run` with the pool's flags
 until the agent's `ready` line (median of 5). Needs the runtime images, `make agent`, and
-runsc registered with the engine (README, "Stronger isolation")."""
+runsc registered with the engine (docs/operations.md, "Stronger isolation")."""
 import subprocess, time, statistics, json, sys
 import os
 bundle = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "agent-bundle"))

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::domain::Principal;
 use crate::invoke::{ExecuteError, Invoker};
-use crate::limits::AdmittedOwned;
+use crate::limits::OwnedAdmissionSlot;
 use crate::requests::{self, ExecuteRequest, RequestError, RunMode};
 
 /// `POST /v1/execute/batch`.
@@ -151,9 +151,9 @@ pub struct Plan {
 }
 
 /// A validated batch, admitted (its admission places and concurrency permits held).
-pub struct Admitted {
+pub struct AdmittedBatch {
     plan: Plan,
-    admission: Vec<AdmittedOwned>,
+    admission: Vec<OwnedAdmissionSlot>,
     permits: Vec<crate::limits::Permit>,
 }
 
@@ -188,14 +188,14 @@ impl Plan {
     }
 }
 
-impl Admitted {
+impl AdmittedBatch {
     /// The validated batch.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
 
     /// See [`Plan::with_result_budget`].
-    pub fn with_result_budget(mut self, bytes: usize) -> Admitted {
+    pub fn with_result_budget(mut self, bytes: usize) -> AdmittedBatch {
         self.plan.result_budget = Some(bytes);
         self
     }
@@ -206,7 +206,7 @@ pub async fn admit(
     invoker: &Invoker,
     caller: &Principal,
     req: BatchRequest,
-) -> Result<Admitted, ExecuteError> {
+) -> Result<AdmittedBatch, ExecuteError> {
     if !req.packages.is_empty() && !invoker.pools.unbuilt_variants().is_empty() {
         // A variant built since the start is served without a restart.
         invoker.pools.refresh_variants().await;
@@ -235,7 +235,7 @@ pub async fn admit(
                 ))?,
         );
     }
-    Ok(Admitted {
+    Ok(AdmittedBatch {
         plan,
         admission,
         permits,
@@ -319,7 +319,7 @@ pub fn plan(
 /// Runs an admitted batch: item results as each finishes (any order; each has its
 /// `index`). Dropping the stream stops the items not yet started; the running ones
 /// finish on their containers.
-pub fn run(invoker: Arc<Invoker>, batch: Admitted) -> impl Stream<Item = ItemResult> {
+pub fn run(invoker: Arc<Invoker>, batch: AdmittedBatch) -> impl Stream<Item = ItemResult> {
     // The admission and permits live as long as the stream.
     let guards = Arc::new((batch.admission, batch.permits));
     run_plan(invoker, batch.plan, guards)
@@ -351,7 +351,7 @@ pub fn run_plan<G: Send + Sync + 'static>(
         .is_some_and(|(_, inv)| inv.language.is_compiled());
     let (first_done, first_gate) = tokio::sync::watch::channel(!compiled_first);
     let mut first_done = Some(first_done);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(BatchRunState {
         queue: Mutex::new(batch.items.into_iter().enumerate()),
         stop: AtomicBool::new(false),
         stop_on_first_error: batch.stop_on_first_error,
@@ -376,7 +376,7 @@ pub fn run_plan<G: Send + Sync + 'static>(
 }
 
 /// What a batch's workers share: the items not yet taken, in request order.
-struct Shared {
+struct BatchRunState {
     queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<(String, Invocation)>>>,
     stop: AtomicBool,
     stop_on_first_error: bool,
@@ -429,7 +429,7 @@ struct Gate {
 
 async fn worker<G>(
     invoker: Arc<Invoker>,
-    shared: Arc<Shared>,
+    shared: Arc<BatchRunState>,
     tx: tokio::sync::mpsc::Sender<ItemResult>,
     mut gate: Gate,
     _guards: Arc<G>,
@@ -485,7 +485,7 @@ async fn worker<G>(
 /// Runs one item on the worker's lease (taking a new one when needed) and judges it.
 async fn run_item(
     invoker: &Invoker,
-    shared: &Shared,
+    shared: &BatchRunState,
     lease: &mut Option<Lease>,
     index: usize,
     id: String,

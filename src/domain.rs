@@ -98,6 +98,14 @@ pub enum Denied {
     Language(Language),
 }
 
+impl crate::failure::Failure for Denied {
+    fn kind(&self) -> &'static str {
+        "forbidden"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Caller
+    }
+}
 impl Principal {
     /// Whether the caller holds `scope` (or `admin`).
     pub fn has(&self, scope: Scope) -> bool {

@@ -1,27 +1,27 @@
 //! The one place where errors become HTTP responses.
 //!
-//! Three families, kept apart: the caller's fault (4xx with a precise kind), the program's
-//! fault (never an error here: 200 with `success: false`), and our fault or overload (5xx,
-//! with `Retry-After` where waiting helps). Every layer returns its own error enum; this
-//! module maps each of them once, and counts refused requests
-//! (`codebeaker_rejections_total`) here and nowhere else. Clients get a stable JSON body;
-//! logs get the full cause chain.
+//! Each layer's error says its kind and class once (`failure.rs`): the caller's fault (4xx
+//! with a precise kind), overload (429 for the caller's own limits, 503 for the gateway's,
+//! both with `Retry-After`), or ours (5xx, details only in the log). The program's fault is
+//! never an error here (200 with `success: false`). This module turns class plus kind into
+//! a status and headers, and counts the HTTP transport's refused requests
+//! (`codebeaker_rejections_total`, by `failure::rejection_reason`). Clients get a stable
+//! JSON body; logs get the full cause chain.
 
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use codebeaker_pool::PoolError;
 use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::domain::Denied;
 use crate::executions::ExecutionsError;
+use crate::failure::{Class, Failure};
 use crate::invoke::ExecuteError;
 use crate::limits::{RateInfo, RateLimited};
 use crate::requests::RequestError;
 use crate::sessions::SessionError;
-use crate::store::StoreError;
 
 /// Every refusal the HTTP transport can answer, one variant per layer error.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum ApiError {
     Denied(#[from] Denied),
     #[error(transparent)]
     Unauthenticated(#[from] AuthFailure),
-    #[error("rate limit exceeded; retry after {:.1} s", .0.retry_after.as_secs_f64())]
+    #[error(transparent)]
     RateLimited(RateLimited),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
@@ -65,8 +65,6 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-type Mapped = (StatusCode, &'static str);
-
 /// The answer to a request whose handler panicked (a bug: logged with its message, never
 /// shown to the caller).
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
@@ -86,19 +84,6 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::r
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }
 
-fn request_status(e: &RequestError) -> Mapped {
-    match e {
-        RequestError::UnsupportedLanguage(_) => (StatusCode::BAD_REQUEST, "unsupported_language"),
-        RequestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        RequestError::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
-        RequestError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        RequestError::UnknownField(_) => (StatusCode::BAD_REQUEST, "unknown_field"),
-        RequestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-        RequestError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        RequestError::UnknownPackages(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_packages"),
-    }
-}
-
 /// Whether the body stopped arriving before `server.body_read_timeout_ms`.
 fn body_timed_out(r: &JsonRejection) -> bool {
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
@@ -111,124 +96,102 @@ fn body_timed_out(r: &JsonRejection) -> bool {
     false
 }
 
-fn pool_status(e: &PoolError) -> Mapped {
-    match e {
-        PoolError::Exhausted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
-        p if p.is_engine_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
-        PoolError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-        PoolError::Disabled(_) => (StatusCode::BAD_REQUEST, "language_disabled"),
-        PoolError::UnknownPackages(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_packages"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox_failure"),
+/// The body axum could not read as JSON: the one refusal that is HTTP's own.
+fn json_kind(r: &JsonRejection) -> &'static str {
+    match r {
+        r if body_timed_out(r) => "body_timeout",
+        JsonRejection::JsonSyntaxError(_) => "malformed_json",
+        // Nested deeper than any parser on the path allows: a syntax-level refusal,
+        // whichever field held it.
+        JsonRejection::JsonDataError(e) if e.body_text().contains(codebeaker_proto::TOO_DEEP) => {
+            "malformed_json"
+        }
+        JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        _ => "invalid_request",
+    }
+}
+
+impl Failure for ApiError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Json(r) => json_kind(r),
+            ApiError::Request(e) => e.kind(),
+            ApiError::Denied(e) => e.kind(),
+            ApiError::Unauthenticated(e) => e.kind(),
+            ApiError::RateLimited(e) => e.kind(),
+            ApiError::Execute(e) => e.kind(),
+            ApiError::Session(e) => e.kind(),
+            ApiError::Executions(e) => e.kind(),
+            ApiError::Overloaded => "overloaded",
+            ApiError::Shared(e) => e.kind(),
+            ApiError::SessionUnavailable(_) => "session_unavailable",
+        }
+    }
+
+    fn class(&self) -> Class {
+        match self {
+            ApiError::Json(_) => Class::Caller,
+            ApiError::Request(e) => e.class(),
+            ApiError::Denied(e) => e.class(),
+            ApiError::Unauthenticated(e) => e.class(),
+            ApiError::RateLimited(e) => e.class(),
+            ApiError::Execute(e) => e.class(),
+            ApiError::Session(e) => e.class(),
+            ApiError::Executions(e) => e.class(),
+            ApiError::Overloaded => crate::failure::BUSY,
+            ApiError::Shared(e) => e.class(),
+            ApiError::SessionUnavailable(_) => Class::Internal { transient: true },
+        }
+    }
+}
+
+/// HTTP's status for a refusal: by class, and by kind among the caller's faults.
+fn status_of(kind: &str, class: Class) -> StatusCode {
+    match class {
+        Class::Overload { quota: true, .. } => StatusCode::TOO_MANY_REQUESTS,
+        Class::Overload { quota: false, .. } | Class::Internal { transient: true } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Class::Internal { transient: false } => StatusCode::INTERNAL_SERVER_ERROR,
+        Class::Caller => match kind {
+            "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "forbidden" | "limit_exceeded" => StatusCode::FORBIDDEN,
+            "session_not_found" | "execution_not_found" => StatusCode::NOT_FOUND,
+            "body_timeout" => StatusCode::REQUEST_TIMEOUT,
+            "session_busy" => StatusCode::CONFLICT,
+            "session_lost" => StatusCode::GONE,
+            "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request" | "unknown_packages" | "idempotency_key_reused" => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            "session_limit_reached" => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        },
     }
 }
 
 impl ApiError {
-    fn status_and_kind(&self) -> Mapped {
+    fn status(&self) -> StatusCode {
         match self {
-            ApiError::Shared(_) => (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable"),
-            ApiError::SessionUnavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "session_unavailable")
-            }
-            ApiError::Json(r) => match r {
-                r if body_timed_out(r) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
-                JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-                // Nested deeper than any parser on the path allows: a syntax-level
-                // refusal, whichever field held it.
-                JsonRejection::JsonDataError(e)
-                    if e.body_text().contains(codebeaker_proto::TOO_DEEP) =>
-                {
-                    (StatusCode::BAD_REQUEST, "malformed_json")
-                }
-                JsonRejection::JsonDataError(_) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
-                }
-                JsonRejection::MissingJsonContentType(_) => {
-                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                }
-                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                }
-                other => (other.status(), "invalid_request"),
-            },
-            ApiError::Request(e) => request_status(e),
-            ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Execute(e) => match e {
-                ExecuteError::Shared(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable")
-                }
-                ExecuteError::Request(e) => request_status(e),
-                ExecuteError::Shed => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-                ExecuteError::ConcurrencyLimited(_) => {
-                    (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit")
-                }
-                ExecuteError::Pool(p) => pool_status(p),
-            },
-            ApiError::Session(s) => match s {
-                SessionError::NotFound => (StatusCode::NOT_FOUND, "session_not_found"),
-                SessionError::Busy => (StatusCode::CONFLICT, "session_busy"),
-                SessionError::LimitReached(_) => {
-                    (StatusCode::TOO_MANY_REQUESTS, "session_limit_reached")
-                }
-                SessionError::InvalidParams(_) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
-                }
-                SessionError::Lost => (StatusCode::GONE, "session_lost"),
-                SessionError::Request(e) => request_status(e),
-                SessionError::Pool(p) => pool_status(p),
-            },
-            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::Executions(e) => match e {
-                ExecutionsError::Request(r) => request_status(r),
-                ExecutionsError::NotFound => (StatusCode::NOT_FOUND, "execution_not_found"),
-                ExecutionsError::IdempotencyMismatch => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
-                }
-                ExecutionsError::TenantQueueFull(_) => {
-                    (StatusCode::TOO_MANY_REQUESTS, "queue_full")
-                }
-                ExecutionsError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
-                ExecutionsError::Store(StoreError::Shared(_)) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "shared_state_unavailable")
-                }
-                ExecutionsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failure"),
-            },
-        }
-    }
-
-    /// The `codebeaker_rejections_total` reason, for a refused request.
-    fn rejection(&self) -> Option<&'static str> {
-        let (status, kind) = self.status_and_kind();
-        match kind {
-            "unauthenticated" => Some("auth"),
-            "rate_limited" => Some("rate_limit"),
-            "concurrency_limit" => Some("concurrency"),
-            "overloaded" | "queue_full" => Some("shed"),
-            _ if status == StatusCode::FORBIDDEN => Some("forbidden"),
-            _ => None,
-        }
-    }
-
-    fn is_overload(&self) -> bool {
-        match self {
-            ApiError::Overloaded | ApiError::Execute(ExecuteError::Shed) => true,
-            ApiError::Execute(ExecuteError::Pool(p)) | ApiError::Session(SessionError::Pool(p)) => {
-                p.is_overload()
-            }
-            _ => false,
+            // A rejection axum did not name (for example a body that is not UTF-8) keeps
+            // the status axum gave it.
+            ApiError::Json(r) if json_kind(r) == "invalid_request" => r.status(),
+            e => status_of(e.kind(), e.class()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind) = self.status_and_kind();
-        if let Some(reason) = self.rejection() {
+        let (kind, class) = (self.kind(), self.class());
+        let status = self.status();
+        if let Some(reason) = crate::failure::rejection_reason(kind) {
             crate::metrics::rejection(reason);
         }
-        let message = if status.is_server_error() && !self.is_overload() {
-            // Internals (container ids, Docker messages) stay in the logs.
+        let message = if let Class::Internal { .. } = class {
+            // Internals (container ids, Docker and Redis messages) stay in the logs.
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
             "the sandbox failed before the program could finish; it was not your program's fault, retry".to_string()
         } else {
@@ -240,15 +203,18 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
-        match &self {
-            ApiError::Execute(ExecuteError::Pool(PoolError::Exhausted { retry_after, .. })) => {
-                // When the pool expects a container to be free, in whole seconds (at least 1).
+        match class {
+            // When waiting helps, in whole seconds (at least 1).
+            Class::Overload { retry_after, .. } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+            Class::Internal { transient: true } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            _ => {}
+        }
+        match &self {
             ApiError::Unauthenticated(_) => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
@@ -257,15 +223,7 @@ impl IntoResponse for ApiError {
                     ),
                 );
             }
-            ApiError::RateLimited(r) => {
-                let secs = r.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                rate_headers(&r.info, h);
-            }
-            ApiError::Execute(ExecuteError::ConcurrencyLimited(_))
-            | ApiError::Executions(ExecutionsError::TenantQueueFull(_)) => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
+            ApiError::RateLimited(r) => rate_headers(&r.info, h),
             _ => {}
         }
         resp
@@ -283,13 +241,18 @@ pub fn rate_headers(info: &RateInfo, h: &mut axum::http::HeaderMap) {
 mod tests {
     use super::*;
     use crate::domain::Scope;
+    use codebeaker_pool::PoolError;
     use codebeaker_proto::Language;
 
     type Expected = (u16, &'static str, Option<&'static str>);
 
     fn mapped(e: ApiError) -> Expected {
-        let (s, k) = e.status_and_kind();
-        (s.as_u16(), k, e.rejection())
+        let kind = e.kind();
+        (
+            e.status().as_u16(),
+            kind,
+            crate::failure::rejection_reason(kind),
+        )
     }
 
     #[test]
@@ -365,6 +328,26 @@ mod tests {
                 (503, "engine_unavailable", None),
             ),
             (ApiError::Overloaded, (503, "overloaded", Some("shed"))),
+            (
+                ExecutionsError::TenantQueueFull(1).into(),
+                (429, "queue_full", Some("shed")),
+            ),
+            (
+                ExecutionsError::QueueFull(1).into(),
+                (503, "queue_full", Some("shed")),
+            ),
+            (
+                ExecutionsError::NotFound.into(),
+                (404, "execution_not_found", None),
+            ),
+            (
+                ExecutionsError::IdempotencyMismatch.into(),
+                (422, "idempotency_key_reused", None),
+            ),
+            (
+                ApiError::SessionUnavailable("r1".into()),
+                (503, "session_unavailable", None),
+            ),
         ];
         for (e, want) in cases {
             let label = format!("{e:?}");

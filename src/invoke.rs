@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::config::Settings;
 use crate::domain::Principal;
+use crate::failure::{Class, Failure};
 use crate::limits::{Admission, Concurrency};
 use crate::requests::{self, ExecuteRequest, RequestError};
 
@@ -28,6 +29,53 @@ pub enum ExecuteError {
     Shared(#[from] crate::shared::SharedError),
 }
 
+impl Failure for ExecuteError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ExecuteError::Request(e) => e.kind(),
+            ExecuteError::Shed => "overloaded",
+            ExecuteError::ConcurrencyLimited(_) => "concurrency_limit",
+            ExecuteError::Pool(e) => e.kind(),
+            ExecuteError::Shared(e) => e.kind(),
+        }
+    }
+    fn class(&self) -> Class {
+        match self {
+            ExecuteError::Request(e) => e.class(),
+            ExecuteError::Shed => crate::failure::BUSY,
+            ExecuteError::ConcurrencyLimited(_) => crate::failure::OVER_QUOTA,
+            ExecuteError::Pool(e) => e.class(),
+            ExecuteError::Shared(e) => e.class(),
+        }
+    }
+}
+
+/// The pool's errors, classed here: the pool crate knows nothing of the transports.
+impl Failure for PoolError {
+    fn kind(&self) -> &'static str {
+        match self {
+            PoolError::Exhausted { .. } => "pool_exhausted",
+            p if p.is_engine_unavailable() => "engine_unavailable",
+            PoolError::ShuttingDown => "shutting_down",
+            PoolError::Disabled(_) => "language_disabled",
+            PoolError::UnknownPackages(_) => "unknown_packages",
+            _ => "sandbox_failure",
+        }
+    }
+    fn class(&self) -> Class {
+        match self {
+            PoolError::Exhausted { retry_after, .. } => Class::Overload {
+                retry_after: *retry_after,
+                quota: false,
+            },
+            PoolError::ShuttingDown => crate::failure::BUSY,
+            PoolError::Disabled(_) | PoolError::UnknownPackages(_) => Class::Caller,
+            p => Class::Internal {
+                transient: p.is_engine_unavailable(),
+            },
+        }
+    }
+}
 /// The result of an invocation that ran, whatever the program did.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

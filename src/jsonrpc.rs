@@ -4,11 +4,11 @@
 //! in flight on one socket (responses are matched by id). `execute_shell` with
 //! `stream: true` also sends `session.output` notifications before its response.
 
+use crate::failure::{Class, Failure};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use codebeaker_pool::PoolError;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -17,16 +17,14 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthFailure, Credential};
-use crate::domain::{Denied, Principal, Scope};
+use crate::auth::Credential;
+use crate::domain::{Principal, Scope};
 use crate::error::ApiError;
-use crate::invoke::ExecuteError;
-use crate::limits::{RateError, RateLimited};
-use crate::requests::{CreateSession, ExecuteRequest, RequestError};
+use crate::limits::RateError;
+use crate::requests::{CreateSession, ExecuteRequest};
 use crate::routes::auth::Caller;
 use crate::routes::forward::{self, Route};
 use crate::sessions::commands::{self, codes, Command};
-use crate::sessions::SessionError;
 use crate::state::AppState;
 
 const PARSE_ERROR: i64 = -32700;
@@ -58,89 +56,43 @@ impl RpcError {
 
     /// Our fault: the details go to the log, the caller gets a retry hint.
     fn sandbox(e: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %e, "a JSON-RPC request failed in the sandbox");
+        tracing::error!(error = %e, source = ?e.source(), "a JSON-RPC request failed in the sandbox");
         rpc_err(codes::SERVER_ERROR, "the sandbox failed; retry")
     }
 }
 
-// This transport's one mapping from each layer's errors (HTTP's is in error.rs).
+// This transport's one mapping from class plus kind (HTTP's is in error.rs).
 
-impl From<Denied> for RpcError {
-    fn from(e: Denied) -> Self {
-        rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("forbidden")
+/// The JSON-RPC code of a refusal: by kind where JSON-RPC has its own code, else by class.
+fn code_of(kind: &str, class: Class) -> i64 {
+    match kind {
+        "session_not_found" => codes::SESSION_NOT_FOUND,
+        "session_busy" => codes::SESSION_BUSY,
+        "session_limit_reached" => codes::SESSION_LIMIT_REACHED,
+        "session_lost" => codes::SESSION_LOST,
+        "session_unavailable" => codes::SESSION_UNAVAILABLE,
+        "unauthenticated" | "forbidden" | "limit_exceeded" => codes::UNAUTHORIZED,
+        "malformed_json" => PARSE_ERROR,
+        _ => match class {
+            Class::Caller => INVALID_PARAMS,
+            Class::Overload { .. } => codes::OVERLOADED,
+            Class::Internal { .. } => codes::SERVER_ERROR,
+        },
     }
 }
 
-impl From<AuthFailure> for RpcError {
-    fn from(e: AuthFailure) -> Self {
-        rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("auth")
-    }
-}
-
-impl From<RateLimited> for RpcError {
-    fn from(e: RateLimited) -> Self {
-        let message = format!(
-            "rate limit exceeded; retry after {:.1} s",
-            e.retry_after.as_secs_f64()
-        );
-        rpc_err(codes::OVERLOADED, message).rejected("rate_limit")
-    }
-}
-
-impl From<RequestError> for RpcError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::Denied(d) => d.into(),
-            RequestError::LimitExceeded(_) => {
-                rpc_err(codes::UNAUTHORIZED, e.to_string()).rejected("forbidden")
-            }
-            RequestError::UnsupportedLanguage(_)
-            | RequestError::TooLarge { .. }
-            | RequestError::Invalid(_)
-            | RequestError::UnknownField(_)
-            | RequestError::UnknownPackages(_) => rpc_err(INVALID_PARAMS, e.to_string()),
-            RequestError::Malformed(_) => rpc_err(PARSE_ERROR, e.to_string()),
+impl<E: Failure> From<E> for RpcError {
+    fn from(e: E) -> Self {
+        let kind = e.kind();
+        let class = e.class();
+        if let Class::Internal { .. } = class {
+            // Our fault: the details go to the log, the caller gets a retry hint.
+            return RpcError::sandbox(&e);
         }
-    }
-}
-
-impl From<PoolError> for RpcError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Disabled(_) | PoolError::UnknownPackages(_) => {
-                rpc_err(INVALID_PARAMS, e.to_string())
-            }
-            e if e.is_overload() => rpc_err(codes::OVERLOADED, e.to_string()),
-            e => RpcError::sandbox(&e),
-        }
-    }
-}
-
-impl From<SessionError> for RpcError {
-    fn from(e: SessionError) -> Self {
-        let code = match e {
-            SessionError::Request(r) => return r.into(),
-            SessionError::Pool(p) => return p.into(),
-            SessionError::NotFound => codes::SESSION_NOT_FOUND,
-            SessionError::Busy => codes::SESSION_BUSY,
-            SessionError::LimitReached(_) => codes::SESSION_LIMIT_REACHED,
-            SessionError::InvalidParams(_) => INVALID_PARAMS,
-            SessionError::Lost => codes::SESSION_LOST,
-        };
-        rpc_err(code, e.to_string())
-    }
-}
-
-impl From<ExecuteError> for RpcError {
-    fn from(e: ExecuteError) -> Self {
-        match e {
-            ExecuteError::Request(r) => r.into(),
-            ExecuteError::Pool(p) => p.into(),
-            ExecuteError::Shed => rpc_err(codes::OVERLOADED, e.to_string()).rejected("shed"),
-            ExecuteError::ConcurrencyLimited(_) => {
-                rpc_err(codes::OVERLOADED, e.to_string()).rejected("concurrency")
-            }
-            ExecuteError::Shared(_) => rpc_err(codes::OVERLOADED, e.to_string()),
+        RpcError {
+            code: code_of(kind, class),
+            message: e.to_string(),
+            rejection: crate::failure::rejection_reason(kind),
         }
     }
 }
@@ -602,6 +554,12 @@ async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::AuthFailure;
+    use crate::domain::Denied;
+    use crate::invoke::ExecuteError;
+    use crate::requests::RequestError;
+    use crate::sessions::SessionError;
+    use codebeaker_pool::PoolError;
     use codebeaker_proto::Language;
 
     fn code_and_reason(e: impl Into<RpcError>) -> (i64, Option<&'static str>) {

@@ -6,6 +6,7 @@
 
 // Leaves: what every layer may use.
 pub mod domain;
+pub mod failure;
 pub mod metrics;
 pub mod telemetry;
 // Layers, each with its own error enum and no knowledge of HTTP or `AppState`.

@@ -47,10 +47,23 @@ pub struct RateInfo {
 }
 
 /// A refused request: when to retry, and the headers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rate limit exceeded; retry after {:.1} s", .retry_after.as_secs_f64())]
 pub struct RateLimited {
     pub info: RateInfo,
     pub retry_after: Duration,
+}
+
+impl crate::failure::Failure for RateLimited {
+    fn kind(&self) -> &'static str {
+        "rate_limited"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Overload {
+            retry_after: self.retry_after,
+            quota: true,
+        }
+    }
 }
 
 impl Default for RateLimits {
@@ -270,18 +283,18 @@ pub struct Admission {
 }
 
 /// An admitted invocation; dropping it frees the place.
-pub struct Admitted<'a>(&'a Admission);
+pub struct AdmissionSlot<'a>(&'a Admission);
 
-impl Drop for Admitted<'_> {
+impl Drop for AdmissionSlot<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Like [`Admitted`], owning its admission (for spawned tasks).
-pub struct AdmittedOwned(Arc<Admission>);
+/// Like [`AdmissionSlot`], owning its admission (for spawned tasks).
+pub struct OwnedAdmissionSlot(Arc<Admission>);
 
-impl Drop for AdmittedOwned {
+impl Drop for OwnedAdmissionSlot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -306,14 +319,14 @@ impl Admission {
     }
 
     /// Admits one invocation, or `None` (shed) when the gateway is full.
-    pub fn try_admit(&self) -> Option<Admitted<'_>> {
-        self.reserve().then(|| Admitted(self))
+    pub fn try_admit(&self) -> Option<AdmissionSlot<'_>> {
+        self.reserve().then(|| AdmissionSlot(self))
     }
 
     /// Like [`Admission::try_admit`], for a permit that must outlive the borrow (moved into
     /// a spawned task).
-    pub fn try_admit_owned(self: Arc<Self>) -> Option<AdmittedOwned> {
-        self.reserve().then(|| AdmittedOwned(self))
+    pub fn try_admit_owned(self: Arc<Self>) -> Option<OwnedAdmissionSlot> {
+        self.reserve().then(|| OwnedAdmissionSlot(self))
     }
 
     /// Invocations admitted now (a metric).

@@ -106,6 +106,24 @@ pub enum RequestError {
     UnknownPackages(Box<codebeaker_pool::UnknownPackages>),
 }
 
+impl crate::failure::Failure for RequestError {
+    fn kind(&self) -> &'static str {
+        match self {
+            RequestError::UnsupportedLanguage(_) => "unsupported_language",
+            RequestError::TooLarge { .. } => "payload_too_large",
+            RequestError::LimitExceeded(_) => "limit_exceeded",
+            RequestError::Invalid(_) => "invalid_request",
+            RequestError::UnknownField(_) => "unknown_field",
+            RequestError::Malformed(_) => "malformed_json",
+            RequestError::Denied(d) => d.kind(),
+            RequestError::UnknownPackages(_) => "unknown_packages",
+        }
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Caller
+    }
+}
+
 /// The most packages one request may name, and the longest name.
 const MAX_PACKAGES: usize = 64;
 const MAX_PACKAGE_NAME: usize = 214;

@@ -80,6 +80,8 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
         settings.validate()?;
+        // Every background task of this process, joined under the one shutdown deadline.
+        let tasks = tokio_util::task::TaskTracker::new();
         let auth = Arc::new(Authenticator::new(&settings.auth)?);
         // Before Docker and the port: a bad database path, or a Redis that does not answer,
         // is a configuration error.
@@ -89,7 +91,7 @@ impl Application {
         };
         let retention = Duration::from_secs(settings.executions.retention_secs);
         let store: Arc<dyn crate::store::JobStore> = match &shared {
-            Some(s) => Arc::new(s.store(retention).await?),
+            Some(s) => Arc::new(crate::store::RedisStore::connect(s, retention).await?),
             None => Arc::new(crate::store::SqliteStore::open(
                 &settings.executions.database,
             )?),
@@ -126,9 +128,11 @@ impl Application {
             };
             s.set_advertise(advertise);
             s.claim_instance().await?;
-            tokio::spawn(s.clone().heartbeat(shutdown.child_token()));
+            tasks.spawn(s.clone().heartbeat(shutdown.child_token()));
         }
-        let pools = Pools::start(docker, settings.pool.clone(), shutdown.child_token())
+        // Not a child of `shutdown`: the pools keep serving the requests that drain after the
+        // signal, and stop taking work in `stop` once the HTTP drain is over.
+        let pools = Pools::start(docker, settings.pool.clone(), CancellationToken::new())
             .await
             .map_err(|e| match e {
                 PoolError::CompileCache { .. } => StartupError::PoolPath(e),
@@ -139,13 +143,13 @@ impl Application {
             None => RateLimits::default(),
         });
         let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
-        tokio::spawn(crate::auth::keys::watch(
+        tasks.spawn(crate::auth::keys::watch(
             auth.keys.clone(),
             reload_every,
             shutdown.child_token(),
         ));
-        tokio::spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
-        tokio::spawn(crate::metrics::upkeep(
+        tasks.spawn(prune_rate_limits(rate.clone(), shutdown.child_token()));
+        tasks.spawn(crate::metrics::upkeep(
             crate::metrics::install(),
             Duration::from_secs(5),
             shutdown.child_token(),
@@ -155,7 +159,7 @@ impl Application {
             settings.sessions.clone(),
             shared.as_ref().map(|s| s.instance.clone()),
         );
-        tokio::spawn(crate::sessions::janitor(
+        tasks.spawn(crate::sessions::janitor(
             sessions.clone(),
             shutdown.child_token(),
         ));
@@ -191,16 +195,15 @@ impl Application {
                 "executions that were running when the gateway stopped"
             );
         }
-        let tasks = tokio_util::task::TaskTracker::new();
         for _ in 0..settings.executions.workers {
             tasks.spawn(executions.clone().worker(shutdown.clone()));
         }
-        tokio::spawn(executions.clone().purger(shutdown.child_token()));
+        tasks.spawn(executions.clone().purger(shutdown.child_token()));
         if shared.is_some() {
             let every = Duration::from_millis(settings.shared.visibility_timeout_ms / 4);
-            tokio::spawn(executions.clone().renewer(every, shutdown.child_token()));
+            tasks.spawn(executions.clone().renewer(every, shutdown.child_token()));
         }
-        tokio::spawn(crate::webhooks::sender(
+        tasks.spawn(crate::webhooks::sender(
             executions.store(),
             auth.clone(),
             settings.webhooks.clone(),
@@ -257,14 +260,9 @@ impl Application {
         self.state.auth.clone()
     }
 
-    /// Serves until `shutdown` is cancelled. Then, in this order: stop accepting; let
-    /// in-flight requests, WebSocket commands and session commands finish, all within one
-    /// `shutdown_grace_ms` counted from the signal; keep live sessions' containers for the
-    /// next process; remove every other container and wait for the removals.
+    /// Serves until `shutdown` is cancelled, or until the server stops by itself (an accept
+    /// error); both end in the same [`Application::stop`] sequence.
     pub async fn run(self) -> std::io::Result<()> {
-        let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
-        let pools = self.state.pools.clone();
-        let sessions = self.state.sessions.clone();
         let tasks = self.state.tasks.clone();
         if let Some(l) = self.metrics_listener {
             let metrics_router = Router::new()
@@ -282,39 +280,74 @@ impl Application {
             header_read_timeout: Duration::from_millis(server_settings.header_read_timeout_ms),
             max_connections: server_settings.max_connections,
         };
-        let router = router(self.state);
+        let stopping = Stopping {
+            grace: Duration::from_millis(server_settings.shutdown_grace_ms),
+            pools: self.state.pools.clone(),
+            sessions: self.state.sessions.clone(),
+            tasks,
+            shutdown: self.shutdown.clone(),
+        };
         let mut server = tokio::spawn(crate::serve::serve(
             self.listener,
-            router,
+            router(self.state),
             limits,
             self.shutdown.clone(),
         ));
-        let served = tokio::select! {
-            r = &mut server => r,
-            _ = self.shutdown.cancelled() => {
-                // One deadline for everything that drains.
-                let deadline = tokio::time::Instant::now() + grace;
-                let drained = tokio::time::timeout_at(deadline, &mut server).await;
-                tasks.close();
-                let tasks_done = tokio::time::timeout_at(deadline, tasks.wait()).await.is_ok();
-                if drained.is_err() || !tasks_done {
-                    tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running when the grace period ended; closing them");
-                }
-                server.abort();
-                // Live sessions survive a restart: their containers stay up for re-adoption.
-                let keep = sessions.detach_all(deadline).await;
-                pools.shutdown_keeping(deadline, &keep).await;
-                return match drained {
-                    Ok(Ok(r)) => r,
-                    _ => Ok(()),
-                };
-            }
+        let finished = tokio::select! {
+            r = &mut server => Some(r),
+            _ = self.shutdown.cancelled() => None,
         };
-        // The server stopped by itself (an accept error): clean up the same way.
-        let deadline = tokio::time::Instant::now() + grace;
-        let keep = sessions.detach_all(deadline).await;
-        pools.shutdown_keeping(deadline, &keep).await;
-        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        stopping.stop(server, finished).await
+    }
+}
+
+/// What the shutdown sequence needs once the state has gone into the router.
+struct Stopping {
+    grace: Duration,
+    pools: Arc<Pools>,
+    sessions: Arc<Sessions>,
+    tasks: tokio_util::task::TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Stopping {
+    /// The one shutdown sequence, all within one `server.shutdown_grace_ms` counted from
+    /// its start: signal every task; stop accepting and let in-flight requests, WebSocket
+    /// commands and session commands finish; join every background task; keep live
+    /// sessions' containers for the next process; then (only now) stop the pools, remove
+    /// every other container and wait for the removals.
+    async fn stop(
+        self,
+        mut server: tokio::task::JoinHandle<std::io::Result<()>>,
+        finished: Option<Result<std::io::Result<()>, tokio::task::JoinError>>,
+    ) -> std::io::Result<()> {
+        // An accept error stops the server without the signal: the tasks still need it.
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let served = match finished {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(deadline, &mut server).await,
+        };
+        self.tasks.close();
+        let tasks_done = tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok();
+        if served.is_err() || !tasks_done {
+            tracing::warn!(
+                grace_ms = self.grace.as_millis() as u64,
+                "requests still running when the grace period ended; closing them"
+            );
+        }
+        server.abort();
+        // Live sessions survive a restart: their containers stay up for re-adoption.
+        let keep = self.sessions.detach_all(deadline).await;
+        self.pools.shutdown_keeping(deadline, &keep).await;
+        match served {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            // Cut at the deadline: the drain's result is unknown, not an error.
+            Err(_) => Ok(()),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub struct AppState {
     pub shared: Option<Arc<Shared>>,
     /// Cancelled at shutdown; WebSocket loops and their tasks watch it.
     pub shutdown: tokio_util::sync::CancellationToken,
-    /// Every task a transport spawns, so shutdown can wait for them.
+    /// Every task of the process (background loops, workers, transport tasks), joined by
+    /// the one shutdown sequence (`startup::Stopping::stop`).
     pub tasks: tokio_util::task::TaskTracker,
 }

@@ -24,6 +24,7 @@ mod csharp;
 mod exec;
 mod files;
 mod gorun;
+mod instance;
 mod recipes;
 mod runtime;
 mod shell;
@@ -32,6 +33,7 @@ mod zygote;
 
 use codebeaker_proto::{AgentInfo, Language, Reply, Request};
 use std::io::{BufRead, Write};
+use std::os::fd::AsFd;
 
 use crate::runtime::Agent;
 
@@ -83,11 +85,20 @@ fn agent_main() {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     }));
 
-    let stdin = std::io::stdin();
+    // Our own buffered reader of fd 0, so that the loop can see whether more requests are
+    // already here (pipelined calls): their replies then go out together, in one write.
+    let stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => die(&format!("stdin: {e}")),
+    };
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin);
     let mut line = String::new();
     loop {
         line.clear();
-        match stdin.lock().read_line(&mut line) {
+        if input.buffer().is_empty() {
+            flush_later();
+        }
+        match input.read_line(&mut line) {
             // The gateway closed our stdin: it has let go of this container.
             Ok(0) => return,
             Ok(_) => {}
@@ -100,10 +111,50 @@ fn agent_main() {
             Ok(Request::Ping) => reply(&Reply::Pong {
                 invocations: agent.invocations(),
             }),
-            Ok(Request::Prepare(_) | Request::Item(_)) if agent.is_session() => {
-                reply(&Reply::Failed {
-                    message: "prepare and item are for pool containers, not sessions".into(),
-                })
+            Ok(
+                Request::Prepare(_)
+                | Request::Item(_)
+                | Request::Instance(_)
+                | Request::Call(_)
+                | Request::EndInstance,
+            ) if agent.is_session() => reply(&Reply::Failed {
+                message: "prepare, item and instances are for pool containers, not sessions".into(),
+            }),
+            Ok(
+                Request::Run(_) | Request::Prepare(_) | Request::Item(_) | Request::Session { .. },
+            ) if agent.has_instance() => reply(&Reply::Failed {
+                message: "a resident instance lives here: end_instance first".into(),
+            }),
+            Ok(Request::Instance(req)) => match agent.instance(req) {
+                Ok(o) => reply(&Reply::Prepared {
+                    compile_ms: o.compile_ms,
+                    cache_hit: o.cache_hit,
+                    error: o.error,
+                    artifact: o.artifact,
+                }),
+                Err(e) => reply(&Reply::Failed {
+                    message: format!("agent error: {e}"),
+                }),
+            },
+            Ok(Request::Call(req)) => {
+                match agent.call(req) {
+                    Ok(o) => reply_later(&Reply::Ran(o)),
+                    Err(e) => reply(&Reply::Failed {
+                        message: format!("agent error: {e}"),
+                    }),
+                }
+                // After the reply: the caller does not wait for a replacement.
+                if let Err(e) = agent.after_call() {
+                    eprintln!("codebeaker-agent: replacing the instance failed: {e}");
+                    std::process::exit(70);
+                }
+            }
+            Ok(Request::EndInstance) => {
+                if let Err(e) = agent.end_instance() {
+                    eprintln!("codebeaker-agent: reset failed: {e}");
+                    std::process::exit(70);
+                }
+                reply(&Reply::Clean);
             }
             Ok(req @ (Request::Run(_) | Request::Prepare(_) | Request::Item(_))) => {
                 // Reply first, then clean: the caller gets its answer without waiting for
@@ -178,19 +229,53 @@ fn agent_main() {
     }
 }
 
+thread_local! {
+    /// Replies held back while more pipelined requests are waiting (`reply_later`).
+    static LATER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn encode(r: &Reply, out: &mut Vec<u8>) {
+    if serde_json::to_writer(&mut *out, r).is_err() {
+        let failed = serde_json::json!({"failed": {"message": "cannot encode reply"}});
+        out.extend_from_slice(failed.to_string().as_bytes());
+    }
+    out.push(b'\n');
+}
+
+/// Sends a reply now (after any held back, which come first).
 fn reply(r: &Reply) {
-    let mut out = std::io::stdout().lock();
-    let line = serde_json::to_string(r).unwrap_or_else(|e| {
-        serde_json::json!({"failed": {"message": format!("cannot encode reply: {e}")}}).to_string()
+    LATER.with_borrow_mut(|buf| encode(r, buf));
+    flush_later();
+}
+
+/// Holds a reply until the requests already received are answered (or the next read
+/// would wait): one write for a run of pipelined calls instead of one each.
+fn reply_later(r: &Reply) {
+    LATER.with_borrow_mut(|buf| {
+        encode(r, buf);
+        // Not without bound: a long run of large results goes out as it grows.
+        if buf.len() >= 256 * 1024 {
+            write_out(buf);
+        }
     });
-    if out
-        .write_all(line.as_bytes())
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush())
-        .is_err()
-    {
+}
+
+fn flush_later() {
+    LATER.with_borrow_mut(write_out);
+}
+
+fn write_out(buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_all(buf).and_then(|_| out.flush()).is_err() {
         // Nobody is listening any more; nothing useful is left to do.
         std::process::exit(0);
+    }
+    buf.clear();
+    if buf.capacity() > 1 << 20 {
+        buf.shrink_to(64 * 1024);
     }
 }
 

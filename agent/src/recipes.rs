@@ -35,12 +35,23 @@ pub enum Runner {
     Zygote { argv: &'static [&'static str] },
 }
 
+/// How a resident runner is started.
+pub struct Resident {
+    pub argv: &'static [&'static str],
+    pub env: &'static [(&'static str, &'static str)],
+    /// See `instance::RunnerCommand::threads_vary`.
+    pub threads_vary: bool,
+}
+
 pub struct Spec {
     pub version: &'static [&'static str],
     pub compile: Option<Compile>,
     pub runner: Runner,
     /// For C#: the launcher source to compile at startup; `{launcher}` in the runner argv.
     pub launcher_source: Option<&'static str>,
+    /// The resident runner of `"isolation": "program"` (`instance.rs`): `{program}` is the
+    /// program (or its staged binary), `{mode}` `edge` or `plain`. `None`: not supported.
+    pub resident: Option<Resident>,
     /// Run (as root, before any user code) on the compiled launcher, its path appended:
     /// C# AOT-compiles it next to itself, ~4 ms of CPU less per call (BENCHMARKS.md, run P).
     pub launcher_aot: &'static [&'static str],
@@ -68,6 +79,18 @@ pub fn spec(lang: Language) -> Spec {
                     "{uid}",
                 ],
             },
+            resident: Some(Resident {
+                argv: &[
+                    "python3",
+                    "-I",
+                    "/opt/codebeaker/launchers/python_instance.py",
+                    "{program}",
+                    "{mode}",
+                ],
+                env: &[],
+                // CPython starts no thread of its own: any new task is the call's.
+                threads_vary: false,
+            }),
             launcher_source: None,
             launcher_aot: &[],
         },
@@ -85,6 +108,7 @@ pub fn spec(lang: Language) -> Spec {
                     ("NO_COLOR", "1"),
                 ],
             },
+            resident: None,
             launcher_source: None,
             launcher_aot: &[],
         },
@@ -97,6 +121,7 @@ pub fn spec(lang: Language) -> Spec {
                 translate: None,
             }),
             runner: Runner::Direct,
+            resident: None,
             launcher_source: None,
             launcher_aot: &[],
         },
@@ -113,6 +138,7 @@ pub fn spec(lang: Language) -> Spec {
                 // Where Mono finds the System.Text.Json subset the programs reference.
                 env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
             },
+            resident: None,
             launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
             launcher_aot: &["mono", "--aot", "-O=all"],
         },

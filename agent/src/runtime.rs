@@ -3,8 +3,9 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use codebeaker_proto::{
-    CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, ProgramError,
-    ProgramErrorKind, RawJson, RunOutcome, RunRequest, ShellRequest, ShellResult, WriteMode,
+    CommandErrorKind, FileCommand, InstanceRequest, ItemRequest, Language, PrepareRequest,
+    ProgramError, ProgramErrorKind, RawJson, RunOutcome, RunRequest, ShellRequest, ShellResult,
+    WriteMode,
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
@@ -16,6 +17,7 @@ use crate::clean;
 use crate::compile::{self, Artifact, Built, LocalCache};
 use crate::exec::{self, ExitSource, Reaper};
 use crate::files::{AsUser, User};
+use crate::instance::{Resident, RunnerCommand};
 use crate::recipes::{spec, Runner, Spec};
 use crate::shell;
 use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
@@ -53,6 +55,9 @@ pub struct Agent {
     zygote: Option<Zygote>,
     /// The program of a stream of items (`prepare`), kept across cleanups.
     prepared: Option<Prepared>,
+    /// The resident instance (`"isolation": "program"`) and its program, kept across
+    /// the instance's replacements until `end_instance`.
+    resident: Option<(Resident, Prepared)>,
     /// The container's own compile cache (root-only, bounded).
     cache: LocalCache,
     /// Set once the container became a session: nothing is wiped any more.
@@ -81,6 +86,7 @@ impl Agent {
             next_runner: None,
             zygote: None,
             prepared: None,
+            resident: None,
             cache: LocalCache::open()?,
             session_meta: None,
             invocations: 0,
@@ -167,6 +173,17 @@ impl Agent {
     /// Kills everything the last invocation left, wipes scratch space, and pre-starts the
     /// next runner so its start-up overlaps with the time until the next request.
     pub fn reset(&mut self) -> io::Result<()> {
+        self.clean_slate()?;
+        if let Runner::Prestart { env, .. } = &self.spec.runner {
+            let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
+            self.next_runner = Some(exec::spawn(&mut exec::user_command(&argv, env, self.user))?);
+        }
+        Ok(())
+    }
+
+    /// Every process but the agent (and a healthy zygote) killed, scratch space wiped, the
+    /// zygote restarted if it went.
+    fn clean_slate(&mut self) -> io::Result<()> {
         self.next_runner = None;
         let keep = self
             .zygote
@@ -190,11 +207,111 @@ impl Agent {
                 self.zygote = Some(Zygote::spawn(&argv)?);
             }
         }
-        if let Runner::Prestart { env, .. } = &self.spec.runner {
-            let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
-            self.next_runner = Some(exec::spawn(&mut exec::user_command(&argv, env, self.user))?);
-        }
         Ok(())
+    }
+
+    /// Whether a resident instance lives in this container.
+    pub fn has_instance(&self) -> bool {
+        self.resident.is_some()
+    }
+
+    /// Starts a resident instance: the program written and compiled once, its runner
+    /// started (it loads the program while the gateway sends the first call). `Ok(outcome)`
+    /// carries the compile time, the cache hit and, if it did not compile, the error.
+    pub fn instance(&mut self, req: InstanceRequest) -> io::Result<RunOutcome> {
+        let Some(recipe) = self.spec.resident.as_ref() else {
+            return Err(io::Error::other(format!(
+                "{} has no resident runner",
+                self.lang
+            )));
+        };
+        let (argv, env, threads_vary) = (recipe.argv, recipe.env, recipe.threads_vary);
+        // Nothing of an earlier run may be there: the runner counts the container's tasks.
+        self.clean_slate()?;
+        let mut outcome = RunOutcome::default();
+        let ws = Workspace::open(self.user)?;
+        {
+            let _as_user = AsUser::enter(self.user)?;
+            let name = self.lang.program_file();
+            ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
+        }
+        let key = req.cache_key.as_deref();
+        let Some(target) = self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)?
+        else {
+            return Ok(outcome);
+        };
+        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
+        let program = target.stage(self.user, artifact)?.display().to_string();
+        let mode = if req.plain { "plain" } else { "edge" };
+        let command = RunnerCommand {
+            argv: argv
+                .iter()
+                .map(|a| a.replace("{program}", &program).replace("{mode}", mode))
+                .collect(),
+            env,
+            threads_vary,
+        };
+        let mut resident = Resident::new(
+            command,
+            self.user,
+            req.plain,
+            req.max_calls,
+            Duration::from_millis(req.max_age_ms),
+        );
+        resident.start()?;
+        self.resident = Some((
+            resident,
+            Prepared {
+                source: req.source,
+                target,
+                plain: req.plain,
+                cache_key: req.cache_key,
+                compile_timeout_ms: req.compile_timeout_ms,
+            },
+        ));
+        Ok(outcome)
+    }
+
+    /// One call of the resident instance.
+    pub fn call(&mut self, req: ItemRequest) -> io::Result<RunOutcome> {
+        let Some((resident, _)) = self.resident.as_mut() else {
+            return Err(io::Error::other("call without an instance"));
+        };
+        self.invocations += 1;
+        let mut outcome = RunOutcome::default();
+        resident.call(&req, &mut outcome)?;
+        Ok(outcome)
+    }
+
+    /// After a call's reply: replaces the instance if the call (or its age) asks for it,
+    /// in a clean container, with the program written and staged again.
+    pub fn after_call(&mut self) -> io::Result<()> {
+        if !self
+            .resident
+            .as_ref()
+            .is_some_and(|(r, _)| r.needs_replacing())
+        {
+            return Ok(());
+        }
+        self.clean_slate()?;
+        let Some((resident, p)) = self.resident.as_mut() else {
+            return Ok(());
+        };
+        let ws = Workspace::open(self.user)?;
+        {
+            let _as_user = AsUser::enter(self.user)?;
+            let name = self.lang.program_file();
+            ws.write(name, p.source.as_bytes(), WriteMode::Create, name)?;
+        }
+        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
+        p.target.stage(self.user, artifact)?;
+        resident.start()
+    }
+
+    /// Ends the resident instance and cleans the container for the pool.
+    pub fn end_instance(&mut self) -> io::Result<()> {
+        self.resident = None;
+        self.reset()
     }
 
     /// Runs one invocation. `Err` means the agent itself failed (the container is retired);
@@ -612,7 +729,7 @@ fn err(kind: ProgramErrorKind, message: String) -> ProgramError {
 /// The message for a program that failed: the last stderr line that is not a stack frame
 /// (`at …`, as JavaScript and Mono print them after the exception) or a runtime's banner,
 /// which for Python, JavaScript, Go panics and Mono is the exception; else the exit status.
-fn runtime_message(c: &exec::Collected) -> String {
+pub(crate) fn runtime_message(c: &exec::Collected) -> String {
     let status = match (c.exit_code, c.signal) {
         (Some(code), _) => format!("the program exited with code {code}"),
         (None, Some(sig)) => format!("the program was killed by {sig}"),
@@ -630,7 +747,7 @@ fn runtime_message(c: &exec::Collected) -> String {
 }
 
 /// The container cgroup's OOM-kill counter (cgroup v2 or v1), if readable.
-fn oom_kills() -> Option<u64> {
+pub(crate) fn oom_kills() -> Option<u64> {
     for (file, key) in [
         ("/sys/fs/cgroup/memory.events", "oom_kill"),
         ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),

@@ -151,6 +151,18 @@ pub enum Request {
     /// (input written, program started, result read, container cleaned before the next
     /// line is read). Answered by [`Reply::Ran`].
     Item(ItemRequest),
+    /// Start a resident instance of a program (`"isolation": "program"`): write and
+    /// compile it once, start a runner process that loads it once, and keep the container's
+    /// state between calls (no cleanup until [`Request::EndInstance`]). Answered by
+    /// [`Reply::Prepared`].
+    Instance(InstanceRequest),
+    /// One input for the resident instance, answered by [`Reply::Ran`]. Calls may be sent
+    /// ahead (pipelined): the agent runs them one at a time, in order, each under its own
+    /// limits counted from when it starts. An instance that dies (timeout, memory, crash,
+    /// exit) or leaves a process behind is replaced before the next call runs.
+    Call(ItemRequest),
+    /// Stop the resident instance and clean the container: answered by [`Reply::Clean`].
+    EndInstance,
     /// Turn this container into a session: from now on nothing is wiped between requests.
     /// `meta` is the gateway's record of the session, kept so that a restarted gateway can
     /// re-adopt the container ([`Request::SessionInfo`]).
@@ -329,6 +341,29 @@ pub struct PrepareRequest {
     pub cache_key: Option<String>,
 }
 
+/// A program to keep resident for [`Request::Call`]s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRequest {
+    /// The user's code. Python and JavaScript: as written (the runner supplies
+    /// `input_data` and reads `result`); Go and C#: inside the instance template, which
+    /// turns the body into a function the runner calls per input.
+    pub source: String,
+    /// Wall-clock limit for compiling, for compiled languages.
+    pub compile_timeout_ms: u64,
+    /// A plain program: no `input_data`, no result; a call succeeds by not failing.
+    #[serde(default)]
+    pub plain: bool,
+    /// See [`RunRequest::cache_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+    /// The runner is replaced (in the same container, after a full cleanup) after this
+    /// many calls...
+    pub max_calls: u64,
+    /// ...or when it is this old.
+    pub max_age_ms: u64,
+}
+
 /// One input for the prepared program, with the per-run limits of [`RunRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -358,8 +393,8 @@ pub enum Reply {
     /// only after this line, so an idle container is always clean and ready: a slow cleanup
     /// (a fork bomb's) keeps the container busy instead of stalling the next caller.
     Clean,
-    /// Answer to [`Request::Prepare`]: `error` is the compiler's complaint (the program
-    /// cannot run; no item should be sent).
+    /// Answer to [`Request::Prepare`] and [`Request::Instance`]: `error` is the
+    /// compiler's complaint (the program cannot run; no item or call should be sent).
     Prepared {
         compile_ms: u64,
         cache_hit: Option<bool>,

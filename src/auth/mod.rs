@@ -35,6 +35,15 @@ pub enum AuthFailure {
     CredentialInUrl,
 }
 
+impl crate::failure::Failure for AuthFailure {
+    fn kind(&self) -> &'static str {
+        "unauthenticated"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Caller
+    }
+}
+
 /// Why the credential stores could not be set up at startup (a configuration error).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

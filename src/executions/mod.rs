@@ -73,6 +73,29 @@ pub enum ExecutionsError {
     Store(#[from] StoreError),
 }
 
+impl crate::failure::Failure for ExecutionsError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ExecutionsError::Request(e) => e.kind(),
+            ExecutionsError::NotFound => "execution_not_found",
+            ExecutionsError::IdempotencyMismatch => "idempotency_key_reused",
+            ExecutionsError::TenantQueueFull(_) | ExecutionsError::QueueFull(_) => "queue_full",
+            ExecutionsError::Store(e) => e.kind(),
+        }
+    }
+    fn class(&self) -> crate::failure::Class {
+        match self {
+            ExecutionsError::Request(e) => e.class(),
+            ExecutionsError::NotFound | ExecutionsError::IdempotencyMismatch => {
+                crate::failure::Class::Caller
+            }
+            ExecutionsError::TenantQueueFull(_) => crate::failure::OVER_QUOTA,
+            ExecutionsError::QueueFull(_) => crate::failure::BUSY,
+            ExecutionsError::Store(e) => e.class(),
+        }
+    }
+}
+
 /// The async engine: submission, lookup, cancellation, the workers and their upkeep.
 pub struct AsyncEngine {
     store: Arc<dyn JobStore>,

@@ -13,7 +13,7 @@ use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
 use crate::config::ExecutionSettings;
 use crate::domain::Principal;
 use crate::invoke::Invoker;
-use crate::limits::{AdmittedOwned, Permit};
+use crate::limits::{OwnedAdmissionSlot, Permit};
 use crate::requests::{self, ExecuteRequest, RequestError};
 use crate::store::JobRequest;
 
@@ -48,7 +48,7 @@ pub trait Runner: Send + Sync {
 
 /// The places a running job holds (as a synchronous call would): dropped when it ends.
 struct Held {
-    _admitted: Vec<AdmittedOwned>,
+    _admitted: Vec<OwnedAdmissionSlot>,
     _permits: Vec<Permit>,
 }
 

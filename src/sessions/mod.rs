@@ -46,6 +46,27 @@ pub enum SessionError {
     Pool(#[from] PoolError),
 }
 
+impl crate::failure::Failure for SessionError {
+    fn kind(&self) -> &'static str {
+        match self {
+            SessionError::NotFound => "session_not_found",
+            SessionError::Busy => "session_busy",
+            SessionError::LimitReached(_) => "session_limit_reached",
+            SessionError::InvalidParams(_) => "invalid_request",
+            SessionError::Lost => "session_lost",
+            SessionError::Request(e) => e.kind(),
+            SessionError::Pool(e) => e.kind(),
+        }
+    }
+    fn class(&self) -> crate::failure::Class {
+        match self {
+            SessionError::Request(e) => e.class(),
+            SessionError::Pool(e) => e.class(),
+            _ => crate::failure::Class::Caller,
+        }
+    }
+}
+
 /// All live sessions of this gateway.
 pub struct Sessions {
     pools: Arc<Pools>,

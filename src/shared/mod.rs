@@ -1,14 +1,13 @@
 //! State shared by several gateway replicas through one Redis (`[shared]`, off by
-//! default): the async queue and its results ([`store::RedisStore`]), per-key rate limits
-//! (GCRA in one Lua script), per-key concurrency caps (leases that expire with a dead
-//! replica), and the replica registry that session routing reads (heartbeats with a TTL).
+//! default): the connection the async queue and its results use
+//! ([`crate::store::RedisStore`]), per-key rate limits (GCRA in one Lua script), per-key
+//! concurrency caps (leases that expire with a dead replica), and the replica registry
+//! that session routing reads (heartbeats with a TTL).
 //!
 //! Everything here goes through the `redis` crate; nothing is home-made but the scripts.
 //! A Redis that does not answer within `shared.command_timeout_ms` is an outage: the
 //! request that needed it gets 503 `shared_state_unavailable`, the gateway stays up, and
 //! the connection manager reconnects when Redis is back.
-
-pub mod store;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -42,6 +41,15 @@ pub enum SharedError {
     /// The client that forwards session requests to their owner could not be built.
     #[error("shared state (Redis) is unavailable: {0}")]
     Http(#[source] reqwest::Error),
+}
+
+impl crate::failure::Failure for SharedError {
+    fn kind(&self) -> &'static str {
+        "shared_state_unavailable"
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Internal { transient: true }
+    }
 }
 
 /// The connection to the shared Redis and what this replica is called there.
@@ -130,16 +138,9 @@ impl Shared {
         key(&self.settings.prefix, parts)
     }
 
-    /// The durable queue on this Redis, on its own connection: a large result written
-    /// there must not hold up the request path's commands.
-    pub async fn store(&self, retention: Duration) -> Result<store::RedisStore, SharedError> {
-        let conn = manager(&self.client, &self.settings).await?;
-        Ok(store::RedisStore::new(
-            conn,
-            &self.settings,
-            &self.instance,
-            retention,
-        ))
+    /// A connection of its own to this Redis (the executions' store has one).
+    pub async fn connection(&self) -> Result<ConnectionManager, SharedError> {
+        manager(&self.client, &self.settings).await
     }
 
     /// One rate-limit decision for `subject` at `rate`/s with `burst`.

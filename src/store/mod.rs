@@ -4,16 +4,18 @@
 //! Behind an async trait ([`JobStore`]) with two engines: the default, an embedded SQLite
 //! database in WAL mode with `synchronous = FULL` ([`sqlite::SqliteStore`]), so an
 //! execution the gateway answered 202 for is on disk before the answer leaves; and Redis
-//! for several gateways ([`crate::shared::store::RedisStore`]). What a store keeps is in
+//! for several gateways ([`redis::RedisStore`], on the `[shared]` Redis). What a store keeps is in
 //! [`record`].
 
 pub mod record;
+pub mod redis;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+pub use self::redis::RedisStore;
 pub use record::{
     from_millis, now, to_millis, with_result, Delivery, JobKind, JobRecord, JobRequest, Status,
     Unreadable,
@@ -41,7 +43,21 @@ pub enum StoreError {
     Task(#[source] tokio::task::JoinError),
     /// The shared store (Redis) did not answer: an outage, not a fault of the request.
     #[error("shared executions store (Redis): {0}")]
-    Shared(#[source] redis::RedisError),
+    Shared(#[source] ::redis::RedisError),
+}
+
+impl crate::failure::Failure for StoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Shared(_) => "shared_state_unavailable",
+            _ => "store_failure",
+        }
+    }
+    fn class(&self) -> crate::failure::Class {
+        crate::failure::Class::Internal {
+            transient: matches!(self, StoreError::Shared(_)),
+        }
+    }
 }
 
 /// Queued executions, for admission (a tenant's and the total depth) and for metrics.

@@ -217,3 +217,35 @@ async fn the_engine_can_be_named_and_a_tls_engine_needs_its_certificates() {
     let err = codebeaker_pool::connect_to(&tls).await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("cert"), "{err}");
 }
+
+/// The pools stop taking work after the HTTP drain, not at the signal: a request whose
+/// body was still arriving when SIGTERM came runs and answers.
+#[tokio::test]
+async fn a_request_still_arriving_at_shutdown_still_runs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = settings(&[Language::Python]);
+    s.server.shutdown_grace_ms = 15_000;
+    let app = spawn_with(s).await;
+    let body = json!({"language": "python", "code": "result = 2"}).to_string();
+    let host = app.addr.trim_start_matches("http://").to_string();
+    let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let head = format!(
+        "POST /v1/execute HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        app.key,
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"output\":2"), "{answer}");
+    app.stop().await;
+}

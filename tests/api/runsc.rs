@@ -1,6 +1,6 @@
 //! Every language under gVisor (`pool.languages.<lang>.runtime = "runsc"`): the happy
 //! path, the kernel the program sees, and the hostile programs. They need runsc registered
-//! with the Docker engine (`.ci/run` does it; see the README's "Stronger isolation").
+//! with the Docker engine (`.ci/run` does it; see docs/operations.md, "Stronger isolation").
 
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ async fn runsc_app() -> TestApp {
         .is_some_and(|r| r.contains_key("runsc"));
     assert!(
         registered,
-        "runsc (gVisor) is not registered with the Docker engine: install it (apt-get install runsc) and add it to /etc/docker/daemon.json as the README's \"Stronger isolation\" says (.ci/run does both)"
+        "runsc (gVisor) is not registered with the Docker engine: install it (apt-get install runsc) and add it to /etc/docker/daemon.json as docs/operations.md's \"Stronger isolation\" says (.ci/run does both)"
     );
     let mut s = settings(&Language::ALL);
     for l in Language::ALL {
@@ -95,7 +95,7 @@ async fn hostile_programs_under_gvisor_fail_cleanly_and_leave_nothing_behind() {
     assert_eq!(b["output"], 2, "{b}");
 
     // A fork bomb exhausts the sandbox's process limit and takes it down: the call fails
-    // as a sandbox failure (see the README), and the pool carries on.
+    // as a sandbox failure (see docs/operations.md), and the pool carries on.
     let (st, b) = run("import os\nwhile True:\n    try: os.fork()\n    except OSError: pass").await;
     assert!(
         st != 200 || kind(&b) == "process_limit_exceeded" || kind(&b) == "timeout",

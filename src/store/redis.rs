@@ -32,9 +32,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use crate::config::SharedSettings;
-use crate::store::record::{caller_from_stored, caller_to_stored, from_millis, to_millis};
-use crate::store::{
+use crate::shared::{Shared, SharedError};
+
+use super::record::{caller_from_stored, caller_to_stored, from_millis, to_millis};
+use super::{
     with_result, Delivery, JobEnd, JobKind, JobRecord, JobRequest, JobStore, QueueDepth, Recovered,
     Status, StoreError,
 };
@@ -272,28 +273,25 @@ fn idem_tenant(tenant: &str) -> String {
 }
 
 impl RedisStore {
-    /// The store on `conn` (its own connection: a large result written here must not
-    /// hold up the rate limits' commands).
-    pub fn new(
-        conn: ConnectionManager,
-        settings: &SharedSettings,
-        consumer: &str,
-        retention: Duration,
-    ) -> RedisStore {
-        RedisStore {
-            conn,
+    /// The store on `shared`'s Redis, on a connection of its own: a large result written
+    /// here must not hold up the request path's commands. Its consumer in the queue's
+    /// group is this replica's instance label.
+    pub async fn connect(shared: &Shared, retention: Duration) -> Result<RedisStore, SharedError> {
+        let settings = &shared.settings;
+        Ok(RedisStore {
+            conn: shared.connection().await?,
             prefix: settings.prefix.clone(),
-            consumer: consumer.to_string(),
+            consumer: shared.instance.clone(),
             visibility: Duration::from_millis(settings.visibility_timeout_ms),
             retention,
             group_ready: AtomicBool::new(false),
             claims: Mutex::new(HashMap::new()),
             reclaim_cursor: Mutex::new("0-0".into()),
-        }
+        })
     }
 
     fn key(&self, parts: &[&str]) -> String {
-        super::key(&self.prefix, parts)
+        crate::shared::key(&self.prefix, parts)
     }
 
     fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {

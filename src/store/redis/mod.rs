@@ -22,6 +22,12 @@
 //! long work cannot hold every worker; below the cap, the stream's order is kept.
 //! Delivery is at least once: an execution whose replica died mid-run runs again on
 //! another, once; a second loss fails it (as a single node's restart does).
+//!
+//! `scripts.rs` holds the Lua (`store/lua/*.lua`) that makes each step atomic; `hash.rs`
+//! turns hashes and stream replies into typed records.
+
+mod hash;
+mod scripts;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,15 +35,22 @@ use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::shared::{Shared, SharedError};
+use hash::{
+    delivery_fields, entries, glob_escape, idem_tenant, text, to_delivery, to_job, JOB_FIELDS,
+    LIST_FIELDS, LOOKUP_FIELDS,
+};
+use scripts::{
+    CLAIM, CLAIM_SCAN, DELIVERY_LEASE_MS, DUE, FINISH, INSERT, POSTPONE, RELEASE, RENEW, REQUEUE,
+    SETTLE, SWEEP,
+};
 
-use super::record::{caller_from_stored, caller_to_stored, from_millis, to_millis};
+use super::record::{caller_to_stored, from_millis, to_millis};
 use super::{
-    with_result, Delivery, JobEnd, JobKind, JobRecord, JobRequest, JobStore, QueueDepth, Recovered,
-    Status, StoreError,
+    with_result, Delivery, JobEnd, JobRecord, JobStore, QueueDepth, Recovered, Status, StoreError,
 };
 
 const GROUP: &str = "workers";
@@ -61,215 +74,6 @@ pub struct RedisStore {
     /// Where the next XAUTOCLAIM scan of the pending entries starts (each call looks at a
     /// few; the cursor makes successive calls cover all of them).
     reclaim_cursor: Mutex<String>,
-}
-
-/// Inserts a job; 0 when its idempotency key is taken.
-static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/insert.lua")));
-
-/// Lua shared by the scripts that end a job (KEYS[1] its hash, KEYS[2] the queue):
-/// `final` acks and drops its stream entry and lets the job and its idempotency key
-/// expire with the retention; `fail_twice` ends a job lost by two replicas.
-const ENDING: &str = include_str!("lua/ending.lua");
-
-/// A script with the [`ENDING`] functions in front.
-fn ending(body: &str) -> Script {
-    Script::new(&format!("{ENDING}{body}"))
-}
-
-/// Marks a job whose stream entry this replica just read as running: 'run', or 'gone'
-/// (finished or cancelled meanwhile: the entry is dropped) or 'failed' (a reclaimed job
-/// that had already been started twice).
-static CLAIM: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/claim.lua")));
-
-/// Records a final status if the job is not final yet, acks its stream entry, and files
-/// its callback. Returns 1 if it did.
-static FINISH: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/finish.lua")));
-
-/// Puts a job this replica had claimed before it restarted back in the queue (or fails
-/// it if it had already been started twice). Returns 'requeued', 'failed' or 'gone'.
-static REQUEUE: LazyLock<Script> = LazyLock::new(|| ending(include_str!("lua/requeue.lua")));
-
-/// Gives back a job this consumer claimed but did not start: queued again under a new
-/// stream entry, its attempt not counted. ARGV = prefix, entry, group.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
-
-/// Drops from an index (a sorted set by creation time) the members created before
-/// ARGV[1] whose key (ARGV[2] .. member) has expired; looks at 500 from offset ARGV[3].
-/// Returns {removed, looked at}.
-static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
-
-/// How many passed-over entries one claim moves to the end of the stream before it
-/// reports nothing to run (every queued job belongs to a tenant at its cap).
-const CLAIM_SCAN: usize = 16;
-
-/// Escapes a glob's special characters (a prefix or tenant in a SCAN pattern).
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// Renews this consumer's claims: for each (job id, entry id), only if the job still points
-/// at that entry, is still running and the entry is still this consumer's (another replica
-/// may have taken it over). Returns the job ids that are no longer ours to run (taken
-/// over, cancelled, finished elsewhere), so that the replica stops them.
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
-
-/// Pending callbacks due now, each leased for a while so that two replicas do not send
-/// the same one at once.
-static DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/due.lua")));
-
-/// How long a replica holds the callbacks it took: longer than a sender takes to try a
-/// whole round of them one after another, so that no other replica sends them meanwhile;
-/// a replica that died with some leased has them retried after this.
-const DELIVERY_LEASE_MS: u64 = 600_000;
-
-/// Records a callback's outcome only while it is still pending (another replica may have
-/// settled it): ARGV = outcome ('delivered' | 'retry' | 'dead'), now/next, error, prefix.
-static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
-
-/// Puts off callbacks the sender took but could not start, only while still pending:
-/// KEYS = their hashes, ARGV = due set, at, ids (in KEYS' order).
-static POSTPONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/postpone.lua")));
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// (entry id, execution id) of each entry in a stream reply (`[[sid, [field, value…]]…]`;
-/// an entry deleted meanwhile has no fields).
-fn entries(v: &Value) -> Vec<(String, Option<String>)> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|e| match e {
-            Value::Array(pair) if pair.len() == 2 => {
-                let sid = text(&pair[0])?;
-                let id = match &pair[1] {
-                    Value::Array(kv) => kv.chunks(2).find_map(|c| {
-                        (c.len() == 2 && text(&c[0]).as_deref() == Some("id"))
-                            .then(|| text(&c[1]))
-                            .flatten()
-                    }),
-                    _ => None,
-                };
-                Some((sid, id))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn get_i64(h: &HashMap<String, String>, k: &str) -> Option<i64> {
-    h.get(k).and_then(|v| v.parse().ok())
-}
-
-/// Every field of a job's hash but `sid`, the request first (a claim loads it).
-const JOB_FIELDS: [&str; 15] = [
-    "request",
-    "result",
-    "idempotency_key",
-    "request_hash",
-    "id",
-    "tenant",
-    "caller",
-    "kind",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "error",
-    "attempts",
-    "callback_url",
-];
-/// What a lookup loads: all but the request.
-const LOOKUP_FIELDS: &[&str] = JOB_FIELDS.split_at(1).1;
-/// What a list loads: neither the request nor the result.
-const LIST_FIELDS: &[&str] = JOB_FIELDS.split_at(4).1;
-
-/// The hash's fields (`fields`, with the values HMGET gave) as a record; `None` for a job
-/// that is gone (expired with its retention).
-fn to_job(fields: &[&str], values: Vec<Option<String>>) -> Option<JobRecord> {
-    let h: HashMap<String, String> = fields
-        .iter()
-        .zip(values)
-        .filter_map(|(k, v)| Some((k.to_string(), v?)))
-        .collect();
-    let kind = JobKind::parse(h.get("kind").map(String::as_str).unwrap_or_default());
-    Some(JobRecord {
-        id: h.get("id")?.clone(),
-        tenant: h.get("tenant")?.clone(),
-        caller: caller_from_stored(h.get("caller").map(String::as_str).unwrap_or_default()),
-        kind,
-        request: fields.contains(&"request").then(|| {
-            JobRequest::from_stored(
-                kind,
-                h.get("request").map(String::as_str).unwrap_or_default(),
-            )
-        }),
-        status: Status::parse(h.get("status")?)?,
-        created_at: from_millis(get_i64(&h, "created_at").unwrap_or(0)),
-        started_at: get_i64(&h, "started_at").map(from_millis),
-        finished_at: get_i64(&h, "finished_at").map(from_millis),
-        result: h.get("result").cloned(),
-        error: h.get("error").cloned(),
-        attempts: get_i64(&h, "attempts").unwrap_or(0),
-        idempotency_key: h.get("idempotency_key").filter(|s| !s.is_empty()).cloned(),
-        request_hash: h.get("request_hash").cloned().unwrap_or_default(),
-        callback_url: h.get("callback_url").filter(|s| !s.is_empty()).cloned(),
-    })
-}
-
-fn to_delivery(h: HashMap<String, String>) -> Option<Delivery> {
-    Some(Delivery {
-        id: h.get("id")?.clone(),
-        execution_id: h.get("execution_id")?.clone(),
-        tenant: h.get("tenant")?.clone(),
-        subject: h.get("subject").cloned().unwrap_or_default(),
-        url: h.get("url").cloned().unwrap_or_default(),
-        payload: h.get("payload").cloned().unwrap_or_default(),
-        status: h.get("status").cloned().unwrap_or_default(),
-        attempts: get_i64(&h, "attempts").unwrap_or(0),
-        next_attempt_at: get_i64(&h, "next_attempt_at").unwrap_or(0),
-        last_error: h.get("last_error").filter(|s| !s.is_empty()).cloned(),
-        created_at: get_i64(&h, "created_at").unwrap_or(0),
-        delivered_at: get_i64(&h, "delivered_at"),
-    })
-}
-
-fn delivery_fields(d: &Delivery) -> Vec<(&'static str, String)> {
-    vec![
-        ("id", d.id.clone()),
-        ("execution_id", d.execution_id.clone()),
-        ("tenant", d.tenant.clone()),
-        ("subject", d.subject.clone()),
-        ("url", d.url.clone()),
-        ("payload", d.payload.clone()),
-        ("status", d.status.clone()),
-        ("attempts", d.attempts.to_string()),
-        ("next_attempt_at", d.next_attempt_at.to_string()),
-        ("last_error", d.last_error.clone().unwrap_or_default()),
-        ("created_at", d.created_at.to_string()),
-    ]
-}
-
-/// A tenant as it appears in an idempotency key: length-prefixed, so that tenant `a` with
-/// key `b:c` and tenant `a:b` with key `c` (a JWT claim may hold a colon) never meet.
-/// The finish script builds the same form (`string.len(tenant) .. '.' .. tenant`).
-fn idem_tenant(tenant: &str) -> String {
-    format!("{}.{tenant}", tenant.len())
 }
 
 impl RedisStore {
@@ -984,149 +788,5 @@ impl JobStore for RedisStore {
             mine.remove(id);
         }
         Ok(lost)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    fn values(fields: &[&str], h: &[(&str, &str)]) -> Vec<Option<String>> {
-        fields
-            .iter()
-            .map(|f| h.iter().find(|(k, _)| k == f).map(|(_, v)| v.to_string()))
-            .collect()
-    }
-
-    /// A job's hash as the insert and claim scripts leave it.
-    const HASH: [(&str, &str); 12] = [
-        ("id", "j1"),
-        ("tenant", "t"),
-        (
-            "caller",
-            r#"{"subject":"key:k","tenant":"t","scopes":["execute"],"quota":{},"jwt":false}"#,
-        ),
-        ("kind", "batch"),
-        (
-            "request",
-            r#"{"code":"x","items":[{"id":"1"}],"language":"python"}"#,
-        ),
-        ("status", "running"),
-        ("created_at", "1700000000000"),
-        ("started_at", "1700000000500"),
-        ("attempts", "1"),
-        ("idempotency_key", ""),
-        ("request_hash", "h"),
-        ("callback_url", ""),
-    ];
-
-    #[test]
-    fn a_hash_reads_as_a_typed_record_with_only_the_fields_asked_for() {
-        let claimed = to_job(&JOB_FIELDS, values(&JOB_FIELDS, &HASH)).unwrap();
-        assert_eq!(
-            (claimed.id.as_str(), claimed.kind, claimed.status),
-            ("j1", JobKind::Batch, Status::Running)
-        );
-        assert!(matches!(claimed.request, Some(Ok(JobRequest::Batch(_)))));
-        assert_eq!(claimed.caller.unwrap().subject, "key:k");
-        assert_eq!(claimed.created_at, from_millis(1_700_000_000_000));
-        assert_eq!(claimed.started_at, Some(from_millis(1_700_000_000_500)));
-        assert_eq!(claimed.finished_at, None);
-        // Empty strings are how the hash says "none".
-        assert_eq!(
-            (claimed.idempotency_key, claimed.callback_url),
-            (None, None)
-        );
-
-        let looked_up = to_job(LOOKUP_FIELDS, values(LOOKUP_FIELDS, &HASH)).unwrap();
-        assert!(
-            looked_up.request.is_none(),
-            "a lookup leaves the request out"
-        );
-        assert_eq!(LIST_FIELDS.len(), 11);
-        assert!(!LIST_FIELDS.contains(&"result") && !LIST_FIELDS.contains(&"request"));
-
-        // Expired (every field missing), or a hash without a known status.
-        assert!(to_job(LIST_FIELDS, vec![None; LIST_FIELDS.len()]).is_none());
-        let mut odd = HASH;
-        odd[5] = ("status", "weird");
-        assert!(to_job(&JOB_FIELDS, values(&JOB_FIELDS, &odd)).is_none());
-    }
-
-    #[test]
-    fn a_request_this_version_cannot_read_fails_its_job_not_the_claim() {
-        let mut broken = HASH;
-        broken[4] = ("request", "{not json");
-        let job = to_job(&JOB_FIELDS, values(&JOB_FIELDS, &broken)).unwrap();
-        let why = job.request.unwrap().unwrap_err();
-        assert!(why.0.starts_with("stored request unreadable"), "{why}");
-    }
-
-    #[test]
-    fn a_delivery_reads_back_as_it_was_written() {
-        let d = Delivery {
-            id: "d1".into(),
-            execution_id: "j1".into(),
-            tenant: "t".into(),
-            subject: "key:k".into(),
-            url: "https://example.com/hook".into(),
-            payload: "{}".into(),
-            status: "pending".into(),
-            attempts: 2,
-            next_attempt_at: 10,
-            last_error: None,
-            created_at: 5,
-            delivered_at: None,
-        };
-        let h: HashMap<String, String> = delivery_fields(&d)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let back = to_delivery(h).unwrap();
-        assert_eq!(
-            (
-                back.id,
-                back.attempts,
-                back.next_attempt_at,
-                back.last_error
-            ),
-            (d.id, 2, 10, None)
-        );
-    }
-
-    #[test]
-    fn stream_replies_give_entry_and_execution_ids() {
-        let reply = Value::Array(vec![
-            Value::Array(vec![
-                bulk("1700000000000-0"),
-                Value::Array(vec![bulk("id"), bulk("j1")]),
-            ]),
-            // Deleted while pending: no fields.
-            Value::Array(vec![bulk("1700000000001-0"), Value::Nil]),
-            Value::Int(3),
-        ]);
-        assert_eq!(
-            entries(&reply),
-            vec![
-                ("1700000000000-0".to_string(), Some("j1".to_string())),
-                ("1700000000001-0".to_string(), None),
-            ]
-        );
-        assert!(entries(&Value::Nil).is_empty());
-        assert_eq!(text(&Value::Int(7)).as_deref(), Some("7"));
-    }
-
-    #[test]
-    fn keys_do_not_let_tenants_or_patterns_meet() {
-        assert_eq!(idem_tenant("a:b"), "3.a:b");
-        assert_ne!(
-            format!("{}:{}", idem_tenant("a"), "b:c"),
-            format!("{}:{}", idem_tenant("a:b"), "c")
-        );
-        assert_eq!(glob_escape("cb*[x]?\\"), "cb\\*\\[x\\]\\?\\\\");
     }
 }

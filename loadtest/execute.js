@@ -1,5 +1,6 @@
 // k6: POST /v1/execute with a trivial program, for one language.
 //   CB_LANGUAGE=python VUS=16 DURATION=20s k6 run loadtest/execute.js
+//   ISOLATION=program ... runs it on a resident instance ("isolation": "program").
 import http from 'k6/http';
 import { check } from 'k6';
 
@@ -19,7 +20,12 @@ export const options = {
   thresholds: { checks: ['rate>0.99'] },
 };
 
-const body = JSON.stringify({ language: LANGUAGE, code: PROGRAMS[LANGUAGE], input: { xs: [1, 2, 3] } });
+const body = JSON.stringify({
+  language: LANGUAGE,
+  code: PROGRAMS[LANGUAGE],
+  input: { xs: [1, 2, 3] },
+  isolation: __ENV.ISOLATION || 'call',
+});
 const params = { headers: { 'content-type': 'application/json', 'x-api-key': __ENV.API_KEY || '' } };
 
 export default function () {

@@ -21,6 +21,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub shared: SharedSettings,
     pub pool: PoolSettings,
+    /// `[instances]`: resident program instances (`"isolation": "program"`).
+    pub instances: codebeaker_pool::InstanceSettings,
 }
 
 /// `[shared]`: several gateway replicas sharing one Redis (off by default: a single node
@@ -663,7 +665,10 @@ mod tests {
             &|s| s.limits.compile_timeout_ms = 0,
             "limits.compile_timeout_ms",
         );
-        check(&|s| s.pool.warm_interval_ms = 0, "pool.warm_interval_ms");
+        check(
+            &|s| s.pool.warm_interval_ms = std::time::Duration::ZERO,
+            "pool.warm_interval_ms",
+        );
         check(&|s| s.pool.limits.sandbox_uid = 0, "sandbox_uid");
     }
 }

@@ -1,11 +1,11 @@
 //! One stateless invocation, shared by both transports: validation, admission (global
 //! shedding), the caller's concurrency cap, the pool, and the invocation metrics.
 
-use codebeaker_pool::{Execution, Invocation, PoolError, Pools};
+use codebeaker_pool::{ErrorClass, Invocation, PoolError, Pools, RunOutput};
 use codebeaker_proto::{Language, RawJson};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Settings;
 use crate::domain::Principal;
@@ -44,35 +44,35 @@ impl Failure for ExecuteError {
             ExecuteError::Request(e) => e.class(),
             ExecuteError::Shed => crate::failure::BUSY,
             ExecuteError::ConcurrencyLimited(_) => crate::failure::OVER_QUOTA,
-            ExecuteError::Pool(e) => e.class(),
+            ExecuteError::Pool(e) => Failure::class(e),
             ExecuteError::Shared(e) => e.class(),
         }
     }
 }
 
-/// The pool's errors, classed here: the pool crate knows nothing of the transports.
+/// The pool's errors, in the gateway's terms: the pool says whose fault it is
+/// (`PoolError::class`), this names the kind and maps the class.
 impl Failure for PoolError {
     fn kind(&self) -> &'static str {
         match self {
             PoolError::Exhausted { .. } => "pool_exhausted",
-            p if p.is_engine_unavailable() => "engine_unavailable",
             PoolError::ShuttingDown => "shutting_down",
             PoolError::Disabled(_) => "language_disabled",
             PoolError::UnknownPackages(_) => "unknown_packages",
+            PoolError::NoResidentForm { .. } => "invalid_request",
+            p if p.is_engine_unavailable() => "engine_unavailable",
             _ => "sandbox_failure",
         }
     }
     fn class(&self) -> Class {
-        match self {
-            PoolError::Exhausted { retry_after, .. } => Class::Overload {
-                retry_after: *retry_after,
+        match PoolError::class(self) {
+            ErrorClass::Caller => Class::Caller,
+            ErrorClass::Overload { retry_after } => Class::Overload {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
                 quota: false,
             },
-            PoolError::ShuttingDown => crate::failure::BUSY,
-            PoolError::Disabled(_) | PoolError::UnknownPackages(_) => Class::Caller,
-            p => Class::Internal {
-                transient: p.is_engine_unavailable(),
-            },
+            ErrorClass::EngineUnavailable => Class::Internal { transient: true },
+            ErrorClass::Internal => Class::Internal { transient: false },
         }
     }
 }
@@ -176,15 +176,10 @@ impl Invoker {
     }
 }
 
-/// Records an invocation that ran (metrics, debug log) and turns it into the response
-/// (`started` is when the request arrived). Batch items are recorded here too.
-pub fn respond(
-    language: Language,
-    ex: Execution,
-    request_id: Option<String>,
-    started: Instant,
-) -> ExecuteResponse {
-    let o = ex.outcome;
+/// Records an invocation that ran: its metrics (`started` is when the request arrived).
+/// Batch items are recorded here too.
+pub fn record(language: Language, ex: &RunOutput, started: Instant) {
+    let o = &ex.outcome;
     let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
     crate::metrics::invocation(
         language.name(),
@@ -194,9 +189,22 @@ pub fn respond(
         started.elapsed(),
         o.cache_hit,
     );
+}
+
+/// Records an invocation that ran (metrics, debug log) and turns it into the response
+/// (`started` is when the request arrived).
+pub fn respond(
+    language: Language,
+    ex: RunOutput,
+    request_id: Option<String>,
+    started: Instant,
+) -> ExecuteResponse {
+    record(language, &ex, started);
+    let o = ex.outcome;
     let execution_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(
-        %execution_id, %language, outcome,
+        %execution_id, %language,
+        outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str()),
         duration_ms = o.duration_ms, queue_ms = ex.queue_wait.as_millis() as u64,
         "invocation ran"
     );

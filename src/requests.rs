@@ -2,7 +2,7 @@
 //! limits. Both transports (HTTP and JSON-RPC) deserialize into these types and validate
 //! them here, so a request is judged the same whichever way it came.
 
-use codebeaker_pool::Invocation;
+use codebeaker_pool::{Invocation, Isolation};
 use codebeaker_proto::{Language, RawJson};
 use serde::Deserialize;
 use std::time::Duration;
@@ -37,6 +37,14 @@ pub struct ExecuteRequest {
     /// what is available (`GET /v1/languages`). Nothing is ever installed at run time.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// `call` (the default): a fresh process per call, nothing of one call reaches the
+    /// next. `program`: the call runs on a resident instance of this program (one per
+    /// tenant, language, program, packages and memory limit), loaded once and called per
+    /// input with fresh top-level variables; module-level state (imports, globals hung on
+    /// modules, static fields, files) persists between calls of one instance.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub isolation: Isolation,
 }
 
 /// How the code is run.
@@ -217,6 +225,13 @@ pub fn invocation(
         check_memory(mb, caller.memory_cap(container_mb), "memoryLimitMb")?;
     }
     check_packages(&req.packages)?;
+    let plain = req.mode == RunMode::Plain;
+    if req.isolation == Isolation::Program && !codebeaker_pool::has_resident_form(language, plain) {
+        return Err(RequestError::Invalid(format!(
+            "{language} {} cannot run as a resident instance (\"isolation\": \"program\"); use \"isolation\": \"call\"",
+            if plain { "plain programs" } else { "programs" }
+        )));
+    }
     Ok(Invocation {
         language,
         code: req.code.into(),
@@ -227,9 +242,10 @@ pub fn invocation(
         memory_mb: caller.memory_limit(req.memory_limit_mb, container_mb),
         stream_limit_bytes: limits.stream_limit_bytes,
         result_limit_bytes: limits.result_limit_bytes,
-        plain: req.mode == RunMode::Plain,
+        plain,
         packages: req.packages,
         tenant: caller.tenant.as_str().into(),
+        isolation: req.isolation,
     })
 }
 
@@ -286,6 +302,7 @@ mod tests {
 
     fn req(language: &str, code: &str) -> ExecuteRequest {
         ExecuteRequest {
+            isolation: Default::default(),
             language: language.into(),
             code: code.into(),
             input: RawJson::from_value(&serde_json::json!({"xs": [1]})),

@@ -3,7 +3,7 @@
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use codebeaker_pool::{PoolError, Pools};
+use codebeaker_pool::{Pools, StartError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -31,10 +31,10 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("the Docker engine is not reachable ({0}); start dockerd or set DOCKER_HOST")]
-    Docker(#[source] PoolError),
+    Docker(#[source] StartError),
     /// A pool setting that names an unusable path (exit code 64).
     #[error(transparent)]
-    PoolPath(PoolError),
+    PoolPath(StartError),
     #[error(transparent)]
     Auth(#[from] SetupError),
     #[error(transparent)]
@@ -130,14 +130,20 @@ impl Application {
             s.claim_instance().await?;
             tasks.spawn(s.clone().heartbeat(shutdown.child_token()));
         }
-        // Not a child of `shutdown`: the pools keep serving the requests that drain after the
-        // signal, and stop taking work in `stop` once the HTTP drain is over.
-        let pools = Pools::start(docker, settings.pool.clone(), CancellationToken::new())
-            .await
-            .map_err(|e| match e {
-                PoolError::CompileCache { .. } => StartupError::PoolPath(e),
-                e => StartupError::Docker(e),
-            })?;
+        // The signal stops only the pools' warmers and health loops: they keep serving the
+        // requests that drain after it, and stop taking work in `stop` once the drain is over.
+        let pools = Pools::start(
+            docker,
+            settings.pool.clone(),
+            settings.instances.clone(),
+            shutdown.child_token(),
+            tasks.clone(),
+        )
+        .await
+        .map_err(|e| match e {
+            StartError::CompileCache { .. } => StartupError::PoolPath(e),
+            e => StartupError::Docker(e),
+        })?;
         let rate = Arc::new(match &shared {
             Some(s) => RateLimits::shared(s.clone()),
             None => RateLimits::default(),

@@ -7,7 +7,9 @@
 //!   `sessions`, `shared`, `store`, `webhooks`) know nothing of the transports (`state`,
 //!   `error`, `routes`, `jsonrpc`, `openapi`, `serve`, `startup`, `telemetry`) nor of
 //!   HTTP (`axum`): each returns its own error enum, mapped once per transport.
-//! - Only `pool/` talks to Docker: nothing under `src/` names `bollard`.
+//! - Only `pool/` talks to Docker: nothing under `src/` names `bollard`, and
+//!   `pool/src/lib.rs` re-exports no bollard type the gateway could name.
+//! - The modules of `pool/src` and of `agent/src` have no import cycle either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -51,9 +53,15 @@ fn code_of(path: &Path) -> String {
         .join("\n")
 }
 
-/// Top-level module → (its files' code).
+/// Top-level module of the gateway → (its files' code).
 fn modules() -> BTreeMap<String, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    modules_in("src")
+}
+
+/// Top-level module of the crate whose sources are `dir` (relative to the workspace) →
+/// (its files' code).
+fn modules_in(dir: &str) -> BTreeMap<String, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
@@ -97,19 +105,8 @@ fn uses(code: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn gateway_modules_depend_in_one_direction() {
-    let mods = modules();
-    let names: BTreeSet<String> = mods.keys().cloned().collect();
-    let graph: BTreeMap<String, BTreeSet<String>> = mods
-        .iter()
-        .map(|(m, code)| {
-            let mut deps = uses(code, &names);
-            deps.remove(m);
-            (m.clone(), deps)
-        })
-        .collect();
-    // Depth-first search for a cycle, reporting its path.
+/// Depth-first search for a cycle, panicking with its path.
+fn assert_no_cycle(graph: &BTreeMap<String, BTreeSet<String>>) {
     fn visit(
         n: &str,
         g: &BTreeMap<String, BTreeSet<String>>,
@@ -131,8 +128,23 @@ fn gateway_modules_depend_in_one_direction() {
     }
     let mut done = BTreeSet::new();
     for n in graph.keys() {
-        visit(n, &graph, &mut Vec::new(), &mut done);
+        visit(n, graph, &mut Vec::new(), &mut done);
     }
+}
+
+#[test]
+fn gateway_modules_depend_in_one_direction() {
+    let mods = modules();
+    let names: BTreeSet<String> = mods.keys().cloned().collect();
+    let graph: BTreeMap<String, BTreeSet<String>> = mods
+        .iter()
+        .map(|(m, code)| {
+            let mut deps = uses(code, &names);
+            deps.remove(m);
+            (m.clone(), deps)
+        })
+        .collect();
+    assert_no_cycle(&graph);
     let placed: BTreeSet<String> = LEAVES
         .iter()
         .chain(LAYERS)
@@ -170,5 +182,109 @@ fn gateway_modules_depend_in_one_direction() {
             !code.contains("bollard::") && !code.contains("use bollard"),
             "{m} talks to Docker: only pool/ may"
         );
+    }
+}
+
+/// The sibling modules `code` (a top-level module of a flat crate) names: through
+/// `crate::x`, `crate::{x, y::z}` or `super::x` (a top-level module's `super` is the
+/// crate root), in paths and in `use` lines alike.
+fn sibling_uses(code: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for prefix in ["crate::", "super::"] {
+        for (i, _) in code.match_indices(prefix) {
+            // `super::super::x` and the like: only one level is the crate root.
+            let rest = &code[i + prefix.len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // Top-level names of the group, up to its closing brace.
+                let mut depth = 0;
+                let mut item_start = true;
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        _ if item_start && !c.is_whitespace() => {
+                            out.insert(ident(&group[j..]));
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                out.insert(ident(rest));
+            }
+        }
+    }
+    out.retain(|n| names.contains(n));
+    out
+}
+
+/// The import graph of the flat crate in `dir`.
+fn crate_graph(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mods = modules_in(dir);
+    let names: BTreeSet<String> = mods.keys().cloned().collect();
+    mods.iter()
+        .map(|(m, code)| {
+            let mut deps = sibling_uses(code, &names);
+            deps.remove(m);
+            (m.clone(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn the_dependency_scan_sees_every_way_of_naming_a_sibling() {
+    let names: BTreeSet<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
+    let code = "use crate::a::X;\nuse crate::{b, c::{Y, Z}};\nfn f() { super::d::g(); e::h(); }";
+    let found: Vec<String> = sibling_uses(code, &names).into_iter().collect();
+    assert_eq!(found, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn pool_modules_have_no_import_cycle() {
+    let graph = crate_graph("pool/src");
+    assert!(graph.contains_key("docker") && graph.contains_key("pools"));
+    assert_no_cycle(&graph);
+}
+
+#[test]
+fn agent_modules_have_no_import_cycle() {
+    let graph = crate_graph("agent/src");
+    assert!(graph.contains_key("exec") && graph.contains_key("zygote"));
+    assert_no_cycle(&graph);
+}
+
+#[test]
+fn no_docker_type_reaches_the_gateway() {
+    for (m, code) in &modules() {
+        // A log filter may say "bollard=warn"; a path to one of its types may not.
+        assert!(
+            !code.contains("bollard::") && !code.contains("use bollard"),
+            "{m} names a bollard type: only pool/ may talk to Docker"
+        );
+    }
+    let lib = code_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pool/src/lib.rs"));
+    let exports: Vec<&str> = lib
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pub use"))
+        .collect();
+    assert!(!exports.is_empty(), "pool/src/lib.rs re-exports its API");
+    for line in exports {
+        assert!(
+            !line.contains("bollard"),
+            "pool/src/lib.rs re-exports a Docker type: {line}"
+        );
+    }
+    // Nor does a public function of the crate root hand one out.
+    for line in lib.lines().filter(|l| l.trim_start().starts_with("pub ")) {
+        assert!(!line.contains("bollard"), "pool/src/lib.rs: {line}");
     }
 }

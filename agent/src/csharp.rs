@@ -14,12 +14,13 @@
 //! is built (see docs/csharp.md for the subset).
 
 use codebeaker_proto::Language;
-use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use crate::digest::digest;
 
 /// Where the image installs the `System.Text.Json` subset for Mono.
 pub const JSON_LIBRARY_DIR: &str = "/usr/lib/codebeaker";
@@ -337,19 +338,6 @@ pub fn compiler_argv(src: &str, out: &str) -> Vec<String> {
         format!("-out:{out}"),
         src.into(),
     ]
-}
-
-/// Hex SHA-256 of the parts, separated so that ("ab", "c") and ("a", "bc") differ.
-pub fn digest(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-        h.update([0]);
-    }
-    h.finalize().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// `dotnet`, as installed in the C# image: `dotnet script FILE.cs [args…]` compiles the

@@ -21,21 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::files::User;
+use crate::process::{ExitStatus, BASE_ENV};
 
-/// The environment every user process starts with. Nothing from the agent's own
-/// environment leaks through (it has none worth keeping, and secrets never belong here).
 /// Receives captured output as it arrives: (`"stdout"` or `"stderr"`, bytes).
 pub type OutputSink<'a, 'b> = &'a mut (dyn FnMut(&str, &[u8]) + 'b);
-
-pub const BASE_ENV: &[(&str, &str)] = &[
-    (
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    ),
-    ("LANG", "C.UTF-8"),
-    ("HOME", "/tmp"),
-    ("TMPDIR", "/tmp"),
-];
 
 /// Owns the signalfd through which the agent learns that children exited.
 pub struct Reaper {
@@ -315,44 +304,6 @@ pub fn collect_streaming(
         timed_out,
         process_limit,
     })
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy)]
-pub struct ExitStatus {
-    pub code: Option<i32>,
-    pub signal: Option<Signal>,
-}
-
-impl ExitStatus {
-    /// From Python's `os.waitstatus_to_exitcode` convention: negative means a signal.
-    pub fn from_code(n: i32) -> ExitStatus {
-        if n >= 0 {
-            ExitStatus {
-                code: Some(n),
-                signal: None,
-            }
-        } else {
-            ExitStatus {
-                code: None,
-                signal: Signal::try_from(-n).ok(),
-            }
-        }
-    }
-
-    fn from_wait(s: WaitStatus) -> Option<ExitStatus> {
-        match s {
-            WaitStatus::Exited(_, code) => Some(ExitStatus {
-                code: Some(code),
-                signal: None,
-            }),
-            WaitStatus::Signaled(_, sig, _) => Some(ExitStatus {
-                code: None,
-                signal: Some(sig),
-            }),
-            _ => None,
-        }
-    }
 }
 
 fn try_exit(watch: &mut ExitSource<'_>, pid: Pid) -> io::Result<Option<ExitStatus>> {

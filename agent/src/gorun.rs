@@ -14,7 +14,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use crate::csharp::digest;
+use crate::digest::digest;
 
 /// The toolchain's own `go`.
 const REAL_GO: &str = "/usr/bin/go";

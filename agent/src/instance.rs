@@ -119,7 +119,7 @@ impl Resident {
             live: None,
             failed: None,
             replace: false,
-            oom_seen: crate::runtime::oom_kills(),
+            oom_seen: crate::outcome::oom_kills(),
             census_file: None,
             scratch: vec![0; 64 * 1024],
         }
@@ -194,7 +194,16 @@ impl Resident {
         let mut err = Capped::new(limit);
         if !self.live.as_ref().is_some_and(|l| l.ready) {
             if let Some(failure) = self.await_ready(&mut out, &mut err)? {
-                let failed = classify(failure, out, err, self.plain, req, None);
+                let mut failed = classify(failure, out, err, self.plain, req, None);
+                if failed.error.is_none() || failed.exit_code == Some(0) {
+                    // It ended cleanly before `ready`: it ran as a whole program instead of
+                    // loading one (a plain Go program has its own `main`). Never a success.
+                    failed.output = None;
+                    failed.error = Some(codebeaker_proto::ProgramError {
+                        kind: ProgramErrorKind::RuntimeError,
+                        message: "the program ended while loading, before its first call: it cannot run as a resident instance".into(),
+                    });
+                }
                 self.failed = Some(failed.clone());
                 *outcome = failed;
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
@@ -213,7 +222,7 @@ impl Resident {
         // Only a runner that did not answer can have been OOM-killed (it is the biggest
         // process); reading the counter on every call would cost more than the call.
         let oom = died && {
-            let now = crate::runtime::oom_kills();
+            let now = crate::outcome::oom_kills();
             let before = std::mem::replace(&mut self.oom_seen, now);
             match (before, now) {
                 (Some(a), Some(b)) => b > a,
@@ -580,7 +589,7 @@ fn classify(
     } else if c.exit_code != Some(0) {
         fail(
             ProgramErrorKind::RuntimeError,
-            crate::runtime::runtime_message(&c),
+            crate::outcome::runtime_message(&c),
         )
     } else if plain {
         None

@@ -21,10 +21,13 @@
 mod clean;
 mod compile;
 mod csharp;
+mod digest;
 mod exec;
 mod files;
 mod gorun;
 mod instance;
+mod outcome;
+mod process;
 mod recipes;
 mod runtime;
 mod shell;
@@ -232,6 +235,8 @@ fn agent_main() {
 thread_local! {
     /// Replies held back while more pipelined requests are waiting (`reply_later`).
     static LATER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How many replies `LATER` holds.
+    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn encode(r: &Reply, out: &mut Vec<u8>) {
@@ -253,12 +258,17 @@ fn reply(r: &Reply) {
 fn reply_later(r: &Reply) {
     LATER.with_borrow_mut(|buf| {
         encode(r, buf);
-        // Not without bound: a long run of large results goes out as it grows.
-        if buf.len() >= 256 * 1024 {
+        HELD.set(HELD.get() + 1);
+        // Not without bound: a long run goes out in steps, so that the gateway reads
+        // replies (and sends more calls) while the rest run, instead of stop and go.
+        if buf.len() >= 256 * 1024 || HELD.get() >= HOLD_AT_MOST {
             write_out(buf);
         }
     });
 }
+
+/// Replies held back at most before they are written.
+const HOLD_AT_MOST: u32 = 16;
 
 fn flush_later() {
     LATER.with_borrow_mut(write_out);
@@ -274,6 +284,7 @@ fn write_out(buf: &mut Vec<u8>) {
         std::process::exit(0);
     }
     buf.clear();
+    HELD.set(0);
     if buf.capacity() > 1 << 20 {
         buf.shrink_to(64 * 1024);
     }

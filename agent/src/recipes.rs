@@ -108,7 +108,21 @@ pub fn spec(lang: Language) -> Spec {
                     ("NO_COLOR", "1"),
                 ],
             },
-            resident: None,
+            resident: Some(Resident {
+                argv: &[
+                    "bun",
+                    "/opt/codebeaker/launchers/node_instance.js",
+                    "{program}",
+                    "{mode}",
+                ],
+                env: &[
+                    ("BUN_RUNTIME_TRANSPILER_CACHE_PATH", "0"),
+                    ("NO_COLOR", "1"),
+                ],
+                // Bun starts and stops helper threads (GC, JIT, I/O) on its own; the
+                // runner reports its own leftovers (timers) as `leaked`.
+                threads_vary: true,
+            }),
             launcher_source: None,
             launcher_aot: &[],
         },
@@ -121,7 +135,15 @@ pub fn spec(lang: Language) -> Spec {
                 translate: None,
             }),
             runner: Runner::Direct,
-            resident: None,
+            // The instance template (`wrappers/instance/go.go`) compiled with the user's
+            // code is itself the runner: it loops over the inputs.
+            resident: Some(Resident {
+                argv: &["{program}", "{mode}"],
+                env: &[],
+                // The Go scheduler starts OS threads as it pleases; the runner reports
+                // goroutines left behind as `leaked`.
+                threads_vary: true,
+            }),
             launcher_source: None,
             launcher_aot: &[],
         },

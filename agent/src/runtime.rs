@@ -18,6 +18,7 @@ use crate::compile::{self, Artifact, Built, LocalCache};
 use crate::exec::{self, ExitSource, Reaper};
 use crate::files::{AsUser, User};
 use crate::instance::{Resident, RunnerCommand};
+use crate::outcome::{oom_kills, runtime_message};
 use crate::recipes::{spec, Runner, Spec};
 use crate::shell;
 use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
@@ -724,42 +725,4 @@ impl Agent {
 
 fn err(kind: ProgramErrorKind, message: String) -> ProgramError {
     ProgramError { kind, message }
-}
-
-/// The message for a program that failed: the last stderr line that is not a stack frame
-/// (`at …`, as JavaScript and Mono print them after the exception) or a runtime's banner,
-/// which for Python, JavaScript, Go panics and Mono is the exception; else the exit status.
-pub(crate) fn runtime_message(c: &exec::Collected) -> String {
-    let status = match (c.exit_code, c.signal) {
-        (Some(code), _) => format!("the program exited with code {code}"),
-        (None, Some(sig)) => format!("the program was killed by {sig}"),
-        _ => "the program failed".to_string(),
-    };
-    let stderr = String::from_utf8_lossy(&c.stderr);
-    let noise = |l: &str| {
-        let l = l.trim();
-        l.is_empty() || l.starts_with("at ") || l.starts_with("Node.js v") || l.starts_with("Bun v")
-    };
-    match stderr.lines().rev().find(|l| !noise(l)) {
-        Some(last) => format!("{status}: {}", last.trim()),
-        None => status,
-    }
-}
-
-/// The container cgroup's OOM-kill counter (cgroup v2 or v1), if readable.
-pub(crate) fn oom_kills() -> Option<u64> {
-    for (file, key) in [
-        ("/sys/fs/cgroup/memory.events", "oom_kill"),
-        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            for line in text.lines() {
-                let mut parts = line.split_whitespace();
-                if parts.next() == Some(key) {
-                    return parts.next().and_then(|n| n.parse().ok());
-                }
-            }
-        }
-    }
-    None
 }

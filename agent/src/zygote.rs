@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::exec::{self, ExitStatus};
+use crate::process::{ExitStatus, BASE_ENV};
 
 pub struct Zygote {
     child: Child,
@@ -36,7 +36,7 @@ impl Zygote {
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
-            .envs(exec::BASE_ENV.iter().copied())
+            .envs(BASE_ENV.iter().copied())
             .current_dir("/workspace")
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(log))

@@ -26,6 +26,8 @@ pub struct AgentConn {
     /// How much of `pending` is known to hold no newline: each frame is scanned once,
     /// so a reply of many frames costs linear, not quadratic, time.
     scanned: usize,
+    /// Requests queued for one write (pipelined resident calls).
+    outgoing: Vec<u8>,
 }
 
 impl AgentConn {
@@ -36,6 +38,7 @@ impl AgentConn {
             output: attach.output,
             pending: Vec::new(),
             scanned: 0,
+            outgoing: Vec::new(),
         }
     }
 
@@ -50,6 +53,31 @@ impl AgentConn {
         })
         .await
         .map_err(|_| AgentError::Timeout(timeout))?
+    }
+
+    /// Encodes a request into the outgoing buffer, written by [`AgentConn::flush`]: many
+    /// pipelined calls then cost one write through the engine's attach stream.
+    pub fn queue(&mut self, req: &Request) -> Result<(), AgentError> {
+        serde_json::to_writer(&mut self.outgoing, req).map_err(AgentError::Encode)?;
+        self.outgoing.push(b'\n');
+        Ok(())
+    }
+
+    /// Writes what [`AgentConn::queue`] buffered.
+    pub async fn flush(&mut self) -> Result<(), AgentError> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        self.input
+            .write_all(&self.outgoing)
+            .await
+            .map_err(AgentError::Io)?;
+        self.input.flush().await.map_err(AgentError::Io)?;
+        self.outgoing.clear();
+        if self.outgoing.capacity() > KEEP_BUFFER {
+            self.outgoing.shrink_to(KEEP_BUFFER);
+        }
+        Ok(())
     }
 
     /// Sends one request line without waiting for a reply (for multi-reply commands).

@@ -1,10 +1,43 @@
 //! Typed settings for the pools. The gateway embeds these in its own config tree.
+//!
+//! Durations are [`Duration`]s, read from and written back to the same keys in the same
+//! units as always (`*_ms` in milliseconds, `*_secs` in seconds: the [`ms`] and [`secs`]
+//! helpers); counts that cannot be zero are `NonZero*`, so a zero is refused while
+//! parsing. [`PoolSettings::validate`] keeps the rest: ranges, the rules that span
+//! fields, and intervals that would spin their loop at zero.
 
 use codebeaker_proto::Language;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// A [`Duration`] kept in whole milliseconds (`*_ms` keys).
+pub(crate) mod ms {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A [`Duration`] kept in whole seconds (`*_secs` keys).
+pub(crate) mod secs {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
 
 /// Everything the pools need to create, run and retire containers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,20 +59,26 @@ pub struct PoolSettings {
     /// The least a request waits for a container before it gets 503. It waits longer
     /// when the pool's history says a container will be free later than that (twice the
     /// expected wait), up to `max_queue_wait_ms`.
-    pub queue_timeout_ms: u64,
+    #[serde(with = "ms")]
+    pub queue_timeout_ms: Duration,
     /// A request whose expected wait exceeds this is refused at once (503 with
     /// `Retry-After`) rather than queued.
-    pub max_queue_wait_ms: u64,
+    #[serde(with = "ms")]
+    pub max_queue_wait_ms: Duration,
     /// How long creating and starting one container may take (C# compiles its launcher).
-    pub create_timeout_ms: u64,
+    #[serde(with = "ms")]
+    pub create_timeout_ms: Duration,
     /// How often the warmer checks that each pool has its `min_idle` containers.
-    pub warm_interval_ms: u64,
+    #[serde(with = "ms")]
+    pub warm_interval_ms: Duration,
     /// How often Docker's list of our containers is compared with the pool's books (dead
     /// containers leave the pool, unknown ones and failed removals are removed).
-    pub reconcile_interval_ms: u64,
+    #[serde(with = "ms")]
+    pub reconcile_interval_ms: Duration,
     /// A pool that grew under load gives back containers idle this long, down to
     /// `min_idle` (0: never).
-    pub idle_shrink_secs: u64,
+    #[serde(with = "secs")]
+    pub idle_shrink_secs: Duration,
     pub limits: ContainerLimits,
     pub languages: BTreeMap<Language, LanguageSettings>,
     /// Images with allow-listed packages (`docker/build-variants.sh`), by variant name. A
@@ -56,9 +95,39 @@ pub struct PoolSettings {
     /// fraction; its further calls queue for its own containers. At least one container.
     pub tenant_max_share: f64,
     /// A tenant's idle container is retired after this long unused (affinity on).
-    pub tenant_idle_secs: u64,
+    #[serde(with = "secs")]
+    pub tenant_idle_secs: Duration,
     /// The Docker engine this replica drives.
     pub engine: EngineSettings,
+}
+
+/// `[instances]`: resident program instances (`"isolation": "program"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", default)]
+pub struct InstanceSettings {
+    /// A runner is replaced (in its container, after a full cleanup) after this many
+    /// calls...
+    pub max_calls: NonZeroU64,
+    /// ...or when it is this old.
+    #[serde(with = "secs")]
+    pub max_age_secs: Duration,
+    /// An instance unused this long is ended and its container goes back to its tenant's
+    /// sub-pool.
+    #[serde(with = "secs")]
+    pub idle_secs: Duration,
+    /// Calls a batch worker keeps in flight on one instance (sent ahead of their replies).
+    pub pipeline_depth: NonZeroUsize,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        InstanceSettings {
+            max_calls: NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN),
+            max_age_secs: Duration::from_secs(600),
+            idle_secs: Duration::from_secs(60),
+            pipeline_depth: NonZeroUsize::new(32).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
 }
 
 /// `[pool.engine]`: which Docker engine to drive. Empty: `DOCKER_HOST`, else the local
@@ -82,10 +151,10 @@ pub struct ContainerLimits {
     /// CPU quota in cores.
     pub cpus: f64,
     pub pids: i64,
-    pub workspace_mb: u64,
-    pub tmp_mb: u64,
+    pub workspace_mb: NonZeroU64,
+    pub tmp_mb: NonZeroU64,
     /// Root-owned tmpfs for compiled artifacts.
-    pub cache_mb: u64,
+    pub cache_mb: NonZeroU64,
     pub nofile: i64,
     /// Largest file any process may write (RLIMIT_FSIZE).
     pub fsize_mb: i64,
@@ -104,9 +173,10 @@ pub struct LanguageSettings {
     /// Most containers this language may have at once, busy or idle.
     pub max_size: usize,
     /// A container is retired after this many invocations...
-    pub max_uses: usize,
+    pub max_uses: NonZeroUsize,
     /// ...or this age, whichever comes first.
-    pub max_age_secs: u64,
+    #[serde(with = "secs")]
+    pub max_age_secs: Duration,
     /// The OCI runtime of this language's containers (sessions included): `runc`, or
     /// `runsc` (gVisor) once registered in the engine's daemon.json.
     pub runtime: String,
@@ -119,12 +189,12 @@ impl Default for PoolSettings {
             agent_bundle: PathBuf::from("target/agent-bundle"),
             compile_cache_dir: PathBuf::from("target/compile-cache"),
             compile_cache_mb: 1024,
-            queue_timeout_ms: 2_000,
-            max_queue_wait_ms: 30_000,
-            create_timeout_ms: 60_000,
-            warm_interval_ms: 250,
-            reconcile_interval_ms: 5_000,
-            idle_shrink_secs: 300,
+            queue_timeout_ms: Duration::from_millis(2_000),
+            max_queue_wait_ms: Duration::from_millis(30_000),
+            create_timeout_ms: Duration::from_millis(60_000),
+            warm_interval_ms: Duration::from_millis(250),
+            reconcile_interval_ms: Duration::from_millis(5_000),
+            idle_shrink_secs: Duration::from_secs(300),
             limits: ContainerLimits::default(),
             languages: Language::ALL
                 .into_iter()
@@ -136,7 +206,7 @@ impl Default for PoolSettings {
                 .collect(),
             tenant_affinity: true,
             tenant_max_share: 0.75,
-            tenant_idle_secs: 60,
+            tenant_idle_secs: Duration::from_secs(60),
             engine: EngineSettings::default(),
         }
     }
@@ -148,9 +218,9 @@ impl Default for ContainerLimits {
             memory_mb: 512,
             cpus: 1.0,
             pids: 256,
-            workspace_mb: 64,
-            tmp_mb: 128,
-            cache_mb: 256,
+            workspace_mb: NonZeroU64::new(64).expect("nonzero"),
+            tmp_mb: NonZeroU64::new(128).expect("nonzero"),
+            cache_mb: NonZeroU64::new(256).expect("nonzero"),
             nofile: 1024,
             fsize_mb: 128,
             sandbox_uid: 1000,
@@ -166,8 +236,8 @@ impl LanguageSettings {
             image: format!("codebeaker-{}:latest", l.name()),
             min_idle: 2,
             max_size: 8,
-            max_uses: 1000,
-            max_age_secs: 3600,
+            max_uses: NonZeroUsize::new(1000).expect("nonzero"),
+            max_age_secs: Duration::from_secs(3600),
             runtime: "runc".into(),
         }
     }
@@ -194,12 +264,12 @@ impl Default for LanguageSettings {
 impl PoolSettings {
     /// How long a request waits for a free container.
     pub fn queue_timeout(&self) -> Duration {
-        Duration::from_millis(self.queue_timeout_ms)
+        self.queue_timeout_ms
     }
 
     /// The longest expected wait a request is queued for.
     pub fn max_queue_wait(&self) -> Duration {
-        Duration::from_millis(self.max_queue_wait_ms)
+        self.max_queue_wait_ms
     }
 
     /// How many of a pool's `max_size` containers one tenant may hold.
@@ -213,7 +283,7 @@ impl PoolSettings {
 
     /// How long creating and starting one container may take.
     pub fn create_timeout(&self) -> Duration {
-        Duration::from_millis(self.create_timeout_ms)
+        self.create_timeout_ms
     }
 
     /// Checks what can be checked without Docker. Errors name the offending key.
@@ -255,9 +325,6 @@ impl PoolSettings {
                 return Err(format!("{key} must be positive"));
             }
         }
-        positive("pool.limits.workspace_mb", l.workspace_mb)?;
-        positive("pool.limits.tmp_mb", l.tmp_mb)?;
-        positive("pool.limits.cache_mb", l.cache_mb)?;
         if l.sandbox_uid == 0 {
             return Err(
                 "pool.limits.sandbox_uid must not be 0: user code never runs as root".into(),
@@ -300,7 +367,7 @@ impl LanguageSettings {
         if self.enabled && (self.max_size == 0 || self.min_idle > self.max_size) {
             return Err(format!("{key}: need 0 < max_size and min_idle <= max_size"));
         }
-        if self.max_uses == 0 || self.max_age_secs == 0 {
+        if self.max_age_secs.is_zero() {
             return Err(format!("{key}: max_uses and max_age_secs must be positive"));
         }
         if self.image.trim().is_empty() {
@@ -317,11 +384,55 @@ pub(crate) fn variant_language(name: &str) -> Option<Language> {
     Language::parse(language).filter(|_| !suffix.is_empty())
 }
 
-/// A setting that must be above zero (a zero interval would spin its loop).
-fn positive(key: &str, v: u64) -> Result<(), String> {
-    if v == 0 {
+/// A duration that must be above zero (a zero interval would spin its loop).
+fn positive(key: &str, v: Duration) -> Result<(), String> {
+    if v.is_zero() {
         Err(format!("{key} must be positive"))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_share_is_a_fraction_of_the_pool_and_at_least_one() {
+        let mut s = PoolSettings::default();
+        assert_eq!(s.tenant_share(8), 6);
+        assert_eq!(s.tenant_share(2), 1);
+        assert_eq!(s.tenant_share(1), 1);
+        s.tenant_max_share = 1.0;
+        assert_eq!(s.tenant_share(8), 8);
+        s.tenant_affinity = false;
+        s.tenant_max_share = 0.5;
+        assert_eq!(
+            s.tenant_share(8),
+            8,
+            "without affinity the one shared sub-pool is the pool"
+        );
+    }
+
+    #[test]
+    fn durations_keep_their_keys_and_units() {
+        let s = PoolSettings::default();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["queue_timeout_ms"], 2_000);
+        assert_eq!(v["idle_shrink_secs"], 300);
+        assert_eq!(v["languages"]["python"]["max_age_secs"], 3_600);
+        assert_eq!(v["languages"]["python"]["max_uses"], 1_000);
+        assert_eq!(v["limits"]["tmp_mb"], 128);
+        let mut v = v;
+        v["warm_interval_ms"] = 100.into();
+        v["tenant_idle_secs"] = 7.into();
+        let back: PoolSettings = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.warm_interval_ms, Duration::from_millis(100));
+        assert_eq!(back.tenant_idle_secs, Duration::from_secs(7));
+        v["limits"]["tmp_mb"] = 0.into();
+        assert!(
+            serde_json::from_value::<PoolSettings>(v).is_err(),
+            "a zero count is refused while parsing"
+        );
     }
 }

@@ -1,11 +1,17 @@
 //! One sandbox container: how it is created, what isolation it gets, and how it dies.
+//!
+//! A container's handle follows one state machine ([`State`]): `Ready` → a request is
+//! sent (`InFlight`) → its reply is read (`Ready` again, or `Cleaning` for a pool request
+//! until the agent's `clean` line is read by [`Container::settle`]). Any agent or Docker
+//! failure makes it `Broken` (it is retired, never served again). `Detached` is a handle
+//! that no longer owns its container: dropping it leaves the container alone (a session
+//! kept for the next gateway, or a container already removed). Any other handle removes
+//! its container when dropped.
 
 use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
-use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
-use bollard::Docker;
 use codebeaker_proto::{
-    AgentInfo, CommandErrorKind, FileCommand, ItemRequest, Language, PrepareRequest, Reply,
-    Request, RunOutcome, RunRequest, ShellRequest, ShellResult,
+    AgentInfo, CommandErrorKind, FileCommand, InstanceRequest, ItemRequest, Language,
+    PrepareRequest, Reply, Request, RunOutcome, RunRequest, ShellRequest, ShellResult,
 };
 use std::time::{Duration, Instant};
 
@@ -13,7 +19,7 @@ use crate::agent::{short, AgentConn};
 use crate::config::{LanguageSettings, PoolSettings};
 use crate::error::{AgentError, PoolError};
 
-use crate::docker::{remove, REMOVALS};
+use crate::docker::Engine;
 use crate::isolation::{self, BUNDLE_MOUNT};
 
 /// How long a cleanup may take before the container counts as broken (a fork bomb's, on
@@ -33,31 +39,46 @@ pub struct Container {
     /// Memory limit currently applied, in MB. Every call sets the limit it needs before
     /// it runs (a key may cap it below the container's), and the container keeps it.
     pub memory_mb: u64,
-    /// Set while a request is in flight and cleared when its reply has been read. A
-    /// container that is returned with this still set was abandoned mid-call (its reply
-    /// may still arrive) and must never serve again.
-    pub in_flight: bool,
-    /// Set on any agent or Docker failure: the container is retired.
-    pub broken: bool,
-    /// The agent answered a pool request and is cleaning up; its `clean` line is still to
-    /// be read ([`Container::settle`]) before the container may serve again.
-    pub pending_clean: bool,
-    /// A session container: the agent never cleans (and never says `clean`).
-    pub session: bool,
-    /// When set, dropping this handle leaves the container running (a session kept for
-    /// re-adoption by the next gateway process).
-    pub keep_on_drop: bool,
+    state: State,
+    /// What the agent was told the container is: a session's agent never cleans (and
+    /// never says `clean`).
+    role: Role,
     /// One of its pool's `max_size` slots, held for as long as the container counts
     /// against the pool (a session container gives it back).
     pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Resident-instance calls sent whose replies are not read yet (pipelined).
+    pending: usize,
     conn: AgentConn,
-    docker: Docker,
+    engine: Engine,
+}
+
+/// Where a container's handle is in its request cycle (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// May take a request.
+    Ready,
+    /// A request was sent and its reply not read yet. A container returned in this state
+    /// was abandoned mid-call (its reply may still arrive) and must never serve again.
+    InFlight,
+    /// The agent answered a pool request and is cleaning up; its `clean` line is still to
+    /// be read before the container may serve again.
+    Cleaning,
+    /// An agent or Docker failure: the container is retired.
+    Broken,
+    /// The handle no longer owns the container: dropping it leaves the container running.
+    Detached,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Pool,
+    Session,
 }
 
 /// Creates, starts and handshakes one container for `language`, from the image and
 /// runtime `lang` names (the language's own, or one of its variants').
 pub async fn create(
-    docker: &Docker,
+    engine: &Engine,
     settings: &PoolSettings,
     language: Language,
     lang: &LanguageSettings,
@@ -99,26 +120,12 @@ pub async fn create(
         host_config: Some(host_config),
         ..Default::default()
     };
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body,
-        )
-        .await
-        .map_err(PoolError::CreateContainer)?;
-    let id = created.id;
-    crate::docker::books().register(&id, language);
+    let id = engine.create(&name, language, body).await?;
     // From here on, a failure must not leave the container behind.
     let result = async {
         // Attach before start, so not a byte of the agent's output is missed.
-        let mut conn = attach(docker, &id).await?;
-        docker
-            .start_container(
-                &id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .map_err(PoolError::StartContainer)?;
+        let mut conn = engine.attach(&id).await?;
+        engine.start(&id).await?;
         let reply = tokio::time::timeout(settings.create_timeout(), conn.read_reply())
             .await
             .map_err(|_| PoolError::CreateTimeout(settings.create_timeout()))?
@@ -145,18 +152,16 @@ pub async fn create(
                 idle_since: Instant::now(),
                 uses: 0,
                 memory_mb: limits.memory_mb,
-                in_flight: false,
-                broken: false,
-                pending_clean: false,
-                session: false,
-                keep_on_drop: false,
+                state: State::Ready,
+                role: Role::Pool,
                 slot: None,
+                pending: 0,
                 conn,
-                docker: docker.clone(),
+                engine: engine.clone(),
             })
         }
         Err(e) => {
-            remove(docker, &id).await;
+            engine.remove(&id).await;
             Err(e)
         }
     }
@@ -171,7 +176,9 @@ impl Container {
         self.uses += 1;
         match self.call(&Request::Run(req.clone()), limit).await? {
             Reply::Ran(outcome) => {
-                self.pending_clean = !self.session;
+                if self.role == Role::Pool {
+                    self.state = State::Cleaning;
+                }
                 Ok(outcome)
             }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
@@ -190,7 +197,7 @@ impl Container {
                 error,
                 artifact,
             } => {
-                self.pending_clean = true;
+                self.state = State::Cleaning;
                 Ok(RunOutcome {
                     compile_ms,
                     duration_ms: compile_ms,
@@ -213,7 +220,7 @@ impl Container {
         self.uses += 1;
         match self.call(&Request::Item(req), limit).await? {
             Reply::Ran(outcome) => {
-                self.pending_clean = true;
+                self.state = State::Cleaning;
                 Ok(outcome)
             }
             Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
@@ -221,9 +228,129 @@ impl Container {
         }
     }
 
-    /// The engine handle this container was made with.
-    pub(crate) fn docker_handle(&self) -> Docker {
-        self.docker.clone()
+    /// Starts a resident instance of a program (see `instance.rs`): the agent keeps its
+    /// state between calls, with no cleanup until [`Container::end_instance`].
+    pub(crate) async fn start_instance(
+        &mut self,
+        req: InstanceRequest,
+    ) -> Result<RunOutcome, PoolError> {
+        let limit = Duration::from_millis(req.compile_timeout_ms) + Duration::from_secs(10);
+        match self.call(&Request::Instance(req), limit).await? {
+            Reply::Prepared {
+                compile_ms,
+                cache_hit,
+                error,
+                artifact,
+            } => Ok(RunOutcome {
+                compile_ms,
+                duration_ms: compile_ms,
+                cache_hit,
+                error,
+                artifact,
+                ..RunOutcome::default()
+            }),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected prepared, got {other:?}"
+            )))),
+        }
+    }
+
+    /// Queues a call of the resident instance, written at the next [`Container::flush`]:
+    /// calls are pipelined, and their replies come back in order ([`Container::next_ran`]).
+    pub(crate) fn queue_call(&mut self, req: ItemRequest) -> Result<(), PoolError> {
+        self.uses += 1;
+        self.pending += 1;
+        self.state = State::InFlight;
+        self.conn
+            .queue(&Request::Call(req))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Whether the container may take more resident calls: it can serve, or only resident
+    /// calls are in flight (they are pipelined; a broken container takes nothing).
+    pub(crate) fn takes_calls(&self) -> bool {
+        self.can_serve() || (self.state == State::InFlight && self.pending > 0)
+    }
+
+    /// Whether resident calls were sent whose replies are not read yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// Writes the queued calls.
+    pub(crate) async fn flush(&mut self) -> Result<(), PoolError> {
+        match self.conn.flush().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The reply to the oldest call in flight, within `timeout`.
+    pub(crate) async fn next_ran(&mut self, timeout: Duration) -> Result<RunOutcome, PoolError> {
+        let reply = match tokio::time::timeout(timeout, self.conn.read_reply()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.fail(e)),
+            Err(_) => return Err(self.fail(AgentError::Timeout(timeout))),
+        };
+        match reply {
+            Reply::Ran(outcome) => {
+                self.pending = self.pending.saturating_sub(1);
+                if self.pending == 0 {
+                    self.state = State::Ready;
+                }
+                Ok(outcome)
+            }
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!("expected ran, got {other:?}")))),
+        }
+    }
+
+    /// Ends the resident instance: the agent kills it and cleans the container, which may
+    /// then serve anyone of its tenant again.
+    pub(crate) async fn end_instance(&mut self) -> Result<(), PoolError> {
+        match self.call(&Request::EndInstance, CLEAN_TIMEOUT).await? {
+            Reply::Clean => Ok(()),
+            Reply::Failed { message } => Err(self.fail(AgentError::Failed(message))),
+            other => Err(self.fail(AgentError::Protocol(format!(
+                "expected clean, got {other:?}"
+            )))),
+        }
+    }
+
+    /// The engine this container was made with.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the container may serve another request: nothing failed, and no request
+    /// is left without its reply (a pending `clean` line is fine: the next call reads it).
+    pub fn can_serve(&self) -> bool {
+        matches!(self.state, State::Ready | State::Cleaning)
+    }
+
+    /// Whether a request was sent and its reply never read: a container returned like
+    /// this was abandoned mid-call (its reply may still arrive) and must not serve again.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.state == State::InFlight
+    }
+
+    /// Whether an agent or Docker failure has retired the container.
+    pub fn is_broken(&self) -> bool {
+        self.state == State::Broken
+    }
+
+    /// Retires the container (it is removed once its handle is dropped).
+    pub(crate) fn mark_broken(&mut self) {
+        if self.state != State::Detached {
+            self.state = State::Broken;
+        }
+    }
+
+    /// Leaves the container running when this handle is dropped: a session kept for the
+    /// next gateway process to re-adopt, or a container already removed.
+    pub fn leave_running(&mut self) {
+        self.state = State::Detached;
     }
 
     /// Marks this container as a session, storing the gateway's metadata in the agent.
@@ -233,7 +360,7 @@ impl Container {
             .await?
         {
             Reply::SessionStarted => {
-                self.session = true;
+                self.role = Role::Session;
                 Ok(())
             }
             other => Err(self.fail(AgentError::Protocol(format!(
@@ -282,7 +409,7 @@ impl Container {
     ) -> Result<Result<ShellResult, (CommandErrorKind, String)>, PoolError> {
         let limit = Duration::from_millis(req.timeout_ms) + Duration::from_secs(10);
         let line = Request::Shell(req);
-        self.in_flight = true;
+        self.state = State::InFlight;
         if let Err(e) = self.conn.send(&line).await {
             return Err(self.fail(e));
         }
@@ -296,11 +423,11 @@ impl Container {
             match reply {
                 Reply::Output { stream, data } => on_output(&stream, data),
                 Reply::Shell(r) => {
-                    self.in_flight = false;
+                    self.state = State::Ready;
                     return Ok(Ok(r));
                 }
                 Reply::CommandFailed { kind, message } => {
-                    self.in_flight = false;
+                    self.state = State::Ready;
                     return Ok(Err((kind, message)));
                 }
                 Reply::Failed { message } => return Err(self.fail(AgentError::Failed(message))),
@@ -316,12 +443,12 @@ impl Container {
     /// Waits (up to `timeout`) for the agent's `clean` line after a pool request. A
     /// container that does not get clean in time is broken (retired).
     pub async fn settle(&mut self, timeout: Duration) -> Result<(), PoolError> {
-        if !self.pending_clean {
+        if self.state != State::Cleaning {
             return Ok(());
         }
         match tokio::time::timeout(timeout, self.conn.read_reply()).await {
             Ok(Ok(Reply::Clean)) => {
-                self.pending_clean = false;
+                self.state = State::Ready;
                 Ok(())
             }
             Ok(Ok(other)) => Err(self.fail(AgentError::Protocol(format!(
@@ -335,10 +462,10 @@ impl Container {
     async fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, PoolError> {
         // The previous request's cleanup comes first (a lease sends items back to back).
         self.settle(CLEAN_TIMEOUT).await?;
-        self.in_flight = true;
+        self.state = State::InFlight;
         match self.conn.call(req, timeout).await {
             Ok(r) => {
-                self.in_flight = false;
+                self.state = State::Ready;
                 Ok(r)
             }
             Err(e) => Err(self.fail(e)),
@@ -346,7 +473,7 @@ impl Container {
     }
 
     fn fail(&mut self, source: AgentError) -> PoolError {
-        self.broken = true;
+        self.mark_broken();
         PoolError::Agent {
             container: short(&self.id).to_string(),
             source,
@@ -366,14 +493,14 @@ impl Container {
             memory_swap: Some(bytes),
             ..Default::default()
         };
-        match self.docker.update_container(&self.id, body).await {
+        match self.engine.update(&self.id, body).await {
             Ok(()) => {
                 self.memory_mb = mb;
                 Ok(())
             }
             Err(e) => {
-                self.broken = true;
-                Err(PoolError::UpdateContainer(e))
+                self.mark_broken();
+                Err(e)
             }
         }
     }
@@ -386,59 +513,36 @@ impl Container {
             cpu_shares: Some(shares as i64),
             ..Default::default()
         };
-        self.docker
-            .update_container(&self.id, body)
-            .await
-            .map_err(|e| {
-                self.broken = true;
-                PoolError::UpdateContainer(e)
-            })
+        let updated = self.engine.update(&self.id, body).await;
+        if updated.is_err() {
+            self.mark_broken();
+        }
+        updated
     }
 }
 
 impl Drop for Container {
     /// A container leaves the pool only to die: remove it in the background, tracked so
-    /// that shutdown can wait for the removal ([`removals_settled`]).
+    /// that shutdown can wait for the removal (`Engine::removals_settled`).
     fn drop(&mut self) {
-        if self.keep_on_drop {
+        if self.state == State::Detached {
             return;
         }
-        let docker = self.docker.clone();
-        let id = std::mem::take(&mut self.id);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let _guard = rt.enter();
-            REMOVALS.spawn(async move { remove(&docker, &id).await });
-        }
+        self.engine
+            .remove_in_background(std::mem::take(&mut self.id));
     }
-}
-
-/// Opens the agent's channel: the container's stdin, stdout and stderr as a live stream
-/// (no replay of earlier output).
-async fn attach(docker: &Docker, id: &str) -> Result<AgentConn, PoolError> {
-    let opts = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .logs(false)
-        .build();
-    let streams = docker
-        .attach_container(id, Some(opts))
-        .await
-        .map_err(PoolError::AttachContainer)?;
-    Ok(AgentConn::new(id.to_string(), streams))
 }
 
 /// Re-attaches to a running container of ours (after a gateway restart) and asks its agent
 /// whether it is a session. Returns the handle and the session metadata, if any.
 pub async fn reattach(
-    docker: &Docker,
+    engine: &Engine,
     id: &str,
     language: Language,
     memory_mb: u64,
 ) -> Result<(Container, Option<serde_json::Value>), PoolError> {
-    let conn = attach(docker, id).await?;
-    crate::docker::books().register(id, language);
+    let conn = engine.attach(id).await?;
+    engine.register(id, language);
     let mut c = Container {
         id: id.to_string(),
         info: AgentInfo {
@@ -450,15 +554,13 @@ pub async fn reattach(
         idle_since: Instant::now(),
         uses: 0,
         memory_mb,
-        in_flight: false,
-        broken: false,
-        pending_clean: false,
-        session: false,
         // Until we know it is a session we own, do not let a failure here remove it twice.
-        keep_on_drop: true,
+        state: State::Detached,
+        role: Role::Pool,
         slot: None,
+        pending: 0,
         conn,
-        docker: docker.clone(),
+        engine: engine.clone(),
     };
     // The previous gateway may have died with a command in flight: its reply (or streamed
     // output) can still be in the pipe ahead of ours. Skip anything that is not the
@@ -475,7 +577,9 @@ pub async fn reattach(
             Err(_) => return Err(c.fail(AgentError::Timeout(Duration::from_secs(3)))),
         }
     };
-    c.keep_on_drop = false;
-    c.session = meta.is_some();
+    c.state = State::Ready;
+    if meta.is_some() {
+        c.role = Role::Session;
+    }
     Ok((c, meta))
 }

@@ -1,4 +1,7 @@
-//! The pool layer's errors. The gateway maps them to HTTP in one place.
+//! The pool layer's errors: [`StartError`] when the pools cannot start, [`PoolError`]
+//! when one request cannot be served (its [`PoolError::class`] says whose fault it is),
+//! [`AgentError`] under it for one container's agent. The gateway maps them to HTTP and
+//! JSON-RPC, once per transport.
 
 use codebeaker_proto::Language;
 use std::time::Duration;
@@ -7,13 +10,13 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("encoding the request: {0}")]
-    Encode(serde_json::Error),
+    Encode(#[source] serde_json::Error),
     #[error("writing to the container: {0}")]
-    Io(std::io::Error),
+    Io(#[source] std::io::Error),
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     #[error("attach stream: {0}")]
-    Attach(bollard::errors::Error),
+    Attach(#[source] bollard::errors::Error),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("the agent exited")]
@@ -52,16 +55,8 @@ pub enum PoolError {
         #[source]
         source: AgentError,
     },
-    #[error("docker: {0}")]
-    Docker(#[source] bollard::errors::Error),
     #[error("pool.agent_bundle {path}: {source}")]
     AgentBundle {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("pool.compile_cache_dir {path}: {source}")]
-    CompileCache {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
@@ -77,10 +72,57 @@ pub enum PoolError {
     /// A request named packages that no built variant of its language has.
     #[error("{0}")]
     UnknownPackages(Box<UnknownPackages>),
-    #[error("building the {0} pool: {1}")]
-    Build(Language, String),
-    #[error("the {0} pool failed: {1}")]
-    Checkout(Language, String),
+    /// `"isolation": "program"` for a program that has no resident form.
+    #[error("{language} {} cannot run as a resident instance (\"isolation\": \"program\"); use \"isolation\": \"call\"", if *plain { "plain programs" } else { "programs" })]
+    NoResidentForm { language: Language, plain: bool },
+    #[error("building the {language} pool: {source}")]
+    Build {
+        language: Language,
+        #[source]
+        source: deadpool::managed::BuildError,
+    },
+    /// deadpool failed in a way that is not Docker's doing (a hook, no runtime).
+    #[error("the {language} pool failed: {source}")]
+    Checkout {
+        language: Language,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A batch lease was asked to run another language than its container's.
+    #[error("the {asked} pool failed: a {lease} lease cannot run {asked}")]
+    WrongLease { lease: Language, asked: Language },
+}
+
+/// Why the pools could not start (the gateway exits).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine cannot be reached, or refused to list our containers.
+    #[error("docker: {0}")]
+    Engine(#[source] bollard::errors::Error),
+    /// The shared compile cache's directory (or the key source) is unusable: a
+    /// configuration error.
+    #[error("pool.compile_cache_dir {path}: {source}")]
+    CompileCache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whose fault a [`PoolError`] is, said once for every transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request asked for something this gateway does not offer (a disabled language,
+    /// unknown packages).
+    Caller,
+    /// Busy or stopping: retrying later may help. `retry_after` is when a container is
+    /// expected to be free, if the pool knows.
+    Overload { retry_after: Option<Duration> },
+    /// The Docker engine could not give a container at all (down or restarting): an
+    /// outage to retry, not a failure of a sandbox that ran.
+    EngineUnavailable,
+    /// Anything else: the sandbox failed, not the program.
+    Internal,
 }
 
 /// What [`PoolError::UnknownPackages`] tells the caller: what it asked for that no variant
@@ -128,21 +170,32 @@ impl std::fmt::Display for UnknownPackages {
 }
 
 impl PoolError {
+    /// Whose fault this is (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            PoolError::Disabled(_)
+            | PoolError::UnknownPackages(_)
+            | PoolError::NoResidentForm { .. } => ErrorClass::Caller,
+            PoolError::Exhausted { retry_after, .. } => ErrorClass::Overload {
+                retry_after: Some(*retry_after),
+            },
+            PoolError::ShuttingDown => ErrorClass::Overload { retry_after: None },
+            PoolError::CreateContainer(_)
+            | PoolError::AttachContainer(_)
+            | PoolError::StartContainer(_)
+            | PoolError::CreateTimeout(_) => ErrorClass::EngineUnavailable,
+            _ => ErrorClass::Internal,
+        }
+    }
+
     /// True when waiting and retrying may help (the caller should get `Retry-After`).
     pub fn is_overload(&self) -> bool {
-        matches!(self, PoolError::Exhausted { .. } | PoolError::ShuttingDown)
+        matches!(self.class(), ErrorClass::Overload { .. })
     }
 
     /// True when the Docker engine could not give a container at all (it is down or
     /// restarting): an outage to retry, not a failure of a sandbox that ran.
     pub fn is_engine_unavailable(&self) -> bool {
-        matches!(
-            self,
-            PoolError::Docker(_)
-                | PoolError::CreateContainer(_)
-                | PoolError::AttachContainer(_)
-                | PoolError::StartContainer(_)
-                | PoolError::CreateTimeout(_)
-        )
+        self.class() == ErrorClass::EngineUnavailable
     }
 }

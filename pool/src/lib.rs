@@ -1,69 +1,77 @@
 //! Container lifecycle, the warm pools and the agent protocol client.
 //!
-//! Architecture Invariant: this crate is the only code that talks to Docker. The gateway
-//! asks it to run an [`Invocation`] and gets an [`Execution`] or a [`PoolError`]; it never
-//! sees a container's file system (all file work happens inside, through the agent).
+//! Architecture Invariant: this crate is the only code that talks to Docker, and all of
+//! its Docker calls are in `docker.rs` ([`Engine`]). The gateway asks it to run an
+//! [`Invocation`] and gets a [`RunOutput`] or a [`PoolError`]; it never sees a
+//! container's file system (all file work happens inside, through the agent), and no
+//! Docker (bollard) type crosses this crate's API.
+//!
+//! The modules depend in one direction (checked by `tests/architecture.rs`):
+//! `pools` (the facade) → `adopt`, `select`, `run`, `lease`, `warm`, `health` →
+//! `language_pool` → `container` → `docker` → `agent`, `isolation`, and the leaves
+//! (`error`, `config`, `lifecycle`, `queue`, `recycle`, `cache`, `wrap`, `invocation`).
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod agent;
+mod artifacts;
 mod cache;
 mod config;
 mod container;
 mod docker;
 mod error;
 mod health;
+mod instance;
+mod invocation;
 mod isolation;
-mod manager;
-mod pool;
+mod language_pool;
+mod lease;
+mod lifecycle;
+mod pools;
 mod queue;
+mod recycle;
+mod run;
+mod select;
 mod warm;
 mod wrap;
 
-pub use bollard::Docker;
 pub use config::EngineSettings;
-pub use config::{ContainerLimits, LanguageSettings, PoolSettings};
+pub use config::{ContainerLimits, InstanceSettings, LanguageSettings, PoolSettings};
 pub use container::Container;
-pub use docker::{list_instance, remove_instance};
-pub use error::{AgentError, PoolError, UnknownPackages};
+pub use docker::Engine;
+pub use error::{AgentError, ErrorClass, PoolError, StartError, UnknownPackages};
 pub use health::HealthSnapshot;
+pub use instance::Instance;
+pub use invocation::{Invocation, Isolation, RunOutput, SessionResources};
 pub use isolation::{LABEL_INSTANCE, LABEL_LANGUAGE, LABEL_MANAGED};
-pub use manager::LifecycleSnapshot;
-pub use pool::{Execution, Invocation, Lease, PoolStatus, Pools, SessionResources};
-pub use wrap::wrap;
+pub use language_pool::PoolStatus;
+pub use lease::Lease;
+pub use lifecycle::LifecycleSnapshot;
+pub use pools::Pools;
+pub use wrap::{has_resident_form, wrap};
 
 /// Connects to the local Docker engine (`DOCKER_HOST` or the default socket).
-pub async fn connect() -> Result<Docker, PoolError> {
+pub async fn connect() -> Result<Engine, StartError> {
     connect_to(&EngineSettings::default()).await
 }
 
 /// Connects to the engine `engine` names (a remote one over TCP with TLS, if configured)
 /// and negotiates the API version, so the same binary works against Debian's Docker 20.10
 /// (API 1.41) and newer engines.
-pub async fn connect_to(engine: &EngineSettings) -> Result<Docker, PoolError> {
-    let docker = match (engine.host.as_str(), engine.tls_dir.as_os_str().is_empty()) {
-        ("", true) => Docker::connect_with_defaults(),
-        (host, true) => Docker::connect_with_host(host),
-        (host, false) => {
-            let host = match host {
-                "" => "tcp://127.0.0.1:2376",
-                h => h,
-            };
-            let dir = &engine.tls_dir;
-            Docker::connect_with_ssl(
-                host,
-                &dir.join("key.pem"),
-                &dir.join("cert.pem"),
-                &dir.join("ca.pem"),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            )
-        }
-    }
-    .map_err(PoolError::Docker)?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(PoolError::Docker)?;
-    docker.ping().await.map_err(PoolError::Docker)?;
-    Ok(docker)
+pub async fn connect_to(engine: &EngineSettings) -> Result<Engine, StartError> {
+    Engine::connect(engine).await
+}
+
+/// Lists this instance's containers: (id, language label, running).
+pub async fn list_instance(
+    engine: &Engine,
+    instance: &str,
+) -> Result<Vec<(String, Option<codebeaker_proto::Language>, bool)>, StartError> {
+    engine.list_instance(instance).await
+}
+
+/// Removes every container labelled with `instance`: leftovers of an earlier run that
+/// crashed, or of this run at shutdown. Returns how many were removed.
+pub async fn remove_instance(engine: &Engine, instance: &str) -> Result<usize, StartError> {
+    engine.remove_instance(instance).await
 }

@@ -16,6 +16,26 @@ fn template(lang: Language) -> &'static str {
     }
 }
 
+/// The program a resident instance (`"isolation": "program"`) loads: Python and
+/// JavaScript runners take the code as written (they supply `input_data` and read
+/// `result`); Go compiles it inside the instance template, whose `main` is the runner.
+/// `None`: the language has no resident form (yet), or a plain program of a language whose
+/// plain programs carry their own `main`.
+pub fn wrap_instance(lang: Language, code: &str, plain: bool) -> Option<String> {
+    match lang {
+        Language::Python | Language::JavaScript => Some(code.to_string()),
+        Language::Go if !plain => {
+            Some(include_str!("../../wrappers/instance/go.go").replacen(MARKER, code, 1))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `"isolation": "program"` can run a `lang` program (plain or not).
+pub fn has_resident_form(lang: Language, plain: bool) -> bool {
+    wrap_instance(lang, "", plain).is_some()
+}
+
 /// The full program source for `code`: the template with the marker line replaced.
 pub fn wrap(lang: Language, code: &str) -> String {
     let t = template(lang);

@@ -69,6 +69,7 @@ pub async fn execute(
         memory_limit_mb: req.config.memory_limit,
         mode: RunMode::Plain,
         packages: req.config.packages,
+        isolation: Default::default(),
     };
     let r = state.invoker.execute(&caller, run, None).await?;
     let timeout = r.error.as_ref().is_some_and(|e| e.kind == "timeout");

@@ -61,7 +61,7 @@ impl crate::failure::Failure for SessionError {
     fn class(&self) -> crate::failure::Class {
         match self {
             SessionError::Request(e) => e.class(),
-            SessionError::Pool(e) => e.class(),
+            SessionError::Pool(e) => crate::failure::Failure::class(e),
             _ => crate::failure::Class::Caller,
         }
     }
@@ -341,7 +341,7 @@ impl Sessions {
         let out = f(&mut guard).await;
         session.executions.fetch_add(1, Ordering::Relaxed);
         session.touch();
-        if guard.broken {
+        if guard.is_broken() {
             // The container died under the command: the session cannot continue.
             let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
             self.mark_lost(&mut map, session.id());
@@ -388,8 +388,8 @@ impl Sessions {
         let mut ids = HashSet::new();
         for s in sessions {
             match tokio::time::timeout_at(deadline, s.container.lock()).await {
-                Ok(mut c) if !c.in_flight && !c.broken => {
-                    c.keep_on_drop = true;
+                Ok(mut c) if c.can_serve() => {
+                    c.leave_running();
                     ids.insert(c.id.clone());
                 }
                 _ => tracing::warn!(session = %s.id(), "session still busy at shutdown; not kept"),

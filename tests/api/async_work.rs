@@ -12,33 +12,18 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{generous, get, settings, spawn_with, wait_final, TestApp};
+use crate::helpers::{
+    eventually, eventually_every, generous, instance, settings, spawn_with, Cluster, Redis, TestApp,
+};
 
 async fn submit(app: &TestApp, key: &str, body: Value) -> String {
-    let r = app
-        .client
-        .post(format!("{}/v1/executions", app.addr))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{v}");
-    v["executionId"].as_str().unwrap().to_string()
+    app.api_as(key).submit(body).await
 }
 
 async fn wait_status(app: &TestApp, key: &str, id: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get(&app.client, &app.addr, key, &format!("/v1/executions/{id}")).await;
-        if v["status"] == status {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {status}: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.api_as(key)
+        .wait_status(id, status, Duration::from_secs(60))
+        .await
 }
 
 fn millis(v: &Value, field: &str) -> i64 {
@@ -70,14 +55,10 @@ async fn receiver() -> (String, Seen) {
 }
 
 async fn wait_callback(seen: &Seen) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = seen.lock().unwrap().first() {
-            return v.clone();
-        }
-        assert!(Instant::now() < deadline, "no callback");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(60), "a callback", || async {
+        seen.lock().unwrap().first().cloned()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -105,7 +86,7 @@ async fn one_tenants_long_batches_do_not_stall_another_tenants_execution() {
         json!({"language": "python", "code": "result = 'quick'"}),
     )
     .await;
-    let done = wait_final(&app.client, &app.addr, &b, &short).await;
+    let done = app.api_as(&b).wait_final(&short).await;
     let waited = submitted.elapsed();
     assert_eq!(done["result"]["output"], "quick", "{done}");
     assert!(
@@ -114,7 +95,7 @@ async fn one_tenants_long_batches_do_not_stall_another_tenants_execution() {
     );
     let short_end = millis(&done, "completedAt");
     for id in &batches {
-        let v = wait_final(&app.client, &app.addr, &a, id).await;
+        let v = app.api_as(&a).wait_final(id).await;
         assert_eq!(v["result"]["successCount"], 3, "{v}");
         assert!(
             millis(&v, "completedAt") > short_end,
@@ -138,7 +119,7 @@ async fn an_async_batch_stops_at_its_deadline_and_at_its_result_budget() {
                "items": items, "maxConcurrency": 1}),
     )
     .await;
-    let v = wait_final(&app.client, &app.addr, &app.key, &id).await;
+    let v = app.wait_final(&id).await;
     assert_eq!(v["status"], "completed", "{v}");
     let r = &v["result"];
     let ok = r["successCount"].as_u64().unwrap();
@@ -164,7 +145,7 @@ async fn an_async_batch_stops_at_its_deadline_and_at_its_result_budget() {
                "items": items, "maxConcurrency": 1}),
     )
     .await;
-    let v = wait_final(&app.client, &app.addr, &app.key, &id).await;
+    let v = app.wait_final(&id).await;
     assert_eq!(v["status"], "completed", "{v}");
     let results = v["result"]["results"].as_array().unwrap();
     assert_eq!(results.len(), 5);
@@ -175,7 +156,7 @@ async fn an_async_batch_stops_at_its_deadline_and_at_its_result_budget() {
         assert_eq!(r["stdout"], "", "{r}");
     }
     // The list shows neither result nor request.
-    let (_, list) = get(&app.client, &app.addr, &app.key, "/v1/executions").await;
+    let (_, list) = app.get("/v1/executions").await;
     assert_eq!(list["count"], 2, "{list}");
     assert!(list["executions"][0]["result"].is_null(), "{list}");
     app.stop().await;
@@ -191,11 +172,9 @@ async fn an_async_run_takes_its_callers_concurrency_place_and_waits_for_it() {
             ..generous()
         },
     );
-    let (client, base, k) = (app.client.clone(), app.addr.clone(), key.clone());
+    let call = app.api_as(&key).post("/v1/execute");
     let sync = tokio::spawn(async move {
-        let r = client
-            .post(format!("{base}/v1/execute"))
-            .header("x-api-key", &k)
+        let r = call
             .json(&json!({"language": "python", "code": "import time\ntime.sleep(2.5)\nresult = 's'"}))
             .send()
             .await
@@ -203,6 +182,9 @@ async fn an_async_run_takes_its_callers_concurrency_place_and_waits_for_it() {
         let status = r.status().as_u16();
         (status, Instant::now())
     });
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
     tokio::time::sleep(Duration::from_millis(700)).await;
     let id = submit(
         &app,
@@ -211,18 +193,13 @@ async fn an_async_run_takes_its_callers_concurrency_place_and_waits_for_it() {
     )
     .await;
     // While the synchronous call holds the key's one place, the async run waits queued.
+    // Time passes: the run is checked a second later, still queued.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let (_, v) = get(
-        &app.client,
-        &app.addr,
-        &key,
-        &format!("/v1/executions/{id}"),
-    )
-    .await;
+    let (_, v) = app.api_as(&key).get(&format!("/v1/executions/{id}")).await;
     assert_eq!(v["status"], "queued", "{v}");
     let (status, sync_done) = sync.await.unwrap();
     assert_eq!(status, 200);
-    let v = wait_final(&app.client, &app.addr, &key, &id).await;
+    let v = app.wait_final(&id).await;
     assert_eq!(
         (v["status"].as_str(), &v["result"]["output"]),
         (Some("completed"), &json!("async")),
@@ -255,6 +232,7 @@ async fn a_result_the_database_refuses_ends_failed_with_result_not_stored_and_it
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
         locked_tx.send(()).unwrap();
+        // Time passes with the lock held.
         std::thread::sleep(Duration::from_secs(26));
         conn.execute_batch("COMMIT").unwrap();
     });
@@ -262,7 +240,7 @@ async fn a_result_the_database_refuses_ends_failed_with_result_not_stored_and_it
     tokio::task::spawn_blocking(move || holder.join().unwrap())
         .await
         .unwrap();
-    let v = wait_final(&app.client, &app.addr, &app.key, &id).await;
+    let v = app.wait_final(&id).await;
     assert_eq!(v["status"], "failed", "{v}");
     assert!(
         v["error"]
@@ -297,37 +275,32 @@ async fn settled_callbacks_are_purged_with_the_retention_and_the_seeds_async_kee
         json!({"language": "python", "code": "result = 1", "callbackUrl": url}),
     )
     .await;
-    wait_final(&app.client, &app.addr, &app.key, &id).await;
+    app.wait_final(&id).await;
     let count = |db: &std::path::Path| -> i64 {
         rusqlite::Connection::open(db)
             .unwrap()
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
             .unwrap()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, dead) = get(&app.client, &app.addr, &app.key, "/v1/webhooks/dead").await;
-        if dead["count"] == 1 {
-            break;
+    eventually(Duration::from_secs(20), "a dead letter", || async {
+        let (_, dead) = app.get("/v1/webhooks/dead").await;
+        match dead["count"] == 1 {
+            true => Ok(()),
+            false => Err(dead.to_string()),
         }
-        assert!(Instant::now() < deadline, "{dead}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert_eq!(count(&db), 1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count(&db) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the dead letter was never purged"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        "the dead letter to be purged",
+        || async { count(&db) == 0 },
+    )
+    .await;
 
     // The seeds' async API carries `config.packages`: one no variant has is refused.
-    let r = app
-        .client
-        .post(format!("{}/api/execute/async", app.addr))
-        .header("x-api-key", &app.key)
+    let r = app.post("/api/execute/async")
         .json(&json!({"code": "result = 1", "language": "python", "config": {"packages": ["left-pad"]}}))
         .send()
         .await
@@ -360,80 +333,44 @@ fn zcard(url: &str, key: &str) -> i64 {
 
 #[tokio::test]
 async fn on_redis_a_refused_result_ends_failed_with_its_callback_and_the_indexes_are_purged() {
-    let redis = crate::replicas::Redis::start(None);
+    let redis = Redis::start(None).await;
     let url = redis.url();
-    let dir = std::env::temp_dir().join(format!("cb-h4-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keys = dir.join("keys.toml");
-    let key = crate::helpers::add_key(&keys, vec![Scope::Admin], generous());
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let instance = format!("h4r{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let db = dir.join("unused.db");
-    let gw = crate::helpers::start_gateway_process(&[
-        ("RUST_LOG", "info".as_ref()),
-        ("CODEBEAKER_AUTH__KEYS_FILE", keys.as_os_str()),
-        ("CODEBEAKER_EXECUTIONS__DATABASE", db.as_os_str()),
-        ("CODEBEAKER_EXECUTIONS__WORKERS", "2".as_ref()),
-        ("CODEBEAKER_EXECUTIONS__POLL_INTERVAL_MS", "50".as_ref()),
-        ("CODEBEAKER_EXECUTIONS__RETENTION_SECS", "4".as_ref()),
-        ("CODEBEAKER_WEBHOOKS__ALLOW_PRIVATE", "true".as_ref()),
-        ("CODEBEAKER_WEBHOOKS__MAX_ATTEMPTS", "1".as_ref()),
-        ("CODEBEAKER_POOL__INSTANCE", instance.as_ref()),
-        ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "1".as_ref()),
-        ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MAX_SIZE", "2".as_ref()),
-        ("CODEBEAKER_SHARED__REDIS_URL", url.as_ref()),
-        ("CODEBEAKER_SHARED__PREFIX", prefix.as_ref()),
-        ("CODEBEAKER_SHARED__HEARTBEAT_MS", "300".as_ref()),
-        ("CODEBEAKER_SHARED__VISIBILITY_TIMEOUT_MS", "30000".as_ref()),
-    ]);
-    let lines = gw.lines;
-    std::thread::spawn(move || while lines.recv().is_ok() {});
-    let mut child = gw.child;
-    let app = TestAppLite {
-        client: reqwest::Client::new(),
-        addr: format!("http://127.0.0.1:{}", gw.port),
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while app
-        .client
-        .get(format!("{}/readyz", app.addr))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let cluster = Cluster::new(&redis);
+    let keys = cluster.keys.clone();
+    let key = cluster.key(generous());
+    let prefix = cluster.prefix.clone();
+    let gw = cluster.start_with(
+        &instance("h4"),
+        &[
+            ("RUST_LOG", "info"),
+            ("CODEBEAKER_EXECUTIONS__WORKERS", "2"),
+            ("CODEBEAKER_EXECUTIONS__POLL_INTERVAL_MS", "50"),
+            ("CODEBEAKER_EXECUTIONS__RETENTION_SECS", "4"),
+            ("CODEBEAKER_WEBHOOKS__ALLOW_PRIVATE", "true"),
+            ("CODEBEAKER_WEBHOOKS__MAX_ATTEMPTS", "1"),
+            ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "1"),
+            ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MAX_SIZE", "2"),
+            ("CODEBEAKER_SHARED__HEARTBEAT_MS", "300"),
+            ("CODEBEAKER_SHARED__VISIBILITY_TIMEOUT_MS", "30000"),
+        ],
+    );
+    gw.ready().await;
+    let app = gw.api(&key);
 
     let (hook, seen) = receiver().await;
     let id = app
-        .submit(
-            &key,
-            json!({"language": "python", "code": "import time\ntime.sleep(2)\nresult = 1", "callbackUrl": hook}),
-        )
+        .submit(json!({"language": "python", "code": "import time\ntime.sleep(2)\nresult = 1", "callbackUrl": hook}))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(
-        &app.client,
-        &app.addr,
-        &key,
-        &format!("/v1/executions/{id}"),
-    )
-    .await
-    .1["status"]
-        != "running"
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_status(&id, "running", Duration::from_secs(60))
+        .await;
     // Redis refuses every write (out of memory, nothing to evict) for longer than every
     // retry of the result takes, then comes back.
     redis_do(&url, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     redis_do(&url, &["CONFIG", "SET", "maxmemory", "1"]);
+    // Time passes with Redis refusing writes.
     tokio::time::sleep(Duration::from_secs(8)).await;
     redis_do(&url, &["CONFIG", "SET", "maxmemory", "0"]);
-    let v = wait_final(&app.client, &app.addr, &key, &id).await;
+    let v = app.wait_final(&id).await;
     assert_eq!(v["status"], "failed", "{v}");
     assert!(
         v["error"]
@@ -454,91 +391,69 @@ async fn on_redis_a_refused_result_ends_failed_with_its_callback_and_the_indexes
     let dead_url = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
     let id = app
-        .submit(
-            &key,
-            json!({"language": "python", "code": "result = 2", "callbackUrl": dead_url}),
-        )
+        .submit(json!({"language": "python", "code": "result = 2", "callbackUrl": dead_url}))
         .await;
-    wait_final(&app.client, &app.addr, &key, &id).await;
+    app.wait_final(&id).await;
     let dead_index = format!("{prefix}:deliveries:dead:tenant-a");
     let jobs_index = format!("{prefix}:jobs:tenant-a");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while zcard(&url, &dead_index) == 0 {
-        assert!(Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "a dead letter in the index",
+        || async { zcard(&url, &dead_index) > 0 },
+    )
+    .await;
     assert!(zcard(&url, &jobs_index) >= 1);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while zcard(&url, &dead_index) + zcard(&url, &jobs_index) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the indexes keep expired entries: {} {}",
-            zcard(&url, &dead_index),
-            zcard(&url, &jobs_index)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually_every(
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        "the indexes to drop their expired entries",
+        || async {
+            let (dead, jobs) = (zcard(&url, &dead_index), zcard(&url, &jobs_index));
+            match dead + jobs {
+                0 => Ok(()),
+                _ => Err(format!("{dead} dead letters, {jobs} jobs")),
+            }
+        },
+    )
+    .await;
 
     // Idempotency keys never meet across tenants, whatever their names hold: tenant `a`
     // with key `b:c` and tenant `a:b` with key `c` are two executions.
     let ka = crate::helpers::add_tenant_key(&keys, "a", vec![Scope::Admin], generous());
     let kab = crate::helpers::add_tenant_key(&keys, "a:b", vec![Scope::Admin], generous());
     let submit_idem = |key: String, idem: &'static str| {
-        let app = &app;
+        let api = gw.api(&key);
         async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                // The keys file is reloaded every 2 s: a new key may still be unknown.
-                let r = app
-                    .client
-                    .post(format!("{}/v1/executions", app.addr))
-                    .header("x-api-key", &key)
-                    .header("idempotency-key", idem)
-                    .json(&json!({"language": "python", "code": "result = 3"}))
-                    .send()
-                    .await
-                    .unwrap();
-                if r.status() == 401 && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                assert_eq!(r.status(), 202);
-                return r.json::<Value>().await.unwrap()["executionId"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
-            }
+            // The keys file is reloaded every 2 s: a new key may still be unknown.
+            let r = eventually_every(
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                "the new key to be known",
+                || async {
+                    let r = api
+                        .post("/v1/executions")
+                        .header("idempotency-key", idem)
+                        .json(&json!({"language": "python", "code": "result = 3"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    match r.status() == 401 {
+                        true => Err("401".to_string()),
+                        false => Ok(r),
+                    }
+                },
+            )
+            .await;
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["executionId"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }
     };
     let one = submit_idem(ka, "b:c").await;
     let two = submit_idem(kab, "c").await;
     assert_ne!(one, two, "two tenants' idempotency keys met");
 
-    let _ = child.kill();
-    let _ = child.wait();
-    crate::helpers::remove_instance(&instance).await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A gateway process's address and a client.
-struct TestAppLite {
-    client: reqwest::Client,
-    addr: String,
-}
-
-impl TestAppLite {
-    async fn submit(&self, key: &str, body: Value) -> String {
-        let r = self
-            .client
-            .post(format!("{}/v1/executions", self.addr))
-            .header("x-api-key", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(status, 202, "{v}");
-        v["executionId"].as_str().unwrap().to_string()
-    }
+    gw.stop().await;
 }

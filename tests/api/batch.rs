@@ -13,11 +13,7 @@ async fn post(
     body: Value,
     accept: Option<&str>,
 ) -> reqwest::Response {
-    let mut r = app
-        .client
-        .post(format!("{}{path}", app.addr))
-        .header("x-api-key", key)
-        .json(&body);
+    let mut r = app.api_as(key).post(path).json(&body);
     if let Some(a) = accept {
         r = r.header("accept", a);
     }

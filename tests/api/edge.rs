@@ -138,9 +138,8 @@ async fn api_keys_missing_wrong_revoked_rotated_and_scoped() {
         "{b}"
     );
     let r = app
-        .client
-        .get(format!("{}/v1/languages", app.addr))
-        .header("x-api-key", &sessions_only)
+        .api_as(&sessions_only)
+        .request(reqwest::Method::GET, "/v1/languages")
         .send()
         .await
         .unwrap();
@@ -256,9 +255,10 @@ async fn rate_limit_refuses_the_next_request_and_spares_other_keys() {
         },
     );
     let get = |key: String| {
-        let c = app.client.clone();
-        let url = format!("{}/v1/languages", app.addr);
-        async move { c.get(url).header("x-api-key", key).send().await.unwrap() }
+        let req = app
+            .api_as(&key)
+            .request(reqwest::Method::GET, "/v1/languages");
+        async move { req.send().await.unwrap() }
     };
     for i in 0..3 {
         let r = get(tight.clone()).await;
@@ -305,19 +305,14 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
     );
     let slow = json!({"language": "python", "code": "import time\ntime.sleep(1.5)\nresult = 1"});
     let send = |key: String, body: Value| {
-        let c = app.client.clone();
-        let url = format!("{}/v1/execute", app.addr);
-        async move {
-            c.post(url)
-                .header("x-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
+        let req = app.api_as(&key).post("/v1/execute").json(&body);
+        async move { req.send().await.unwrap() }
     };
     // Per-key concurrency: the second parallel call of the capped key gets 429.
     let first = tokio::spawn(send(capped.clone(), slow.clone()));
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = send(capped.clone(), json!({"language": "python", "code": PY})).await;
     assert_eq!(r.status().as_u16(), 429);
@@ -325,6 +320,9 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
     assert_eq!(b["error"]["kind"], "concurrency_limit", "{b}");
     // Global shedding: with two invocations admitted, a third is refused at once.
     let second = tokio::spawn(send(app.key.clone(), slow.clone()));
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let r = send(app.key.clone(), json!({"language": "python", "code": PY})).await;
@@ -476,23 +474,13 @@ async fn openapi_document_is_valid_and_covers_every_route() {
     // those routes are checked for a JSON session_not_found instead of axum's bare 404).
     for (path, method) in routes {
         if path.contains("{id}") {
-            let url = format!("{}{}", app.addr, path.replace("{id}", "no-such-session"));
+            let url = path.replace("{id}", "no-such-session");
             let req = match method {
-                "post" => app
-                    .client
-                    .post(url)
-                    .json(&json!({"type": "list_directory"})),
-                "delete" => app.client.delete(url),
-                _ => app.client.get(url),
+                "post" => app.post(&url).json(&json!({"type": "list_directory"})),
+                "delete" => app.delete(&url),
+                _ => app.request(reqwest::Method::GET, &url),
             };
-            let body: Value = req
-                .header("x-api-key", &app.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body: Value = req.send().await.unwrap().json().await.unwrap();
             let expected = if path.starts_with("/v1/executions") {
                 "execution_not_found"
             } else {
@@ -503,18 +491,11 @@ async fn openapi_document_is_valid_and_covers_every_route() {
         }
         let req = match method {
             "post" => app
-                .client
-                .post(format!("{}{path}", app.addr))
+                .post(path)
                 .json(&json!({"language": "python", "code": PY})),
-            _ => app.client.get(format!("{}{path}", app.addr)),
+            _ => app.request(reqwest::Method::GET, path),
         };
-        let st = req
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        let st = req.send().await.unwrap().status().as_u16();
         assert_ne!(st, 404, "{method} {path}");
     }
     // Referenced schemas exist.
@@ -530,9 +511,7 @@ async fn openapi_document_is_valid_and_covers_every_route() {
 async fn request_id_is_echoed_or_generated() {
     let app = spawn(&[Language::Python]).await;
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .header("x-request-id", "req-123")
         .json(&json!({"language": "python", "code": PY}))
         .send()

@@ -4,17 +4,13 @@
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{generous, get, settings, spawn, spawn_with, wait_final, TestApp};
+use crate::helpers::{eventually, generous, settings, spawn, spawn_with, Api, TestApp};
 use codebeaker::domain::Scope;
 
 async fn submit(app: &TestApp, key: &str, body: Value, idem: Option<&str>) -> (u16, Value) {
-    let mut r = app
-        .client
-        .post(format!("{}/v1/executions", app.addr))
-        .header("x-api-key", key)
-        .json(&body);
+    let mut r = app.api_as(key).post("/v1/executions").json(&body);
     if let Some(k) = idem {
         r = r.header("idempotency-key", k);
     }
@@ -36,7 +32,7 @@ async fn an_async_execution_and_an_async_batch_complete_with_their_results() {
     assert_eq!(v["status"], "queued");
     let id = v["executionId"].as_str().unwrap().to_string();
     assert_eq!(v["statusUrl"], format!("/v1/executions/{id}"));
-    let done = wait_final(&app.client, &app.addr, &app.key, &id).await;
+    let done = app.wait_final(&id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["output"], 42);
     assert!(done["startedAt"].is_string() && done["completedAt"].is_string());
@@ -53,43 +49,25 @@ async fn an_async_execution_and_an_async_batch_complete_with_their_results() {
     .await;
     assert_eq!(st, 202, "{v}");
     let id = v["executionId"].as_str().unwrap();
-    let done = wait_final(&app.client, &app.addr, &app.key, id).await;
+    let done = app.wait_final(id).await;
     assert_eq!(done["kind"], "batch");
     assert_eq!(done["result"]["successCount"], 3, "{done}");
-    let (_, page) = get(
-        &app.client,
-        &app.addr,
-        &app.key,
-        &format!("/v1/executions/{id}?offset=1&limit=1"),
-    )
-    .await;
+    let (_, page) = app
+        .get(&format!("/v1/executions/{id}?offset=1&limit=1"))
+        .await;
     assert_eq!(page["result"]["resultsTotal"], 3);
     assert_eq!(page["result"]["results"].as_array().unwrap().len(), 1);
     assert_eq!(page["result"]["results"][0]["id"], "r1");
 
-    let (st, list) = get(
-        &app.client,
-        &app.addr,
-        &app.key,
-        "/v1/executions?status=completed",
-    )
-    .await;
+    let (st, list) = app.get("/v1/executions?status=completed").await;
     assert_eq!(st, 200);
     assert_eq!(list["count"], 2, "{list}");
-    let (st, _) = get(
-        &app.client,
-        &app.addr,
-        &app.key,
-        "/v1/executions?status=bogus",
-    )
-    .await;
+    let (st, _) = app.get("/v1/executions?status=bogus").await;
     assert_eq!(st, 422);
 
     // The seeds' async API, on the same engine.
     let r = app
-        .client
-        .post(format!("{}/api/execute/async", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/api/execute/async")
         .json(&json!({"code": "print('later')", "language": "python"}))
         .send()
         .await
@@ -99,14 +77,8 @@ async fn an_async_execution_and_an_async_batch_complete_with_their_results() {
         .as_str()
         .unwrap()
         .to_string();
-    wait_final(&app.client, &app.addr, &app.key, &id).await;
-    let (st, s) = get(
-        &app.client,
-        &app.addr,
-        &app.key,
-        &format!("/api/execute/status/{id}"),
-    )
-    .await;
+    app.wait_final(&id).await;
+    let (st, s) = app.get(&format!("/api/execute/status/{id}")).await;
     assert_eq!(st, 200);
     assert_eq!(
         (
@@ -131,20 +103,9 @@ async fn cancel_tenancy_idempotency_and_a_full_queue() {
     let (_, a) = submit(&app, &app.key, slow.clone(), None).await;
     let a = a["executionId"].as_str().unwrap().to_string();
     // Wait until the one worker has taken it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(
-        &app.client,
-        &app.addr,
-        &app.key,
-        &format!("/v1/executions/{a}"),
-    )
-    .await
-    .1["status"]
-        != "running"
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.api()
+        .wait_status(&a, "running", Duration::from_secs(20))
+        .await;
     let (_, b) = submit(
         &app,
         &app.key,
@@ -197,31 +158,27 @@ async fn cancel_tenancy_idempotency_and_a_full_queue() {
     );
     // Cancel a queued one: it never runs.
     let r = app
-        .client
-        .delete(format!("{}/v1/executions/{b}", app.addr))
-        .header("x-api-key", &app.key)
+        .delete(&format!("/v1/executions/{b}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
     // Cancel the running one.
     let r = app
-        .client
-        .delete(format!("{}/v1/executions/{a}", app.addr))
-        .header("x-api-key", &app.key)
+        .delete(&format!("/v1/executions/{a}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
-    let done_c = wait_final(&app.client, &app.addr, &app.key, &c).await;
+    let done_c = app.wait_final(&c).await;
     assert_eq!(done_c["result"]["output"], "c", "{done_c}");
-    let b_final = wait_final(&app.client, &app.addr, &app.key, &b).await;
+    let b_final = app.wait_final(&b).await;
     assert_eq!(b_final["status"], "cancelled");
     assert!(
         b_final["startedAt"].is_null(),
         "a cancelled queued execution never ran: {b_final}"
     );
-    let a_final = wait_final(&app.client, &app.addr, &app.key, &a).await;
+    let a_final = app.wait_final(&a).await;
     assert_eq!(
         (a_final["status"].as_str(), &a_final["result"]),
         (Some("cancelled"), &Value::Null),
@@ -233,18 +190,15 @@ async fn cancel_tenancy_idempotency_and_a_full_queue() {
     rec.tenant = "tenant-o".into();
     codebeaker::auth::keys::append_to_file(&app.keys_file, rec).unwrap();
     app.reload_keys();
-    let (st, v) = get(
-        &app.client,
-        &app.addr,
-        &other_key,
-        &format!("/v1/executions/{c}"),
-    )
-    .await;
+    let (st, v) = app
+        .api_as(&other_key)
+        .get(&format!("/v1/executions/{c}"))
+        .await;
     assert_eq!(
         (st, v["error"]["kind"].as_str()),
         (404, Some("execution_not_found"))
     );
-    let (_, list) = get(&app.client, &app.addr, &other_key, "/v1/executions").await;
+    let (_, list) = app.api_as(&other_key).get("/v1/executions").await;
     assert_eq!(list["count"], 0);
     app.stop().await;
 }
@@ -267,10 +221,7 @@ fn start_gateway(
         ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MIN_IDLE", "2".as_ref()),
         ("CODEBEAKER_POOL__LANGUAGES__PYTHON__MAX_SIZE", "3".as_ref()),
     ]);
-    // Keep draining its output so it never blocks on a full pipe.
-    let lines = gw.lines;
-    std::thread::spawn(move || while lines.recv().is_ok() {});
-    (gw.child, gw.port)
+    gw.drain()
 }
 
 #[tokio::test]
@@ -290,28 +241,27 @@ async fn nothing_answered_202_is_lost_when_the_gateway_is_killed() {
     let instance = s.pool.instance.clone();
     let client = reqwest::Client::new();
     let (mut gw, port) = start_gateway(&instance, &keys, &db, 2);
-    let base = format!("http://127.0.0.1:{port}");
+    let api = Api::new(&client, &format!("http://127.0.0.1:{port}"), &key);
     let mut ids = Vec::new();
     for i in 0..50 {
-        let r = client.post(format!("{base}/v1/executions")).header("x-api-key", &key)
-            .json(&json!({"language": "python", "code": "import time\ntime.sleep(0.05)\nresult = input_data['i']", "input": {"i": i}}))
-            .send().await.unwrap();
-        assert_eq!(r.status(), 202);
-        ids.push(
-            r.json::<Value>().await.unwrap()["executionId"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(api.submit(json!({"language": "python", "code": "import time\ntime.sleep(0.05)\nresult = input_data['i']", "input": {"i": i}})).await);
     }
     // Let some run, then SIGKILL: no shutdown, no cleanup, work in flight.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(
+        Duration::from_secs(60),
+        "a first execution to complete",
+        || async {
+            let (_, list) = api.get("/v1/executions?status=completed").await;
+            list["count"].as_u64().is_some_and(|n| n >= 1)
+        },
+    )
+    .await;
     gw.kill().unwrap();
     gw.wait().unwrap();
     let (mut gw, port) = start_gateway(&instance, &keys, &db, 2);
-    let base = format!("http://127.0.0.1:{port}");
+    let api = Api::new(&client, &format!("http://127.0.0.1:{port}"), &key);
     for (i, id) in ids.iter().enumerate() {
-        let v = wait_final(&client, &base, &key, id).await;
+        let v = api.wait_final(id).await;
         assert_eq!(v["status"], "completed", "{v}");
         assert_eq!(v["result"]["output"], i, "{v}");
     }

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{settings, spawn, spawn_with, TestApp};
+use crate::helpers::{settings, spawn, spawn_with, Rpc, TestApp};
 
 /// This process's resident set (the gateway runs in it), in bytes.
 fn rss() -> u64 {
@@ -38,6 +37,7 @@ impl RssWatch {
         let task = tokio::spawn(async move {
             loop {
                 p.fetch_max(rss(), Ordering::Relaxed);
+                // The sampling period: time passes between samples.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
@@ -83,9 +83,7 @@ async fn output_nested_too_deep_is_the_programs_error_on_every_path() {
     let body = json!({"language": "python", "code": "result = input_data['d'] and __import__('json').loads('[' * input_data['d'] + ']' * input_data['d'])",
         "items": [{"id": "ok", "input": {"d": 0}}, {"id": "deep", "input": {"d": 200}}, {"id": "edge", "input": {"d": MAX_JSON_DEPTH}}]});
     let r = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute/batch")
         .json(&body)
         .send()
         .await
@@ -108,9 +106,7 @@ async fn output_nested_too_deep_is_the_programs_error_on_every_path() {
 
     // The same batch as NDJSON: a line per item, then the summary.
     let r = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute/batch")
         .header("accept", "application/x-ndjson")
         .json(&body)
         .send()
@@ -128,9 +124,7 @@ async fn output_nested_too_deep_is_the_programs_error_on_every_path() {
 
     // An async execution.
     let r = app
-        .client
-        .post(format!("{}/v1/executions", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/executions")
         .json(&json!({"language": "python", "code": code}))
         .send()
         .await
@@ -140,7 +134,7 @@ async fn output_nested_too_deep_is_the_programs_error_on_every_path() {
         .as_str()
         .unwrap()
         .to_string();
-    let done = crate::helpers::wait_final(&app.client, &app.addr, &app.key, &id).await;
+    let done = app.wait_final(&id).await;
     assert_eq!(done["result"]["error"]["kind"], "invalid_output", "{done}");
 }
 
@@ -168,9 +162,7 @@ async fn input_nested_too_deep_is_refused_at_the_edge() {
             nested(depth)
         );
         let r = app
-            .client
-            .post(format!("{}/v1/execute/batch", app.addr))
-            .header("x-api-key", &app.key)
+            .post("/v1/execute/batch")
             .header("content-type", "application/json")
             .body(batch)
             .send()
@@ -200,10 +192,7 @@ async fn a_batch_that_prints_a_mebibyte_per_item_keeps_memory_bounded() {
     let items: Vec<Value> = (0..300).map(|i| json!({"id": format!("i{i}")})).collect();
     let before = rss();
     let watch = RssWatch::start();
-    let r = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+    let r = app.post("/v1/execute/batch")
         .json(&json!({"language": "python", "code": "import sys\nsys.stdout.write('x' * (1024 * 1024))\nresult = 1", "items": items}))
         .send()
         .await
@@ -269,6 +258,7 @@ async fn a_caller_that_disconnects_keeps_its_concurrency_place_until_the_work_en
                         busy.fetch_max(n, Ordering::Relaxed);
                     }
                 }
+                // The sampling period: time passes between samples.
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         })
@@ -276,13 +266,13 @@ async fn a_caller_that_disconnects_keeps_its_concurrency_place_until_the_work_en
     // Six calls that loop, each dropped by its caller after 50 ms.
     for _ in 0..6 {
         let call = app
-            .client
-            .post(format!("{}/v1/execute", app.addr))
-            .header("x-api-key", &key)
+            .api_as(&key)
+            .post("/v1/execute")
             .json(&json!({"language": "python", "code": "while True: pass", "timeoutMs": 2000}))
             .timeout(Duration::from_millis(50))
             .send();
         let _ = call.await;
+        // Time passes: the calls are spread out, and the watcher keeps sampling after them.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -292,12 +282,12 @@ async fn a_caller_that_disconnects_keeps_its_concurrency_place_until_the_work_en
         1,
         "a max_concurrent = 1 key never has more than one container busy"
     );
-    // Once its first call has timed out, the place is free again.
+    // Once its first call has timed out, the place is free again. Time passes: the looping
+    // call's own `timeoutMs` (2 s) has to run out.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &key)
+        .api_as(&key)
+        .post("/v1/execute")
         .json(&json!({"language": "python", "code": "result = 1"}))
         .send()
         .await
@@ -313,12 +303,7 @@ async fn a_websocket_client_that_stops_reading_is_not_buffered() {
     let app = spawn_with(s).await;
     let sid = session_with_big_file(&app).await;
 
-    let url = app.addr.replace("http://", "ws://") + "/ws/jsonrpc";
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("x-api-key", app.key.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let (mut sink, stream) = ws.split();
+    let (mut sink, stream) = Rpc::connect(&app, &app.key).await.ws.split();
     let before = rss();
     let watch = RssWatch::start();
     let started = Instant::now();
@@ -356,9 +341,7 @@ async fn a_websocket_client_that_stops_reading_is_not_buffered() {
 async fn session_with_big_file(app: &TestApp) -> String {
     let sid = app.create_session(json!({"language": "python"})).await;
     let r = app
-        .client
-        .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
-        .header("x-api-key", &app.key)
+        .post(&format!("/v1/sessions/{sid}/commands"))
         .json(&json!({"type": "execute_shell", "commandName": "python3",
             "args": ["-c", "open('/workspace/big', 'w').write('x' * 8_000_000)"]}))
         .send()
@@ -383,10 +366,7 @@ async fn native_routes_refuse_unknown_fields_and_name_them() {
         b["error"]["message"].as_str().unwrap().contains("stdin"),
         "{b}"
     );
-    let r = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+    let r = app.post("/v1/execute/batch")
         .json(&json!({"language": "python", "code": "result = 1", "items": [{"id": "a", "inputs": {}}]}))
         .send()
         .await
@@ -402,9 +382,7 @@ async fn native_routes_refuse_unknown_fields_and_name_them() {
     );
     // The seeds' route stays lenient: its clients send members of their own.
     let r = app
-        .client
-        .post(format!("{}/api/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/api/execute")
         .json(&json!({"language": "python", "code": "print(1)", "clientVersion": "1.0"}))
         .send()
         .await
@@ -423,9 +401,7 @@ async fn a_session_kept_busy_still_ends_at_its_maximum_lifetime() {
     let mut last = 200;
     while started.elapsed() < Duration::from_secs(15) {
         let r = app
-            .client
-            .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
-            .header("x-api-key", &app.key)
+            .post(&format!("/v1/sessions/{sid}/commands"))
             .json(&json!({"type": "execute_shell", "commandName": "sleep", "args": ["0.2"]}))
             .send()
             .await
@@ -479,6 +455,8 @@ async fn a_variant_built_while_the_gateway_runs_is_served_without_a_restart() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{built:?}");
+    // Time passes: a pool looks for a missing variant's image again only once 2 s have
+    // gone by since its last look (the call above was one).
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     let (st, b) = app.execute(call).await;
     let _ = std::process::Command::new("docker")

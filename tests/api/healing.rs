@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{count_containers, remove_instance, settings, spawn_with, TestApp};
+use crate::helpers::{
+    count_containers, eventually_every, remove_instance, settings, spawn_with, TestApp,
+};
 
 /// Ids of this instance's containers that Docker lists as running.
 fn running(instance: &str) -> Vec<String> {
@@ -50,7 +52,7 @@ async fn python_pool(app: &TestApp) -> Value {
 
 fn healing_settings(min_idle: usize, max_size: usize) -> codebeaker::config::Settings {
     let mut s = settings(&[Language::Python]);
-    s.pool.reconcile_interval_ms = 500;
+    s.pool.reconcile_interval_ms = std::time::Duration::from_millis(500);
     let p = s.pool.languages.get_mut(&Language::Python).unwrap();
     p.min_idle = min_idle;
     p.max_size = max_size;
@@ -88,6 +90,7 @@ async fn killed_idle_containers_leave_the_pool_and_calls_still_succeed() {
             idle <= alive,
             "readyz counts {idle} idle, Docker runs {alive} live"
         );
+        // Not a wait for a condition: the invariant is checked again and again for 3 s.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..5 {
@@ -107,23 +110,21 @@ async fn a_container_removed_behind_the_pools_back_is_replaced_within_max_size()
     let app = spawn_with(healing_settings(2, 2)).await;
     let victim = running(&app.instance).remove(0);
     docker(&["rm", "-f", &victim]);
-    let until = Instant::now() + Duration::from_secs(8);
-    let mut refilled = false;
-    while Instant::now() < until {
-        let n = count_containers(&app.instance).await;
-        assert!(n <= 2, "never above max_size: {n}");
-        let p = python_pool(&app).await;
-        if p["idle"] == 2 && running(&app.instance).len() == 2 {
-            refilled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        refilled,
-        "the pool refilled to min_idle: {}",
-        python_pool(&app).await
-    );
+    eventually_every(
+        Duration::from_secs(8),
+        Duration::from_millis(100),
+        "the pool to refill to min_idle",
+        || async {
+            let n = count_containers(&app.instance).await;
+            assert!(n <= 2, "never above max_size: {n}");
+            let p = python_pool(&app).await;
+            match p["idle"] == 2 && running(&app.instance).len() == 2 {
+                true => Ok(()),
+                false => Err(p.to_string()),
+            }
+        },
+    )
+    .await;
     let (st, b) = sum_call(&app).await;
     assert_eq!((st, b["output"].as_i64()), (200, Some(6)), "{b}");
     app.stop().await;
@@ -134,16 +135,10 @@ async fn when_every_container_is_gone_sessions_are_lost_and_everything_recovers(
     let app = spawn_with(healing_settings(2, 3)).await;
     let sid = create_session(&app).await;
     let command = |sid: String| {
-        let (client, addr, key) = (app.client.clone(), app.addr.clone(), app.key.clone());
-        async move {
-            client
-                .post(format!("{addr}/v1/sessions/{sid}/commands"))
-                .header("x-api-key", key)
-                .json(&json!({"type": "write_file", "path": "a.txt", "content": "x"}))
-                .send()
-                .await
-                .unwrap()
-        }
+        let req = app
+            .post(&format!("/v1/sessions/{sid}/commands"))
+            .json(&json!({"type": "write_file", "path": "a.txt", "content": "x"}));
+        async move { req.send().await.unwrap() }
     };
     assert_eq!(command(sid.clone()).await.status(), 200);
 
@@ -158,17 +153,21 @@ async fn when_every_container_is_gone_sessions_are_lost_and_everything_recovers(
     docker(&args);
 
     // The session's next command gets a clear error, once, and the session is gone.
-    let until = Instant::now() + Duration::from_secs(5);
-    let lost = loop {
-        let r = command(sid.clone()).await;
-        let st = r.status().as_u16();
-        let b: Value = r.json().await.unwrap();
-        if st == 410 {
-            break b;
-        }
-        assert!(Instant::now() < until, "still {st}: {b}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let lost = eventually_every(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        "the session to be reported lost (410)",
+        || async {
+            let r = command(sid.clone()).await;
+            let st = r.status().as_u16();
+            let b: Value = r.json().await.unwrap();
+            match st {
+                410 => Ok(b),
+                _ => Err(format!("still {st}: {b}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(lost["error"]["kind"], "session_lost", "{lost}");
     let (_, list) = app.get("/v1/sessions").await;
     assert!(
@@ -298,7 +297,7 @@ async fn stalled_and_idle_connections_are_closed_and_a_full_gateway_refuses_clea
 #[tokio::test]
 async fn a_pool_grown_by_a_burst_gives_idle_containers_back_down_to_min_idle() {
     let mut s = healing_settings(1, 3);
-    s.pool.idle_shrink_secs = 1;
+    s.pool.idle_shrink_secs = std::time::Duration::from_secs(1);
     // The shared pool's shrink (`idle_shrink_secs`, down to `min_idle`); with tenant
     // affinity a tenant's containers retire after `tenant_idle_secs` instead (tenants.rs),
     // and one tenant's burst is held to its share.
@@ -311,19 +310,19 @@ async fn a_pool_grown_by_a_burst_gives_idle_containers_back_down_to_min_idle() {
         assert_eq!(st, 200, "{b}");
     }
     assert!(running(&app.instance).len() >= 3, "the burst grew the pool");
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = running(&app.instance).len();
-        if n == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "still {n} containers: {}",
-            python_pool(&app).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_every(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        "the pool to shrink to one container",
+        || async {
+            let n = running(&app.instance).len();
+            match n {
+                1 => Ok(()),
+                _ => Err(format!("still {n} containers: {}", python_pool(&app).await)),
+            }
+        },
+    )
+    .await;
     let p = python_pool(&app).await;
     assert!(p["lifecycle"]["retiredIdle"].as_u64().unwrap() >= 2, "{p}");
     let (st, b) = sum_call(&app).await;
@@ -378,22 +377,25 @@ async fn silent_sockets_and_half_http2_prefaces_never_lock_the_gateway_out() {
 
     // Within the header timeout + 5 s, a real client is served again.
     let deadline = Duration::from_millis(2_000) + Duration::from_secs(5);
-    let healthy = loop {
-        let r = app
-            .client
-            .get(format!("{}/healthz", app.addr))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await;
-        if r.as_ref().is_ok_and(|r| r.status() == 200) {
-            break true;
-        }
-        if started.elapsed() > deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(healthy, "/healthz did not answer 200 within {deadline:?}");
+    eventually_every(
+        deadline,
+        Duration::from_millis(200),
+        "/healthz to answer 200",
+        || async {
+            let r = app
+                .client
+                .get(format!("{}/healthz", app.addr))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
     // The figure BENCHMARKS.md records (the lock-out): `--nocapture` shows it.
     eprintln!(
         "lock-out: /healthz answered 200 {:?} after 1,110 silent sockets (header timeout 2 s)",

@@ -14,7 +14,7 @@ async fn single_container_app() -> TestApp {
     py.max_size = 1;
     py.min_idle = 1;
     s.limits.stream_limit_bytes = 64 * 1024;
-    s.pool.queue_timeout_ms = 10_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(10_000);
     spawn_with(s).await
 }
 
@@ -201,7 +201,7 @@ async fn a_runner_process_keeps_nothing_of_the_previous_call() {
         p.max_size = 1;
         p.min_idle = 1;
     }
-    s.pool.queue_timeout_ms = 10_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(10_000);
     let app = spawn_with(s).await;
 
     let tamper = r#"
@@ -223,6 +223,7 @@ const result = {
 "#;
     let b = app.run("javascript", tamper, json!({})).await;
     assert_eq!(b["output"], "tampered", "{b}");
+    // Time passes: the tampering program's 300 ms timer would have fired by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let b = app.run("javascript", check, json!({})).await;
     assert_eq!(
@@ -253,6 +254,7 @@ var result = new Dictionary<string, object> {
 "#;
     let b = app.run("csharp", tamper, json!({})).await;
     assert_eq!(b["output"], "tampered", "{b}");
+    // Time passes: the tampering program's 300 ms timer would have fired by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let b = app.run("csharp", check, json!({})).await;
     assert_eq!(

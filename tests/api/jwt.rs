@@ -148,6 +148,7 @@ async fn jwt_tenants_are_apart_and_sign_callbacks_with_their_own_secret() {
             codebeaker::webhooks::sign(&secrets[1 - who], ts, body)
         );
     }
+    // A moment before shutdown, as the test always had; it waits for no condition.
     tokio::time::sleep(Duration::from_millis(10)).await;
     app.stop().await;
 }

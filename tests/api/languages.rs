@@ -216,9 +216,7 @@ async fn json_text_travels_through_intact_whatever_its_layout() {
         serde_json::to_string(code).unwrap()
     );
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .header("content-type", "application/json")
         .body(body)
         .send()

@@ -10,17 +10,12 @@
 //! integer, `createdAt` a date-time. The cases are the eight of
 //! `CodeBeakerIntegrationTests.cs`, with the client's own wrappers and run commands.
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
 use codebeaker_proto::Language;
 
-use crate::helpers::{spawn, TestApp};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::helpers::{spawn, wait_ready, Rpc, TestApp};
 
 /// A JSON string as System.Text.Json's default encoder writes it: `"`, `'`, `&`, `+`,
 /// `<`, `>` and `` ` `` as `\u00XX`, control characters short or `\u00XX`, and everything
@@ -94,7 +89,8 @@ struct PooledSession {
 
 /// `CodeBeakerClient` + `CodeBeakerSessionPool` + `CodeBeakerRuntimeService`, replayed.
 pub struct LoopaiClient {
-    ws: Ws,
+    /// The transport only: the client writes its own frames.
+    rpc: Rpc,
     next_id: i32,
     idle: Vec<PooledSession>,
     pub created: usize,
@@ -105,11 +101,10 @@ pub struct LoopaiClient {
 impl LoopaiClient {
     /// `new ClientWebSocket().ConnectAsync(new Uri(WebSocketUrl))`: no headers at all.
     pub async fn connect(url: &str) -> LoopaiClient {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connect with the key in the URL");
         LoopaiClient {
-            ws,
+            rpc: Rpc::connect_url(url)
+                .await
+                .reply_timeout(Duration::from_secs(120)),
             next_id: 0,
             idle: Vec::new(),
             created: 0,
@@ -125,17 +120,12 @@ impl LoopaiClient {
             "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":{},\"params\":{params_json}}}\n",
             stj_string(method)
         );
-        self.ws.send(Message::Text(frame.into())).await.unwrap();
+        self.rpc.send_text(frame).await;
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(120), self.ws.next())
-                .await
-                .expect("no reply within 120 s")
-                .expect("socket closed")
-                .unwrap();
-            let Message::Text(text) = msg else { continue };
+            let text = self.rpc.recv_text().await;
             let v: Value = serde_json::from_str(&text).expect("a reply is JSON");
             check_response(&v, &text);
-            self.frames.push(text.to_string());
+            self.frames.push(text);
             // `ProcessMessage`: messages without an id are ignored.
             if v["id"].as_i64() == Some(id as i64) {
                 return v;
@@ -298,7 +288,7 @@ impl LoopaiClient {
         for s in std::mem::take(&mut self.idle) {
             self.close_session(&s.id).await;
         }
-        let _ = self.ws.close(None).await;
+        self.rpc.close().await;
     }
 }
 
@@ -516,12 +506,8 @@ async fn loopai_command_names_modes_and_failure_shape() {
     // An unknown mode is invalid params, naming the allowed values.
     c.next_id += 1;
     let frame = format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"session.execute\",\"params\":{{\"sessionId\":\"{sid}\",\"command\":{{\"type\":\"write_file\",\"path\":\"x\",\"content\":\"\",\"mode\":\"OpenOrCreate\"}}}}}}\n", c.next_id);
-    c.ws.send(Message::Text(frame.into())).await.unwrap();
-    let v: Value = loop {
-        if let Some(Ok(Message::Text(t))) = c.ws.next().await {
-            break serde_json::from_str(&t).unwrap();
-        }
-    };
+    c.rpc.send_text(frame).await;
+    let v = c.rpc.recv().await;
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert!(
         v["error"]["message"]
@@ -567,7 +553,7 @@ async fn loopai_command_names_modes_and_failure_shape() {
     let extra = c.execute(&sid, "shell", "\"commandName\":\"true\",\"args\":[],\"workingDirectory\":\"/workspace\",\"futureField\":1").await;
     assert_eq!(extra["success"], true, "{extra}");
     c.close_session(&sid).await;
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
     app.stop().await;
 }
 
@@ -579,14 +565,14 @@ async fn credentials_in_the_url_only_on_the_websocket_upgrade() {
     let ws = app.addr.replace("http://", "ws://") + "/ws/jsonrpc";
     let mut c = LoopaiClient::connect(&format!("{ws}?api_key={}", app.key)).await;
     c.create_session("python").await.unwrap();
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
 
     let token = crate::edge::hs256(&crate::edge::claims(
         serde_json::json!({"sub": "loopai", "cb": {"scopes": ["sessions"], "tenant": "t-url"}}),
     ));
     let mut c = LoopaiClient::connect(&format!("{ws}?access_token={token}")).await;
     c.create_session("python").await.unwrap();
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
 
     let wrong = format!("{ws}?api_key=cb_nope_0000000000000000000000000000");
     match tokio_tungstenite::connect_async(wrong.as_str()).await {
@@ -639,18 +625,7 @@ async fn a_key_in_the_url_never_reaches_the_logs() {
     let (mut child, port, rx, mut log) = (gw.child, gw.port, gw.lines, gw.early);
     let base = format!("127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if http
-            .get(format!("http://{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&http, &format!("http://{base}"), Duration::from_secs(60)).await;
     let mut c = LoopaiClient::connect(&format!("ws://{base}/ws/jsonrpc?api_key={key}")).await;
     let r = c.run("result = 1", "python", "{}").await;
     assert!(r.success, "{r:?}");
@@ -729,7 +704,7 @@ async fn csharp_json_subset_passes_its_checks_and_refuses_what_it_lacks() {
         "errors name the user's file: {stderr}"
     );
     c.close_session(&sid).await;
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
     app.stop().await;
 }
 
@@ -739,7 +714,7 @@ async fn csharp_json_subset_passes_its_checks_and_refuses_what_it_lacks() {
 async fn cpu_shares_and_memory_are_applied_to_the_session_container() {
     let app = spawn(&[Language::Python]).await;
     let mut c = LoopaiClient::connect(&url_with_key(&app)).await;
-    let docker = codebeaker_pool::connect().await.unwrap();
+    let docker = crate::helpers::docker().await;
     for (asked, applied) in [(512, 512), (4096, 1024)] {
         let v = c
             .request(
@@ -768,7 +743,7 @@ async fn cpu_shares_and_memory_are_applied_to_the_session_container() {
         )
         .await;
     assert_eq!(v["error"]["code"], -32602, "{v}");
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
     app.stop().await;
 }
 
@@ -890,6 +865,6 @@ async fn python3_and_go_run_behave_like_the_real_commands() {
             .starts_with("go version go1."),
         "{r}"
     );
-    let _ = c.ws.close(None).await;
+    c.rpc.close().await;
     app.stop().await;
 }

@@ -14,6 +14,7 @@ mod jwt;
 mod languages;
 mod loopai;
 mod pool;
+mod program;
 mod replicas;
 mod requests;
 mod runsc;

@@ -11,30 +11,28 @@ async fn exhausted_pool_gives_503_with_retry_after_after_the_queue_timeout() {
     let mut s = settings(&[Language::Python]);
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 1;
-    s.pool.queue_timeout_ms = 300;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(300);
     let app = spawn_with(s).await;
 
     let busy = {
-        let client = app.client.clone();
-        let url = format!("{}/v1/execute", app.addr);
-        let key = app.key.clone();
+        let call = app.post("/v1/execute");
         tokio::spawn(async move {
-            client
-                .post(url)
-                .header("x-api-key", key)
-                .json(&json!({"language": "python", "code": "import time\ntime.sleep(3)\nresult = 1"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
+            call.json(
+                &json!({"language": "python", "code": "import time\ntime.sleep(3)\nresult = 1"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
         })
     };
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let r = app
-        .client
-        .post(format!("{}/v1/execute", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute")
         .json(&json!({"language": "python", "code": "result = 2"}))
         .send()
         .await
@@ -61,24 +59,14 @@ async fn a_request_that_would_wait_past_the_ceiling_is_refused_at_once_with_the_
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 1;
     py.min_idle = 1;
-    s.pool.queue_timeout_ms = 300;
-    s.pool.max_queue_wait_ms = 1_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(300);
+    s.pool.max_queue_wait_ms = std::time::Duration::from_millis(1_000);
     let app = spawn_with(s).await;
     let slow = json!({"language": "python", "code": "import time\ntime.sleep(1.5)\nresult = 1"});
     let call = |body: serde_json::Value| {
-        let (client, url, key) = (
-            app.client.clone(),
-            format!("{}/v1/execute", app.addr),
-            app.key.clone(),
-        );
+        let req = app.post("/v1/execute").json(&body);
         tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .header("x-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let r = req.send().await.unwrap();
             let retry = r
                 .headers()
                 .get("retry-after")
@@ -95,8 +83,13 @@ async fn a_request_that_would_wait_past_the_ceiling_is_refused_at_once_with_the_
     // Another one holds it now; one more queues behind it (expected ~0.75 s, within the
     // ceiling); the next would wait ~2.25 s and is refused without waiting.
     let busy = call(slow.clone());
+    // A sleep, not a wait for a condition: nothing outside the gateway shows reliably that a
+    // call holds its place (waiting for `/readyz` to count a busy container let the next
+    // request in too early).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let queued = call(json!({"language": "python", "code": "result = 2"}));
+    // A moment for it to join the queue: nothing outside the gateway shows a queued call,
+    // so this is a sleep, not a wait for a condition.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let (status, retry, body) = call(json!({"language": "python", "code": "result = 3"}))
@@ -130,7 +123,7 @@ async fn leftover_containers_of_a_crashed_run_are_removed_at_startup_and_shutdow
     let s = settings(&[Language::Python]);
     let instance = s.pool.instance.clone();
     // Simulate a crashed earlier run: a labelled container nobody owns.
-    let docker = codebeaker_pool::connect().await.unwrap();
+    let docker = crate::helpers::docker().await;
     let labels = std::collections::HashMap::from([
         (
             codebeaker_pool::LABEL_MANAGED.to_string(),

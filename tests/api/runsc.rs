@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::helpers::{settings, spawn_with, TestApp};
 
 async fn runsc_app() -> TestApp {
-    let docker = codebeaker_pool::connect().await.unwrap();
+    let docker = crate::helpers::docker().await;
     let info = docker.info().await.unwrap();
     let registered = info
         .runtimes
@@ -25,7 +25,7 @@ async fn runsc_app() -> TestApp {
         p.min_idle = 1;
         p.max_size = 1;
     }
-    s.pool.queue_timeout_ms = 20_000;
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(20_000);
     s.limits.stream_limit_bytes = 64 * 1024;
     spawn_with(s).await
 }

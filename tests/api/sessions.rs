@@ -2,96 +2,12 @@
 
 use codebeaker::domain::{Quota, Scope};
 use codebeaker_proto::Language;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{generous, revoke_key, settings, spawn, spawn_with, TestApp};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A small JSON-RPC client: matches responses by id, keeps notifications aside.
-struct Rpc {
-    ws: Ws,
-    next_id: u64,
-    notes: Vec<Value>,
-}
-
-impl Rpc {
-    async fn connect(app: &TestApp, key: &str) -> Rpc {
-        let url = app.addr.replace("http://", "ws://") + "/ws/jsonrpc";
-        let mut req = url.into_client_request().unwrap();
-        req.headers_mut().insert("x-api-key", key.parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("websocket connect");
-        Rpc {
-            ws,
-            next_id: 1,
-            notes: Vec::new(),
-        }
-    }
-
-    async fn send_text(&mut self, text: String) {
-        self.ws.send(Message::Text(text.into())).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
-                .await
-                .expect("no message within 60 s")
-                .expect("socket closed")
-                .unwrap();
-            if let Message::Text(t) = msg {
-                return serde_json::from_str(&t).unwrap();
-            }
-        }
-    }
-
-    /// Sends a request and returns the whole response object.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send_text(
-            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
-        )
-        .await;
-        loop {
-            let v = self.recv().await;
-            if v.get("id") == Some(&json!(id)) {
-                return v;
-            }
-            self.notes.push(v);
-        }
-    }
-
-    /// Sends a request and returns its `result`, failing on an error response.
-    async fn ok(&mut self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params).await;
-        assert!(v.get("error").is_none(), "{method} failed: {v}");
-        v["result"].clone()
-    }
-
-    /// Creates a session with `params` and returns its id.
-    async fn create(&mut self, params: Value) -> String {
-        self.ok("session.create", params).await["sessionId"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    async fn exec(&mut self, sid: &str, command: Value) -> Value {
-        self.ok(
-            "session.execute",
-            json!({"sessionId": sid, "command": command}),
-        )
-        .await
-    }
-}
+use crate::helpers::{generous, revoke_key, settings, spawn, spawn_with, Rpc};
 
 fn program(lang: Language) -> (&'static str, &'static str, Value) {
     match lang {
@@ -476,9 +392,8 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
         assert_eq!(v["error"]["code"], -32001, "{method}: {v}");
     }
     let r = app
-        .client
-        .get(format!("{}/v1/sessions/{sid}", app.addr))
-        .header("x-api-key", &other_key)
+        .api_as(&other_key)
+        .request(reqwest::Method::GET, &format!("/v1/sessions/{sid}"))
         .send()
         .await
         .unwrap();
@@ -534,6 +449,8 @@ async fn concurrent_commands_on_one_session_are_serialized_then_refused_as_busy(
     // A command that waits longer than busy_wait_ms gets "session busy".
     let long = json!({"type": "execute_shell", "commandName": "sleep", "args": ["3"]});
     rpc.send_text(json!({"jsonrpc": "2.0", "id": 201, "method": "session.execute", "params": {"sessionId": sid, "command": long}}).to_string()).await;
+    // A moment for the long command to take the session: nothing outside the gateway
+    // shows that a session is busy, so this is a sleep, not a wait for a condition.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let v = rpc
@@ -556,9 +473,7 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
     let s = settings(&[Language::Python]);
     let app = spawn_with(s.clone()).await;
     let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/sessions")
         .json(&json!({"language": "python", "idleTimeoutMinutes": 7}))
         .send()
         .await
@@ -567,9 +482,7 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
     let created: Value = r.json().await.unwrap();
     let sid = created["sessionId"].as_str().unwrap().to_string();
     let w = app
-        .client
-        .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
-        .header("x-api-key", &app.key)
+        .post(&format!("/v1/sessions/{sid}/commands"))
         .json(&json!({"type": "write_file", "path": "state.txt", "content": "survives"}))
         .send()
         .await
@@ -580,9 +493,7 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
     // A new gateway process with the same instance name re-adopts the session.
     let app2 = spawn_with(s).await;
     let r = app2
-        .client
-        .get(format!("{}/v1/sessions/{sid}", app2.addr))
-        .header("x-api-key", &app2.key)
+        .request(reqwest::Method::GET, &format!("/v1/sessions/{sid}"))
         .send()
         .await
         .unwrap();
@@ -590,9 +501,7 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
     let info: Value = r.json().await.unwrap();
     assert_eq!(info["config"]["idleTimeoutMinutes"], 7.0, "{info}");
     let r: Value = app2
-        .client
-        .post(format!("{}/v1/sessions/{sid}/commands", app2.addr))
-        .header("x-api-key", &app2.key)
+        .post(&format!("/v1/sessions/{sid}/commands"))
         .json(&json!({"type": "read_file", "path": "state.txt"}))
         .send()
         .await
@@ -603,25 +512,19 @@ async fn sessions_survive_a_gateway_restart_with_their_files_and_ids() {
     assert_eq!(r["result"]["content"], "survives", "{r}");
     // REST close, then not found.
     let d = app2
-        .client
-        .delete(format!("{}/v1/sessions/{sid}", app2.addr))
-        .header("x-api-key", &app2.key)
+        .delete(&format!("/v1/sessions/{sid}"))
         .send()
         .await
         .unwrap();
     assert_eq!(d.status().as_u16(), 200);
     let g = app2
-        .client
-        .get(format!("{}/v1/sessions/{sid}", app2.addr))
-        .header("x-api-key", &app2.key)
+        .request(reqwest::Method::GET, &format!("/v1/sessions/{sid}"))
         .send()
         .await
         .unwrap();
     assert_eq!(g.status().as_u16(), 404);
     let list: Value = app2
-        .client
-        .get(format!("{}/v1/sessions", app2.addr))
-        .header("x-api-key", &app2.key)
+        .request(reqwest::Method::GET, "/v1/sessions")
         .send()
         .await
         .unwrap()
@@ -641,7 +544,8 @@ async fn a_websocket_command_in_flight_at_shutdown_gets_its_answer_then_a_close(
     let sid = rpc.create(json!({"language": "python"})).await;
     let id = 77;
     rpc.send_text(json!({"jsonrpc": "2.0", "id": id, "method": "session.execute", "params": {"sessionId": sid, "command": {"type": "execute_shell", "commandName": "sh", "args": ["-c", "sleep 0.7; echo done"]}}}).to_string()).await;
-    // Let the command reach the container, then shut down (the test grace is 2 s).
+    // Let the command reach the container, then shut down (the test grace is 2 s). A
+    // sleep: nothing outside the gateway shows that the command has started.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     app.begin_shutdown();

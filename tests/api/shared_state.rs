@@ -11,7 +11,13 @@ use std::process::Command;
 use crate::helpers::{settings, spawn_with, TestApp};
 
 async fn run_as(app: &TestApp, key: &str, body: Value) -> Value {
-    let r = app.execute_as(Some(("x-api-key", key)), body).await;
+    let r = app
+        .api_as(key)
+        .post("/v1/execute")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     r.json().await.unwrap()
 }
@@ -19,9 +25,7 @@ async fn run_as(app: &TestApp, key: &str, body: Value) -> Value {
 /// Sends a session command over REST and returns the response body.
 async fn command(app: &TestApp, sid: &str, cmd: Value) -> Value {
     let r = app
-        .client
-        .post(format!("{}/v1/sessions/{sid}/commands", app.addr))
-        .header("x-api-key", &app.key)
+        .post(&format!("/v1/sessions/{sid}/commands"))
         .json(&cmd)
         .send()
         .await
@@ -32,9 +36,7 @@ async fn command(app: &TestApp, sid: &str, cmd: Value) -> Value {
 
 async fn session(app: &TestApp, language: &str) -> String {
     let r = app
-        .client
-        .post(format!("{}/v1/sessions", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/sessions")
         .json(&json!({"language": language}))
         .send()
         .await
@@ -363,9 +365,7 @@ async fn a_full_shared_cache_never_evicts_the_program_a_batch_is_running() {
         .map(|i| json!({"id": i.to_string(), "input": {"n": 20_000_000}}))
         .collect();
     let mut stream = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/execute/batch")
         .header("accept", "application/x-ndjson")
         .json(&json!({"language": "go", "code": GO_SPIN, "items": items, "maxConcurrency": 2}))
         .send()

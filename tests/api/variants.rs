@@ -88,10 +88,7 @@ async fn packages_choose_a_variant_and_a_package_no_variant_has_is_refused_with_
 
     // A batch's packages apply to every item, and an async execution is refused at
     // submission, not when it runs.
-    let r = app
-        .client
-        .post(format!("{}/v1/execute/batch", app.addr))
-        .header("x-api-key", &app.key)
+    let r = app.post("/v1/execute/batch")
         .json(&json!({"language": "javascript", "code": "const _ = require('lodash'); result = _.sum(input_data);",
                       "packages": ["lodash"], "items": [{"id": "a", "input": [1, 2]}, {"id": "b", "input": [3, 4]}]}))
         .send()
@@ -104,9 +101,7 @@ async fn packages_choose_a_variant_and_a_package_no_variant_has_is_refused_with_
         "{text}"
     );
     let r = app
-        .client
-        .post(format!("{}/v1/executions", app.addr))
-        .header("x-api-key", &app.key)
+        .post("/v1/executions")
         .json(&json!({"language": "javascript", "code": "result = 1", "packages": ["left-pad"]}))
         .send()
         .await

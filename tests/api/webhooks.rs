@@ -8,9 +8,9 @@ use axum::Router;
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{settings, spawn, spawn_with, TestApp};
+use crate::helpers::{eventually, eventually_every, settings, spawn, spawn_with, Redis, TestApp};
 
 /// What the receiver saw: (headers, body) per request.
 pub(crate) type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
@@ -55,35 +55,22 @@ fn webhook_secret(app: &TestApp) -> String {
 }
 
 async fn submit(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app
-        .client
-        .post(format!("{}/v1/executions", app.addr))
-        .header("x-api-key", &app.key)
-        .json(&body)
-        .send()
+    app.api()
+        .call(reqwest::Method::POST, "/v1/executions", Some(body))
         .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 async fn execution(app: &TestApp, id: &str) -> Value {
-    app.client
-        .get(format!("{}/v1/executions/{id}", app.addr))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get(&format!("/v1/executions/{id}")).await.1
 }
 
+/// Waits up to 30 s for `done` (a check of what a receiver saw).
 pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), what, || {
+        let d = done();
+        async move { d }
+    })
+    .await
 }
 
 fn webhook_settings() -> codebeaker::config::Settings {
@@ -125,13 +112,18 @@ async fn callbacks_are_signed_and_retried_until_accepted() {
         (Some(id.as_str()), Some("completed"))
     );
     assert_eq!(payload["result"]["output"], 42);
-    let mut view = execution(&app, &id).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while view["callbacks"][0]["status"] != "delivered" && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        view = execution(&app, &id).await;
-    }
-    assert_eq!(view["callbacks"][0]["status"], "delivered", "{view}");
+    let view = eventually(
+        Duration::from_secs(10),
+        "the callback to be recorded as delivered",
+        || async {
+            let view = execution(&app, &id).await;
+            match view["callbacks"][0]["status"] == "delivered" {
+                true => Ok(view),
+                false => Err(view.to_string()),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         view["callbacks"][0]["attempts"], 3,
         "two failures, then the third attempt: {view}"
@@ -155,24 +147,19 @@ async fn an_unreachable_callback_ends_in_the_dead_letters() {
     )
     .await;
     assert_eq!(st, 202, "{v}");
-    let mut dead = Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        dead = app
-            .client
-            .get(format!("{}/v1/webhooks/dead", app.addr))
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if dead["count"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dead = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "a dead letter",
+        || async {
+            let (_, dead) = app.get("/v1/webhooks/dead").await;
+            match dead["count"] == 1 {
+                true => Ok(dead),
+                false => Err(dead.to_string()),
+            }
+        },
+    )
+    .await;
     assert_eq!(dead["count"], 1, "{dead}");
     let d = &dead["deliveries"][0];
     assert_eq!(
@@ -249,7 +236,7 @@ async fn a_receiver_that_never_answers_does_not_delay_other_callbacks() {
 /// The same with the shared store, whose sender leases the deliveries it takes.
 #[tokio::test]
 async fn a_receiver_that_never_answers_does_not_delay_other_callbacks_on_redis() {
-    let redis = crate::replicas::Redis::start(None);
+    let redis = Redis::start(None).await;
     let mut s = webhook_settings();
     s.shared.redis_url = redis.url();
     s.shared.prefix = format!("wh{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -276,11 +263,9 @@ async fn silent_receiver_does_not_delay_others(mut s: codebeaker::config::Settin
     // Every callback to the silent receiver is due (its execution has finished) before
     // the other receiver's execution is submitted.
     for id in &silent_ids {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while execution(&app, id).await["status"] != "completed" {
-            assert!(Instant::now() < deadline, "execution {id} did not complete");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        app.api()
+            .wait_status(id, "completed", Duration::from_secs(60))
+            .await;
     }
     let (st, v) = submit(
         &app,
@@ -288,15 +273,13 @@ async fn silent_receiver_does_not_delay_others(mut s: codebeaker::config::Settin
     )
     .await;
     assert_eq!(st, 202, "{v}");
-    let submitted = Instant::now();
-    let deadline = submitted + Duration::from_secs(5);
-    while seen.lock().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the other receiver's callback did not arrive within 5 s behind 40 to a receiver that never answers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_every(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        "the other receiver's callback, behind 40 to a receiver that never answers",
+        || async { !seen.lock().unwrap().is_empty() },
+    )
+    .await;
     let (_, body) = seen.lock().unwrap()[0].clone();
     let payload: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(payload["executionId"], v["executionId"]);

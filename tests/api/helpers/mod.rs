@@ -1,4 +1,23 @@
 //! Test harness: start the real gateway on port 0 against the real Docker engine.
+//!
+//! - `TestApp` (here): an in-process gateway, its key, and requests that carry the key;
+//! - `api`: HTTP to one gateway with one key (`Api`), for `TestApp` and gateway processes;
+//! - `rpc`: the WebSocket JSON-RPC client;
+//! - `eventually`: polling for a condition, with one timeout and a message naming it;
+//! - `process`: the gateway binary as a child process;
+//! - `cluster`: `redis-server` and gateway processes sharing it.
+
+mod api;
+mod cluster;
+mod eventually;
+mod process;
+mod rpc;
+
+pub use api::Api;
+pub use cluster::{instance, Cluster, Redis, Replica};
+pub use eventually::{eventually, eventually_every};
+pub use process::{start_gateway_process, wait_ready};
+pub use rpc::Rpc;
 
 use codebeaker::auth::keys;
 use codebeaker::config::Settings;
@@ -7,7 +26,7 @@ use codebeaker::startup::Application;
 use codebeaker_proto::Language;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
@@ -33,7 +52,7 @@ pub fn settings(languages: &[Language]) -> Settings {
     s.server.shutdown_grace_ms = 2_000;
     s.pool.instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     s.pool.agent_bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle").into();
-    s.pool.warm_interval_ms = 100;
+    s.pool.warm_interval_ms = std::time::Duration::from_millis(100);
     for (l, ls) in s.pool.languages.iter_mut() {
         ls.enabled = languages.contains(l);
         ls.min_idle = 1;
@@ -184,11 +203,45 @@ impl TestApp {
         self.shutdown.cancel();
     }
 
+    /// Requests to this gateway with its all-scopes key.
+    pub fn api(&self) -> Api {
+        Api::new(&self.client, &self.addr, &self.key)
+    }
+
+    /// Requests to this gateway with another key.
+    pub fn api_as(&self, key: &str) -> Api {
+        Api::new(&self.client, &self.addr, key)
+    }
+
+    /// `method addr+path` with the key.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api().request(method, path)
+    }
+
+    /// `POST addr+path` with the key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.api().post(path)
+    }
+
+    /// `DELETE addr+path` with the key.
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.api().delete(path)
+    }
+
+    /// GET with the key: status and JSON body (null if the body is not JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.api().get(path).await
+    }
+
+    /// Polls until the execution is final (or 90 s pass).
+    pub async fn wait_final(&self, id: &str) -> Value {
+        self.api().wait_final(id).await
+    }
+
+    /// POST /v1/execute with `body` as it is, of `content_type`.
     pub async fn post_raw(&self, body: &str, content_type: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/execute", self.addr))
+        self.post("/v1/execute")
             .header("content-type", content_type)
-            .header("x-api-key", &self.key)
             .body(body.to_string())
             .send()
             .await
@@ -198,9 +251,7 @@ impl TestApp {
     /// Creates a session over REST with `body` (asserting 201) and returns its id.
     pub async fn create_session(&self, body: Value) -> String {
         let r = self
-            .client
-            .post(format!("{}/v1/sessions", self.addr))
-            .header("x-api-key", &self.key)
+            .post("/v1/sessions")
             .json(&body)
             .send()
             .await
@@ -226,7 +277,8 @@ impl TestApp {
         body
     }
 
-    /// POST /v1/execute with the given credential header (or none).
+    /// POST /v1/execute with the given credential header (or none), for the tests of
+    /// credentials themselves.
     pub async fn execute_as(&self, header: Option<(&str, &str)>, body: Value) -> reqwest::Response {
         let mut req = self
             .client
@@ -236,19 +288,6 @@ impl TestApp {
             req = req.header(k, v);
         }
         req.send().await.expect("request failed")
-    }
-
-    /// GET with the default key.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.addr))
-            .header("x-api-key", &self.key)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Stops the gateway as SIGTERM would, leaving live sessions' containers running for the
@@ -302,98 +341,18 @@ pub async fn count_containers(instance: &str) -> usize {
         .len()
 }
 
+/// The Docker engine itself, for tests that look behind the gateway's back (the pool
+/// crate keeps its own engine handle to itself).
+pub async fn docker() -> bollard::Docker {
+    bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
+}
+
 /// Removes every container of `instance` (after a test that ran the gateway binary).
 pub async fn remove_instance(instance: &str) {
     let docker = codebeaker_pool::connect().await.unwrap();
     let _ = codebeaker_pool::remove_instance(&docker, instance).await;
-}
-
-/// The real gateway binary, running (for tests that kill it, restart it or read its log).
-pub struct GatewayProcess {
-    pub child: std::process::Child,
-    pub port: u16,
-    /// Every line it writes (stdout and stderr), in order, from its start.
-    pub lines: std::sync::mpsc::Receiver<String>,
-    /// The lines read before the port was known.
-    pub early: Vec<String>,
-}
-
-/// Starts `codebeaker serve` on port 0 with JSON logs, this checkout's agent bundle, only
-/// Python enabled, and `env` on top; returns once it logged its port.
-pub fn start_gateway_process(env: &[(&str, &std::ffi::OsStr)]) -> GatewayProcess {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebeaker"));
-    cmd.arg("serve")
-        .env("CODEBEAKER_SERVER__BIND", "127.0.0.1:0")
-        .env("CODEBEAKER_SERVER__LOG_FORMAT", "json")
-        .env(
-            "CODEBEAKER_POOL__AGENT_BUNDLE",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle"),
-        )
-        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start the gateway binary");
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
-        Box::new(child.stdout.take().unwrap()),
-        Box::new(child.stderr.take().unwrap()),
-    ];
-    for pipe in pipes {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut early = Vec::new();
-    let port = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the gateway logs its port");
-        early.push(line.clone());
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let Some(p) = v["fields"]["port"].as_u64() {
-                break p as u16;
-            }
-        }
-    };
-    GatewayProcess {
-        child,
-        port,
-        lines,
-        early,
-    }
-}
-
-/// `GET base+path` with an API key: (status, JSON body or null).
-pub async fn get(client: &reqwest::Client, base: &str, key: &str, path: &str) -> (u16, Value) {
-    let r = client
-        .get(format!("{base}{path}"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls until the execution is final (or 90 s pass).
-pub async fn wait_final(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (st, v) = get(client, base, key, &format!("/v1/executions/{id}")).await;
-        assert_eq!(st, 200, "{v}");
-        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not final in 90 s: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -30,7 +30,7 @@ use codebeaker_pool::Isolation;
 use std::collections::VecDeque;
 
 /// `POST /v1/execute/batch`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchRequest {
     /// The language of every item that does not name its own.
@@ -62,7 +62,7 @@ pub struct BatchRequest {
 }
 
 /// One input of a batch.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchItem {
     /// The caller's correlation id, echoed back.

@@ -12,7 +12,7 @@ use crate::domain::{Denied, Principal};
 
 /// `POST /v1/execute` and JSON-RPC `execution.run`. Field names are camelCase, as the .NET
 /// clients send them.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecuteRequest {
     /// `python`, `javascript`, `go` or `csharp`, or an alias.

@@ -91,7 +91,7 @@ impl Application {
         };
         let retention = Duration::from_secs(settings.executions.retention_secs);
         let store: Arc<dyn crate::store::JobStore> = match &shared {
-            Some(s) => Arc::new(s.store(retention)),
+            Some(s) => Arc::new(crate::store::RedisStore::connect(s, retention).await?),
             None => Arc::new(crate::store::SqliteStore::open(
                 &settings.executions.database,
             )?),
@@ -186,14 +186,14 @@ impl Application {
                 None => Concurrency::default(),
             },
         });
-        let executions = crate::executions::Executions::new(
+        let executions = crate::executions::AsyncEngine::new(
             store,
             invoker.clone(),
             auth.clone(),
             settings.executions.clone(),
             settings.webhooks.clone(),
         );
-        let (requeued, failed) = executions.recover()?;
+        let crate::store::Recovered { requeued, failed } = executions.recover().await?;
         if requeued + failed > 0 {
             tracing::warn!(
                 requeued,

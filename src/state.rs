@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::executions::Executions;
+use crate::executions::AsyncEngine;
 use crate::invoke::Invoker;
 use crate::limits::{Admission, RateLimits};
 use crate::sessions::Sessions;
@@ -23,7 +23,7 @@ pub struct AppState {
     pub invoker: Arc<Invoker>,
     pub metrics: PrometheusHandle,
     pub sessions: Arc<Sessions>,
-    pub executions: Arc<Executions>,
+    pub executions: Arc<AsyncEngine>,
     /// The Redis shared with other replicas, when `[shared]` is configured.
     pub shared: Option<Arc<Shared>>,
     /// Cancelled at shutdown; WebSocket loops and their tasks watch it.

@@ -264,13 +264,11 @@ pub async fn sender(
         let mut full_window = false;
         if busy < MAX_IN_FLIGHT {
             let now = chrono::Utc::now().timestamp_millis();
-            let st = store.clone();
             // Deliveries in flight may come back (SQLite), so the window is the full
             // capacity: it still holds every free slot's worth of others.
-            let due = tokio::task::spawn_blocking(move || st.due_deliveries(now, MAX_IN_FLIGHT))
+            let due = store
+                .due_deliveries(now, MAX_IN_FLIGHT)
                 .await
-                .ok()
-                .and_then(Result::ok)
                 .unwrap_or_default();
             full_window = due.len() >= MAX_IN_FLIGHT;
             let mut put_off: HashMap<i64, Vec<String>> = HashMap::new();
@@ -303,16 +301,10 @@ pub async fn sender(
                 };
                 tasks.spawn(job.run(d));
             }
-            if !put_off.is_empty() {
-                let st = store.clone();
-                let recorded = tokio::task::spawn_blocking(move || {
-                    put_off
-                        .into_iter()
-                        .try_for_each(|(at, ids)| st.postpone_deliveries(&ids, at))
-                })
-                .await;
-                if let Ok(Err(e)) = recorded {
+            for (at, ids) in put_off {
+                if let Err(e) = store.postpone_deliveries(&ids, at).await {
                     tracing::error!(error = %e, "cannot put off webhook deliveries");
+                    break;
                 }
             }
         }
@@ -348,28 +340,28 @@ struct Sending {
 impl Sending {
     async fn run(self, d: Delivery) {
         let outcome = deliver(&self.client, &self.auth, &self.settings, &d).await;
-        let st = self.store.clone();
-        let id = d.id.clone();
+        let st = &self.store;
+        let id = &d.id;
         let attempts = d.attempts + 1;
         let max = self.settings.max_attempts as i64;
         let backoff = self.settings.backoff_ms;
-        let recorded = tokio::task::spawn_blocking(move || match outcome {
+        let recorded = match outcome {
             Ok(()) => {
                 crate::metrics::webhook_delivery("delivered");
-                st.delivered(&id, chrono::Utc::now().timestamp_millis())
+                st.delivered(id, chrono::Utc::now().timestamp_millis())
+                    .await
             }
             Err(e) if attempts >= max => {
                 crate::metrics::webhook_delivery("dead");
-                st.delivery_failed(&id, None, &e)
+                st.delivery_failed(id, None, &e).await
             }
             Err(e) => {
                 crate::metrics::webhook_delivery("retried");
                 let next = chrono::Utc::now().timestamp_millis() + retry_delay(backoff, attempts);
-                st.delivery_failed(&id, Some(next), &e)
+                st.delivery_failed(id, Some(next), &e).await
             }
-        })
-        .await;
-        if let Ok(Err(e)) = recorded {
+        };
+        if let Err(e) = recorded {
             tracing::error!(error = %e, "cannot record a webhook delivery");
         }
         lock(&self.in_flight).0.remove(&d.id);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::domain::Scope;
 use crate::error::ApiError;
-use crate::executions::ExecutionView;
+use crate::executions::ExecutionResource;
 use crate::requests::RequestError;
 use crate::routes::auth::Caller;
 use crate::routes::compat::SeedExecuteRequest;
@@ -69,17 +69,17 @@ pub struct Page {
 
 /// `GET /v1/executions/{id}`: status, and the result when done.
 #[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = ExecutionView), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = ExecutionResource), (status = 404, body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<ExecutionView>, ApiError> {
+) -> Result<Json<ExecutionResource>, ApiError> {
     caller.require(Scope::Execute)?;
     let job = state.executions.get(&caller, &id).await?;
-    let mut view = ExecutionView::of(&job, page.offset, page.limit.unwrap_or(1000));
+    let mut view = ExecutionResource::of(&job, page.offset, page.limit.unwrap_or(1000));
     if job.callback_url.is_some() {
         view.callbacks = Some(state.executions.deliveries(&caller, Some(&job.id)).await?);
     }
@@ -120,16 +120,16 @@ pub async fn webhook_secret(
 
 /// `DELETE /v1/executions/{id}`: cancels.
 #[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = ExecutionView), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = ExecutionResource), (status = 404, body = crate::error::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<ExecutionView>, ApiError> {
+) -> Result<Json<ExecutionResource>, ApiError> {
     caller.require(Scope::Execute)?;
     let job = state.executions.cancel(&caller, &id).await?;
-    Ok(Json(ExecutionView::of(&job, 0, 0)))
+    Ok(Json(ExecutionResource::of(&job, 0, 0)))
 }
 
 /// Filter of the list.
@@ -161,10 +161,10 @@ pub async fn list(
         .executions
         .list(&caller, status, q.limit.unwrap_or(100).min(1000))
         .await?;
-    let views: Vec<ExecutionView> = jobs
+    let views: Vec<ExecutionResource> = jobs
         .iter()
         .map(|j| {
-            let mut v = ExecutionView::of(j, 0, 0);
+            let mut v = ExecutionResource::of(j, 0, 0);
             v.result = None;
             v
         })
@@ -200,7 +200,7 @@ pub async fn seed_status(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Execute)?;
     let job = state.executions.get(&caller, &id).await?;
-    let view = ExecutionView::of(&job, 0, 0);
+    let view = ExecutionResource::of(&job, 0, 0);
     let mut out = json!({"executionId": job.id, "status": job.status, "error": view.error});
     if let Some(r) = view.result {
         let timeout = r["error"]["kind"] == "timeout";

@@ -1,14 +1,13 @@
 //! State shared by several gateway replicas through one Redis (`[shared]`, off by
-//! default): the async queue and its results ([`store::RedisStore`]), per-key rate limits
-//! (GCRA in one Lua script), per-key concurrency caps (leases that expire with a dead
-//! replica), and the replica registry that session routing reads (heartbeats with a TTL).
+//! default): the connection the async queue and its results use
+//! ([`crate::store::RedisStore`]), per-key rate limits (GCRA in one Lua script), per-key
+//! concurrency caps (leases that expire with a dead replica), and the replica registry
+//! that session routing reads (heartbeats with a TTL).
 //!
 //! Everything here goes through the `redis` crate; nothing is home-made but the scripts.
 //! A Redis that does not answer within `shared.command_timeout_ms` is an outage: the
 //! request that needed it gets 503 `shared_state_unavailable`, the gateway stays up, and
 //! the connection manager reconnects when Redis is back.
-
-pub mod store;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -30,13 +29,18 @@ pub struct Gcra {
 
 /// Redis could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("shared state (Redis) is unavailable: {0}")]
-pub struct SharedError(pub String);
-
-impl From<redis::RedisError> for SharedError {
-    fn from(e: redis::RedisError) -> Self {
-        SharedError(e.to_string())
-    }
+pub enum SharedError {
+    #[error("shared state (Redis) is unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Connecting took longer than three command timeouts.
+    #[error("shared state (Redis) is unavailable: no answer from {url} within {timeout:?}")]
+    NoAnswer { url: String, timeout: Duration },
+    /// Another live process announces this replica's instance label.
+    #[error("shared state (Redis) is unavailable: another live replica announces pool.instance = {0:?}; every replica needs its own")]
+    InstanceTaken(String),
+    /// The client that forwards session requests to their owner could not be built.
+    #[error("shared state (Redis) is unavailable: {0}")]
+    Http(#[source] reqwest::Error),
 }
 
 impl crate::failure::Failure for SharedError {
@@ -68,80 +72,25 @@ pub struct Shared {
 }
 
 /// Announces the replica: only if the key is free or already this process's.
-static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
-return 1
-"#,
-    )
-});
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/announce.lua")));
 
 /// The header a forwarded request carries the peer token in.
 pub const PEER_HEADER: &str = "x-codebeaker-peer";
 
 /// GCRA: the theoretical arrival time per key, in Redis's own clock (so that replicas'
 /// clocks do not matter). Returns {allowed, retry_after_ms, remaining}.
-static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local emission = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - burst * emission
-if allow_at > now then
-  return {0, math.ceil(allow_at - now), 0}
-end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, 0, math.floor((now - allow_at) / emission)}
-"#,
-    )
-});
+static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
 
 /// Extends a held concurrency lease (only if it is still there).
-static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-"#,
-    )
-});
+static RENEW_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew_lease.lua")));
 
 /// Removes the replica's announcement, only if it is still this process's.
-static WITHDRAW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then return redis.call('DEL', KEYS[1]) end
-return 0
-"#,
-    )
-});
+static WITHDRAW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
 
 /// A concurrency lease: expired leases (of a replica that died) are dropped first.
 /// Returns 1 when a lease was taken.
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"#,
-    )
-});
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
 impl Shared {
     /// Connects and checks that Redis answers (a gateway configured for Redis that cannot
@@ -152,22 +101,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, SharedError> {
         let client = redis::Client::open(settings.redis_url.as_str())?;
         let timeout = Duration::from_millis(settings.command_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = tokio::time::timeout(
-            timeout * 3,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| {
-            SharedError(format!(
-                "no answer from {} within {timeout:?}",
-                redacted(&settings.redis_url)
-            ))
-        })??;
+        let mut conn = manager(&client, settings).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         let token_key = key(&settings.prefix, &["peer-token"]);
         let _: Option<String> = redis::cmd("SET")
@@ -195,7 +129,7 @@ impl Shared {
                 .connect_timeout(timeout * 2)
                 .timeout(Duration::from_secs(600))
                 .build()
-                .map_err(|e| SharedError(e.to_string()))?,
+                .map_err(SharedError::Http)?,
         }))
     }
 
@@ -204,15 +138,9 @@ impl Shared {
         key(&self.settings.prefix, parts)
     }
 
-    /// The durable queue on this Redis (its own synchronous connection: the store's
-    /// callers run on blocking threads).
-    pub fn store(&self, retention: Duration) -> store::RedisStore {
-        store::RedisStore::new(
-            self.client.clone(),
-            &self.settings,
-            &self.instance,
-            retention,
-        )
+    /// A connection of its own to this Redis (the executions' store has one).
+    pub async fn connection(&self) -> Result<ConnectionManager, SharedError> {
+        manager(&self.client, &self.settings).await
     }
 
     /// One rate-limit decision for `subject` at `rate`/s with `burst`.
@@ -313,10 +241,7 @@ impl Shared {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(SharedError(format!(
-                    "another live replica announces pool.instance = {:?}; every replica needs its own",
-                    self.instance
-                )));
+                return Err(SharedError::InstanceTaken(self.instance.clone()));
             }
             tokio::time::sleep(Duration::from_millis(self.settings.heartbeat_ms.min(250))).await;
         }
@@ -419,6 +344,30 @@ impl Drop for SharedPermit {
             });
         }
     }
+}
+
+/// A connection to `client` that reconnects by itself, each command bounded by
+/// `shared.command_timeout_ms` (connecting by three of them).
+async fn manager(
+    client: &redis::Client,
+    settings: &SharedSettings,
+) -> Result<ConnectionManager, SharedError> {
+    let timeout = Duration::from_millis(settings.command_timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    tokio::time::timeout(
+        timeout * 3,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| SharedError::NoAnswer {
+        url: redacted(&settings.redis_url),
+        timeout,
+    })?
+    .map_err(SharedError::from)
 }
 
 /// `<prefix>:<part>:<part>…`: every key this module and the store use.

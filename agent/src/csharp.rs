@@ -478,6 +478,29 @@ mod tests {
     }
 
     #[test]
+    fn the_instance_template_keeps_its_call_class_out_of_main() {
+        // The resident runner (Launcher.cs) finds `__CodeBeakerCall` at namespace level and
+        // calls Main per input; user types and usings keep working as in call mode.
+        let code = "using System.Text;\nvar sb = new StringBuilder(\"a\");\nvar result = new P { X = sb.Length };\nclass P { public int X { get; set; } }";
+        let src = include_str!("../../wrappers/instance/csharp.cs").replacen("{{code}}", code, 1);
+        let p = to_program(&src, "program.cs");
+        let main_end = p.find("#line hidden\n    }\n}").unwrap();
+        assert!(p.find("class __CodeBeakerCall").unwrap() > main_end, "{p}");
+        assert!(p.find("class P").unwrap() > main_end, "{p}");
+        assert!(
+            p.find("using System.Text;").unwrap() < p.find("class __CodeBeakerTopLevel").unwrap()
+        );
+        assert!(p.find("__CodeBeakerCall.Result = outputJson;").unwrap() < main_end);
+        // The lines above the code are wrappers/csharp.cs's: compile errors name the same line.
+        let call = include_str!("../../wrappers/csharp.cs");
+        let line_of = |t: &str| t.lines().position(|l| l == "{{code}}");
+        assert_eq!(
+            line_of(call),
+            line_of(include_str!("../../wrappers/instance/csharp.cs"))
+        );
+    }
+
+    #[test]
     fn using_directives_are_told_from_using_statements() {
         assert!(is_using_directive("using System.Linq;"));
         assert!(is_using_directive("  using static System.Math;"));

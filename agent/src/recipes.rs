@@ -50,7 +50,8 @@ pub struct Spec {
     /// For C#: the launcher source to compile at startup; `{launcher}` in the runner argv.
     pub launcher_source: Option<&'static str>,
     /// The resident runner of `"isolation": "program"` (`instance.rs`): `{program}` is the
-    /// program (or its staged binary), `{mode}` `edge` or `plain`. `None`: not supported.
+    /// program (or its staged binary), `{mode}` `edge` or `plain`, `{launcher}` as in
+    /// `runner`. `None`: not supported.
     pub resident: Option<Resident>,
     /// Run (as root, before any user code) on the compiled launcher, its path appended:
     /// C# AOT-compiles it next to itself, ~4 ms of CPU less per call (BENCHMARKS.md, run P).
@@ -160,7 +161,14 @@ pub fn spec(lang: Language) -> Spec {
                 // Where Mono finds the System.Text.Json subset the programs reference.
                 env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
             },
-            resident: None,
+            // The same launcher, given the program and the mode, is the resident runner:
+            // it loads the program once and calls its Main per input (Launcher.cs).
+            resident: Some(Resident {
+                argv: &["mono", "{launcher}", "{program}", "{mode}"],
+                env: &[("MONO_PATH", csharp::JSON_LIBRARY_DIR)],
+                // Mono's GC, finalizer, thread-pool and timer threads come and go.
+                threads_vary: true,
+            }),
             launcher_source: Some("/opt/codebeaker/launchers/Launcher.cs"),
             launcher_aot: &["mono", "--aot", "-O=all"],
         },

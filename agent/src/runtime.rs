@@ -50,6 +50,8 @@ pub struct Agent {
     toolchain: String,
     /// Runner argv with `{launcher}` resolved.
     runner_argv: Vec<String>,
+    /// The compiled launcher (C#), for `{launcher}` in the resident runner's argv too.
+    launcher: String,
     /// The pre-started runner waiting for the next program, if the language uses one.
     next_runner: Option<Child>,
     /// The zygote, if the language uses one. It survives cleanups.
@@ -84,6 +86,7 @@ impl Agent {
             reaper: Reaper::install()?,
             toolchain: String::new(),
             runner_argv: Vec::new(),
+            launcher: String::new(),
             next_runner: None,
             zygote: None,
             prepared: None,
@@ -129,6 +132,7 @@ impl Agent {
                 .map(|a| a.replace("{launcher}", &launcher))
                 .collect();
         }
+        agent.launcher = launcher;
         agent.reset()?;
         Ok(agent)
     }
@@ -247,7 +251,11 @@ impl Agent {
         let command = RunnerCommand {
             argv: argv
                 .iter()
-                .map(|a| a.replace("{program}", &program).replace("{mode}", mode))
+                .map(|a| {
+                    a.replace("{program}", &program)
+                        .replace("{mode}", mode)
+                        .replace("{launcher}", &self.launcher)
+                })
                 .collect(),
             env,
             threads_vary,

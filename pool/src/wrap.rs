@@ -18,14 +18,21 @@ fn template(lang: Language) -> &'static str {
 
 /// The program a resident instance (`"isolation": "program"`) loads: Python and
 /// JavaScript runners take the code as written (they supply `input_data` and read
-/// `result`); Go compiles it inside the instance template, whose `main` is the runner.
-/// `None`: the language has no resident form (yet), or a plain program of a language whose
-/// plain programs carry their own `main`.
+/// `result`); Go compiles it inside the instance template, whose `main` is the runner; C#
+/// compiles it inside its instance template (a plain C# program as written), and the
+/// resident launcher calls its `Main` per input. `None`: no resident form (a plain Go
+/// program carries its own `main`).
 pub fn wrap_instance(lang: Language, code: &str, plain: bool) -> Option<String> {
     match lang {
         Language::Python | Language::JavaScript => Some(code.to_string()),
         Language::Go if !plain => {
             Some(include_str!("../../wrappers/instance/go.go").replacen(MARKER, code, 1))
+        }
+        // The resident launcher calls the program's `Main` per input: a plain program's
+        // own, or the one the agent's translator makes of the instance template.
+        Language::CSharp if plain => Some(code.to_string()),
+        Language::CSharp => {
+            Some(include_str!("../../wrappers/instance/csharp.cs").replacen(MARKER, code, 1))
         }
         _ => None,
     }

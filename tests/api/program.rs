@@ -368,3 +368,32 @@ async fn idle_instances_give_way_to_other_work() {
     assert!(third["queueMs"].as_u64().unwrap() < 5_000, "{third}");
     app.stop().await;
 }
+
+/// C#: fresh locals per call, statics persist; an exception keeps the instance,
+/// `Environment.Exit(3)` ends its call and the next one runs on a new instance.
+#[tokio::test]
+async fn csharp_runs_resident_with_fresh_locals_and_persistent_statics() {
+    let app = spawn(&[Language::CSharp]).await;
+    let code = "int local = 0;\nlocal++;\nvar k = (int)(AppDomain.CurrentDomain.GetData(\"k\") ?? 0) + 1;\nAppDomain.CurrentDomain.SetData(\"k\", k);\nvar i = input_data.GetProperty(\"i\").GetInt32();\nif (i == 1) Environment.Exit(3);\nif (i == 2) throw new Exception(\"boom\");\nvar result = new[] { local, k };";
+    let b = batch(
+        &app,
+        json!({"language": "csharp", "code": code, "items": items(4), "maxConcurrency": 1, "isolation": "program"}),
+    )
+    .await;
+    let r = b["results"].as_array().unwrap();
+    assert_eq!(r[0]["output"], json!([1, 1]), "{}", r[0]);
+    assert_eq!(r[1]["exitCode"], 3, "{}", r[1]);
+    assert_eq!(r[2]["error"]["kind"], "runtime_error", "{}", r[2]);
+    assert!(
+        r[2]["stderr"].as_str().unwrap().contains("boom"),
+        "{}",
+        r[2]
+    );
+    assert_eq!(
+        r[3]["output"],
+        json!([1, 2]),
+        "new instance after the exit, kept after the exception: {}",
+        r[3]
+    );
+    app.stop().await;
+}

@@ -11,6 +11,38 @@
 //!
 //! Rate limiting: a batch counts as one request against the caller's rate limit; its size
 //! is bounded by `limits.max_batch_items` and its parallelism by `max_concurrent`.
+//!
+//! # How it works: one batch, step by step
+//!
+//! 1. `POST /v1/execute/batch` (`routes/batch.rs`) passes the same layers as
+//!    `/v1/execute` (its own larger body limit, `authenticate`, the `execute` scope).
+//! 2. [`admit`] validates every item through `requests::invocation` (so an item is judged
+//!    exactly as a `/v1/execute` body would be) and checks its packages ([`plan`]), then
+//!    takes the batch's concurrency in admission places and concurrency permits at once:
+//!    all or nothing. A JSON answer (not NDJSON) also gets a result budget
+//!    (`limits.max_batch_result_bytes`): the item that would pass it, and every later one,
+//!    is not run (`result_budget_exceeded`).
+//! 3. [`run`] starts `concurrency` workers on the pools' task tracker (`Pools::spawn`:
+//!    shutdown waits for them). Each takes the next item in request order and runs it on a
+//!    container it holds across items (`Pools::lease` → `Lease`, `pool/src/lease.rs`): one
+//!    pool checkout per worker, not per item. The first item of a program on a container
+//!    sends `{"prepare":{…}}` (the source written once, compiled once); every item after it
+//!    is one `{"item":{…}}` line (input and limits) and one `ran` line back. The agent
+//!    still runs each item in a fresh process and cleans the container before it reads the
+//!    next line. For Go and C# only the first worker starts at once; the others start when
+//!    its first item is done and find the binary in the shared compile cache, so a batch
+//!    compiles once. A container that breaks, reaches `max_uses` or is OOM-killed is
+//!    released and the worker leases another; an item whose container was gone before the
+//!    item reached it (`PoolError::NotStarted`) runs again on another, at most three times.
+//!    With `"isolation": "program"` a worker holds a resident instance instead and keeps
+//!    up to `instances.pipeline_depth` items in flight on it (`call` lines, answered in
+//!    order). A failed item with `stopOnFirstError` sets a flag that items not yet started
+//!    check. Results go through a channel of `2 × concurrency`: a slow reader slows the
+//!    workers; a reader that went away stops them after their current item.
+//! 4. The route either collects the stream into one slot per index and answers one JSON
+//!    body in request order, or turns each result into an NDJSON line as it comes (nothing
+//!    kept; dropping the body stream on disconnect drops the items not yet started, while
+//!    running ones finish in the pools' own tasks and their containers come back clean).
 
 use codebeaker_pool::{Invocation, Lease};
 use codebeaker_proto::RawJson;

@@ -6,6 +6,40 @@
 //! requests to the container's stdin and reads replies from its stdout. The agent's own
 //! diagnostics go to stderr, which Docker keeps as a separate stream, so a log line can
 //! never be mistaken for a reply.
+//!
+//! # The agent protocol
+//!
+//! Newline-delimited JSON over the container's stdin (requests) and stdout (replies).
+//! Frames are externally tagged (`{"run":{…}}`, `"ping"`): serde buffers an internally
+//! tagged frame into a tree before it picks the variant, and the input and output travel
+//! as raw JSON text ([`RawJson`]: validated once at the HTTP edge or by the agent, never
+//! rebuilt; a value with a line break is compacted so that it fits on its line).
+//!
+//! Requests ([`Request`]):
+//! - `"ping"` (answered after the cleanup; kept for diagnosis, the pool does not send it);
+//! - `{"run":{"source","input","timeoutMs","compileTimeoutMs","streamLimitBytes",
+//!   "resultLimitBytes","plain","cacheKey"}}`: one program, one input (answered `ran`);
+//! - for a stream of inputs (batches): `{"prepare":{"source","compileTimeoutMs","plain",
+//!   "cacheKey"}}` (answered `prepared`, with the compile time, cache hit and compiler
+//!   error) then any number of `{"item":{"input","timeoutMs","streamLimitBytes",
+//!   "resultLimitBytes"}}` (each answered `ran`);
+//! - for a resident instance (`"isolation": "program"`): `instance` (as `prepare`, plus
+//!   `maxCalls` and `maxAgeMs`; answered `prepared`), then `call` lines shaped as `item`
+//!   (each answered `ran`; they may be sent ahead, and run one at a time in order), then
+//!   `"end_instance"` (answered `clean`);
+//! - for sessions: `session` (enter session mode, store metadata), `"session_info"`, `file`
+//!   (a tagged file command) and `shell` (an argv).
+//!
+//! Replies ([`Reply`]): `ready` (once, with language, toolchain version and agent version),
+//! `pong`, `ran` (a [`RunOutcome`]), `prepared`, `clean` (after the reply to `run`,
+//! `prepare` or `item` of a pool container once its cleanup is done, and as the answer to
+//! `end_instance`), `failed` (agent-side fault; the container is retired), and for
+//! sessions `session_started`, `session_info`, `file_done`, `command_failed` (the caller's
+//! fault: bad path, missing file), `output` (streamed chunks, zero or more before) `shell`.
+//!
+//! One request is in flight per container at a time, which the pool's exclusive checkout
+//! guarantees; the one exception is a resident instance's `call` lines, which a batch
+//! worker pipelines (up to `instances.pipeline_depth`) and the agent answers in order.
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};

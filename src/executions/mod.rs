@@ -31,6 +31,42 @@
 //! reason. A cancelled queued execution never runs; cancelling a running one discards its
 //! result and stops the batch items not yet started (a program already running on a
 //! container finishes or hits its time limit there, and the container comes back clean).
+//!
+//! # How it works: the store and the webhooks
+//!
+//! `POST /v1/executions` (`routes/executions.rs`) → `AsyncEngine::submit` (`submit.rs`):
+//! the body is checked as the synchronous route would check it (`requests::invocation`
+//! and the packages, or `batch::plan`), the callback URL against internal addresses, the
+//! tenant's and the global queue depth, then the job is inserted in the [`JobStore`]
+//! (`JobStore::insert`) before the 202 leaves. The store is async: SQLite (the default,
+//! `store/sqlite/`, WAL with `synchronous = FULL`, so the job is on disk before the 202)
+//! runs its calls on tokio's blocking threads inside the store; Redis (`store/redis/`,
+//! with `[shared]`) holds the same queue for several gateways on its own async
+//! `ConnectionManager`. `executions.workers` worker tasks (`worker.rs`, on the gateway's
+//! one task tracker: shutdown stops them taking work and waits, within the grace, for the
+//! jobs they run) claim the next job (`JobStore::claim_next`: tenants with queued work
+//! take turns, a tenant at `max_running_per_tenant` is passed over, a tenant's own jobs
+//! run in submission order; the job becomes `running`, `attempts + 1`), run it through
+//! the same `Invoker` as the synchronous routes (`run.rs`: `Invoker::run`, or
+//! `batch::run_plan`), as its stored caller with its stored quota, and record the final
+//! status and, in the same transaction, the callback delivery (`JobStore::finish`). A job
+//! that finds the gateway's admission or the caller's `max_concurrent` full goes back to
+//! the queue (`JobStore::release`), its attempt not counted. At startup,
+//! `AsyncEngine::recover` (`JobStore::recover`) re-queues running jobs once and fails
+//! those interrupted twice.
+//!
+//! `webhooks::sender` takes due deliveries from the same store and POSTs each in its own
+//! task, at most 32 at once and 4 per `host:port`; one whose destination is full is put
+//! off (`JobStore::postpone_deliveries`, no attempt counted) for about as long as that
+//! destination's oldest delivery has been in flight, so a receiver that never answers
+//! holds only its own 4 slots. Each attempt signs with the caller's secret (a key's own,
+//! or a token tenant's derived from `auth.jwt.webhook_secret`), reschedules a failure with
+//! backoff and jitter, and marks the last failure dead. The HTTP client resolves a host
+//! through the webhooks' checked resolver only (one lookup, 2 s bound, refused whole if
+//! any address is internal; no proxy, no redirects), so the address checked is the
+//! address connected to; an IP-literal host is checked before the request. SQLite hands a
+//! pending delivery out again until its outcome is recorded, so the sender skips the ids
+//! it has in flight; Redis leases the ones it hands out (10 minutes).
 
 mod callback;
 mod cancel;

@@ -7,6 +7,46 @@
 //! belong to a tenant: another tenant gets "not found", never "forbidden", so ids do not
 //! leak. On shutdown, session containers are left running and the next gateway process
 //! re-adopts them by label, with their ids, files and timeouts.
+//!
+//! # How it works
+//!
+//! A session is a pool container taken out for good (`Pools::take_for_session`:
+//! `Object::take`, its slot given back, and the warmer replaces it). The gateway sends the
+//! agent `{"session":{"meta":…}}`: from then on the agent no longer wipes anything between
+//! requests, and it keeps `meta` (id, tenant, language, creation time, timeouts). File
+//! commands run in the agent with the sandbox uid and `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS)` against a descriptor of `/workspace` (under gVisor, which has
+//! no `openat2`, a walk of `O_NOFOLLOW` opens; `agent/src/workspace.rs`); `execute_shell`
+//! runs an argv as the sandbox user and, when streaming, the agent emits `output` lines
+//! before the final reply, which the gateway forwards as `session.output` notifications.
+//! One command at a time: each session's container sits behind a `tokio::sync::Mutex`,
+//! taken with the busy timeout ([`Sessions::with_container`]). A command runs to
+//! completion even if its caller disconnects (WebSocket messages and REST commands run as
+//! their own tasks, which shutdown waits for); a container that an agent or Docker
+//! failure broke during a command, or that Docker reported dead, ends its session
+//! (`session_lost`) rather than serve another command. The agent reaps every exited child
+//! after each command, so background processes cannot pile up as zombies in a session.
+//!
+//! On a WebSocket (`jsonrpc.rs`), the upgrade's credential is checked again for every
+//! message (revocation and token expiry take effect on open sockets) and every request
+//! counts against the caller's rate limit. The upgrade alone may carry its credential in
+//! the URL (`?api_key=`, `?access_token=`), because the Loopai client's `ClientWebSocket`
+//! cannot send headers; `routes::auth::credential` is the one place that reads it, and it
+//! refuses one on every other route. No query string is logged or traced: the request span
+//! (`telemetry::request_span`) records the path only.
+//!
+//! A command's result is `{success, result, error, errorCode, errorKind, durationMs}` with
+//! `error` one readable string (what the Loopai client's `CommandResult.Error: string?`
+//! reads) and the machine-readable code and kind beside it (`commands.rs`).
+//!
+//! **Restart:** at shutdown the session containers are left running
+//! ([`Sessions::detach_all`]: a session busy with a command gets until the shutdown
+//! deadline to finish it, else it is not kept) and only the other containers are removed.
+//! At startup the pools' sweep (`pool/src/adopt.rs`) lists this instance's containers,
+//! re-attaches to each running one and asks its agent for its session metadata
+//! (`session_info`); sessions are handed to the session manager ([`Sessions::new`]) with
+//! their ids and timeouts, everything else is removed. The gateway holds no session state
+//! that is not also in the agent, so nothing is lost when the gateway dies.
 
 pub mod commands;
 mod session;

@@ -8,6 +8,42 @@
 //! A Redis that does not answer within `shared.command_timeout_ms` is an outage: the
 //! request that needed it gets 503 `shared_state_unavailable`, the gateway stays up, and
 //! the connection manager reconnects when Redis is back.
+//!
+//! # How it works
+//!
+//! Off by default: a single node keeps its queue in SQLite and its limits in memory. With
+//! `shared.redis_url` set, replicas share one Redis through the `redis` crate: this
+//! module's async `ConnectionManager` for the request path (rate limits, concurrency
+//! leases, the replica registry), and one of the executions' store's own
+//! (`Shared::connection`, `store/redis/`):
+//!
+//! | what | where | how |
+//! |---|---|---|
+//! | async executions, results, idempotency keys | `<prefix>:job:<id>` hashes, `jobs:<tenant>` index, `idem:<len>.<tenant>:<key>` | Lua scripts (`store/lua/`) make each step atomic (insert + enqueue; claim; finish + callback) |
+//! | the queue | the stream `<prefix>:queue`, consumer group `workers`, one consumer per replica (`pool.instance`); `queued:<tenant>`, `running:<tenant>` | `XREADGROUP` for new work; a claim passes over a tenant at `max_running_per_tenant` (its entry moves to the end); `XAUTOCLAIM` (with a cursor over the pending entries) takes over entries idle past `visibility_timeout_ms`; a job runs only from the entry it points at (`sid`), so a stale entry is dropped; a live replica renews its claims every quarter of the timeout, in one script, only while the entry is still its own and the job still running, and stops locally what it lost (taken over, or cancelled through another replica); a restarted replica re-queues what it still owns |
+//! | webhook deliveries | `delivery:<id>`, `deliveries:due` (by next attempt, leased 10 min when taken) | any replica's sender sends them, at least once; an outcome is recorded only while the delivery is still pending |
+//! | rate limits | `rate:<subject>` | GCRA in one script on Redis's clock (`TIME`) |
+//! | concurrency caps | `inflight:<subject>` sorted set of leases | renewed every third of its length while held (a batch holds its places for long); expires after the longest call plus 30 s if its replica died |
+//! | replicas | `replica:<instance>` = `<process claim> <URL>`, TTL `replica_ttl_ms` | claimed at startup before the pools sweep the label's leftovers (a label another live process announces: exit 64), then heartbeats; `shared.peers` as a static fallback |
+//! | the peer token | `peer-token` | forwarded requests carry it (`x-codebeaker-peer`), and are not charged twice |
+//!
+//! Per replica: its containers and pools, its sessions (their ids name it; a key's
+//! `max_sessions` is counted per replica, and `GET /v1/sessions` lists the answering
+//! replica's sessions, pinned by the API test
+//! `replicas::max_sessions_and_the_session_list_count_per_replica`: a key may hold
+//! `max_sessions` on each replica), its compile cache, admission (global shedding),
+//! metrics and traces.
+//!
+//! Failure modes: Redis unreachable at startup → exit 64; Redis lost at run time →
+//! requests that need it get 503 `shared_state_unavailable`, `/readyz` is 503 with
+//! `"redis": false`, the gateway stays up and reconnects; a replica killed → its claimed
+//! executions run again on another after the visibility timeout (once; a second loss fails
+//! them), its concurrency leases expire, its sessions answer 503 `session_unavailable`
+//! (JSON-RPC `-32012`) with `Retry-After` elsewhere until it restarts and re-adopts them;
+//! a forwarded request is never forwarded again (two replicas that disagree about an owner
+//! answer 503, not loop), and only an id of the exact form `<instance>.<32 hex digits>` is
+//! forwarded at all (so no id can put a path of its own into the forwarded request); the
+//! forwarding client follows no redirects.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;

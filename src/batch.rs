@@ -303,7 +303,7 @@ pub fn plan(
     req: BatchRequest,
 ) -> Result<Plan, RequestError> {
     let settings = &invoker.settings;
-    let max_items = settings.limits.max_batch_items;
+    let max_items = settings.limits.max_batch_items.get();
     if req.items.is_empty() {
         return Err(RequestError::Invalid("items must not be empty".into()));
     }

@@ -2,12 +2,100 @@
 //! environment variables (`CODEBEAKER_SECTION__KEY`, e.g. `CODEBEAKER_SERVER__BIND`).
 
 use codebeaker_pool::PoolSettings;
-use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::domain::{Quota, Scope};
+
+/// A [`Duration`] kept in whole milliseconds (`*_ms` keys), as files always wrote it.
+mod ms {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+
+    /// Refuses zero while parsing: an interval or a limit of nothing (the error names
+    /// the key).
+    pub mod positive {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            super::serialize(d, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            match u64::deserialize(d)? {
+                0 => Err(serde::de::Error::custom("must be positive")),
+                n => Ok(Duration::from_millis(n)),
+            }
+        }
+    }
+}
+
+/// A [`Duration`] kept in whole seconds (`*_secs` keys).
+mod secs {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+
+    /// As [`super::ms::positive`], in seconds.
+    pub mod positive {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            super::serialize(d, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            match u64::deserialize(d)? {
+                0 => Err(serde::de::Error::custom("must be positive")),
+                n => Ok(Duration::from_secs(n)),
+            }
+        }
+    }
+}
+
+/// A `redis://` URL may carry a password: kept secret, never logged or rendered.
+mod secret_url {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
+}
+
+const fn nz64(n: u64) -> NonZeroU64 {
+    match NonZeroU64::new(n) {
+        Some(n) => n,
+        None => NonZeroU64::MIN,
+    }
+}
+
+const fn nzu(n: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(n) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    }
+}
 
 /// Every setting, by section (`[server]`, `[limits]`, `[auth]`, `[sessions]`, `[pool]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,7 +119,8 @@ pub struct Settings {
 #[serde(default)]
 pub struct SharedSettings {
     /// `redis://host:port/db` (or `rediss://` for TLS). Empty: single node.
-    pub redis_url: String,
+    #[serde(with = "secret_url")]
+    pub redis_url: SecretString,
     /// Prefix of every key (several deployments can share one Redis).
     pub prefix: String,
     /// Where the other replicas reach this one (session forwarding), e.g.
@@ -42,33 +131,37 @@ pub struct SharedSettings {
     pub peers: std::collections::BTreeMap<String, String>,
     /// How often this replica announces itself; it is taken for gone after
     /// `replica_ttl_ms` without an announcement.
-    pub heartbeat_ms: u64,
-    pub replica_ttl_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub heartbeat_ms: Duration,
+    #[serde(with = "ms")]
+    pub replica_ttl_ms: Duration,
     /// A queued execution claimed by a replica that stops renewing its claim (it died) is
     /// reclaimed by another after this long.
-    pub visibility_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub visibility_timeout_ms: Duration,
     /// Time one Redis command may take before the request that needed it gets 503.
-    pub command_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub command_timeout_ms: Duration,
 }
 
 impl Default for SharedSettings {
     fn default() -> Self {
         SharedSettings {
-            redis_url: String::new(),
+            redis_url: SecretString::from(String::new()),
             prefix: "codebeaker".into(),
             advertise_url: String::new(),
             peers: Default::default(),
-            heartbeat_ms: 2_000,
-            replica_ttl_ms: 6_000,
-            visibility_timeout_ms: 30_000,
-            command_timeout_ms: 1_000,
+            heartbeat_ms: Duration::from_millis(2_000),
+            replica_ttl_ms: Duration::from_millis(6_000),
+            visibility_timeout_ms: Duration::from_millis(30_000),
+            command_timeout_ms: Duration::from_millis(1_000),
         }
     }
 }
 
 impl SharedSettings {
     pub fn enabled(&self) -> bool {
-        !self.redis_url.is_empty()
+        !self.redis_url.expose_secret().is_empty()
     }
 }
 
@@ -82,9 +175,11 @@ pub struct WebhookSettings {
     /// Deliveries tried before a callback goes to the dead letters.
     pub max_attempts: u32,
     /// The first retry's delay; each next one doubles, with ±50 % jitter.
-    pub backoff_ms: u64,
+    #[serde(with = "ms")]
+    pub backoff_ms: Duration,
     /// Time one delivery attempt may take.
-    pub timeout_ms: u64,
+    #[serde(with = "ms")]
+    pub timeout_ms: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -92,8 +187,8 @@ impl Default for WebhookSettings {
         WebhookSettings {
             allow_private: false,
             max_attempts: 6,
-            backoff_ms: 1_000,
-            timeout_ms: 10_000,
+            backoff_ms: Duration::from_millis(1_000),
+            timeout_ms: Duration::from_millis(10_000),
         }
     }
 }
@@ -107,19 +202,22 @@ pub struct ExecutionSettings {
     /// Executions run at once (each a single invocation or a whole batch).
     pub workers: usize,
     /// How long finished executions and their results are kept.
-    pub retention_secs: u64,
+    #[serde(with = "secs")]
+    pub retention_secs: Duration,
     /// Queued executions per tenant before 429.
     pub max_queued_per_tenant: usize,
     /// Queued executions in total before 503.
     pub max_queued: usize,
     /// How often an idle worker looks at the queue (new submissions wake it at once).
-    pub poll_interval_ms: u64,
+    #[serde(with = "ms")]
+    pub poll_interval_ms: Duration,
     /// Executions of one tenant running at once (across replicas with `[shared]`), so that
     /// one tenant's long work cannot hold every worker. 0 means `workers - 1` (at least 1).
     pub max_running_per_tenant: usize,
     /// An async batch's overall deadline, from its start: items not finished by then are
     /// `skipped` and the execution completes with the rest.
-    pub max_run_secs: u64,
+    #[serde(with = "secs::positive")]
+    pub max_run_secs: Duration,
 }
 
 impl Default for ExecutionSettings {
@@ -127,12 +225,12 @@ impl Default for ExecutionSettings {
         ExecutionSettings {
             database: PathBuf::from("codebeaker-executions.db"),
             workers: 4,
-            retention_secs: 86_400,
+            retention_secs: Duration::from_secs(86_400),
             max_queued_per_tenant: 1_000,
             max_queued: 10_000,
-            poll_interval_ms: 500,
+            poll_interval_ms: Duration::from_millis(500),
             max_running_per_tenant: 0,
-            max_run_secs: 3_600,
+            max_run_secs: Duration::from_secs(3_600),
         }
     }
 }
@@ -146,11 +244,14 @@ pub struct SessionSettings {
     pub default_lifetime_minutes: f64,
     pub max_lifetime_minutes: f64,
     /// How long a command waits for the session's previous command before "session busy".
-    pub busy_wait_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub busy_wait_ms: Duration,
     /// How often expired sessions are closed.
-    pub janitor_interval_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub janitor_interval_ms: Duration,
     /// Upper bound on an `execute_shell` command's `timeoutMs`.
-    pub max_command_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub max_command_timeout_ms: Duration,
     /// Upper bound on a session's `cpuShares` (Docker's relative CPU weight; 1024 is
     /// Docker's default). A larger request is lowered to this, so no session can claim
     /// more than its share of the host.
@@ -164,9 +265,9 @@ impl Default for SessionSettings {
             max_idle_minutes: 240.0,
             default_lifetime_minutes: 120.0,
             max_lifetime_minutes: 720.0,
-            busy_wait_ms: 2_000,
-            janitor_interval_ms: 5_000,
-            max_command_timeout_ms: 300_000,
+            busy_wait_ms: Duration::from_millis(2_000),
+            janitor_interval_ms: Duration::from_millis(5_000),
+            max_command_timeout_ms: Duration::from_millis(300_000),
             max_cpu_shares: 1024,
         }
     }
@@ -179,7 +280,8 @@ pub struct AuthSettings {
     /// TOML file of API keys (hashes only). Missing file = no keys yet. Reloaded on SIGHUP
     /// and when its modification time changes.
     pub keys_file: Option<PathBuf>,
-    pub reload_interval_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub reload_interval_ms: Duration,
     pub jwt: JwtSettings,
 }
 
@@ -198,7 +300,8 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     /// Required `aud`: must be set when JWT is enabled.
     pub audience: Option<String>,
-    pub leeway_secs: u64,
+    #[serde(with = "secs")]
+    pub leeway_secs: Duration,
     /// The claim whose value names a token's tenant (as `jwt:<value>`) when its `cb` claim
     /// has no `tenant`; a token with neither is refused.
     pub tenant_claim: String,
@@ -216,7 +319,7 @@ impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
             keys_file: Some(PathBuf::from("codebeaker-keys.toml")),
-            reload_interval_ms: 2_000,
+            reload_interval_ms: Duration::from_millis(2_000),
             jwt: JwtSettings::default(),
         }
     }
@@ -241,7 +344,7 @@ impl Default for JwtSettings {
             es256_public_keys: Vec::new(),
             issuer: None,
             audience: None,
-            leeway_secs: 30,
+            leeway_secs: Duration::from_secs(30),
             tenant_claim: "sub".into(),
             default_scopes: vec![Scope::Execute],
             defaults: Quota::default(),
@@ -256,22 +359,27 @@ impl Default for JwtSettings {
 pub struct ServerSettings {
     pub bind: SocketAddr,
     /// How long in-flight requests get to finish at shutdown before containers go.
-    pub shutdown_grace_ms: u64,
+    #[serde(with = "ms")]
+    pub shutdown_grace_ms: Duration,
     /// `pretty` for development, `json` for production log pipelines.
     pub log_format: LogFormat,
     /// Serve `/metrics` on this separate address instead of the main one.
     pub metrics_bind: Option<SocketAddr>,
     /// A connection must deliver a request's complete headers within this time (slowloris),
     /// and an idle keep-alive connection is closed after it (it is waiting for headers).
-    pub header_read_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub header_read_timeout_ms: Duration,
     /// A request body must arrive within this time, or the request gets 408.
-    pub body_read_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub body_read_timeout_ms: Duration,
     /// Open connections at most; beyond, a new connection gets 503 and is closed.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// A WebSocket is pinged this often...
-    pub websocket_ping_interval_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub websocket_ping_interval_ms: Duration,
     /// ...and closed when nothing (message or pong) arrived for this long.
-    pub websocket_idle_timeout_ms: u64,
+    #[serde(with = "ms")]
+    pub websocket_idle_timeout_ms: Duration,
 }
 
 /// Log output format.
@@ -287,43 +395,46 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExecutionLimits {
-    pub default_timeout_ms: u64,
-    pub max_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub default_timeout_ms: Duration,
+    #[serde(with = "ms::positive")]
+    pub max_timeout_ms: Duration,
     /// Compiling (Go, C#) has its own limit; a cache hit skips it.
-    pub compile_timeout_ms: u64,
+    #[serde(with = "ms::positive")]
+    pub compile_timeout_ms: Duration,
     /// Each of stdout and stderr is cut here and `truncated` is set.
-    pub stream_limit_bytes: u64,
+    pub stream_limit_bytes: NonZeroU64,
     /// Largest `output.json` accepted.
-    pub result_limit_bytes: u64,
-    pub max_code_bytes: usize,
-    pub max_input_bytes: usize,
+    pub result_limit_bytes: NonZeroU64,
+    pub max_code_bytes: NonZeroUsize,
+    pub max_input_bytes: NonZeroUsize,
     /// Whole request body; checked before any JSON parsing.
-    pub max_body_bytes: usize,
+    pub max_body_bytes: NonZeroUsize,
     /// Most items in one batch.
-    pub max_batch_items: usize,
+    pub max_batch_items: NonZeroUsize,
     /// Whole body of a batch request (its own limit: a batch carries many inputs).
-    pub max_batch_body_bytes: usize,
+    pub max_batch_body_bytes: NonZeroUsize,
     /// Most bytes of item results (output, stdout, stderr) one batch answer or one async
     /// execution's stored result may hold. Reached, the items after it are not run and
     /// get `result_budget_exceeded` (NDJSON streams hold nothing and have no budget).
-    pub max_batch_result_bytes: usize,
+    pub max_batch_result_bytes: NonZeroUsize,
     /// Invocations admitted at once across the gateway (running or waiting for a
     /// container). Past it, requests are shed at once with 503 instead of queueing.
-    pub admission_limit: usize,
+    pub admission_limit: NonZeroUsize,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            shutdown_grace_ms: 10_000,
+            shutdown_grace_ms: Duration::from_millis(10_000),
             log_format: LogFormat::Pretty,
             metrics_bind: None,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 30_000,
-            max_connections: 1_024,
-            websocket_ping_interval_ms: 30_000,
-            websocket_idle_timeout_ms: 90_000,
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            body_read_timeout_ms: Duration::from_millis(30_000),
+            max_connections: nzu(1_024),
+            websocket_ping_interval_ms: Duration::from_millis(30_000),
+            websocket_idle_timeout_ms: Duration::from_millis(90_000),
         }
     }
 }
@@ -331,26 +442,36 @@ impl Default for ServerSettings {
 impl Default for ExecutionLimits {
     fn default() -> Self {
         ExecutionLimits {
-            default_timeout_ms: 5_000,
-            max_timeout_ms: 60_000,
-            compile_timeout_ms: 30_000,
-            stream_limit_bytes: 1024 * 1024,
-            result_limit_bytes: 4 * 1024 * 1024,
-            max_code_bytes: 256 * 1024,
-            max_input_bytes: 4 * 1024 * 1024,
-            max_body_bytes: 5 * 1024 * 1024,
-            max_batch_items: 10_000,
-            max_batch_body_bytes: 32 * 1024 * 1024,
-            max_batch_result_bytes: 64 * 1024 * 1024,
-            admission_limit: 256,
+            default_timeout_ms: Duration::from_millis(5_000),
+            max_timeout_ms: Duration::from_millis(60_000),
+            compile_timeout_ms: Duration::from_millis(30_000),
+            stream_limit_bytes: nz64(1024 * 1024),
+            result_limit_bytes: nz64(4 * 1024 * 1024),
+            max_code_bytes: nzu(256 * 1024),
+            max_input_bytes: nzu(4 * 1024 * 1024),
+            max_body_bytes: nzu(5 * 1024 * 1024),
+            max_batch_items: nzu(10_000),
+            max_batch_body_bytes: nzu(32 * 1024 * 1024),
+            max_batch_result_bytes: nzu(64 * 1024 * 1024),
+            admission_limit: nzu(256),
         }
     }
 }
 
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// A file or variable that does not parse into the settings (a wrong type, a zero
+    /// where a positive number is needed): the loader's message names the key.
+    #[error("configuration: {0}")]
+    Load(#[source] config::ConfigError),
+    /// A key the settings do not have (a typo would otherwise be ignored in silence).
+    #[error("configuration: {0}")]
+    UnknownKey(String),
+    /// Values that do not go together, or are out of range.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
 
 impl Settings {
     /// Loads defaults, then `file` (if given, it must exist), then the environment, and
@@ -364,8 +485,7 @@ impl Settings {
     /// Like [`Settings::load`] without the checks that only serving needs (for example
     /// that the agent bundle exists): used by `codebeaker keys`.
     pub fn load_unvalidated(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let defaults = config::Config::try_from(&Settings::default()).map_err(ConfigError::Load)?;
         let mut b = config::Config::builder().add_source(defaults);
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
@@ -379,74 +499,25 @@ impl Settings {
                     .source(Some(settings_environment())),
             )
             .build()
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(ConfigError::Load)?;
         // A misspelt key would otherwise be ignored and its default used in silence.
         let mut unknown = Vec::new();
         let settings: Settings =
             serde_ignored::deserialize(built, |path| unknown.push(path.to_string()))
-                .map_err(|e| ConfigError(e.to_string()))?;
+                .map_err(ConfigError::Load)?;
         match unknown.first() {
-            Some(key) => Err(ConfigError(unknown_key(key))),
+            Some(key) => Err(ConfigError::UnknownKey(unknown_key(key))),
             None => Ok(settings),
         }
     }
 
-    /// Everything checkable before binding a port or touching Docker: every numeric
-    /// setting is range-checked, and what is wrong is named by its key.
+    /// The rules that span fields, and ranges the types do not carry. Zero durations and
+    /// counts are refused while parsing (`ms::positive`, `NonZero*`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |m: &str| Err(ConfigError(m.to_string()));
+        let fail = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         let l = &self.limits;
-        if l.default_timeout_ms == 0 || l.default_timeout_ms > l.max_timeout_ms {
-            return fail("limits: need 0 < default_timeout_ms <= max_timeout_ms");
-        }
-        for (key, v) in [
-            ("limits.compile_timeout_ms", l.compile_timeout_ms),
-            ("limits.stream_limit_bytes", l.stream_limit_bytes),
-            ("limits.result_limit_bytes", l.result_limit_bytes),
-            ("limits.max_code_bytes", l.max_code_bytes as u64),
-            ("limits.max_input_bytes", l.max_input_bytes as u64),
-            ("limits.max_body_bytes", l.max_body_bytes as u64),
-            ("limits.admission_limit", l.admission_limit as u64),
-            ("limits.max_batch_items", l.max_batch_items as u64),
-            ("limits.max_batch_body_bytes", l.max_batch_body_bytes as u64),
-            (
-                "limits.max_batch_result_bytes",
-                l.max_batch_result_bytes as u64,
-            ),
-            ("executions.max_run_secs", self.executions.max_run_secs),
-            ("auth.reload_interval_ms", self.auth.reload_interval_ms),
-            ("sessions.busy_wait_ms", self.sessions.busy_wait_ms),
-            (
-                "sessions.janitor_interval_ms",
-                self.sessions.janitor_interval_ms,
-            ),
-            (
-                "sessions.max_command_timeout_ms",
-                self.sessions.max_command_timeout_ms,
-            ),
-            (
-                "server.header_read_timeout_ms",
-                self.server.header_read_timeout_ms,
-            ),
-            (
-                "server.body_read_timeout_ms",
-                self.server.body_read_timeout_ms,
-            ),
-            ("server.max_connections", self.server.max_connections as u64),
-            (
-                "server.websocket_ping_interval_ms",
-                self.server.websocket_ping_interval_ms,
-            ),
-            ("shared.heartbeat_ms", self.shared.heartbeat_ms),
-            (
-                "shared.visibility_timeout_ms",
-                self.shared.visibility_timeout_ms,
-            ),
-            ("shared.command_timeout_ms", self.shared.command_timeout_ms),
-        ] {
-            if v == 0 {
-                return Err(ConfigError(format!("{key} must be positive")));
-            }
+        if l.default_timeout_ms > l.max_timeout_ms {
+            return fail("limits: need default_timeout_ms <= max_timeout_ms");
         }
         if l.max_body_bytes < l.max_code_bytes {
             return fail("limits: max_body_bytes must be at least max_code_bytes");
@@ -455,9 +526,8 @@ impl Settings {
         if sh.replica_ttl_ms <= sh.heartbeat_ms {
             return fail("shared: replica_ttl_ms must exceed heartbeat_ms");
         }
-        if sh.enabled()
-            && !(sh.redis_url.starts_with("redis://") || sh.redis_url.starts_with("rediss://"))
-        {
+        let url = sh.redis_url.expose_secret();
+        if sh.enabled() && !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return fail("shared.redis_url must start with redis:// or rediss://");
         }
         let s = &self.sessions;
@@ -471,7 +541,7 @@ impl Settings {
         ] {
             // Written so that NaN fails too.
             if !(default > 0.0 && max.is_finite() && default <= max) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Invalid(format!(
                     "sessions: need 0 < default_{what}_minutes <= max_{what}_minutes (finite)"
                 )));
             }
@@ -484,7 +554,7 @@ impl Settings {
                 "server.websocket_idle_timeout_ms must be above websocket_ping_interval_ms (a pong needs time to come back)",
             );
         }
-        if self.server.shutdown_grace_ms > 3_600_000 {
+        if self.server.shutdown_grace_ms > Duration::from_secs(3_600) {
             return fail("server.shutdown_grace_ms must be at most 3600000 (an hour)");
         }
         let jwt = &self.auth.jwt;
@@ -499,7 +569,7 @@ impl Settings {
                 return fail("auth.jwt.tenant_claim must name a claim (default \"sub\")");
             }
         }
-        self.pool.validate().map_err(ConfigError)
+        self.pool.validate().map_err(ConfigError::Invalid)
     }
 }
 
@@ -574,29 +644,31 @@ mod tests {
         let mut s = Settings::default();
         s.auth.jwt.hs256_secret = Some("secret".into());
         s.auth.jwt.issuer = Some("idp".into());
-        let e = s.validate().unwrap_err();
-        assert!(e.0.contains("issuer and audience are required"), "{}", e.0);
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("issuer and audience are required"), "{e}");
         s.auth.jwt.issuer = None;
         s.auth.jwt.audience = Some("api".into());
-        assert!(s.validate().unwrap_err().0.contains("issuer and audience"));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("issuer and audience"), "{e}");
         s.auth.jwt.hs256_secret = None;
         s.auth.jwt.rs256_public_keys = vec!["k.pem".into()];
         s.auth.jwt.issuer = Some(" ".into());
-        assert!(s.validate().unwrap_err().0.contains("issuer and audience"));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("issuer and audience"), "{e}");
         // An empty HS256 secret (an unset Helm value) is JWT off, not a key.
         s.auth.jwt.rs256_public_keys.clear();
         s.auth.jwt.hs256_secret = Some("".into());
         s.auth.jwt.issuer = None;
         assert!(!s.auth.jwt.enabled());
         if let Err(e) = s.validate() {
-            assert!(!e.0.contains("auth.jwt"), "{}", e.0);
+            assert!(!e.to_string().contains("auth.jwt"), "{e}");
         }
     }
 
     #[test]
     fn invalid_limits_are_rejected() {
         let mut s = Settings::default();
-        s.limits.default_timeout_ms = s.limits.max_timeout_ms + 1;
+        s.limits.default_timeout_ms = s.limits.max_timeout_ms + Duration::from_millis(1);
         assert!(s.validate().is_err());
     }
 
@@ -610,41 +682,74 @@ mod tests {
         r
     }
 
+    fn unknown(e: ConfigError) -> String {
+        match e {
+            ConfigError::UnknownKey(m) => m,
+            other => panic!("not an unknown key: {other}"),
+        }
+    }
+
     #[test]
     fn unknown_keys_are_refused_with_the_closest_known_one() {
         let e = load_toml("idel", "[pool.languages.python]\nmin_idel = 5\n").unwrap_err();
         assert_eq!(
-            e.0,
+            unknown(e),
             "unknown key `pool.languages.python.min_idel`; did you mean `min_idle`?"
         );
         let e = load_toml("bnd", "[server]\nbnd = \"0.0.0.0:1\"\n").unwrap_err();
-        assert_eq!(e.0, "unknown key `server.bnd`; did you mean `bind`?");
-        let e = load_toml("top", "[sesions]\nbusy_wait_ms = 1\n").unwrap_err();
-        assert!(e.0.starts_with("unknown key `sesions"), "{e}");
-        assert!(e.0.contains("did you mean `sessions`?"), "{e}");
+        assert_eq!(unknown(e), "unknown key `server.bnd`; did you mean `bind`?");
+        let e = unknown(load_toml("top", "[sesions]\nbusy_wait_ms = 1\n").unwrap_err());
+        assert!(e.starts_with("unknown key `sesions"), "{e}");
+        assert!(e.contains("did you mean `sessions`?"), "{e}");
         let e = load_toml("far", "[server]\nzzzz = 1\n").unwrap_err();
-        assert_eq!(e.0, "unknown key `server.zzzz`");
+        assert_eq!(unknown(e), "unknown key `server.zzzz`");
         assert!(load_toml("ok", "[server]\nshutdown_grace_ms = 5\n").is_ok());
     }
 
     #[test]
+    fn durations_and_counts_keep_their_keys_and_units() {
+        let s = load_toml(
+            "units",
+            "[server]\nshutdown_grace_ms = 1500\nmax_connections = 7\n[executions]\nretention_secs = 90\n",
+        )
+        .unwrap();
+        assert_eq!(s.server.shutdown_grace_ms, Duration::from_millis(1500));
+        assert_eq!(s.server.max_connections.get(), 7);
+        assert_eq!(s.executions.retention_secs, Duration::from_secs(90));
+        let rendered = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(rendered["server"]["shutdown_grace_ms"], 10_000);
+        assert_eq!(rendered["executions"]["retention_secs"], 86_400);
+        assert_eq!(rendered["limits"]["max_body_bytes"], 5 * 1024 * 1024);
+        // The Redis URL may hold a password: never rendered.
+        let mut with_url = Settings::default();
+        with_url.shared.redis_url = SecretString::from("redis://:pw@host:6379".to_string());
+        let text = serde_json::to_string(&with_url).unwrap();
+        assert!(!text.contains("pw@host"), "{text}");
+    }
+
+    #[test]
     fn every_interval_and_session_setting_is_range_checked() {
+        // Zero intervals and counts are refused while parsing, naming the key.
+        for (section, key) in [
+            ("sessions", "janitor_interval_ms"),
+            ("auth", "reload_interval_ms"),
+            ("sessions", "busy_wait_ms"),
+            ("limits", "compile_timeout_ms"),
+            ("limits", "max_body_bytes"),
+            ("server", "max_connections"),
+        ] {
+            let e = load_toml(key, &format!("[{section}]\n{key} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{section}.{key}")), "{key}: {e}");
+        }
         let check = |f: &dyn Fn(&mut Settings), needle: &str| {
             let mut s = Settings::default();
             f(&mut s);
             // The pool's agent-bundle check runs last; everything before it is ours.
-            let e = s.validate().unwrap_err();
-            assert!(e.0.contains(needle), "{needle}: {e}");
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
         };
-        check(
-            &|s| s.sessions.janitor_interval_ms = 0,
-            "sessions.janitor_interval_ms",
-        );
-        check(
-            &|s| s.auth.reload_interval_ms = 0,
-            "auth.reload_interval_ms",
-        );
-        check(&|s| s.sessions.busy_wait_ms = 0, "sessions.busy_wait_ms");
         check(
             &|s| s.sessions.default_idle_minutes = -1.0,
             "default_idle_minutes",
@@ -660,10 +765,6 @@ mod tests {
         check(
             &|s| s.sessions.max_cpu_shares = 1,
             "sessions.max_cpu_shares",
-        );
-        check(
-            &|s| s.limits.compile_timeout_ms = 0,
-            "limits.compile_timeout_ms",
         );
         check(
             &|s| s.pool.warm_interval_ms = std::time::Duration::ZERO,

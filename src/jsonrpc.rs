@@ -12,7 +12,6 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,7 +115,7 @@ pub async fn upgrade(
         .flatten();
     // Tracked: the upgraded socket outlives the HTTP request, and shutdown must wait for it.
     let tasks = state.tasks.clone();
-    ws.max_message_size(max)
+    ws.max_message_size(max.get())
         .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller, credential)))
 }
 
@@ -193,8 +192,8 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = Outbox::new();
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let ping_every = Duration::from_millis(state.settings.server.websocket_ping_interval_ms);
-    let idle_limit = Duration::from_millis(state.settings.server.websocket_idle_timeout_ms);
+    let ping_every = state.settings.server.websocket_ping_interval_ms;
+    let idle_limit = state.settings.server.websocket_idle_timeout_ms;
     let stalled = CancellationToken::new();
     let writer = {
         let (stalled, room) = (stalled.clone(), tx.room.clone());

@@ -200,11 +200,11 @@ pub fn invocation(
     let limits = &settings.limits;
     let language = language(&req.language)?;
     caller.allow_language(language)?;
-    if req.code.len() > limits.max_code_bytes {
+    if req.code.len() > limits.max_code_bytes.get() {
         return Err(RequestError::TooLarge {
             what: "code",
             size: req.code.len(),
-            limit: limits.max_code_bytes,
+            limit: limits.max_code_bytes.get(),
         });
     }
     if req.code.trim().is_empty() {
@@ -212,11 +212,11 @@ pub fn invocation(
     }
     // The caller's own (compacted) text: its size needs no serializing.
     let input_size = req.input.get().len();
-    if input_size > limits.max_input_bytes {
+    if input_size > limits.max_input_bytes.get() {
         return Err(RequestError::TooLarge {
             what: "input",
             size: input_size,
-            limit: limits.max_input_bytes,
+            limit: limits.max_input_bytes.get(),
         });
     }
     let timeout_ms = run_timeout(req.timeout_ms, settings, caller)?;
@@ -237,11 +237,11 @@ pub fn invocation(
         code: req.code.into(),
         input: req.input,
         timeout: Duration::from_millis(timeout_ms),
-        compile_timeout: Duration::from_millis(limits.compile_timeout_ms),
+        compile_timeout: limits.compile_timeout_ms,
         // A caller whose key caps memory below the container's gets that cap applied.
         memory_mb: caller.memory_limit(req.memory_limit_mb, container_mb),
-        stream_limit_bytes: limits.stream_limit_bytes,
-        result_limit_bytes: limits.result_limit_bytes,
+        stream_limit_bytes: limits.stream_limit_bytes.get(),
+        result_limit_bytes: limits.result_limit_bytes.get(),
         plain,
         packages: req.packages,
         tenant: caller.tenant.as_str().into(),
@@ -257,11 +257,11 @@ pub fn run_timeout(
     settings: &Settings,
     caller: &Principal,
 ) -> Result<u64, RequestError> {
-    let timeout_ms = asked.unwrap_or(settings.limits.default_timeout_ms);
+    let timeout_ms = asked.unwrap_or(settings.limits.default_timeout_ms.as_millis() as u64);
     if timeout_ms == 0 {
         return Err(RequestError::Invalid("timeoutMs must be positive".into()));
     }
-    let max = caller.timeout_cap(settings.limits.max_timeout_ms);
+    let max = caller.timeout_cap(settings.limits.max_timeout_ms.as_millis() as u64);
     if timeout_ms > max {
         return Err(RequestError::LimitExceeded(format!(
             "timeoutMs {timeout_ms} is above the maximum of {max} ms"
@@ -319,10 +319,7 @@ mod tests {
         let anyone = caller(Quota::default());
         let inv = invocation(req("py", "result = 1"), &s, &anyone).unwrap();
         assert_eq!(inv.language, Language::Python);
-        assert_eq!(
-            inv.timeout,
-            Duration::from_millis(s.limits.default_timeout_ms)
-        );
+        assert_eq!(inv.timeout, s.limits.default_timeout_ms);
         assert_eq!(inv.memory_mb, None);
         assert!(matches!(
             invocation(req("rust", "x"), &s, &anyone),
@@ -332,13 +329,13 @@ mod tests {
             invocation(req("go", "  \n"), &s, &anyone),
             Err(RequestError::Invalid(_))
         ));
-        let big = "x".repeat(s.limits.max_code_bytes + 1);
+        let big = "x".repeat(s.limits.max_code_bytes.get() + 1);
         assert!(matches!(
             invocation(req("go", &big), &s, &anyone),
             Err(RequestError::TooLarge { what: "code", .. })
         ));
         let mut r = req("go", "x");
-        r.timeout_ms = Some(s.limits.max_timeout_ms + 1);
+        r.timeout_ms = Some(s.limits.max_timeout_ms.as_millis() as u64 + 1);
         assert!(matches!(
             invocation(r, &s, &anyone),
             Err(RequestError::LimitExceeded(_))

@@ -89,7 +89,7 @@ impl Application {
             true => Some(Shared::connect(&settings.shared, &settings.pool.instance).await?),
             false => None,
         };
-        let retention = Duration::from_secs(settings.executions.retention_secs);
+        let retention = settings.executions.retention_secs;
         let store: Arc<dyn crate::store::JobStore> = match &shared {
             Some(s) => Arc::new(crate::store::RedisStore::connect(s, retention).await?),
             None => Arc::new(crate::store::SqliteStore::open(
@@ -119,7 +119,7 @@ impl Application {
             let advertise = match settings.shared.advertise_url.as_str() {
                 // The others cannot reach "0.0.0.0": the address must be given.
                 "" if local.ip().is_unspecified() => {
-                    return Err(StartupError::Config(ConfigError(format!(
+                    return Err(StartupError::Config(ConfigError::Invalid(format!(
                         "shared.advertise_url must be set when server.bind is {local} (the other replicas need an address they can reach)"
                     ))))
                 }
@@ -148,7 +148,7 @@ impl Application {
             Some(s) => RateLimits::shared(s.clone()),
             None => RateLimits::default(),
         });
-        let reload_every = Duration::from_millis(settings.auth.reload_interval_ms);
+        let reload_every = settings.auth.reload_interval_ms;
         tasks.spawn(crate::auth::keys::watch(
             auth.keys.clone(),
             reload_every,
@@ -170,7 +170,7 @@ impl Application {
             shutdown.child_token(),
         ));
         let settings = Arc::new(settings);
-        let admission = Arc::new(Admission::new(settings.limits.admission_limit));
+        let admission = Arc::new(Admission::new(settings.limits.admission_limit.get()));
         let invoker = Arc::new(Invoker {
             settings: settings.clone(),
             pools: pools.clone(),
@@ -179,9 +179,9 @@ impl Application {
             concurrency: match &shared {
                 Some(s) => Concurrency::shared(
                     s.clone(),
-                    Duration::from_millis(
-                        settings.limits.max_timeout_ms + settings.limits.compile_timeout_ms,
-                    ) + Duration::from_secs(30),
+                    settings.limits.max_timeout_ms
+                        + settings.limits.compile_timeout_ms
+                        + Duration::from_secs(30),
                 ),
                 None => Concurrency::default(),
             },
@@ -206,7 +206,7 @@ impl Application {
         }
         tasks.spawn(executions.clone().purger(shutdown.child_token()));
         if shared.is_some() {
-            let every = Duration::from_millis(settings.shared.visibility_timeout_ms / 4);
+            let every = settings.shared.visibility_timeout_ms / 4;
             tasks.spawn(executions.clone().renewer(every, shutdown.child_token()));
         }
         tasks.spawn(crate::webhooks::sender(
@@ -283,11 +283,11 @@ impl Application {
         }
         let server_settings = &self.state.settings.server;
         let limits = crate::serve::ConnectionLimits {
-            header_read_timeout: Duration::from_millis(server_settings.header_read_timeout_ms),
-            max_connections: server_settings.max_connections,
+            header_read_timeout: server_settings.header_read_timeout_ms,
+            max_connections: server_settings.max_connections.get(),
         };
         let stopping = Stopping {
-            grace: Duration::from_millis(server_settings.shutdown_grace_ms),
+            grace: server_settings.shutdown_grace_ms,
             pools: self.state.pools.clone(),
             sessions: self.state.sessions.clone(),
             tasks,
@@ -360,9 +360,9 @@ impl Stopping {
 /// The route table. `/v1` routes pass the auth layer; probes, metrics and the API
 /// document do not.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.settings.limits.max_body_bytes;
+    let body_limit = state.settings.limits.max_body_bytes.get();
     let body_read_timeout_ms = state.settings.server.body_read_timeout_ms;
-    let batch_body_limit = state.settings.limits.max_batch_body_bytes;
+    let batch_body_limit = state.settings.limits.max_batch_body_bytes.get();
     let v1 = Router::new()
         .route("/v1/execute", post(execute::execute))
         .route(
@@ -421,9 +421,7 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
-                    body_read_timeout_ms,
-                )))
+                .layer(RequestBodyTimeoutLayer::new(body_read_timeout_ms))
                 .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 // A bug that panics in a handler answers 500 `internal` and keeps the

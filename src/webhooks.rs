@@ -232,7 +232,7 @@ impl InFlight {
 /// this URL), no proxy (a proxy would resolve the name itself, unchecked).
 fn client(settings: &WebhookSettings) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_millis(settings.timeout_ms))
+        .timeout(settings.timeout_ms)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .dns_resolver(Arc::new(CheckedResolver {
@@ -257,7 +257,7 @@ pub async fn sender(
     let finished = Arc::new(tokio::sync::Notify::new());
     // Dropped on return: deliveries still in flight are abandoned and stay pending.
     let mut tasks = tokio::task::JoinSet::new();
-    let timeout = Duration::from_millis(settings.timeout_ms);
+    let timeout = settings.timeout_ms;
     loop {
         while tasks.try_join_next().is_some() {}
         let busy = lock(&in_flight).0.len();
@@ -344,7 +344,7 @@ impl Sending {
         let id = &d.id;
         let attempts = d.attempts + 1;
         let max = self.settings.max_attempts as i64;
-        let backoff = self.settings.backoff_ms;
+        let backoff = self.settings.backoff_ms.as_millis() as u64;
         let recorded = match outcome {
             Ok(()) => {
                 crate::metrics::webhook_delivery("delivered");
@@ -411,7 +411,10 @@ async fn deliver(
         .await
         .map_err(|e| {
             tracing::debug!(delivery = %d.id, error = %e, "webhook not delivered");
-            format!("not delivered: {}", failure_class(&e, settings.timeout_ms))
+            format!(
+                "not delivered: {}",
+                failure_class(&e, settings.timeout_ms.as_millis() as u64)
+            )
         })?;
     let status = resp.status();
     if status.is_success() {

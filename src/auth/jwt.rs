@@ -149,7 +149,7 @@ impl JwtVerifier {
         }
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.cache.get(token) {
-            if hit.1 + self.settings.leeway_secs > now {
+            if hit.1 + self.settings.leeway_secs.as_secs() > now {
                 return Ok(hit.0);
             }
             self.cache.invalidate(token);
@@ -168,7 +168,7 @@ impl JwtVerifier {
             )));
         }
         let mut v = Validation::new(header.alg);
-        v.leeway = self.settings.leeway_secs;
+        v.leeway = self.settings.leeway_secs.as_secs();
         v.validate_nbf = true;
         // Settings::validate refuses to start without both; checked here again so that a
         // verifier built from unvalidated settings fails closed.

@@ -10,8 +10,9 @@ impl AsyncEngine {
     /// Removes finished executions and settled callbacks older than the retention, every
     /// minute (or half the retention, if shorter) until shutdown.
     pub async fn purger(self: Arc<Self>, shutdown: CancellationToken) {
-        let every = Duration::from_secs((self.settings.retention_secs / 2).clamp(1, 60));
-        let retention = chrono::Duration::seconds(self.settings.retention_secs as i64);
+        let every = (self.settings.retention_secs / 2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let retention = chrono::Duration::seconds(self.settings.retention_secs.as_secs() as i64);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

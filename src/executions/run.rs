@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::batch::{self, BatchRequest, BatchSummary, ItemResult};
 use crate::config::ExecutionSettings;
@@ -67,7 +67,7 @@ struct StoredBatch<'a> {
 pub struct InvokerRunner {
     invoker: Arc<Invoker>,
     /// A batch's overall deadline (`executions.max_run_secs`).
-    max_run_secs: u64,
+    max_run_secs: std::time::Duration,
 }
 
 impl InvokerRunner {
@@ -119,12 +119,12 @@ impl InvokerRunner {
         // The plan's own result budget: items past it are not kept, and not run.
         let plan = batch::plan(&self.invoker, caller, req)
             .map_err(|e| e.to_string())?
-            .with_result_budget(budget);
+            .with_result_budget(budget.get());
         let _held = self
             .take_places(caller, plan.concurrency())
             .await
             .ok_or(RunError::Busy)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.max_run_secs);
+        let deadline = tokio::time::Instant::now() + self.max_run_secs;
         let mut summary = BatchSummary {
             batch_id: id.to_string(),
             total_items: plan.len(),
@@ -145,7 +145,7 @@ impl InvokerRunner {
                         "skipped",
                         format!(
                             "not run: the execution reached its deadline (executions.max_run_secs = {} s)",
-                            self.max_run_secs
+                            self.max_run_secs.as_secs()
                         ),
                     ));
                     break;
@@ -203,7 +203,7 @@ impl InvokerRunner {
         })?;
         resp.execution_id = id.to_string();
         let v = serde_json::to_string(&resp).map_err(|e| e.to_string())?;
-        if v.len() > budget {
+        if v.len() > budget.get() {
             return Err(RunError::Failed(format!(
                 "result_budget_exceeded: the result ({} bytes) is above limits.max_batch_result_bytes ({budget} bytes)",
                 v.len()

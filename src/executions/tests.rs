@@ -458,7 +458,7 @@ async fn the_purger_drops_finished_jobs_past_their_retention_and_keeps_queued_on
     let db = TempDb::new("purge");
     let runner = FakeRunner::taking(Duration::from_secs(1));
     let mut s = settings(1, 0);
-    s.retention_secs = 0;
+    s.retention_secs = std::time::Duration::from_secs(0);
     let engine = engine(db.flaky(), runner, s);
     let done = submit(&engine, "t", "a").await;
     let stop = start_workers(&engine, 1);

@@ -28,7 +28,7 @@ impl AsyncEngine {
 
     /// One worker: takes queued executions until shutdown.
     pub async fn worker(self: Arc<Self>, shutdown: CancellationToken) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let poll = self.settings.poll_interval_ms;
         let max_running = self.max_running();
         loop {
             if shutdown.is_cancelled() {

@@ -43,7 +43,7 @@ pub async fn batch(
     let mut admitted = batch::admit(&state.invoker, &caller, req).await?;
     if !streaming {
         // The JSON answer keeps every result until the last item: bounded.
-        admitted = admitted.with_result_budget(state.settings.limits.max_batch_result_bytes);
+        admitted = admitted.with_result_budget(state.settings.limits.max_batch_result_bytes.get());
     }
     let started = Instant::now();
     let mut summary = BatchSummary {

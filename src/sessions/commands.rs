@@ -226,7 +226,8 @@ pub async fn execute(
     // The caller's own maximum applies on top of the server's. A shell command's timeout
     // is lowered to it; a program's (`run_code`) is refused above it, as `/v1/execute`
     // refuses it, so the same request gets the same answer on both paths.
-    let shell_max = caller.timeout_cap(sessions.settings().max_command_timeout_ms);
+    let shell_max =
+        caller.timeout_cap(sessions.settings().max_command_timeout_ms.as_millis() as u64);
     let run_timeout = match &cmd {
         Command::RunCode(p) => Some(requests::run_timeout(p.timeout_ms, settings, caller)?),
         _ => None,
@@ -242,7 +243,7 @@ pub async fn execute(
                     }
                 },
                 Command::Shell(p) => {
-                    let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms).min(shell_max);
+                    let timeout_ms = p.timeout_ms.unwrap_or(limits.default_timeout_ms.as_millis() as u64).min(shell_max);
                     let req = ShellRequest {
                         command_name: p.command_name,
                         args: p.args,
@@ -251,7 +252,7 @@ pub async fn execute(
                         timeout_ms,
                         stdin: p.stdin,
                         stream: p.stream,
-                        stream_limit_bytes: limits.stream_limit_bytes,
+                        stream_limit_bytes: limits.stream_limit_bytes.get(),
                     };
                     match c.shell(req, on_output).await? {
                         Ok(r) => {
@@ -265,14 +266,14 @@ pub async fn execute(
                     }
                 }
                 Command::RunCode(p) => {
-                    let timeout_ms = run_timeout.unwrap_or(limits.default_timeout_ms);
+                    let timeout_ms = run_timeout.unwrap_or(limits.default_timeout_ms.as_millis() as u64);
                     let req = RunRequest {
                         source: codebeaker_pool::wrap(language, &p.code),
                         input: codebeaker_proto::RawJson::from_value(&p.input),
                         timeout_ms,
-                        compile_timeout_ms: limits.compile_timeout_ms,
-                        stream_limit_bytes: limits.stream_limit_bytes,
-                        result_limit_bytes: limits.result_limit_bytes,
+                        compile_timeout_ms: limits.compile_timeout_ms.as_millis() as u64,
+                        stream_limit_bytes: limits.stream_limit_bytes.get(),
+                        result_limit_bytes: limits.result_limit_bytes.get(),
                         plain: false,
                         // The container keys its own cache (see `compile.rs`).
                         cache_key: None,

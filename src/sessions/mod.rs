@@ -349,7 +349,7 @@ impl Sessions {
         session: &Session,
         f: impl AsyncFnOnce(&mut Container) -> T,
     ) -> Result<T, SessionError> {
-        let wait = Duration::from_millis(self.settings.busy_wait_ms);
+        let wait = self.settings.busy_wait_ms;
         let mut guard = tokio::time::timeout(wait, session.container.lock())
             .await
             .map_err(|_| SessionError::Busy)?;
@@ -451,7 +451,7 @@ impl Sessions {
 
 /// Closes expired sessions every `janitor_interval_ms` until shutdown.
 pub async fn janitor(sessions: Arc<Sessions>, shutdown: CancellationToken) {
-    let every = Duration::from_millis(sessions.settings.janitor_interval_ms);
+    let every = sessions.settings.janitor_interval_ms;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

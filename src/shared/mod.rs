@@ -135,8 +135,9 @@ impl Shared {
         settings: &SharedSettings,
         instance: &str,
     ) -> Result<Arc<Shared>, SharedError> {
-        let client = redis::Client::open(settings.redis_url.as_str())?;
-        let timeout = Duration::from_millis(settings.command_timeout_ms);
+        let client =
+            redis::Client::open(secrecy::ExposeSecret::expose_secret(&settings.redis_url))?;
+        let timeout = settings.command_timeout_ms;
         let mut conn = manager(&client, settings).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         let token_key = key(&settings.prefix, &["peer-token"]);
@@ -260,7 +261,7 @@ impl Shared {
             .key(self.key(&["replica", &self.instance]))
             .arg(&self.claim)
             .arg(url)
-            .arg(self.settings.replica_ttl_ms)
+            .arg(self.settings.replica_ttl_ms.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
         Ok(done == 1)
@@ -271,7 +272,8 @@ impl Shared {
     /// up to twice the TTL; a label another live process keeps announcing is refused.
     pub async fn claim_instance(&self) -> Result<(), SharedError> {
         let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(self.settings.replica_ttl_ms * 2 + 500);
+            + self.settings.replica_ttl_ms * 2
+            + Duration::from_millis(500);
         loop {
             if self.announce().await? {
                 return Ok(());
@@ -279,13 +281,13 @@ impl Shared {
             if tokio::time::Instant::now() >= deadline {
                 return Err(SharedError::InstanceTaken(self.instance.clone()));
             }
-            tokio::time::sleep(Duration::from_millis(self.settings.heartbeat_ms.min(250))).await;
+            tokio::time::sleep(self.settings.heartbeat_ms.min(Duration::from_millis(250))).await;
         }
     }
 
     /// Announces this replica every `heartbeat_ms` until shutdown, then withdraws.
     pub async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
-        let every = Duration::from_millis(self.settings.heartbeat_ms);
+        let every = self.settings.heartbeat_ms;
         loop {
             match self.announce().await {
                 Ok(true) => {}
@@ -388,7 +390,7 @@ async fn manager(
     client: &redis::Client,
     settings: &SharedSettings,
 ) -> Result<ConnectionManager, SharedError> {
-    let timeout = Duration::from_millis(settings.command_timeout_ms);
+    let timeout = settings.command_timeout_ms;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
@@ -400,7 +402,7 @@ async fn manager(
     )
     .await
     .map_err(|_| SharedError::NoAnswer {
-        url: redacted(&settings.redis_url),
+        url: redacted(secrecy::ExposeSecret::expose_secret(&settings.redis_url)),
         timeout,
     })?
     .map_err(SharedError::from)

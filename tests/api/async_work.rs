@@ -108,8 +108,8 @@ async fn one_tenants_long_batches_do_not_stall_another_tenants_execution() {
 #[tokio::test]
 async fn an_async_batch_stops_at_its_deadline_and_at_its_result_budget() {
     let mut s = settings(&[Language::Python]);
-    s.executions.max_run_secs = 2;
-    s.limits.max_batch_result_bytes = 2_500_000;
+    s.executions.max_run_secs = std::time::Duration::from_secs(2);
+    s.limits.max_batch_result_bytes = std::num::NonZeroUsize::new(2_500_000).unwrap();
     let app = spawn_with(s).await;
     let items: Vec<Value> = (0..6).map(|i| json!({"id": format!("s{i}")})).collect();
     let id = submit(
@@ -214,7 +214,7 @@ async fn an_async_run_takes_its_callers_concurrency_place_and_waits_for_it() {
 async fn a_result_the_database_refuses_ends_failed_with_result_not_stored_and_its_callback() {
     let mut s = settings(&[Language::Python]);
     s.webhooks.allow_private = true;
-    s.webhooks.backoff_ms = 50;
+    s.webhooks.backoff_ms = std::time::Duration::from_millis(50);
     let db = s.executions.database.clone();
     let app = spawn_with(s).await;
     let (url, seen) = receiver().await;
@@ -263,7 +263,7 @@ async fn settled_callbacks_are_purged_with_the_retention_and_the_seeds_async_kee
     let mut s = settings(&[Language::Python]);
     s.webhooks.allow_private = true;
     s.webhooks.max_attempts = 1;
-    s.executions.retention_secs = 2;
+    s.executions.retention_secs = std::time::Duration::from_secs(2);
     let db = s.executions.database.clone();
     let app = spawn_with(s).await;
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

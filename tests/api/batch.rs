@@ -140,7 +140,7 @@ async fn ndjson_streams_one_line_per_item_then_the_summary() {
 #[tokio::test]
 async fn batch_limits_are_refused_with_a_clear_message() {
     let mut s = settings(&[Language::Python]);
-    s.limits.max_batch_items = 3;
+    s.limits.max_batch_items = std::num::NonZeroUsize::new(3).unwrap();
     let app = spawn_with(s).await;
     let (st, b) = batch(
         &app,

@@ -294,7 +294,7 @@ async fn concurrency_cap_holds_and_admission_sheds_at_once() {
         .get_mut(&Language::Python)
         .unwrap()
         .max_size = 3;
-    s.limits.admission_limit = 2;
+    s.limits.admission_limit = std::num::NonZeroUsize::new(2).unwrap();
     let app = spawn_with(s).await;
     let capped = app.add_key(
         vec![Scope::Execute],

@@ -187,7 +187,7 @@ async fn input_nested_too_deep_is_refused_at_the_edge() {
 #[tokio::test]
 async fn a_batch_that_prints_a_mebibyte_per_item_keeps_memory_bounded() {
     let mut s = settings(&[Language::Python]);
-    s.limits.max_batch_result_bytes = 32 * 1024 * 1024;
+    s.limits.max_batch_result_bytes = std::num::NonZeroUsize::new(32 * 1024 * 1024).unwrap();
     let app = spawn_with(s).await;
     let items: Vec<Value> = (0..300).map(|i| json!({"id": format!("i{i}")})).collect();
     let before = rss();
@@ -298,8 +298,8 @@ async fn a_caller_that_disconnects_keeps_its_concurrency_place_until_the_work_en
 #[tokio::test]
 async fn a_websocket_client_that_stops_reading_is_not_buffered() {
     let mut s = settings(&[Language::Python]);
-    s.server.websocket_ping_interval_ms = 1_000;
-    s.server.websocket_idle_timeout_ms = 4_000;
+    s.server.websocket_ping_interval_ms = std::time::Duration::from_millis(1_000);
+    s.server.websocket_idle_timeout_ms = std::time::Duration::from_millis(4_000);
     let app = spawn_with(s).await;
     let sid = session_with_big_file(&app).await;
 

@@ -211,8 +211,8 @@ async fn shutdown_leaves_no_container_behind() {
 #[tokio::test]
 async fn stalled_and_idle_connections_are_closed_and_a_full_gateway_refuses_clearly() {
     let mut s = healing_settings(1, 2);
-    s.server.header_read_timeout_ms = 2_000;
-    s.server.max_connections = 220;
+    s.server.header_read_timeout_ms = std::time::Duration::from_millis(2_000);
+    s.server.max_connections = std::num::NonZeroUsize::new(220).unwrap();
     let app = spawn_with(s).await;
     let host = app.addr.trim_start_matches("http://").to_string();
 
@@ -348,8 +348,8 @@ async fn closed_by_server(c: &mut tokio::net::TcpStream, left: Duration) -> bool
 #[tokio::test]
 async fn silent_sockets_and_half_http2_prefaces_never_lock_the_gateway_out() {
     let mut s = healing_settings(1, 2);
-    s.server.header_read_timeout_ms = 2_000;
-    s.server.max_connections = 1_024;
+    s.server.header_read_timeout_ms = std::time::Duration::from_millis(2_000);
+    s.server.max_connections = std::num::NonZeroUsize::new(1_024).unwrap();
     let app = spawn_with(s).await;
     let host = app.addr.trim_start_matches("http://").to_string();
 
@@ -425,7 +425,7 @@ async fn silent_sockets_and_half_http2_prefaces_never_lock_the_gateway_out() {
 #[tokio::test]
 async fn a_connection_with_a_request_in_flight_is_not_closed_as_idle() {
     let mut s = healing_settings(1, 2);
-    s.server.header_read_timeout_ms = 1_000;
+    s.server.header_read_timeout_ms = std::time::Duration::from_millis(1_000);
     let app = spawn_with(s).await;
     // A call that runs longer than the header read timeout still gets its answer.
     let (st, b) = app

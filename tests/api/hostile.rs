@@ -13,7 +13,7 @@ async fn single_container_app() -> TestApp {
     let py = s.pool.languages.get_mut(&Language::Python).unwrap();
     py.max_size = 1;
     py.min_idle = 1;
-    s.limits.stream_limit_bytes = 64 * 1024;
+    s.limits.stream_limit_bytes = std::num::NonZeroU64::new(64 * 1024).unwrap();
     s.pool.queue_timeout_ms = std::time::Duration::from_millis(10_000);
     spawn_with(s).await
 }

@@ -170,7 +170,7 @@ async fn program_errors_have_distinct_kinds() {
 #[tokio::test]
 async fn oversized_output_json_is_refused() {
     let mut s = crate::helpers::settings(&[Language::Python]);
-    s.limits.result_limit_bytes = 1000;
+    s.limits.result_limit_bytes = std::num::NonZeroU64::new(1000).unwrap();
     let app = crate::helpers::spawn_with(s).await;
     let b = app.run("python", "result = 'x' * 5000", json!({})).await;
     assert_eq!(kind(&b), "output_too_large", "{b}");

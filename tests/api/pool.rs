@@ -217,7 +217,7 @@ async fn the_engine_can_be_named_and_a_tls_engine_needs_its_certificates() {
 async fn a_request_still_arriving_at_shutdown_still_runs() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = settings(&[Language::Python]);
-    s.server.shutdown_grace_ms = 15_000;
+    s.server.shutdown_grace_ms = std::time::Duration::from_millis(15_000);
     let app = spawn_with(s).await;
     let body = json!({"language": "python", "code": "result = 2"}).to_string();
     let host = app.addr.trim_start_matches("http://").to_string();

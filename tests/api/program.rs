@@ -223,7 +223,7 @@ async fn a_thread_or_child_left_behind_recycles_the_instance() {
 #[tokio::test]
 async fn hostile_calls_are_contained_per_call() {
     let mut s = settings(&[Language::Python]);
-    s.limits.stream_limit_bytes = 10_000;
+    s.limits.stream_limit_bytes = std::num::NonZeroU64::new(10_000).unwrap();
     let app = spawn_with(s).await;
     let code = r#"
 import os, sys, socket

@@ -12,9 +12,9 @@ fn kind(b: &Value) -> &str {
 #[tokio::test]
 async fn malformed_unknown_oversized_and_over_limit_requests_are_refused() {
     let mut s = settings(&[Language::Python]);
-    s.limits.max_code_bytes = 1000;
-    s.limits.max_input_bytes = 2000;
-    s.limits.max_body_bytes = 10_000;
+    s.limits.max_code_bytes = std::num::NonZeroUsize::new(1000).unwrap();
+    s.limits.max_input_bytes = std::num::NonZeroUsize::new(2000).unwrap();
+    s.limits.max_body_bytes = std::num::NonZeroUsize::new(10_000).unwrap();
     let app = spawn_with(s).await;
 
     let (st, b) = app.execute(json!({"language": "cobol", "code": "x"})).await;

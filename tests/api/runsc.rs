@@ -26,7 +26,7 @@ async fn runsc_app() -> TestApp {
         p.max_size = 1;
     }
     s.pool.queue_timeout_ms = std::time::Duration::from_millis(20_000);
-    s.limits.stream_limit_bytes = 64 * 1024;
+    s.limits.stream_limit_bytes = std::num::NonZeroU64::new(64 * 1024).unwrap();
     spawn_with(s).await
 }
 

@@ -424,7 +424,7 @@ async fn tenants_cannot_see_each_others_sessions_and_caps_hold() {
 #[tokio::test]
 async fn concurrent_commands_on_one_session_are_serialized_then_refused_as_busy() {
     let mut s = settings(&[Language::Python]);
-    s.sessions.busy_wait_ms = 1500;
+    s.sessions.busy_wait_ms = std::time::Duration::from_millis(1500);
     let app = spawn_with(s).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
     let sid = rpc.create(json!({"language": "python"})).await;

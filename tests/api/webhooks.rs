@@ -76,7 +76,7 @@ pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 fn webhook_settings() -> codebeaker::config::Settings {
     let mut s = settings(&[Language::Python]);
     s.webhooks.allow_private = true; // the receiver is on loopback
-    s.webhooks.backoff_ms = 50;
+    s.webhooks.backoff_ms = std::time::Duration::from_millis(50);
     s.webhooks.max_attempts = 3;
     s
 }
@@ -238,14 +238,14 @@ async fn a_receiver_that_never_answers_does_not_delay_other_callbacks() {
 async fn a_receiver_that_never_answers_does_not_delay_other_callbacks_on_redis() {
     let redis = Redis::start(None).await;
     let mut s = webhook_settings();
-    s.shared.redis_url = redis.url();
+    s.shared.redis_url = redis.url().into();
     s.shared.prefix = format!("wh{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     silent_receiver_does_not_delay_others(s).await;
 }
 
 async fn silent_receiver_does_not_delay_others(mut s: codebeaker::config::Settings) {
     // Each attempt on the silent receiver holds its connection this long.
-    s.webhooks.timeout_ms = 60_000;
+    s.webhooks.timeout_ms = std::time::Duration::from_millis(60_000);
     s.executions.workers = 4;
     let app = spawn_with(s).await;
     let silent = silent_receiver().await;

@@ -86,7 +86,7 @@ impl RedisStore {
             conn: shared.connection().await?,
             prefix: settings.prefix.clone(),
             consumer: shared.instance.clone(),
-            visibility: Duration::from_millis(settings.visibility_timeout_ms),
+            visibility: settings.visibility_timeout_ms,
             retention,
             group_ready: AtomicBool::new(false),
             claims: Mutex::new(HashMap::new()),

@@ -49,7 +49,7 @@ pub struct TestApp {
 pub fn settings(languages: &[Language]) -> Settings {
     let mut s = Settings::default();
     s.server.bind = "127.0.0.1:0".parse().unwrap();
-    s.server.shutdown_grace_ms = 2_000;
+    s.server.shutdown_grace_ms = std::time::Duration::from_millis(2_000);
     s.pool.instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     s.pool.agent_bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle").into();
     s.pool.warm_interval_ms = std::time::Duration::from_millis(100);
@@ -64,15 +64,15 @@ pub fn settings(languages: &[Language]) -> Settings {
     s.executions.database = dir.join("executions.db");
     // Each test starts with an empty shared compile cache, so cache hits are its own.
     s.pool.compile_cache_dir = dir.join("compile-cache");
-    s.executions.poll_interval_ms = 50;
-    s.auth.reload_interval_ms = 100;
+    s.executions.poll_interval_ms = std::time::Duration::from_millis(50);
+    s.auth.reload_interval_ms = std::time::Duration::from_millis(100);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     s.auth.jwt.hs256_secret = Some(JWT_HS256_SECRET.into());
     s.auth.jwt.rs256_public_keys = vec![fixtures.join("jwt-rs256-public.pem")];
     s.auth.jwt.es256_public_keys = vec![fixtures.join("jwt-es256-public.pem")];
     s.auth.jwt.issuer = Some(JWT_ISSUER.into());
     s.auth.jwt.audience = Some(JWT_AUDIENCE.into());
-    s.auth.jwt.leeway_secs = 5;
+    s.auth.jwt.leeway_secs = std::time::Duration::from_secs(5);
     s
 }
 

@@ -44,6 +44,8 @@
 //!    kept; dropping the body stream on disconnect drops the items not yet started, while
 //!    running ones finish in the pools' own tasks and their containers come back clean).
 
+mod resident;
+
 use codebeaker_pool::{Invocation, Lease};
 use codebeaker_proto::RawJson;
 use futures_util::stream::Stream;
@@ -59,7 +61,6 @@ use crate::invoke::{ExecuteError, Invoker};
 use crate::limits::{Admission, Concurrency, OwnedAdmissionSlot, Permit};
 use crate::requests::{self, ExecuteRequest, RequestError, RunMode};
 use codebeaker_pool::Isolation;
-use std::collections::VecDeque;
 
 /// `POST /v1/execute/batch`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -416,7 +417,7 @@ pub fn run_plan<G: Send + Sync + 'static>(
     });
     for gate in Gate::all(concurrency, !compiled_first) {
         if resident {
-            let work = resident_worker(
+            let work = resident::resident_worker(
                 invoker.clone(),
                 shared.clone(),
                 tx.clone(),
@@ -567,158 +568,6 @@ async fn worker<G>(
     }
     if let Some(l) = lease {
         l.release().await;
-    }
-}
-
-/// An item sent to a resident instance and not answered yet.
-struct Sent {
-    index: usize,
-    id: String,
-    inv: Invocation,
-    started: Instant,
-}
-
-/// A batch worker in `"isolation": "program"`: it holds a resident instance of the
-/// program and keeps up to `instances.pipeline_depth` items in flight on it (sent ahead,
-/// answered in order), refilling half a window at a time so that many items cost one
-/// write. The agent runs them one at a time, each under its own limits from when it
-/// starts, and replaces a runner that died before the next item. If the container itself
-/// fails, only the oldest item in flight (the one that was running) gets the error; the
-/// others never started and run again on a fresh instance. `stopOnFirstError` skips the
-/// items not yet sent.
-async fn resident_worker<G>(
-    invoker: Arc<Invoker>,
-    shared: Arc<BatchRunState>,
-    tx: tokio::sync::mpsc::Sender<ItemResult>,
-    mut gate: Gate,
-    _guards: Arc<G>,
-) {
-    gate.pass().await;
-    let depth = invoker.pools.pipeline_depth().max(1);
-    let mut inst: Option<codebeaker_pool::Instance> = None;
-    let mut in_flight: VecDeque<Sent> = VecDeque::new();
-    // Items to run again on a fresh instance, or held until the window drains (the next
-    // item is another program: a mixed batch).
-    let mut again: VecDeque<(usize, (String, Invocation))> = VecDeque::new();
-    loop {
-        if in_flight.len() <= depth / 2 {
-            while in_flight.len() < depth && !tx.is_closed() {
-                let next = again.pop_front().or_else(|| {
-                    shared
-                        .queue
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .next()
-                });
-                let Some((index, (id, inv))) = next else {
-                    break;
-                };
-                if let Some(b) = shared.budget.as_ref().filter(|b| b.is_spent()) {
-                    if tx.send(over_budget(index, id, b.limit)).await.is_err() {
-                        return release(&invoker, inst, in_flight);
-                    }
-                    continue;
-                }
-                if shared.stop.load(Ordering::Relaxed) {
-                    if tx.send(skipped(index, id)).await.is_err() {
-                        return release(&invoker, inst, in_flight);
-                    }
-                    continue;
-                }
-                if inst
-                    .as_ref()
-                    .is_some_and(|i| !i.serves(&inv) || !i.is_usable())
-                {
-                    if !in_flight.is_empty() {
-                        // Another program: it waits until this one's items are answered.
-                        again.push_front((index, (id, inv)));
-                        break;
-                    }
-                    if let Some(i) = inst.take() {
-                        invoker.pools.release_instance(i);
-                    }
-                }
-                if inst.is_none() {
-                    match invoker.pools.instance(&inv).await {
-                        Ok(i) => inst = Some(i),
-                        Err(e) => {
-                            let started = Instant::now();
-                            let r = judge(&shared, index, id, inv.language, Err(e), started);
-                            crate::metrics::batch_item("failure");
-                            gate.open();
-                            if tx.send(r).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                }
-                let Some(i) = inst.as_mut() else { break };
-                if let Err(e) = i.send(&inv) {
-                    tracing::warn!(error = %e, "a resident batch item could not be sent");
-                    again.push_front((index, (id, inv)));
-                    inst = None;
-                    break;
-                }
-                in_flight.push_back(Sent {
-                    index,
-                    id,
-                    inv,
-                    started: Instant::now(),
-                });
-            }
-        }
-        let Some(sent) = in_flight.pop_front() else {
-            if again.is_empty() {
-                break;
-            }
-            continue;
-        };
-        let Some(i) = inst.as_mut() else {
-            // Cannot happen (an item in flight has its instance); fail it rather than hang.
-            let r = sandbox_failure(sent.index, sent.id, sent.started);
-            if tx.send(r).await.is_err() {
-                return;
-            }
-            continue;
-        };
-        let ran = match i.flush().await {
-            Ok(()) => i.recv(&sent.inv).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &ran {
-            // The container failed: the item that was running gets the error, the ones
-            // behind it never started and run again on a fresh instance.
-            tracing::warn!(error = %e, in_flight = in_flight.len(), "a resident instance failed mid-batch");
-            for s in in_flight.drain(..).rev() {
-                again.push_front((s.index, (s.id, s.inv)));
-            }
-            inst = None;
-        }
-        let r = judge(
-            &shared,
-            sent.index,
-            sent.id,
-            sent.inv.language,
-            ran,
-            sent.started,
-        );
-        crate::metrics::batch_item(if r.success { "success" } else { "failure" });
-        gate.open();
-        if tx.send(r).await.is_err() {
-            return release(&invoker, inst, in_flight);
-        }
-    }
-    release(&invoker, inst, in_flight);
-}
-
-/// Gives a worker's instance back; one with items still in flight (the reader went away)
-/// is dropped instead, which retires its container.
-fn release(invoker: &Invoker, inst: Option<codebeaker_pool::Instance>, in_flight: VecDeque<Sent>) {
-    if let Some(i) = inst {
-        if in_flight.is_empty() {
-            invoker.pools.release_instance(i);
-        }
     }
 }
 
@@ -887,145 +736,4 @@ fn skipped(index: usize, id: String) -> ItemResult {
 }
 
 #[cfg(test)]
-mod tests {
-    //! The batch gate without Docker: a batch's admission (places of the gateway's limit and
-    //! of the caller's `max_concurrent`, all or none), its result budget, and the gate that
-    //! holds the other workers until the first item is done. Time is paused: a first item
-    //! that takes an hour takes no time here.
-
-    use super::*;
-    use crate::domain::{Quota, Via};
-    use std::time::Duration;
-    use tokio::time::Instant;
-
-    fn caller(subject: &str, max_concurrent: u32) -> Principal {
-        Principal {
-            subject: subject.into(),
-            tenant: "t".into(),
-            scopes: Vec::new(),
-            quota: Quota {
-                max_concurrent,
-                ..Quota::default()
-            },
-            via: Via::ApiKey,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_takes_all_its_admission_places_or_none() {
-        tokio::time::pause();
-        let admission = Arc::new(Admission::new(3));
-        let concurrency = Concurrency::default();
-        let alice = caller("key:alice", 10);
-        let first = hold(&admission, &concurrency, &alice, 2).await.unwrap();
-        assert_eq!(admission.in_flight(), 2);
-        // One place is left: a batch of two is shed, and gives back the one it took.
-        let second = hold(&admission, &concurrency, &alice, 2).await;
-        assert!(
-            matches!(second, Err(ExecuteError::Shed)),
-            "{:?}",
-            second.err()
-        );
-        assert_eq!(admission.in_flight(), 2);
-        let third = hold(&admission, &concurrency, &alice, 1).await.unwrap();
-        assert_eq!(admission.in_flight(), 3);
-        // The places live as long as the batch.
-        drop((first, third));
-        assert_eq!(admission.in_flight(), 0);
-        assert_eq!(concurrency.subjects_in_flight(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_batch_past_the_callers_max_concurrent_is_refused_and_holds_nothing() {
-        tokio::time::pause();
-        let admission = Arc::new(Admission::new(100));
-        let concurrency = Concurrency::default();
-        let bob = caller("key:bob", 2);
-        // One call of bob's is in flight: a batch of two does not fit his two places.
-        let call = concurrency.try_acquire(&bob.subject, 2).unwrap();
-        let r = hold(&admission, &concurrency, &bob, 2).await;
-        assert!(
-            matches!(r, Err(ExecuteError::ConcurrencyLimited(2))),
-            "{:?}",
-            r.err()
-        );
-        assert_eq!(admission.in_flight(), 0, "its admission places are back");
-        // The permit it did take is back too: exactly one more place is free.
-        let other = concurrency.try_acquire(&bob.subject, 2);
-        assert!(other.is_some());
-        assert!(concurrency.try_acquire(&bob.subject, 2).is_none());
-        // Another caller is not held by bob's places.
-        let carol = caller("key:carol", 2);
-        let (places, permits) = hold(&admission, &concurrency, &carol, 2).await.unwrap();
-        assert_eq!((places.len(), permits.len()), (2, 2));
-        drop((call, other));
-        let (places, permits) = hold(&admission, &concurrency, &bob, 2).await.unwrap();
-        assert_eq!((places.len(), permits.len()), (2, 2));
-    }
-
-    #[test]
-    fn the_result_budget_is_spent_for_good_by_the_first_result_that_does_not_fit() {
-        let b = Budget::new(10);
-        assert!(b.take(4));
-        assert!(b.take(6), "an exact fit is kept");
-        assert!(!b.is_spent());
-        assert!(!b.take(1));
-        assert!(b.is_spent());
-        assert!(!b.take(0), "once spent, nothing more is kept");
-        let b = Budget::new(10);
-        assert!(!b.take(11));
-        assert!(!b.take(1), "a smaller result after it is not kept either");
-    }
-
-    #[tokio::test]
-    async fn the_other_workers_wait_for_the_first_item_however_long_it_takes() {
-        tokio::time::pause();
-        let mut gates = Gate::all(3, false).into_iter();
-        let mut first = gates.next().unwrap();
-        let waiting: Vec<_> = gates
-            .map(|mut g| {
-                tokio::spawn(async move {
-                    g.pass().await;
-                    Instant::now()
-                })
-            })
-            .collect();
-        let started = Instant::now();
-        first.pass().await;
-        assert_eq!(Instant::now(), started, "the first worker never waits");
-        // Its first item (a compile) takes an hour.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert!(waiting.iter().all(|w| !w.is_finished()));
-        first.open();
-        let opened = Instant::now();
-        for w in waiting {
-            assert_eq!(w.await.unwrap(), opened, "they go as soon as it is open");
-        }
-        assert!(opened >= started + Duration::from_secs(3600));
-    }
-
-    #[tokio::test]
-    async fn only_the_first_worker_opens_the_gate() {
-        tokio::time::pause();
-        let mut gates = Gate::all(3, false);
-        gates[2].open();
-        let held = tokio::time::timeout(Duration::from_secs(60), gates[1].pass()).await;
-        assert!(held.is_err(), "another worker's open is a no-op");
-        // Once the first is gone without an item (its reader went away), the rest go.
-        let mut third = gates.pop().unwrap();
-        drop(gates);
-        tokio::time::timeout(Duration::from_secs(1), third.pass())
-            .await
-            .expect("a gate whose first worker is gone holds no one");
-    }
-
-    #[tokio::test]
-    async fn a_batch_with_nothing_to_compile_holds_no_worker() {
-        tokio::time::pause();
-        let started = Instant::now();
-        for mut g in Gate::all(4, true) {
-            g.pass().await;
-        }
-        assert_eq!(Instant::now(), started);
-    }
-}
+mod tests;

@@ -102,6 +102,21 @@ struct Ended {
     process_limit: bool,
 }
 
+impl Ended {
+    /// The runner ended without answering (`status` from `wait_child`).
+    fn died(status: (Option<i32>, Option<Signal>), timed_out: bool) -> Ended {
+        Ended {
+            exit_code: status.0,
+            signal: status.1,
+            answered: None,
+            result: Vec::new(),
+            result_too_large: false,
+            timed_out,
+            process_limit: false,
+        }
+    }
+}
+
 impl Resident {
     pub fn new(
         command: RunnerCommand,
@@ -307,15 +322,7 @@ impl Resident {
                 let status = wait_child(&mut live.child);
                 out.pump(&mut live.stdout, scratch);
                 err.pump(&mut live.stderr, scratch);
-                return Ok(Some(Ended {
-                    exit_code: status.0,
-                    signal: status.1,
-                    answered: None,
-                    result: Vec::new(),
-                    result_too_large: false,
-                    timed_out: true,
-                    process_limit: false,
-                }));
+                return Ok(Some(Ended::died(status, true)));
             }
             let eof = wait_readable(
                 live,
@@ -329,15 +336,7 @@ impl Resident {
                 let status = wait_child(&mut live.child);
                 out.pump(&mut live.stdout, scratch);
                 err.pump(&mut live.stderr, scratch);
-                return Ok(Some(Ended {
-                    exit_code: status.0,
-                    signal: status.1,
-                    answered: None,
-                    result: Vec::new(),
-                    result_too_large: false,
-                    timed_out: false,
-                    process_limit: false,
-                }));
+                return Ok(Some(Ended::died(status, false)));
             }
         }
     }
@@ -433,15 +432,7 @@ impl Resident {
                 let status = wait_child(&mut live.child);
                 out.pump(&mut live.stdout, scratch);
                 err.pump(&mut live.stderr, scratch);
-                return Ok(Ended {
-                    exit_code: status.0,
-                    signal: status.1,
-                    answered: None,
-                    result: Vec::new(),
-                    result_too_large: false,
-                    timed_out: true,
-                    process_limit: false,
-                });
+                return Ok(Ended::died(status, true));
             }
             let wait = (deadline - now).min(next_pids_check.saturating_duration_since(now));
             let eof = wait_readable(live, out, err, wait, sent < pending.len(), scratch)?;
@@ -449,15 +440,7 @@ impl Resident {
                 let status = wait_child(&mut live.child);
                 out.pump(&mut live.stdout, scratch);
                 err.pump(&mut live.stderr, scratch);
-                return Ok(Ended {
-                    exit_code: status.0,
-                    signal: status.1,
-                    answered: None,
-                    result: Vec::new(),
-                    result_too_large: false,
-                    timed_out: false,
-                    process_limit: false,
-                });
+                return Ok(Ended::died(status, false));
             }
         }
     }

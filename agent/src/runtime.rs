@@ -234,12 +234,7 @@ impl Agent {
         // Nothing of an earlier run may be there: the runner counts the container's tasks.
         self.clean_slate()?;
         let mut outcome = RunOutcome::default();
-        let ws = Workspace::open(self.user)?;
-        {
-            let _as_user = AsUser::enter(self.user)?;
-            let name = self.lang.program_file();
-            ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
-        }
+        self.write_program(&req.source)?;
         let key = req.cache_key.as_deref();
         let Some(target) = self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)?
         else {
@@ -303,15 +298,13 @@ impl Agent {
             return Ok(());
         }
         self.clean_slate()?;
+        let Some(source) = self.resident.as_ref().map(|(_, p)| p.source.clone()) else {
+            return Ok(());
+        };
+        self.write_program(&source)?;
         let Some((resident, p)) = self.resident.as_mut() else {
             return Ok(());
         };
-        let ws = Workspace::open(self.user)?;
-        {
-            let _as_user = AsUser::enter(self.user)?;
-            let name = self.lang.program_file();
-            ws.write(name, p.source.as_bytes(), WriteMode::Create, name)?;
-        }
         let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
         p.target.stage(self.user, artifact)?;
         resident.start()
@@ -354,12 +347,7 @@ impl Agent {
     pub fn prepare(&mut self, req: PrepareRequest) -> io::Result<RunOutcome> {
         self.prepared = None;
         let mut outcome = RunOutcome::default();
-        let ws = Workspace::open(self.user)?;
-        {
-            let _as_user = AsUser::enter(self.user)?;
-            let name = self.lang.program_file();
-            ws.write(name, req.source.as_bytes(), WriteMode::Create, name)?;
-        }
+        self.write_program(&req.source)?;
         let key = req.cache_key.as_deref();
         if let Some(target) = self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)? {
             self.prepared = Some(Prepared {
@@ -408,6 +396,15 @@ impl Agent {
         });
         self.prepared = Some(p);
         result
+    }
+
+    /// Writes the program into the workspace, as the user.
+    fn write_program(&self, source: &str) -> io::Result<()> {
+        let ws = Workspace::open(self.user)?;
+        let _as_user = AsUser::enter(self.user)?;
+        let name = self.lang.program_file();
+        ws.write(name, source.as_bytes(), WriteMode::Create, name)?;
+        Ok(())
     }
 
     /// Writes `input.json` and the program into the workspace, as the user. A session

@@ -170,6 +170,13 @@ pub fn pools(
     gauge!("codebeaker_admitted_invocations").set(admitted as f64);
 }
 
+/// Resident program instances (`"isolation": "program"`), set at scrape time: kept idle
+/// now, and started in all (a runner replaced inside its container is not a new one).
+pub fn instances(idle: usize, started: u64) {
+    gauge!("codebeaker_resident_instances_idle").set(idle as f64);
+    counter!("codebeaker_resident_instances_started_total").absolute(started);
+}
+
 /// One batch item: `success`, `failure` or `skipped`.
 pub fn batch_item(outcome: &'static str) {
     counter!("codebeaker_batch_items_total", "outcome" => outcome).increment(1);

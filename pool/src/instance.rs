@@ -190,6 +190,8 @@ impl Drop for Instance {
 #[derive(Default)]
 pub(crate) struct Instances {
     idle: Mutex<HashMap<InstanceKey, Vec<Instance>>>,
+    /// Instances started since the gateway started (a metric).
+    started: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -255,6 +257,11 @@ impl Instances {
         lock(&self.idle).drain().flat_map(|(_, l)| l).collect()
     }
 
+    /// How many instances were started.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many idle instances are kept.
     pub(crate) fn idle_count(&self) -> usize {
         lock(&self.idle).values().map(Vec::len).sum()
@@ -309,6 +316,9 @@ pub(crate) async fn acquire(
     )
     .await;
     let failed = outcome.error.is_some().then(|| outcome.clone());
+    instances
+        .started
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Instance {
         obj: Some(obj),
         key,

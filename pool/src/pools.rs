@@ -353,6 +353,11 @@ impl Pools {
         self.instances.idle_count()
     }
 
+    /// Resident instances started since the pools started.
+    pub fn instances_started(&self) -> u64 {
+        self.instances.started()
+    }
+
     /// Takes a container of `language` for a stream of invocations (a batch): one pool
     /// checkout for many items, each program prepared (compiled) once on it. The container
     /// is cleaned after every item as after every call; see [`Lease`].

@@ -129,6 +129,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.pools.compile_cache_bytes(),
         &state.pools.health(),
     );
+    crate::metrics::instances(
+        state.pools.idle_instances(),
+        state.pools.instances_started(),
+    );
     let (depth, oldest) = state.executions.queue_depth().await;
     crate::metrics::execution_queue(depth, oldest);
     (

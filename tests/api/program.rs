@@ -116,6 +116,23 @@ async fn instances_are_per_tenant_and_per_program() {
         a3["output"], 1,
         "another program gets its own instance: {a3}"
     );
+    // Operators see them: idle instances and instances started.
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert!(value("codebeaker_resident_instances_idle") >= 1.0);
+    assert!(value("codebeaker_resident_instances_started_total") >= 3.0);
     app.stop().await;
 }
 

@@ -47,6 +47,15 @@ async fn every_language_runs_under_gvisor_and_sees_its_kernel() {
         // gVisor's Sentry reports its own (fixed) kernel version, not the host's.
         assert!(v.starts_with("Linux version 4.4.0"), "{lang} sees {v}");
         assert_ne!(v, host, "{lang} sees the host kernel");
+        // A resident instance under gVisor too: twice, the second on the same instance.
+        for x in [1, 2] {
+            let (st, b) = app
+                .execute(json!({"language": lang, "code": code, "input": {"x": x}, "isolation": "program", "timeoutMs": 20000}))
+                .await;
+            assert_eq!(st, 200, "{lang}: {b}");
+            assert_eq!(b["success"], true, "{lang} program mode: {b}");
+            assert_eq!(b["output"]["x"], x * 2, "{lang} program mode: {b}");
+        }
     }
     app.stop().await;
 }

@@ -483,16 +483,26 @@ fn wait_readable(
     if !ctl_ready {
         return Ok(false);
     }
-    loop {
+    // A bounded read per wake-up: the caller consumes (or discards) what is buffered
+    // before reading more, so a runner streaming a huge result never piles it up here.
+    let mut taken = 0;
+    while taken < READ_PER_WAKE {
         match live.ctl.read(scratch) {
             Ok(0) => return Ok(true),
-            Ok(n) => live.inbuf.extend_from_slice(&scratch[..n]),
+            Ok(n) => {
+                live.inbuf.extend_from_slice(&scratch[..n]);
+                taken += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Ok(true),
         }
     }
+    Ok(false)
 }
+
+/// The most read from the control socket per wake-up.
+const READ_PER_WAKE: usize = 1024 * 1024;
 
 /// `done <exit> <size> <leaked>`
 fn parse_done(line: &[u8]) -> io::Result<(i32, i64, bool)> {

@@ -265,11 +265,13 @@ if m == 'network':
         result = 'refused'
 if m == 'secrets':
     result = sorted(k for k in os.environ if 'KEY' in k or 'SECRET' in k or 'TOKEN' in k)
+if m == 'huge':
+    result = 'x' * 50_000_000
 if m == 'ok':
     result = 'ok'
 "#;
     let list = [
-        "memory", "ok", "flood", "ok", "fork", "ok", "network", "secrets", "ok",
+        "memory", "ok", "flood", "ok", "fork", "ok", "network", "secrets", "ok", "huge", "ok",
     ];
     let items: Vec<Value> = list
         .iter()
@@ -300,6 +302,8 @@ if m == 'ok':
     assert_eq!(r[6]["output"], "refused", "no network: {}", r[6]);
     assert_eq!(r[7]["output"], json!([]), "no secrets in the environment");
     assert_eq!(r[8]["output"], "ok");
+    assert_eq!(r[9]["error"]["kind"], "output_too_large", "{}", r[9]);
+    assert_eq!(r[10]["output"], "ok", "{}", r[10]);
     app.stop().await;
 }
 

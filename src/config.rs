@@ -111,6 +111,30 @@ pub struct Settings {
     pub pool: PoolSettings,
     /// `[instances]`: resident program instances (`"isolation": "program"`).
     pub instances: codebeaker_pool::InstanceSettings,
+    /// `[languages]`: where the recipes are, and which are served.
+    pub languages: LanguagesSettings,
+}
+
+/// `[languages]`: each language is a recipe directory (`languages/<name>/language.toml`);
+/// the gateway serves those `enabled` names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LanguagesSettings {
+    /// The languages directory. The gateway reads the recipes from it and Docker
+    /// bind-mounts it read-only into every sandbox, so (like `pool.agent_bundle`) it must
+    /// be the same path on the engine's host.
+    pub dir: std::path::PathBuf,
+    /// The languages served, by name or alias; empty serves every recipe in `dir`.
+    pub enabled: Vec<String>,
+}
+
+impl Default for LanguagesSettings {
+    fn default() -> Self {
+        LanguagesSettings {
+            dir: "languages".into(),
+            enabled: Vec::new(),
+        }
+    }
 }
 
 /// `[shared]`: several gateway replicas sharing one Redis (off by default: a single node

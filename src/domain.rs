@@ -122,11 +122,11 @@ impl Principal {
     }
 
     /// Refused unless the caller may use `language`.
-    pub fn allow_language(&self, language: Language) -> Result<(), Denied> {
-        if self.quota.languages.is_empty() || self.quota.languages.contains(&language) {
+    pub fn allow_language(&self, language: &Language) -> Result<(), Denied> {
+        if self.quota.languages.is_empty() || self.quota.languages.contains(language) {
             Ok(())
         } else {
-            Err(Denied::Language(language))
+            Err(Denied::Language(language.clone()))
         }
     }
 
@@ -187,12 +187,12 @@ mod tests {
             Err(Denied::MissingScope(Scope::Sessions))
         );
         assert_eq!(
-            exec.allow_language(Language::Python)
+            exec.allow_language(&Language::Python)
                 .unwrap_err()
                 .to_string(),
             "this credential may not use python"
         );
-        assert!(exec.allow_language(Language::Go).is_ok());
+        assert!(exec.allow_language(&Language::Go).is_ok());
         assert_eq!(exec.memory_cap(512), 128);
         assert_eq!(
             exec.memory_limit(None, 512),

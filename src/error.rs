@@ -154,6 +154,7 @@ fn status_of(kind: &str, class: Class) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         Class::Internal { transient: false } => StatusCode::INTERNAL_SERVER_ERROR,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Class::Caller => match kind {
             "unauthenticated" => StatusCode::UNAUTHORIZED,
             "forbidden" | "limit_exceeded" => StatusCode::FORBIDDEN,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-/// The three families of refusal.
+/// The four families of refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// The request cannot be served as sent: sending it again fails again (4xx).
@@ -18,6 +18,10 @@ pub enum Class {
     /// Our fault, or an outage below us (the engine, Redis, a replica). Details go to the
     /// log, never to the caller. `transient`: the same request may succeed shortly (503).
     Internal { transient: bool },
+    /// This gateway cannot serve the request until its operator acts (an enabled
+    /// language whose image is not built): 503 with a message that names the fix, and no
+    /// retry hint, because retrying soon does not help.
+    Unavailable,
 }
 
 /// A refusal a transport can answer.

@@ -183,6 +183,7 @@ impl Failure for PoolError {
             PoolError::Exhausted { .. } => "pool_exhausted",
             PoolError::ShuttingDown => "shutting_down",
             PoolError::Disabled(_) => "language_disabled",
+            PoolError::ImageMissing { .. } => "language_unavailable",
             PoolError::UnknownPackages(_) => "unknown_packages",
             PoolError::NoResidentForm { .. } => "invalid_request",
             p if p.is_engine_unavailable() => "engine_unavailable",
@@ -197,6 +198,7 @@ impl Failure for PoolError {
                 quota: false,
             },
             ErrorClass::EngineUnavailable => Class::Internal { transient: true },
+            ErrorClass::Unavailable => Class::Unavailable,
             ErrorClass::Internal => Class::Internal { transient: false },
         }
     }
@@ -260,7 +262,7 @@ impl Invoker {
         request_id: Option<String>,
     ) -> Result<ExecuteResponse, ExecuteError> {
         let started = Instant::now();
-        let inv = requests::invocation(req, &self.settings, caller)?;
+        let inv = requests::invocation(req, &self.settings, self.pools.recipes(), caller)?;
         requests::packages_ready(&self.pools, &inv).await?;
         let admitted = tracing::info_span!("admission").in_scope(|| {
             self.admission
@@ -276,7 +278,7 @@ impl Invoker {
             .ok_or(ExecuteError::ConcurrencyLimited(max))?;
         // Both go with the work, not with this request: they are given back when the
         // container is done, even if the caller has gone away.
-        let language = inv.language;
+        let language = inv.language.clone();
         let ex = self.pools.execute_holding(inv, (admitted, permit)).await?;
         let resp = respond(language, ex, request_id, started);
         tracing::info!(
@@ -295,7 +297,7 @@ impl Invoker {
         request_id: Option<String>,
         started: Instant,
     ) -> Result<ExecuteResponse, PoolError> {
-        let language = inv.language;
+        let language = inv.language.clone();
         let ex = self.pools.execute(inv).await?;
         Ok(respond(language, ex, request_id, started))
     }
@@ -303,11 +305,11 @@ impl Invoker {
 
 /// Records an invocation that ran: its metrics (`started` is when the request arrived).
 /// Batch items are recorded here too.
-pub fn record(language: Language, ex: &RunOutput, started: Instant) {
+pub fn record(language: &Language, ex: &RunOutput, started: Instant) {
     let o = &ex.outcome;
     let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
     crate::metrics::invocation(
-        language.name(),
+        language.name().to_string(),
         outcome,
         ex.queue_wait,
         ex.run_time,
@@ -324,7 +326,7 @@ pub fn respond(
     request_id: Option<String>,
     started: Instant,
 ) -> ExecuteResponse {
-    record(language, &ex, started);
+    record(&language, &ex, started);
     let o = ex.outcome;
     let execution_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(

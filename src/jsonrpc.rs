@@ -75,7 +75,7 @@ fn code_of(kind: &str, class: Class) -> i64 {
         _ => match class {
             Class::Caller => INVALID_PARAMS,
             Class::Overload { .. } => codes::OVERLOADED,
-            Class::Internal { .. } => codes::SERVER_ERROR,
+            Class::Internal { .. } | Class::Unavailable => codes::SERVER_ERROR,
         },
     }
 }

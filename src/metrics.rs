@@ -81,20 +81,20 @@ pub fn idle_connection_closed() {
 
 /// One finished invocation.
 pub fn invocation(
-    language: &'static str,
+    language: String,
     outcome: &'static str,
     queue_wait: Duration,
     run: Duration,
     total: Duration,
     cache_hit: Option<bool>,
 ) {
-    counter!("codebeaker_invocations_total", "language" => language, "outcome" => outcome)
+    counter!("codebeaker_invocations_total", "language" => language.clone(), "outcome" => outcome)
         .increment(1);
-    histogram!("codebeaker_queue_wait_seconds", "language" => language)
+    histogram!("codebeaker_queue_wait_seconds", "language" => language.clone())
         .record(queue_wait.as_secs_f64());
-    histogram!("codebeaker_container_run_seconds", "language" => language)
+    histogram!("codebeaker_container_run_seconds", "language" => language.clone())
         .record(run.as_secs_f64());
-    histogram!("codebeaker_invocation_duration_seconds", "language" => language)
+    histogram!("codebeaker_invocation_duration_seconds", "language" => language.clone())
         .record(total.as_secs_f64());
     if let Some(hit) = cache_hit {
         let result = if hit { "hit" } else { "miss" };
@@ -112,7 +112,7 @@ pub fn pools(
 ) {
     // Every state of every language is set, so a state that emptied reads 0, not its
     // last value.
-    for language in status.iter().map(|s| s.language.name()) {
+    for language in status.iter().map(|s| s.language.name().to_string()) {
         for state in [
             "created",
             "running",
@@ -125,9 +125,9 @@ pub fn pools(
             let n = health
                 .docker_states
                 .iter()
-                .find(|(l, s, _)| l == language && s == state)
+                .find(|(l, s, _)| *l == language && s == state)
                 .map_or(0, |(_, _, n)| *n);
-            gauge!("codebeaker_docker_containers", "language" => language, "state" => state)
+            gauge!("codebeaker_docker_containers", "language" => language.clone(), "state" => state)
                 .set(n as f64);
         }
     }
@@ -139,22 +139,22 @@ pub fn pools(
     }
     for s in status {
         // `pool` tells a language's own pool (`python`) from its variants' (`python-data`).
-        let (l, p) = (s.language.name(), s.name.clone());
+        let (l, p) = (s.language.name().to_string(), s.name.clone());
         for (state, v) in [
             ("idle", s.idle),
             ("busy", s.busy),
             ("warming", s.warming),
             ("total", s.total),
         ] {
-            gauge!("codebeaker_pool_containers", "language" => l, "pool" => p.clone(), "state" => state)
+            gauge!("codebeaker_pool_containers", "language" => l.clone(), "pool" => p.clone(), "state" => state)
                 .set(v as f64);
         }
-        gauge!("codebeaker_pool_tenants", "language" => l, "pool" => p.clone())
+        gauge!("codebeaker_pool_tenants", "language" => l.clone(), "pool" => p.clone())
             .set(s.tenants as f64);
         let lc = &s.lifecycle;
-        counter!("codebeaker_containers_created_total", "language" => l, "pool" => p.clone())
+        counter!("codebeaker_containers_created_total", "language" => l.clone(), "pool" => p.clone())
             .absolute(lc.created);
-        counter!("codebeaker_containers_recycled_total", "language" => l, "pool" => p.clone())
+        counter!("codebeaker_containers_recycled_total", "language" => l.clone(), "pool" => p.clone())
             .absolute(lc.recycled);
         for (reason, v) in [
             ("max_uses", lc.retired_max_uses),
@@ -163,7 +163,7 @@ pub fn pools(
             ("reclaimed", lc.retired_reclaimed),
             ("failure", lc.retired_failure),
         ] {
-            counter!("codebeaker_containers_retired_total", "language" => l, "pool" => p.clone(), "reason" => reason)
+            counter!("codebeaker_containers_retired_total", "language" => l.clone(), "pool" => p.clone(), "reason" => reason)
                 .absolute(v);
         }
     }

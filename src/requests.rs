@@ -3,7 +3,8 @@
 //! them here, so a request is judged the same whichever way it came.
 
 use codebeaker_pool::{Invocation, Isolation};
-use codebeaker_proto::{Language, RawJson};
+use codebeaker_proto::RawJson;
+use codebeaker_recipe::{LanguageDef, Registry as Recipes};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -176,7 +177,7 @@ pub fn packages_available(
     pools: &codebeaker_pool::Pools,
     inv: &Invocation,
 ) -> Result<(), RequestError> {
-    match pools.check_packages(inv.language, &inv.packages) {
+    match pools.check_packages(&inv.language, &inv.packages) {
         Err(codebeaker_pool::PoolError::UnknownPackages(u)) => {
             Err(RequestError::UnknownPackages(u))
         }
@@ -185,9 +186,11 @@ pub fn packages_available(
     }
 }
 
-/// The language a request names, if supported.
-pub fn language(name: &str) -> Result<Language, RequestError> {
-    Language::parse(name).ok_or_else(|| RequestError::UnsupportedLanguage(name.to_string()))
+/// The recipe of the language a request names (by name or alias), if it is served.
+pub fn language<'r>(recipes: &'r Recipes, name: &str) -> Result<&'r std::sync::Arc<LanguageDef>, RequestError> {
+    recipes
+        .resolve(name)
+        .ok_or_else(|| RequestError::UnsupportedLanguage(name.to_string()))
 }
 
 /// Checks an execute request against the server's and the caller's limits and turns it
@@ -195,11 +198,13 @@ pub fn language(name: &str) -> Result<Language, RequestError> {
 pub fn invocation(
     req: ExecuteRequest,
     settings: &Settings,
+    recipes: &Recipes,
     caller: &Principal,
 ) -> Result<Invocation, RequestError> {
     let limits = &settings.limits;
-    let language = language(&req.language)?;
-    caller.allow_language(language)?;
+    let def = language(recipes, &req.language)?;
+    let language = def.language().clone();
+    caller.allow_language(&language)?;
     if req.code.len() > limits.max_code_bytes.get() {
         return Err(RequestError::TooLarge {
             what: "code",
@@ -226,7 +231,7 @@ pub fn invocation(
     }
     check_packages(&req.packages)?;
     let plain = req.mode == RunMode::Plain;
-    if req.isolation == Isolation::Program && !codebeaker_pool::has_resident_form(language, plain) {
+    if req.isolation == Isolation::Program && !def.has_resident_form(plain) {
         return Err(RequestError::Invalid(format!(
             "{language} {} cannot run as a resident instance (\"isolation\": \"program\"); use \"isolation\": \"call\"",
             if plain { "plain programs" } else { "programs" }
@@ -289,6 +294,7 @@ pub fn check_memory(mb: u64, cap: u64, field: &str) -> Result<(), RequestError> 
 mod tests {
     use super::*;
     use crate::domain::{Quota, Scope, Via};
+    use codebeaker_proto::Language;
 
     fn caller(quota: Quota) -> Principal {
         Principal {
@@ -298,6 +304,10 @@ mod tests {
             quota,
             via: Via::ApiKey,
         }
+    }
+
+    fn recipes() -> Recipes {
+        Recipes::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("languages")).unwrap()
     }
 
     fn req(language: &str, code: &str) -> ExecuteRequest {
@@ -317,33 +327,33 @@ mod tests {
     fn execute_requests_are_validated_not_clamped() {
         let s = Settings::default();
         let anyone = caller(Quota::default());
-        let inv = invocation(req("py", "result = 1"), &s, &anyone).unwrap();
+        let inv = invocation(req("py", "result = 1"), &s, &recipes(), &anyone).unwrap();
         assert_eq!(inv.language, Language::Python);
         assert_eq!(inv.timeout, s.limits.default_timeout_ms);
         assert_eq!(inv.memory_mb, None);
         assert!(matches!(
-            invocation(req("rust", "x"), &s, &anyone),
-            Err(RequestError::UnsupportedLanguage(l)) if l == "rust"
+            invocation(req("cobol", "x"), &s, &recipes(), &anyone),
+            Err(RequestError::UnsupportedLanguage(l)) if l == "cobol"
         ));
         assert!(matches!(
-            invocation(req("go", "  \n"), &s, &anyone),
+            invocation(req("go", "  \n"), &s, &recipes(), &anyone),
             Err(RequestError::Invalid(_))
         ));
         let big = "x".repeat(s.limits.max_code_bytes.get() + 1);
         assert!(matches!(
-            invocation(req("go", &big), &s, &anyone),
+            invocation(req("go", &big), &s, &recipes(), &anyone),
             Err(RequestError::TooLarge { what: "code", .. })
         ));
         let mut r = req("go", "x");
         r.timeout_ms = Some(s.limits.max_timeout_ms.as_millis() as u64 + 1);
         assert!(matches!(
-            invocation(r, &s, &anyone),
+            invocation(r, &s, &recipes(), &anyone),
             Err(RequestError::LimitExceeded(_))
         ));
         let mut r = req("go", "x");
         r.memory_limit_mb = Some(16);
         assert!(matches!(
-            invocation(r, &s, &anyone),
+            invocation(r, &s, &recipes(), &anyone),
             Err(RequestError::Invalid(_))
         ));
 
@@ -354,24 +364,24 @@ mod tests {
             ..Quota::default()
         });
         assert!(matches!(
-            invocation(req("python", "x"), &s, &capped),
-            Err(RequestError::Denied(Denied::Language(Language::Python)))
+            invocation(req("python", "x"), &s, &recipes(), &capped),
+            Err(RequestError::Denied(Denied::Language(l))) if l == Language::Python
         ));
         let mut r = req("go", "x");
         r.timeout_ms = Some(2_000);
         assert!(matches!(
-            invocation(r, &s, &capped),
+            invocation(r, &s, &recipes(), &capped),
             Err(RequestError::LimitExceeded(_))
         ));
         let mut r = req("go", "x");
         r.timeout_ms = Some(500);
-        let inv = invocation(r, &s, &capped).unwrap();
+        let inv = invocation(r, &s, &recipes(), &capped).unwrap();
         assert_eq!(inv.memory_mb, Some(128), "the quota's memory cap applies");
         let mut r = req("go", "x");
         r.timeout_ms = Some(500);
         r.memory_limit_mb = Some(256);
         assert!(matches!(
-            invocation(r, &s, &capped),
+            invocation(r, &s, &recipes(), &capped),
             Err(RequestError::LimitExceeded(_))
         ));
     }

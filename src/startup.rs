@@ -42,6 +42,11 @@ pub enum StartupError {
     /// `[shared]` names a Redis that does not answer (exit code 64).
     #[error("{0}; check shared.redis_url")]
     Shared(#[from] crate::shared::SharedError),
+    /// `languages.dir` holds a broken recipe, or `languages.enabled` names none (exit 64).
+    #[error("languages: {0}")]
+    Recipe(#[from] codebeaker_recipe::RecipeError),
+    #[error("languages.enabled: {0}")]
+    UnknownLanguage(#[from] codebeaker_recipe::UnknownLanguage),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -60,6 +65,8 @@ impl StartupError {
                 | StartupError::Store(_)
                 | StartupError::PoolPath(_)
                 | StartupError::Shared(_)
+                | StartupError::Recipe(_)
+                | StartupError::UnknownLanguage(_)
         )
     }
 }
@@ -132,9 +139,21 @@ impl Application {
         }
         // The signal stops only the pools' warmers and health loops: they keep serving the
         // requests that drain after it, and stop taking work in `stop` once the drain is over.
+        let recipes = Arc::new(
+            codebeaker_recipe::Registry::load(&settings.languages.dir)?
+                .only(&settings.languages.enabled)?,
+        );
+        tracing::info!(
+            dir = %settings.languages.dir.display(),
+            languages = ?recipes.languages().map(|l| l.name()).collect::<Vec<_>>(),
+            "language recipes loaded"
+        );
+        let mut pool_settings = settings.pool.clone();
+        pool_settings.languages_dir = settings.languages.dir.clone();
         let pools = Pools::start(
             docker,
-            settings.pool.clone(),
+            pool_settings,
+            recipes,
             settings.instances.clone(),
             shutdown.child_token(),
             tasks.clone(),

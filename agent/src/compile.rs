@@ -118,7 +118,7 @@ impl Artifact {
 
 /// Which compiler: part of the cache key, so a toolchain change never reuses a binary.
 pub struct Toolchain<'a> {
-    pub lang: Language,
+    pub lang: &'a Language,
     pub version: &'a str,
 }
 
@@ -218,6 +218,18 @@ pub struct Job<'a> {
     pub timeout: Duration,
 }
 
+impl Job<'_> {
+    /// The public content address of this build ([`artifact_key`]).
+    fn local_key(&self) -> String {
+        artifact_key(
+            self.toolchain.lang,
+            self.compile.translator_version,
+            self.toolchain.version,
+            self.source,
+        )
+    }
+}
+
 impl LocalCache {
     /// Compiles the program unless a cache has it. `keep` is the artifact of the program
     /// prepared now, which must outlive this compile.
@@ -235,7 +247,7 @@ impl LocalCache {
         };
         let shared = Path::new(SHARED_CACHE_MOUNT);
         if let Some(key) = &gateway_key {
-            let copy = shared.join(artifact_file(job.toolchain.lang, key));
+            let copy = shared.join(artifact_file(key, &job.compile.extension));
             if copy.is_file() {
                 return Ok(Built::Ready {
                     artifact: Artifact::InPlace(copy),
@@ -246,9 +258,9 @@ impl LocalCache {
         }
         let key = gateway_key
             .clone()
-            .unwrap_or_else(|| artifact_key(job.toolchain.lang, job.toolchain.version, job.source));
+            .unwrap_or_else(|| job.local_key());
         let dir = Path::new(ARTIFACTS).join(&key);
-        let dest = dir.join(job.compile.artifact);
+        let dest = dir.join(&job.compile.artifact);
         if dest.is_file() {
             return Ok(Built::Ready {
                 artifact: Artifact::Private(dest),
@@ -262,7 +274,7 @@ impl LocalCache {
         };
         let keep = keep.and_then(Artifact::key_dir);
         // A full cache is not an error: this build then runs from memory.
-        let stored = match self.insert(&dir, job.compile.artifact, &artifact, keep) {
+        let stored = match self.insert(&dir, &job.compile.artifact, &artifact, keep) {
             Ok(Some(path)) => Artifact::Private(path),
             Ok(None) => {
                 eprintln!("codebeaker-agent: not caching {key}: larger than the cache");
@@ -288,8 +300,8 @@ pub fn build_launcher(
     user: User,
     job: Job<'_>,
 ) -> io::Result<Result<PathBuf, String>> {
-    let key = artifact_key(job.toolchain.lang, job.toolchain.version, job.source);
-    let dest = Path::new(LAUNCHER).join(&key).join(job.compile.artifact);
+    let key = job.local_key();
+    let dest = Path::new(LAUNCHER).join(&key).join(&job.compile.artifact);
     if dest.is_file() {
         return Ok(Ok(dest));
     }
@@ -305,7 +317,7 @@ pub fn build_launcher(
 /// Runs the compiler as the user in the scratch build directory; the artifact's bytes, or
 /// the compiler's complaint.
 fn compile(reaper: &mut Reaper, user: User, job: &Job<'_>) -> io::Result<Result<Vec<u8>, String>> {
-    let out = Path::new(BUILD_DIR).join(job.compile.artifact);
+    let out = Path::new(BUILD_DIR).join(&job.compile.artifact);
     let mut src_path = job.src_path.to_path_buf();
     {
         let _as_user = AsUser::enter(user)?;
@@ -321,9 +333,10 @@ fn compile(reaper: &mut Reaper, user: User, job: &Job<'_>) -> io::Result<Result<
             src_path = translated;
         }
     }
-    let argv = (job.compile.argv)(&src_path.display().to_string(), &out.display().to_string());
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let mut cmd = exec::user_command(&argv, job.compile.env, user);
+    let argv = job
+        .compile
+        .argv(&src_path.display().to_string(), &out.display().to_string());
+    let mut cmd = exec::user_command(&argv, &job.compile.env, user);
     let c = exec::run_to_end(reaper, &mut cmd, Vec::new(), job.timeout, 64 * 1024, None)?;
     if c.timed_out {
         return Ok(Err(format!(

@@ -13,7 +13,6 @@
 //! `System.Text.Json` itself is a library built from `docker/csharp/json` when the image
 //! is built (see docs/csharp.md for the subset).
 
-use codebeaker_proto::Language;
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -387,7 +386,7 @@ fn run_script(file: &str, script_args: &[String]) -> io::Result<ExitCode> {
         .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
     let program = to_program(&source, &name);
     let key = digest(&[
-        Language::CSharp.translator_version().as_bytes(),
+        codebeaker_recipe::Translator::CsharpTopLevel.version().as_bytes(),
         program.as_bytes(),
     ]);
     let dir = PathBuf::from(SCRIPT_CACHE).join(&key);
@@ -482,7 +481,7 @@ mod tests {
         // The resident runner (Launcher.cs) finds `__CodeBeakerCall` at namespace level and
         // calls Main per input; user types and usings keep working as in call mode.
         let code = "using System.Text;\nvar sb = new StringBuilder(\"a\");\nvar result = new P { X = sb.Length };\nclass P { public int X { get; set; } }";
-        let src = include_str!("../../wrappers/instance/csharp.cs").replacen("{{code}}", code, 1);
+        let src = include_str!("../../languages/csharp/instance.cs").replacen("{{code}}", code, 1);
         let p = to_program(&src, "program.cs");
         let main_end = p.find("#line hidden\n    }\n}").unwrap();
         assert!(p.find("class __CodeBeakerCall").unwrap() > main_end, "{p}");
@@ -492,11 +491,11 @@ mod tests {
         );
         assert!(p.find("__CodeBeakerCall.Result = outputJson;").unwrap() < main_end);
         // The lines above the code are wrappers/csharp.cs's: compile errors name the same line.
-        let call = include_str!("../../wrappers/csharp.cs");
+        let call = include_str!("../../languages/csharp/edge.cs");
         let line_of = |t: &str| t.lines().position(|l| l == "{{code}}");
         assert_eq!(
             line_of(call),
-            line_of(include_str!("../../wrappers/instance/csharp.cs"))
+            line_of(include_str!("../../languages/csharp/instance.cs"))
         );
     }
 

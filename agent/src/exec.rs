@@ -12,6 +12,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -48,12 +49,16 @@ impl Reaper {
 }
 
 /// Builds a command that runs as the sandbox user, in `/workspace`, with a clean environment.
-pub fn user_command(argv: &[&str], extra_env: &[(&str, &str)], user: User) -> Command {
-    let mut c = Command::new(argv[0]);
+pub fn user_command<A: AsRef<OsStr>, K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    argv: &[A],
+    extra_env: &[(K, V)],
+    user: User,
+) -> Command {
+    let mut c = Command::new(&argv[0]);
     c.args(&argv[1..])
         .env_clear()
         .envs(BASE_ENV.iter().copied())
-        .envs(extra_env.iter().copied())
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
         .current_dir("/workspace")
         // std drops supplementary groups, then sets gid and uid, before exec.
         .gid(user.gid)

@@ -47,7 +47,7 @@ const PIDS_CHECK: Duration = Duration::from_millis(25);
 /// How to start a language's resident runner.
 pub struct RunnerCommand {
     pub argv: Vec<String>,
-    pub env: &'static [(&'static str, &'static str)],
+    pub env: crate::recipes::Env,
     /// The runtime starts and stops threads of its own (Go's scheduler, Bun's and Mono's
     /// helpers): a left-behind call is then judged by processes only, and the runner's
     /// own report (`leaked`) covers its threads of the language's kind.
@@ -160,7 +160,7 @@ impl Resident {
         self.replace = false;
         let (ours, theirs) = UnixStream::pair()?;
         let argv: Vec<&str> = self.command.argv.iter().map(String::as_str).collect();
-        let mut cmd = exec::user_command(&argv, self.command.env, self.user);
+        let mut cmd = exec::user_command(&argv, &self.command.env, self.user);
         cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
         let mut child = exec::spawn(&mut cmd)?;
         let stdout = File::from(OwnedFd::from(

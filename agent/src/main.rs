@@ -64,7 +64,7 @@ fn agent_main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--language" => language = args.next().and_then(|s| Language::parse(&s)),
+            "--language" => language = args.next().and_then(|s| Language::new(&s)),
             "--uid" => uid = args.next().and_then(|s| s.parse().ok()).unwrap_or(uid),
             "--gid" => gid = args.next().and_then(|s| s.parse().ok()).unwrap_or(gid),
             "--version" => {
@@ -75,15 +75,21 @@ fn agent_main() {
         }
     }
     let Some(language) = language else {
-        die("usage: codebeaker-agent --language <python|javascript|go|csharp> [--uid N --gid N]")
+        die("usage: codebeaker-agent --language <name> [--uid N --gid N]")
+    };
+    // The recipe is data, mounted read-only with every language's (languages/<name>/).
+    let dir = std::path::Path::new(codebeaker_recipe::CONTAINER_DIR).join(language.name());
+    let recipe = match codebeaker_recipe::Recipe::load(&dir) {
+        Ok(r) => r,
+        Err(e) => die(&format!("cannot read the recipe of {language}: {e}")),
     };
 
-    let mut agent = match Agent::start(language, uid, gid) {
+    let mut agent = match Agent::start(&recipe, uid, gid) {
         Ok(a) => a,
         Err(e) => die(&format!("startup failed: {e}")),
     };
     reply(&Reply::Ready(AgentInfo {
-        language,
+        language: recipe.name.clone(),
         toolchain: agent.toolchain().to_string(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     }));

@@ -20,12 +20,11 @@ use crate::files::{AsUser, User};
 use crate::instance::{Resident, RunnerCommand};
 use crate::outcome::{oom_kills, runtime_message};
 use crate::recipes::{spec, Runner, Spec};
+use codebeaker_recipe::Recipe;
 use crate::shell;
 use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
 use crate::zygote::Zygote;
 
-/// Where the gateway mounts the agent bundle (read-only): this binary and the launchers.
-const BUNDLE: &str = "/opt/codebeaker";
 /// The edge contract's files, relative to the workspace.
 const INPUT: &str = "input.json";
 const OUTPUT: &str = "output.json";
@@ -71,17 +70,13 @@ pub struct Agent {
 impl Agent {
     /// Prepares the container: checks the toolchain, builds the launcher if the language has
     /// one, and pre-starts the first runner.
-    pub fn start(lang: Language, uid: u32, gid: u32) -> io::Result<Agent> {
+    pub fn start(recipe: &Recipe, uid: u32, gid: u32) -> io::Result<Agent> {
         // Not dumpable: user code (another uid) cannot ptrace us or open /proc/1/mem.
         nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
-        if !Path::new(BUNDLE).join("launchers").is_dir() {
-            return Err(io::Error::other(format!(
-                "{BUNDLE}/launchers is not mounted"
-            )));
-        }
+        let lang = recipe.name.clone();
         let mut agent = Agent {
-            lang,
-            spec: spec(lang),
+            lang: lang.clone(),
+            spec: spec(recipe),
             user: User { uid, gid },
             reaper: Reaper::install()?,
             toolchain: String::new(),
@@ -96,19 +91,19 @@ impl Agent {
             invocations: 0,
         };
         agent.toolchain = agent.toolchain_version()?;
-        let launcher = match agent.spec.launcher_source {
+        let launcher = match agent.spec.launcher_source.clone() {
             Some(src) => {
-                let source = std::fs::read(src)?;
+                let source = std::fs::read(&src)?;
                 let Some(recipe) = &agent.spec.compile else {
                     return Err(io::Error::other("a launcher needs a compiled language"));
                 };
                 let job = compile::Job {
                     toolchain: compile::Toolchain {
-                        lang,
+                        lang: &lang,
                         version: &agent.toolchain,
                     },
                     compile: recipe,
-                    src_path: Path::new(src),
+                    src_path: Path::new(&src),
                     source: &source,
                     key: None,
                     timeout: Duration::from_secs(60),
@@ -180,8 +175,11 @@ impl Agent {
     pub fn reset(&mut self) -> io::Result<()> {
         self.clean_slate()?;
         if let Runner::Prestart { env, .. } = &self.spec.runner {
-            let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
-            self.next_runner = Some(exec::spawn(&mut exec::user_command(&argv, env, self.user))?);
+            self.next_runner = Some(exec::spawn(&mut exec::user_command(
+                &self.runner_argv,
+                env,
+                self.user,
+            ))?);
         }
         Ok(())
     }
@@ -230,7 +228,11 @@ impl Agent {
                 self.lang
             )));
         };
-        let (argv, env, threads_vary) = (recipe.argv, recipe.env, recipe.threads_vary);
+        let (argv, env, threads_vary) = (
+            recipe.argv.clone(),
+            recipe.env.clone(),
+            recipe.threads_vary,
+        );
         // Nothing of an earlier run may be there: the runner counts the container's tasks.
         self.clean_slate()?;
         let mut outcome = RunOutcome::default();
@@ -240,8 +242,10 @@ impl Agent {
         else {
             return Ok(outcome);
         };
-        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
-        let program = target.stage(self.user, artifact)?.display().to_string();
+        let program = target
+            .stage(self.user, self.spec.artifact())?
+            .display()
+            .to_string();
         let mode = if req.plain { "plain" } else { "edge" };
         let command = RunnerCommand {
             argv: argv
@@ -305,8 +309,7 @@ impl Agent {
         let Some((resident, p)) = self.resident.as_mut() else {
             return Ok(());
         };
-        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
-        p.target.stage(self.user, artifact)?;
+        p.target.stage(self.user, self.spec.artifact())?;
         resident.start()
     }
 
@@ -402,7 +405,7 @@ impl Agent {
     fn write_program(&self, source: &str) -> io::Result<()> {
         let ws = Workspace::open(self.user)?;
         let _as_user = AsUser::enter(self.user)?;
-        let name = self.lang.program_file();
+        let name = &self.spec.file;
         ws.write(name, source.as_bytes(), WriteMode::Create, name)?;
         Ok(())
     }
@@ -417,7 +420,7 @@ impl Agent {
             Err(e) => return Err(e),
         }
         ws.write(INPUT, input.get().as_bytes(), WriteMode::Create, INPUT)?;
-        let name = self.lang.program_file();
+        let name = &self.spec.file;
         ws.write(name, source.as_bytes(), WriteMode::Create, name)?;
         Ok(())
     }
@@ -432,7 +435,7 @@ impl Agent {
         compile_timeout_ms: u64,
         outcome: &mut RunOutcome,
     ) -> io::Result<Option<Artifact>> {
-        let program = Path::new(WORKSPACE).join(self.lang.program_file());
+        let program = Path::new(WORKSPACE).join(&self.spec.file);
         if self.spec.compile.is_none() {
             return Ok(Some(Artifact::InPlace(program)));
         }
@@ -479,8 +482,7 @@ impl Agent {
         started: Instant,
         mut outcome: RunOutcome,
     ) -> io::Result<RunOutcome> {
-        let artifact = self.spec.compile.as_ref().map_or("program", |c| c.artifact);
-        let target = &target.stage(self.user, artifact)?;
+        let target = &target.stage(self.user, self.spec.artifact())?;
         let oom_before = oom_kills();
         let timeout = Duration::from_millis(req.timeout_ms);
         let limit = req.stream_limit_bytes as usize;
@@ -542,6 +544,8 @@ impl Agent {
                 ProgramErrorKind::MemoryLimitExceeded,
                 "the program exceeded the memory limit and was killed".into(),
             ))
+        } else if c.exit_code != Some(0) && self.is_syntax_error(&outcome.stderr) {
+            Some(err(ProgramErrorKind::CompileError, runtime_message(&c)))
         } else if c.exit_code != Some(0) {
             Some(err(ProgramErrorKind::RuntimeError, runtime_message(&c)))
         } else if plain {
@@ -554,14 +558,28 @@ impl Agent {
         Ok(outcome)
     }
 
+    /// Whether a failed run's stderr is the recipe's mark of a syntax error (interpreted
+    /// languages: the compile step is the interpreter's own parse).
+    fn is_syntax_error(&self, stderr: &str) -> bool {
+        self.spec
+            .compile_error_stderr
+            .iter()
+            .any(|p| stderr.contains(p.as_str()))
+    }
+
     /// Starts the program: hands its path to the pre-started runner, or execs it directly.
     fn launch(&mut self, target: &Path) -> io::Result<Child> {
-        let Runner::Prestart { env, .. } = &self.spec.runner else {
-            // Direct (and, as a fallback, anything else): execute the target itself.
-            let path = target.display().to_string();
-            let mut child = exec::spawn(&mut exec::user_command(&[&path], &[], self.user))?;
-            drop(child.stdin.take());
-            return Ok(child);
+        let env = match &self.spec.runner {
+            Runner::Prestart { env, .. } => env,
+            Runner::Exec { argv, env } => {
+                let path = target.display().to_string();
+                let argv: Vec<String> = argv.iter().map(|a| a.replace("{program}", &path)).collect();
+                let mut child = exec::spawn(&mut exec::user_command(&argv, env, self.user))?;
+                drop(child.stdin.take());
+                return Ok(child);
+            }
+            // The zygote forks programs itself (`execute`); never launched from here.
+            Runner::Zygote { .. } => return Err(io::Error::other("a zygote language is not launched")),
         };
         let mut line = target.display().to_string();
         line.push('\n');
@@ -569,8 +587,7 @@ impl Agent {
             let mut child = match self.next_runner.take() {
                 Some(c) => c,
                 None => {
-                    let argv: Vec<&str> = self.runner_argv.iter().map(String::as_str).collect();
-                    exec::spawn(&mut exec::user_command(&argv, env, self.user))?
+                    exec::spawn(&mut exec::user_command(&self.runner_argv, env, self.user))?
                 }
             };
             // Closing stdin after the path gives the program an empty stdin.
@@ -660,7 +677,7 @@ impl Agent {
         };
         let job = compile::Job {
             toolchain: compile::Toolchain {
-                lang: self.lang,
+                lang: &self.lang,
                 version: &self.toolchain,
             },
             compile: recipe,
@@ -703,7 +720,7 @@ impl Agent {
     }
 
     fn toolchain_version(&mut self) -> io::Result<String> {
-        let mut cmd = exec::user_command(self.spec.version, &[], self.user);
+        let mut cmd = exec::user_command::<_, &str, &str>(&self.spec.version, &[], self.user);
         let c = exec::run_to_end(
             &mut self.reaper,
             &mut cmd,

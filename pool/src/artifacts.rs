@@ -2,6 +2,7 @@
 //! program (computed here from the tenant and the source, never named by a container),
 //! pinning it while a call may run it, and filing a freshly compiled artifact.
 
+use codebeaker_recipe::Recipe;
 use std::sync::Arc;
 
 use crate::cache::{ArtifactKeys, Pin, SharedCache};
@@ -12,22 +13,28 @@ use crate::container::Container;
 pub(crate) fn program_key(
     keys: &ArtifactKeys,
     tenant: &str,
+    recipe: &Recipe,
     container: &Container,
     source: &str,
 ) -> Option<String> {
-    let language = container.info.language;
-    language
-        .is_compiled()
-        .then(|| keys.key(tenant, language, &container.info.toolchain, source))
+    recipe.is_compiled().then(|| {
+        keys.key(
+            tenant,
+            &recipe.name,
+            recipe.translator_version(),
+            &container.info.toolchain,
+            source,
+        )
+    })
 }
 
 /// Pins `key` in the shared cache, if there is one and the language is compiled.
 pub(crate) fn pin(
     cache: &Option<Arc<SharedCache>>,
-    container: &Container,
+    recipe: &Recipe,
     key: Option<&str>,
 ) -> Option<Pin> {
-    Some(cache.as_ref()?.pin(container.info.language, key?))
+    Some(cache.as_ref()?.pin(recipe.artifact_extension(), key?))
 }
 
 /// Files a freshly compiled artifact in the shared compile cache, under the key computed
@@ -36,23 +43,27 @@ pub(crate) fn pin(
 /// only costs a compile elsewhere.
 pub(crate) fn file_artifact(
     cache: Option<Arc<SharedCache>>,
-    container: &Container,
+    recipe: &Recipe,
     key: Option<&str>,
     artifact: Option<String>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    // Everything is taken from `container` now: the future must not borrow it.
+    // Everything is taken from the arguments now: the future must not borrow them.
     let job = match (cache, key, artifact) {
-        (Some(cache), Some(key), Some(artifact)) => {
-            Some((cache, container.info.language, key.to_string(), artifact))
-        }
+        (Some(cache), Some(key), Some(artifact)) => Some((
+            cache,
+            recipe.name.clone(),
+            recipe.artifact_extension().to_string(),
+            key.to_string(),
+            artifact,
+        )),
         _ => None,
     };
     async move {
-        let Some((cache, language, key, artifact)) = job else {
+        let Some((cache, language, extension, key, artifact)) = job else {
             return;
         };
         let filed = tokio::task::spawn_blocking(move || {
-            cache.insert(language, &key, &artifact).map(|()| key)
+            cache.insert(&extension, &key, &artifact).map(|()| key)
         })
         .await;
         match filed {

@@ -93,7 +93,14 @@ impl ArtifactKeys {
     }
 
     /// The key of `source` compiled by `toolchain` for `tenant`: 64 hex digits.
-    pub fn key(&self, tenant: &str, language: Language, toolchain: &str, source: &str) -> String {
+    pub fn key(
+        &self,
+        tenant: &str,
+        language: &Language,
+        translator: &str,
+        toolchain: &str,
+        source: &str,
+    ) -> String {
         use std::fmt::Write as _;
         let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret) else {
             unreachable!("HMAC takes a key of any length");
@@ -104,7 +111,7 @@ impl ArtifactKeys {
             tenant.as_bytes(),
             language.name().as_bytes(),
             toolchain.as_bytes(),
-            language.translator_version().as_bytes(),
+            translator.as_bytes(),
             source.as_bytes(),
         ] {
             mac.update(&(part.len() as u64).to_le_bytes());
@@ -228,11 +235,11 @@ impl SharedCache {
         self.keys.clone()
     }
 
-    /// Keeps the artifact `key` of `language` from eviction until the pin is dropped,
+    /// Keeps the artifact `key` (its file keeps the recipe's `extension`) from eviction until the pin is dropped,
     /// whether it is filed already or will be. Taken by whoever may run it from the
     /// cache: a call for its duration, a batch lease for as long as it is prepared.
-    pub fn pin(self: &Arc<Self>, language: Language, key: &str) -> Pin {
-        let name = artifact_file(language, key);
+    pub fn pin(self: &Arc<Self>, extension: &str, key: &str) -> Pin {
+        let name = artifact_file(key, extension);
         *self.lock().pins.entry(name.clone()).or_default() += 1;
         Pin {
             cache: self.clone(),
@@ -242,11 +249,11 @@ impl SharedCache {
 
     /// Files the artifact an agent sent for the program whose key (see [`ArtifactKeys`])
     /// is `key`.
-    pub fn insert(&self, language: Language, key: &str, artifact_b64: &str) -> io::Result<()> {
+    pub fn insert(&self, extension: &str, key: &str, artifact_b64: &str) -> io::Result<()> {
         if !is_artifact_name(key) {
             return Err(io::Error::other("not an artifact key"));
         }
-        let name = artifact_file(language, key);
+        let name = artifact_file(key, extension);
         let bytes = BASE64
             .decode(artifact_b64)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -355,28 +362,28 @@ mod tests {
         let cache = SharedCache::open(&root, 10).unwrap();
         let dir = root.join("artifacts");
         let keys = cache.keys();
-        let a = keys.key("t", Language::Go, "go1", "package a");
+        let a = keys.key("t", &Language::Go, "", "go1", "package a");
         cache
-            .insert(Language::Go, &a, &BASE64.encode(b"AAAAAA"))
+            .insert("", &a, &BASE64.encode(b"AAAAAA"))
             .unwrap();
         assert_eq!(fs::read(dir.join(&a)).unwrap(), b"AAAAAA");
         for d in [&root, &dir] {
             let mode = fs::metadata(d).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o711, "listing is not allowed");
         }
-        let b = keys.key("t", Language::CSharp, "mono", "class B {}");
+        let b = keys.key("t", &Language::CSharp, "cs-toplevel-1", "mono", "class B {}");
         cache
-            .insert(Language::CSharp, &b, &BASE64.encode(b"BBBBBB"))
+            .insert(".exe", &b, &BASE64.encode(b"BBBBBB"))
             .unwrap();
         assert!(dir.join(format!("{b}.exe")).is_file());
         assert!(!dir.join(&a).exists(), "the oldest went to make room");
         assert_eq!(cache.size(), 6);
-        let big = keys.key("t", Language::Go, "go1", "big");
+        let big = keys.key("t", &Language::Go, "", "go1", "big");
         assert!(cache
-            .insert(Language::Go, &big, &BASE64.encode([0u8; 11]))
+            .insert("", &big, &BASE64.encode([0u8; 11]))
             .is_err());
         assert!(cache
-            .insert(Language::Go, "../escape", &BASE64.encode(b"x"))
+            .insert("", "../escape", &BASE64.encode(b"x"))
             .is_err());
         drop(cache);
         let reopened = SharedCache::open(&root, 10).unwrap();
@@ -384,7 +391,7 @@ mod tests {
         assert_eq!(
             reopened
                 .keys()
-                .key("t", Language::CSharp, "mono", "class B {}"),
+                .key("t", &Language::CSharp, "cs-toplevel-1", "mono", "class B {}"),
             b,
             "the secret survives a restart, and with it the artifacts"
         );
@@ -396,22 +403,22 @@ mod tests {
         let root = temp();
         let cache = SharedCache::open(&root, 10).unwrap();
         let keys = cache.keys();
-        let a = keys.key("a", Language::Go, "go1", "package main");
+        let a = keys.key("a", &Language::Go, "", "go1", "package main");
         assert_eq!(a.len(), 64);
-        assert_eq!(a, keys.key("a", Language::Go, "go1", "package main"));
-        assert_ne!(a, keys.key("b", Language::Go, "go1", "package main"));
-        assert_ne!(a, keys.key("a", Language::Go, "go2", "package main"));
+        assert_eq!(a, keys.key("a", &Language::Go, "", "go1", "package main"));
+        assert_ne!(a, keys.key("b", &Language::Go, "", "go1", "package main"));
+        assert_ne!(a, keys.key("a", &Language::Go, "", "go2", "package main"));
         // Not the public content hash: without the secret no one can compute it.
         assert_ne!(
             a,
-            codebeaker_proto::artifact_key(Language::Go, "go1", b"package main")
+            codebeaker_proto::artifact_key(&Language::Go, "", "go1", b"package main")
         );
         let other = ArtifactKeys::random().unwrap();
-        assert_ne!(a, other.key("a", Language::Go, "go1", "package main"));
+        assert_ne!(a, other.key("a", &Language::Go, "", "go1", "package main"));
         // Length-prefixed parts: moving bytes from one part to the next changes the key.
         assert_ne!(
-            keys.key("ab", Language::Go, "c", "d"),
-            keys.key("a", Language::Go, "bc", "d")
+            keys.key("ab", &Language::Go, "", "c", "d"),
+            keys.key("a", &Language::Go, "", "bc", "d")
         );
         // The secret is outside the mounted directory, and only the gateway reads it.
         let secret = root.join("secret");
@@ -428,14 +435,14 @@ mod tests {
     fn concurrent_inserts_of_one_key_count_once() {
         let root = temp();
         let cache = Arc::new(SharedCache::open(&root, 1 << 20).unwrap());
-        let key = cache.keys().key("t", Language::Go, "go1", "package main");
+        let key = cache.keys().key("t", &Language::Go, "", "go1", "package main");
         let data = BASE64.encode([7u8; 4096]);
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (cache, key, data) = (cache.clone(), key.clone(), data.clone());
                 std::thread::spawn(move || {
                     for _ in 0..20 {
-                        cache.insert(Language::Go, &key, &data).unwrap();
+                        cache.insert("", &key, &data).unwrap();
                     }
                 })
             })
@@ -453,30 +460,30 @@ mod tests {
         let root = temp();
         let cache = Arc::new(SharedCache::open(&root, 10).unwrap());
         let keys = cache.keys();
-        let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| keys.key("t", Language::Go, "go1", s));
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| keys.key("t", &Language::Go, "", "go1", s));
         // A lease prepared `a` (it pins it before the artifact is even filed).
-        let pin = cache.pin(Language::Go, &a);
+        let pin = cache.pin("", &a);
         cache
-            .insert(Language::Go, &a, &BASE64.encode(b"AAAA"))
+            .insert("", &a, &BASE64.encode(b"AAAA"))
             .unwrap();
         cache
-            .insert(Language::Go, &b, &BASE64.encode(b"BBBB"))
+            .insert("", &b, &BASE64.encode(b"BBBB"))
             .unwrap();
         cache
-            .insert(Language::Go, &c, &BASE64.encode(b"CCCC"))
+            .insert("", &c, &BASE64.encode(b"CCCC"))
             .unwrap();
         assert!(cache.dir().join(&a).is_file(), "pinned: kept");
         assert!(!cache.dir().join(&b).exists(), "the oldest unpinned went");
         assert_eq!(cache.size(), 8);
         // Everything pinned: a new artifact is not filed, the bound holds.
-        let pin_c = cache.pin(Language::Go, &c);
+        let pin_c = cache.pin("", &c);
         assert!(cache
-            .insert(Language::Go, &d, &BASE64.encode(b"DDDD"))
+            .insert("", &d, &BASE64.encode(b"DDDD"))
             .is_err());
         assert_eq!(cache.size(), 8);
         drop((pin, pin_c));
         cache
-            .insert(Language::Go, &d, &BASE64.encode(b"DDDD"))
+            .insert("", &d, &BASE64.encode(b"DDDD"))
             .unwrap();
         assert!(!cache.dir().join(&a).exists(), "unpinned, the oldest goes");
         assert_eq!(cache.size(), 8);

@@ -7,6 +7,7 @@
 //! fields, and intervals that would spin their loop at zero.
 
 use codebeaker_proto::Language;
+use codebeaker_recipe::Recipe;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -50,6 +51,11 @@ pub struct PoolSettings {
     /// Host directory holding the agent binary and launchers, mounted read-only at
     /// `/opt/codebeaker` in every container.
     pub agent_bundle: PathBuf,
+    /// The languages directory (the recipes), mounted read-only at
+    /// `/opt/codebeaker-languages`. Set by the gateway from `languages.dir`, not a key of
+    /// `[pool]`.
+    #[serde(skip)]
+    pub languages_dir: PathBuf,
     /// Host directory of the shared compile cache (Go and C# artifacts), mounted
     /// read-only at `/shared-cache` in every container and written by the gateway only.
     /// Empty: no shared cache (each container compiles for itself).
@@ -187,6 +193,7 @@ impl Default for PoolSettings {
         PoolSettings {
             instance: "codebeaker".into(),
             agent_bundle: PathBuf::from("target/agent-bundle"),
+            languages_dir: PathBuf::from("languages"),
             compile_cache_dir: PathBuf::from("target/compile-cache"),
             compile_cache_mb: 1024,
             queue_timeout_ms: Duration::from_millis(2_000),
@@ -196,9 +203,12 @@ impl Default for PoolSettings {
             reconcile_interval_ms: Duration::from_millis(5_000),
             idle_shrink_secs: Duration::from_secs(300),
             limits: ContainerLimits::default(),
-            languages: Language::ALL
+            languages: Language::FIRST_FOUR
                 .into_iter()
-                .map(|l| (l, LanguageSettings::for_language(l)))
+                .map(|l| {
+                    let s = LanguageSettings::for_language(&l);
+                    (l, s)
+                })
                 .collect(),
             variants: ["python-data", "javascript-libs"]
                 .into_iter()
@@ -230,7 +240,7 @@ impl Default for ContainerLimits {
 
 impl LanguageSettings {
     /// The defaults for `l`: its image name, two warm containers, at most eight.
-    pub fn for_language(l: Language) -> Self {
+    pub fn for_language(l: &Language) -> Self {
         LanguageSettings {
             enabled: true,
             image: format!("codebeaker-{}:latest", l.name()),
@@ -250,18 +260,37 @@ impl LanguageSettings {
             image: format!("codebeaker-{name}:latest"),
             min_idle: 0,
             max_size: 4,
-            ..LanguageSettings::for_language(Language::Python)
+            ..LanguageSettings::for_language(&Language::Python)
         }
     }
 }
 
+/// A table of `[pool.languages]` for a language without defaults of its own (one only a
+/// recipe declares) starts from these: its image is left empty, meaning its recipe's.
 impl Default for LanguageSettings {
     fn default() -> Self {
-        LanguageSettings::for_language(Language::Python)
+        LanguageSettings {
+            image: String::new(),
+            ..LanguageSettings::for_language(&Language::Python)
+        }
     }
 }
 
 impl PoolSettings {
+    /// A language's settings: the configured ones, or the defaults for its recipe (its
+    /// image is the image recipe's: TypeScript runs in `codebeaker-javascript`).
+    pub fn for_language(&self, recipe: &Recipe) -> LanguageSettings {
+        let mut s = self
+            .languages
+            .get(&recipe.name)
+            .cloned()
+            .unwrap_or_default();
+        if s.image.trim().is_empty() {
+            s.image = format!("codebeaker-{}:latest", recipe.image());
+        }
+        s
+    }
+
     /// How long a request waits for a free container.
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout_ms
@@ -331,7 +360,7 @@ impl PoolSettings {
             );
         }
         for (l, s) in &self.languages {
-            s.validate(&format!("pool.languages.{l}"))?;
+            s.validate(&format!("pool.languages.{l}"), false)?;
         }
         for (name, s) in &self.variants {
             let key = format!("pool.variants.{name}");
@@ -344,7 +373,7 @@ impl PoolSettings {
                     "{key}: a variant is named <language>-<suffix> in [a-z0-9-] (python-data)"
                 ));
             }
-            s.validate(&key)?;
+            s.validate(&key, true)?;
         }
         if !(self.tenant_max_share > 0.0 && self.tenant_max_share <= 1.0) {
             return Err("pool.tenant_max_share must be in (0, 1]".into());
@@ -363,14 +392,15 @@ impl PoolSettings {
 
 impl LanguageSettings {
     /// The checks of one language's (or variant's) table, named `key` in errors.
-    fn validate(&self, key: &str) -> Result<(), String> {
+    /// A language's `image` may be left empty (its recipe's image); a variant's may not.
+    fn validate(&self, key: &str, image_required: bool) -> Result<(), String> {
         if self.enabled && (self.max_size == 0 || self.min_idle > self.max_size) {
             return Err(format!("{key}: need 0 < max_size and min_idle <= max_size"));
         }
         if self.max_age_secs.is_zero() {
             return Err(format!("{key}: max_uses and max_age_secs must be positive"));
         }
-        if self.image.trim().is_empty() {
+        if image_required && self.image.trim().is_empty() {
             return Err(format!("{key}.image must not be empty"));
         }
         Ok(())
@@ -381,7 +411,7 @@ impl LanguageSettings {
 /// name is `<language>-<suffix>`.
 pub(crate) fn variant_language(name: &str) -> Option<Language> {
     let (language, suffix) = name.split_once('-')?;
-    Language::parse(language).filter(|_| !suffix.is_empty())
+    Language::new(language).filter(|_| !suffix.is_empty())
 }
 
 /// A duration that must be above zero (a zero interval would spin its loop).

@@ -91,7 +91,7 @@ pub async fn create(
         language.name(),
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let labels = isolation::labels(settings, language);
+    let labels = isolation::labels(settings, &language);
     let uid = limits.sandbox_uid;
     let host_config = isolation::host_config(&lang.runtime, settings, shared_cache)?;
     let body = ContainerCreateBody {
@@ -120,7 +120,7 @@ pub async fn create(
         host_config: Some(host_config),
         ..Default::default()
     };
-    let id = engine.create(&name, language, body).await?;
+    let id = engine.create(&name, language.clone(), body).await?;
     // From here on, a failure must not leave the container behind.
     let result = async {
         // Attach before start, so not a byte of the agent's output is missed.
@@ -542,7 +542,7 @@ pub async fn reattach(
     memory_mb: u64,
 ) -> Result<(Container, Option<serde_json::Value>), PoolError> {
     let conn = engine.attach(id).await?;
-    engine.register(id, language);
+    engine.register(id, language.clone());
     let mut c = Container {
         id: id.to_string(),
         info: AgentInfo {

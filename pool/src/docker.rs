@@ -346,7 +346,7 @@ impl Engine {
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(LABEL_LANGUAGE))
-                    .and_then(|l| Language::parse(l));
+                    .and_then(|l| Language::new(l));
                 let state = c
                     .state
                     .map(|s| s.to_string())
@@ -404,13 +404,18 @@ impl Engine {
 
     /// Reads a variant image's labels; `None` (logged) when the image is missing or is not
     /// a variant (no valid language and package labels).
+    /// Whether the engine has `image` (`false` when it cannot be asked either).
+    pub(crate) async fn has_image(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+
     pub(crate) async fn variant_image(&self, image: &str) -> Option<VariantImage> {
         let Ok(info) = self.docker.inspect_image(image).await else {
             tracing::warn!(%image, "package variant not built (make images VARIANTS=<name>); requests for its packages get 422");
             return None;
         };
         let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
-        let language = labels.get(LABEL_LANGUAGE).and_then(|l| Language::parse(l));
+        let language = labels.get(LABEL_LANGUAGE).and_then(|l| Language::new(l));
         let packages = labels
             .get("codebeaker.packages")
             .and_then(|p| serde_json::from_str(p).ok());

@@ -30,6 +30,14 @@ pub enum AgentError {
 pub enum PoolError {
     #[error("language {0} is not enabled on this gateway")]
     Disabled(Language),
+    /// The language is enabled but its image is not built: the operator's to fix.
+    #[error("the image {image} of language {language} is not built on this gateway's Docker engine: build it with `docker/build-images.sh {recipe}` (or `make images`)")]
+    ImageMissing {
+        language: Language,
+        image: String,
+        /// The image recipe that builds it (`languages/<recipe>/image/`).
+        recipe: String,
+    },
     #[error("no {language} container became free within {waited:?}")]
     Exhausted {
         language: Language,
@@ -121,6 +129,9 @@ pub enum ErrorClass {
     /// The Docker engine could not give a container at all (down or restarting): an
     /// outage to retry, not a failure of a sandbox that ran.
     EngineUnavailable,
+    /// The gateway cannot serve this (an enabled language whose image is not built) until
+    /// its operator acts: retrying soon will not help.
+    Unavailable,
     /// Anything else: the sandbox failed, not the program.
     Internal,
 }
@@ -180,6 +191,7 @@ impl PoolError {
                 retry_after: Some(*retry_after),
             },
             PoolError::ShuttingDown => ErrorClass::Overload { retry_after: None },
+            PoolError::ImageMissing { .. } => ErrorClass::Unavailable,
             PoolError::CreateContainer(_)
             | PoolError::AttachContainer(_)
             | PoolError::StartContainer(_)

@@ -35,7 +35,6 @@ use crate::error::PoolError;
 use crate::invocation::{Invocation, RunOutput};
 use crate::language_pool::{Checked, LanguagePool};
 use crate::run::RunContext;
-use crate::wrap::wrap_instance;
 
 /// How long a replaced runner may take to load before the next call's reply is due
 /// (the agent's own bound on a runner's start, plus slack).
@@ -58,7 +57,7 @@ impl InstanceKey {
         InstanceKey {
             tenant: inv.tenant.clone(),
             pool: pool.to_string(),
-            language: inv.language,
+            language: inv.language.clone(),
             program: Sha256::digest(inv.code.as_bytes()).into(),
             plain: inv.plain,
             memory_mb: inv.memory_mb.unwrap_or(default_mb),
@@ -81,6 +80,8 @@ pub struct Instance {
     _pin: Option<Pin>,
     /// The memory limit of a call that names none.
     default_mb: u64,
+    /// Whether the language compiles (a call after the first was a cache hit).
+    compiled: bool,
     /// Time the checkout (and the instance's start) took: the first call's queue wait.
     queue_wait: Duration,
 }
@@ -143,7 +144,7 @@ impl Instance {
             outcome.compile_ms = c.compile_ms;
             outcome.duration_ms += c.compile_ms;
             outcome.cache_hit = c.cache_hit;
-        } else if self.key.language.is_compiled() {
+        } else if self.compiled {
             outcome.cache_hit = Some(true);
         }
         if outcome
@@ -285,9 +286,11 @@ pub(crate) async fn acquire(
             return Ok(inst);
         }
     }
-    let source =
-        wrap_instance(inv.language, &inv.code, inv.plain).ok_or(PoolError::NoResidentForm {
-            language: inv.language,
+    let source = lp
+        .def()
+        .wrap_instance(&inv.code, inv.plain)
+        .ok_or_else(|| PoolError::NoResidentForm {
+            language: inv.language.clone(),
             plain: inv.plain,
         })?;
     let started = Instant::now();
@@ -296,8 +299,9 @@ pub(crate) async fn acquire(
     // A container straight from the pool may still owe its last `clean` line.
     obj.settle(crate::container::CLEAN_TIMEOUT).await?;
     obj.set_memory(key.memory_mb).await?;
-    let cache_key = program_key(&cx.keys, &inv.tenant, &obj, &source);
-    let pinned = pin(&cx.cache, &obj, cache_key.as_deref());
+    let recipe = &lp.def().recipe;
+    let cache_key = program_key(&cx.keys, &inv.tenant, recipe, &obj, &source);
+    let pinned = pin(&cx.cache, recipe, cache_key.as_deref());
     let mut outcome = obj
         .start_instance(InstanceRequest {
             source,
@@ -310,7 +314,7 @@ pub(crate) async fn acquire(
         .await?;
     file_artifact(
         cx.cache.clone(),
-        &obj,
+        recipe,
         cache_key.as_deref(),
         outcome.artifact.take(),
     )
@@ -328,6 +332,7 @@ pub(crate) async fn acquire(
         compile: Some(outcome),
         _pin: pinned,
         default_mb,
+        compiled: recipe.is_compiled(),
         queue_wait: started.elapsed(),
     })
 }

@@ -19,7 +19,7 @@ pub const LABEL_LANGUAGE: &str = "codebeaker.language";
 pub const BUNDLE_MOUNT: &str = "/opt/codebeaker";
 
 /// The labels that let this gateway (and its next process) find its containers.
-pub fn labels(settings: &PoolSettings, language: Language) -> HashMap<String, String> {
+pub fn labels(settings: &PoolSettings, language: &Language) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_INSTANCE.to_string(), settings.instance.clone()),
@@ -62,7 +62,17 @@ pub fn host_config(
             path: settings.agent_bundle.clone(),
             source,
         })?;
-    let mut binds = vec![format!("{}:{BUNDLE_MOUNT}:ro", bundle.display())];
+    let recipes = std::fs::canonicalize(&settings.languages_dir).map_err(|source| {
+        PoolError::AgentBundle {
+            path: settings.languages_dir.clone(),
+            source,
+        }
+    })?;
+    let mut binds = vec![
+        format!("{}:{BUNDLE_MOUNT}:ro", bundle.display()),
+        // Every language's recipe: the agent reads its own at start-up.
+        format!("{}:{}:ro", recipes.display(), codebeaker_recipe::CONTAINER_DIR),
+    ];
     if let Some(cache) = shared_cache {
         // Read-only: only the gateway writes the shared compile cache (cache.rs).
         binds.push(format!("{}:{SHARED_CACHE_MOUNT}:ro", cache.display()));

@@ -18,6 +18,7 @@
 //! says so ([`CreateError::Wait`]), and the checkout (`run.rs`), which knows its own
 //! deadline, waits and asks again.
 
+use codebeaker_recipe::{LanguageDef, Registry as Recipes};
 use codebeaker_proto::Language;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +49,9 @@ pub struct PoolStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packages: Option<BTreeMap<String, String>>,
     pub image: String,
+    /// Whether the engine has the image (when last looked at). A pool without it is not
+    /// warmed and its calls get a 503 naming the command that builds it.
+    pub available: bool,
     /// Toolchain version reported by the first agent that started, if any did yet.
     pub toolchain: Option<String>,
     pub idle: usize,
@@ -71,8 +75,9 @@ impl PoolStatus {
     /// Whether the pool finished its warm-up. Readiness asks no more: with tenant
     /// affinity every new tenant's first call takes a container from the shared set, and
     /// the short gap until the warmer replaces it is queueing, not unreadiness.
+    /// A language whose image is missing does not hold readiness back: the others serve.
     pub fn is_warm(&self) -> bool {
-        self.warmed
+        self.warmed || !self.available
     }
 }
 
@@ -95,6 +100,8 @@ pub(crate) enum CreateError {
 /// What every pool of one gateway is made with.
 pub(crate) struct Factory {
     pub(crate) settings: Arc<PoolSettings>,
+    /// Every language's recipe (the enabled ones).
+    pub(crate) recipes: Arc<Recipes>,
     pub(crate) engine: Engine,
     pub(crate) shutdown: CancellationToken,
     pub(crate) cache: Option<Arc<SharedCache>>,
@@ -104,14 +111,14 @@ impl Factory {
     /// A language's pool (`packages` None) or a variant's.
     pub(crate) fn build(
         &self,
-        language: Language,
+        def: Arc<LanguageDef>,
         name: &str,
         lang: &LanguageSettings,
         packages: Option<BTreeMap<String, String>>,
         image_size: i64,
     ) -> Arc<LanguagePool> {
         Arc::new(LanguagePool {
-            language,
+            def,
             name: name.to_string(),
             packages,
             image_size,
@@ -129,13 +136,18 @@ impl Factory {
             toolchain: Mutex::new(None),
             lifecycle: Arc::new(Lifecycle::default()),
             warmed: AtomicBool::new(false),
+            image: Mutex::new(ImageState {
+                available: true,
+                checked: None,
+            }),
         })
     }
 }
 
 /// One language's (or variant's) pool: see the module docs.
 pub(crate) struct LanguagePool {
-    language: Language,
+    /// The language's recipe and templates.
+    def: Arc<LanguageDef>,
     name: String,
     /// A variant's packages (name to version), from its image's labels.
     packages: Option<BTreeMap<String, String>>,
@@ -160,7 +172,20 @@ pub(crate) struct LanguagePool {
     lifecycle: Arc<Lifecycle>,
     /// Whether the pool has had its `min_idle` containers ready at least once.
     warmed: AtomicBool,
+    /// Whether the engine has the image; when not, when that was last looked at.
+    image: Mutex<ImageState>,
 }
+
+/// What a pool knows of its image.
+#[derive(Debug, Clone, Copy)]
+struct ImageState {
+    available: bool,
+    checked: Option<Instant>,
+}
+
+/// How often a missing image is looked for again (by a call, or `GET /v1/languages`):
+/// building it while the gateway runs makes the language available within this.
+const IMAGE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Locks a mutex whose data stays valid even if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -168,8 +193,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LanguagePool {
-    pub(crate) fn language(&self) -> Language {
-        self.language
+    pub(crate) fn def(&self) -> &Arc<LanguageDef> {
+        &self.def
+    }
+
+    /// Whether the image was there when last looked at.
+    pub(crate) fn image_available(&self) -> bool {
+        lock(&self.image).available
+    }
+
+    /// Looks at the engine for the image, unless it is known to be there or was looked
+    /// for within [`IMAGE_RECHECK`]. The first look logs a missing image by name.
+    pub(crate) async fn check_image(&self) -> bool {
+        let state = *lock(&self.image);
+        if state.checked.is_some()
+            && (state.available || state.checked.is_some_and(|t| t.elapsed() < IMAGE_RECHECK))
+        {
+            return state.available;
+        }
+        let available = self.engine.has_image(&self.settings.image).await;
+        if !available && state.checked.is_none() {
+            tracing::error!(
+                language = %self.language(),
+                image = %self.settings.image,
+                build = %format!("docker/build-images.sh {}", self.def.recipe.image()),
+                "language enabled but its image is not built: its calls get 503 until it is"
+            );
+        } else if available && !state.available {
+            tracing::info!(language = %self.language(), image = %self.settings.image, "image built while running: language now available");
+        }
+        *lock(&self.image) = ImageState {
+            available,
+            checked: Some(Instant::now()),
+        };
+        available
+    }
+
+    /// The error a call gets while the image is missing.
+    pub(crate) fn image_missing(&self) -> PoolError {
+        PoolError::ImageMissing {
+            language: self.language().clone(),
+            image: self.settings.image.clone(),
+            recipe: self.def.recipe.image().to_string(),
+        }
+    }
+
+    pub(crate) fn language(&self) -> &Language {
+        self.def.language()
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -268,10 +338,11 @@ impl LanguagePool {
             self.warmed.store(true, Ordering::Relaxed);
         }
         PoolStatus {
-            language: self.language,
+            language: self.language().clone(),
             name: self.name.clone(),
             packages: self.packages.clone(),
             image: self.settings.image.clone(),
+            available: self.image_available(),
             toolchain: lock(&self.toolchain).clone(),
             idle: occ.idle,
             busy: occ.busy,
@@ -312,7 +383,7 @@ impl LanguagePool {
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|source| PoolError::Build {
-            language: self.language,
+            language: self.language().clone(),
             source,
         })?;
         let pool = Arc::new(pool);
@@ -352,7 +423,7 @@ impl LanguagePool {
         let (engine, settings, language, lang, shutdown) = (
             self.engine.clone(),
             self.pool_settings.clone(),
-            self.language,
+            self.language().clone(),
             self.settings.clone(),
             self.shutdown.clone(),
         );

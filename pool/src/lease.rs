@@ -3,6 +3,7 @@
 //! Taken by `Pools::lease`; the checkout is `run.rs`'s, the artifact helpers
 //! `artifacts.rs`'s.
 
+use codebeaker_recipe::LanguageDef;
 use codebeaker_proto::{ItemRequest, Language, PrepareRequest, ProgramErrorKind, RunOutcome};
 use deadpool::managed::Object;
 use std::sync::atomic::Ordering;
@@ -18,7 +19,6 @@ use crate::invocation::{Invocation, RunOutput};
 use crate::language_pool::{Checked, LanguagePool};
 use crate::lifecycle::Lifecycle;
 use crate::run::{lost_container, oom_killed, Lost, RunContext};
-use crate::wrap::wrap;
 
 /// A container held for a stream of invocations of one language (a batch worker's).
 ///
@@ -28,7 +28,8 @@ use crate::wrap::wrap;
 /// cleans the container before it reads the next line, exactly as after a call.
 pub struct Lease {
     obj: Option<Checked>,
-    language: Language,
+    /// The language's recipe and templates.
+    def: Arc<LanguageDef>,
     packages: Vec<String>,
     /// Time the checkout took.
     pub queue_wait: Duration,
@@ -65,7 +66,7 @@ impl Lease {
     ) -> Lease {
         Lease {
             obj: Some(obj),
-            language: lp.language(),
+            def: lp.def().clone(),
             packages: packages.to_vec(),
             queue_wait,
             default_mb: cx.settings.limits.memory_mb,
@@ -80,14 +81,14 @@ impl Lease {
     }
 
     /// The language of the lease's container.
-    pub fn language(&self) -> Language {
-        self.language
+    pub fn language(&self) -> &Language {
+        self.def.language()
     }
 
     /// Whether `inv` may run on this lease: same language and the same packages asked
     /// (hence the same image). The tenant is the lease's by construction: one batch.
     pub fn serves(&self, inv: &Invocation) -> bool {
-        inv.language == self.language && inv.packages == self.packages
+        &inv.language == self.language() && inv.packages == self.packages
     }
 
     /// Whether the lease can take another item: the container is healthy and below its
@@ -129,10 +130,10 @@ impl Lease {
     }
 
     async fn run_once(&mut self, inv: &Invocation) -> Result<RunOutput, PoolError> {
-        if inv.language != self.language {
+        if &inv.language != self.language() {
             return Err(PoolError::WrongLease {
-                lease: self.language,
-                asked: inv.language,
+                lease: self.language().clone(),
+                asked: inv.language.clone(),
             });
         }
         let Some(obj) = self.obj.as_mut() else {
@@ -146,15 +147,11 @@ impl Lease {
         let mut compile = None;
         if self.prepared.as_ref().map(|(k, _)| k) != Some(&key) {
             self.prepared = None;
-            let source = if key.plain {
-                key.code.to_string()
-            } else {
-                wrap(inv.language, &key.code)
-            };
-            let cache_key = program_key(&self.keys, &self.tenant, obj, &source);
+            let source = self.def.wrap(&key.code, key.plain);
+            let cache_key = program_key(&self.keys, &self.tenant, &self.def.recipe, obj, &source);
             // Pinned before the prepare: the artifact the agent finds (or files) now must
             // still be there for the last item.
-            self.pin = pin(&self.cache, obj, cache_key.as_deref());
+            self.pin = pin(&self.cache, &self.def.recipe, cache_key.as_deref());
             let mut outcome = obj
                 .prepare(PrepareRequest {
                     source,
@@ -165,7 +162,7 @@ impl Lease {
                 .await?;
             file_artifact(
                 self.cache.clone(),
-                obj,
+                &self.def.recipe,
                 cache_key.as_deref(),
                 outcome.artifact.take(),
             )
@@ -197,7 +194,7 @@ impl Lease {
             outcome.compile_ms = c.compile_ms;
             outcome.duration_ms += c.compile_ms;
             outcome.cache_hit = c.cache_hit;
-        } else if self.language.is_compiled() {
+        } else if self.def.recipe.is_compiled() {
             // Later items run the binary prepared for the first one.
             outcome.cache_hit = Some(true);
         }

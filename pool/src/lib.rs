@@ -94,7 +94,6 @@ mod recycle;
 mod run;
 mod select;
 mod warm;
-mod wrap;
 
 pub use config::EngineSettings;
 pub use config::{ContainerLimits, InstanceSettings, LanguageSettings, PoolSettings};
@@ -109,7 +108,6 @@ pub use language_pool::PoolStatus;
 pub use lease::Lease;
 pub use lifecycle::LifecycleSnapshot;
 pub use pools::Pools;
-pub use wrap::{has_resident_form, wrap};
 
 /// Connects to the local Docker engine (`DOCKER_HOST` or the default socket).
 pub async fn connect() -> Result<Engine, StartError> {

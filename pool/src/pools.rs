@@ -16,6 +16,7 @@
 //! finish until the deadline, close the pools, remove every container of this instance
 //! but the kept sessions, and wait for the removals dropped handles started.
 
+use codebeaker_recipe::Registry as Recipes;
 use codebeaker_proto::Language;
 use deadpool::managed::Object;
 use std::collections::HashSet;
@@ -79,6 +80,7 @@ impl Pools {
     pub async fn start(
         mut engine: Engine,
         settings: PoolSettings,
+        recipes: Arc<Recipes>,
         instance_settings: InstanceSettings,
         background: CancellationToken,
         tasks: TaskTracker,
@@ -101,6 +103,7 @@ impl Pools {
         let settings = Arc::new(settings);
         let factory = Factory {
             settings: settings.clone(),
+            recipes,
             engine: engine.clone(),
             shutdown: closed.clone(),
             cache: cache.clone(),
@@ -160,8 +163,13 @@ impl Pools {
         self.tasks.spawn(warm::warm_loop(self.warmer.clone(), lp));
     }
 
+    /// The enabled languages' recipes, the one table of what each language is.
+    pub fn recipes(&self) -> &Arc<Recipes> {
+        &self.factory.recipes
+    }
+
     /// The enabled languages.
-    pub fn languages(&self) -> impl Iterator<Item = Language> + '_ {
+    pub fn languages(&self) -> impl Iterator<Item = &Language> + '_ {
         self.registry.languages()
     }
 
@@ -197,6 +205,16 @@ impl Pools {
         any
     }
 
+    /// Looks again (at most every few seconds each) for the images of languages whose
+    /// image was missing, so that `/v1/languages` tells the truth once one is built.
+    pub async fn refresh_images(&self) {
+        for lp in self.registry.all() {
+            if !lp.image_available() {
+                lp.check_image().await;
+            }
+        }
+    }
+
     /// True when every enabled pool has at least `min_idle` containers ready for any
     /// tenant.
     pub fn is_warm(&self) -> bool {
@@ -205,7 +223,7 @@ impl Pools {
 
     /// How many containers of the pool that `language` with `packages` runs on one tenant
     /// may hold at once (None: no such pool).
-    pub fn tenant_share(&self, language: Language, packages: &[String]) -> Option<usize> {
+    pub fn tenant_share(&self, language: &Language, packages: &[String]) -> Option<usize> {
         self.registry
             .select(language, packages)
             .ok()
@@ -213,7 +231,7 @@ impl Pools {
     }
 
     /// Refuses, before any work is queued, an invocation whose packages no variant has.
-    pub fn check_packages(&self, language: Language, packages: &[String]) -> Result<(), PoolError> {
+    pub fn check_packages(&self, language: &Language, packages: &[String]) -> Result<(), PoolError> {
         self.registry.select(language, packages).map(|_| ())
     }
 
@@ -269,7 +287,7 @@ impl Pools {
         if inv.isolation == Isolation::Program {
             return self.execute_resident(inv, guard).await;
         }
-        let lp = self.registry.select(inv.language, &inv.packages)?;
+        let lp = self.registry.select(&inv.language, &inv.packages)?;
         if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -320,7 +338,7 @@ impl Pools {
     /// same key, or a new one in a container of the tenant's sub-pool. Give it back with
     /// [`Pools::release_instance`].
     pub async fn instance(self: &Arc<Self>, inv: &Invocation) -> Result<Instance, PoolError> {
-        let lp = self.registry.select(inv.language, &inv.packages)?;
+        let lp = self.registry.select(&inv.language, &inv.packages)?;
         if self.closed.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -363,7 +381,7 @@ impl Pools {
     /// is cleaned after every item as after every call; see [`Lease`].
     pub async fn lease(
         self: &Arc<Self>,
-        language: Language,
+        language: &Language,
         packages: &[String],
         tenant: &str,
     ) -> Result<Lease, PoolError> {
@@ -406,7 +424,7 @@ impl Pools {
     /// `resources` are applied to its cgroup before it is handed out.
     pub async fn take_for_session(
         &self,
-        language: Language,
+        language: &Language,
         packages: &[String],
         tenant: &str,
         meta: serde_json::Value,

@@ -31,7 +31,6 @@ use crate::health::Health;
 use crate::invocation::{Invocation, RunOutput};
 use crate::language_pool::{Checked, CreateError, LanguagePool};
 use crate::queue::WaitEstimate;
-use crate::wrap::wrap;
 
 /// What a run needs of the gateway's pools besides the language pool it runs on.
 pub(crate) struct RunContext {
@@ -54,12 +53,15 @@ pub(crate) async fn checkout(
     settings: &PoolSettings,
 ) -> Result<Checked, PoolError> {
     let started = Instant::now();
+    if !lp.check_image().await {
+        return Err(lp.image_missing());
+    }
     let pool = lp.tenant_pool(tenant)?;
     let expected = lp
         .wait()
         .expected(lp.tenant_occupancy(&pool), pool.status().waiting);
     let exhausted = |waited| PoolError::Exhausted {
-        language: lp.language(),
+        language: lp.language().clone(),
         waited,
         retry_after: expected,
     };
@@ -85,7 +87,7 @@ pub(crate) async fn checkout(
                 Err(managed::PoolError::Backend(CreateError::Wait)) => {
                     if Instant::now() >= deadline {
                         return Err(PoolError::Exhausted {
-                            language: lp.language(),
+                            language: lp.language().clone(),
                             waited: started.elapsed(),
                             retry_after: lp.wait().expected(lp.occupancy(), 0),
                         });
@@ -104,7 +106,7 @@ pub(crate) async fn checkout(
                 // deadpool's remaining cases (hooks, no runtime) are not Docker's doing.
                 Err(e) => {
                     return Err(PoolError::Checkout {
-                        language: lp.language(),
+                        language: lp.language().clone(),
                         source: Box::new(e),
                     })
                 }
@@ -128,11 +130,7 @@ pub(crate) async fn run_on_pool(
     let settings = &cx.settings;
     let started = Instant::now();
     let mut req = RunRequest {
-        source: if inv.plain {
-            inv.code.to_string()
-        } else {
-            wrap(inv.language, &inv.code)
-        },
+        source: lp.def().wrap(&inv.code, inv.plain),
         plain: inv.plain,
         input: inv.input,
         timeout_ms: inv.timeout.as_millis() as u64,
@@ -155,8 +153,9 @@ pub(crate) async fn run_on_pool(
         let sent_at = SystemTime::now();
         // The program's key for this tenant and this container's toolchain; pinned in the
         // shared cache while the call may run it from there.
-        req.cache_key = program_key(&cx.keys, &inv.tenant, &obj, &req.source);
-        let _pin = pin(&cx.cache, &obj, req.cache_key.as_deref());
+        let recipe = &lp.def().recipe;
+        req.cache_key = program_key(&cx.keys, &inv.tenant, recipe, &obj, &req.source);
+        let _pin = pin(&cx.cache, recipe, req.cache_key.as_deref());
         let result = async {
             // The limit this call needs. A container keeps the last one it was given (no
             // restore after the call), so a key whose cap is below the container's pays one
@@ -174,7 +173,7 @@ pub(crate) async fn run_on_pool(
             let mut outcome = obj.run(&req).instrument(call.clone()).await?;
             file_artifact(
                 cx.cache.clone(),
-                &obj,
+                recipe,
                 req.cache_key.as_deref(),
                 outcome.artifact.take(),
             )

@@ -40,25 +40,34 @@ impl Registry {
     /// image is built (and whose language this gateway runs).
     pub(crate) async fn build(factory: &Factory, engine: &Engine) -> Registry {
         let settings: &PoolSettings = &factory.settings;
-        let languages: BTreeMap<_, _> = settings
-            .languages
+        let languages: BTreeMap<_, _> = factory
+            .recipes
             .iter()
-            .filter(|(_, s)| s.enabled)
-            .map(|(&language, lang)| {
-                (
-                    language,
-                    factory.build(language, language.name(), lang, None, 0),
-                )
+            .filter_map(|def| {
+                let language = def.language().clone();
+                let lang = settings.for_language(&def.recipe);
+                lang.enabled.then(|| {
+                    let lp = factory.build(def.clone(), language.name(), &lang, None, 0);
+                    (language, lp)
+                })
             })
             .collect();
+        // Each language's image is looked for once now: a missing one is logged by name
+        // and not warmed, and its calls get a 503 naming the command that builds it.
+        for lp in languages.values() {
+            lp.check_image().await;
+        }
         let (mut variants, mut unbuilt) = (BTreeMap::new(), Vec::new());
         for (name, lang) in settings.variants.iter().filter(|(_, s)| s.enabled) {
             match engine.variant_image(&lang.image).await {
                 // A variant of a language this gateway does not run is not offered.
                 Some(v) if !languages.contains_key(&v.language) => continue,
                 Some(v) => {
+                    let Some(def) = factory.recipes.get(&v.language) else {
+                        continue;
+                    };
                     tracing::info!(variant = %name, image = %lang.image, packages = ?v.packages, "package variant available");
-                    let lp = factory.build(v.language, name, lang, Some(v.packages), v.size);
+                    let lp = factory.build(def.clone(), name, lang, Some(v.packages), v.size);
                     variants.insert(name.clone(), lp);
                 }
                 None => {
@@ -82,8 +91,8 @@ impl Registry {
     }
 
     /// The enabled languages.
-    pub(crate) fn languages(&self) -> impl Iterator<Item = Language> + '_ {
-        self.languages.keys().copied()
+    pub(crate) fn languages(&self) -> impl Iterator<Item = &Language> + '_ {
+        self.languages.keys()
     }
 
     /// Every pool: the languages', then the variants'.
@@ -136,8 +145,11 @@ impl Registry {
             if v.language != language || !self.languages.contains_key(&language) {
                 continue;
             }
+            let Some(def) = factory.recipes.get(&language) else {
+                continue;
+            };
             tracing::info!(variant = %name, %image, packages = ?v.packages, "package variant built while running: now available");
-            let lp = factory.build(language, &name, lang, Some(v.packages), v.size);
+            let lp = factory.build(def.clone(), &name, lang, Some(v.packages), v.size);
             self.variants
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -155,13 +167,13 @@ impl Registry {
     /// own without packages, else the smallest built variant that has them all.
     pub(crate) fn select(
         &self,
-        language: Language,
+        language: &Language,
         packages: &[String],
     ) -> Result<Arc<LanguagePool>, PoolError> {
         let base = self
             .languages
-            .get(&language)
-            .ok_or(PoolError::Disabled(language))?;
+            .get(language)
+            .ok_or_else(|| PoolError::Disabled(language.clone()))?;
         if packages.is_empty() {
             return Ok(base.clone());
         }
@@ -187,7 +199,7 @@ impl Registry {
         missing.sort();
         missing.dedup();
         Err(PoolError::UnknownPackages(Box::new(UnknownPackages {
-            language,
+            language: language.clone(),
             missing,
             available: of_language()
                 .map(|v| {
@@ -200,7 +212,7 @@ impl Registry {
             unbuilt: self
                 .unbuilt()
                 .into_iter()
-                .filter(|u| u.language == language)
+                .filter(|u| &u.language == language)
                 .map(|u| u.name)
                 .collect(),
         })))
@@ -209,10 +221,10 @@ impl Registry {
 
 /// A package name as its registry compares them: PyPI's case- and separator-insensitive
 /// (PEP 503), npm's as given (npm names are lowercase).
-pub(crate) fn package_name(language: Language, name: &str) -> String {
+pub(crate) fn package_name(language: &Language, name: &str) -> String {
     let name = name.trim();
-    match language {
-        Language::Python => {
+    match language.name() {
+        "python" => {
             let mut out = String::with_capacity(name.len());
             for c in name.chars() {
                 let c = if matches!(c, '_' | '.') {
@@ -236,15 +248,15 @@ mod tests {
 
     #[test]
     fn package_names_compare_as_their_registry_does() {
-        let py = |n| package_name(Language::Python, n);
+        let py = |n| package_name(&Language::Python, n);
         assert_eq!(py("Pillow"), "pillow");
         assert_eq!(py("python_dateutil"), "python-dateutil");
         assert_eq!(py("zope.interface"), "zope-interface");
         assert_eq!(py(" NumPy "), "numpy");
         assert_eq!(py("a__b"), "a-b");
-        assert_eq!(package_name(Language::JavaScript, "lodash"), "lodash");
+        assert_eq!(package_name(&Language::JavaScript, "lodash"), "lodash");
         assert_eq!(
-            package_name(Language::JavaScript, "@scope/pkg"),
+            package_name(&Language::JavaScript, "@scope/pkg"),
             "@scope/pkg"
         );
     }

@@ -103,6 +103,10 @@ impl Target for LanguagePool {
     }
 
     fn start_one(self: &Arc<Self>, w: &Warmer) -> bool {
+        // No image, nothing to warm: calls say so (503) and look for it again.
+        if !self.image_available() {
+            return false;
+        }
         let Some(slot) = self.begin_warming() else {
             return false;
         };

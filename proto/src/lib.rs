@@ -43,82 +43,74 @@
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 mod raw;
 pub use raw::{within_depth, RawJson, MAX_JSON_DEPTH, TOO_DEEP};
 
-/// A language CodeBeaker can run. Past the HTTP edge nothing handles language names as
-/// strings: they are parsed once into this enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    Python,
-    JavaScript,
-    Go,
-    CSharp,
+/// A language CodeBeaker can run: its canonical name. What a language *is* (aliases,
+/// files, compile and run commands, wrappers) is data, in its recipe
+/// (`codebeaker-recipe`, `languages/<name>/`); past the HTTP edge a name has been resolved
+/// against the recipes, so a `Language` always names one.
+///
+/// The first four languages have constants, for tests and for the few places that treat
+/// them specially (variant pools).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Language(Cow<'static, str>);
+
+impl TryFrom<String> for Language {
+    type Error = String;
+    fn try_from(name: String) -> Result<Language, String> {
+        if Language::is_valid_name(&name) {
+            Ok(Language(Cow::Owned(name)))
+        } else {
+            Err(format!("{name:?} is not a language name"))
+        }
+    }
 }
 
+impl From<Language> for String {
+    fn from(l: Language) -> String {
+        l.0.into_owned()
+    }
+}
+
+#[allow(non_upper_case_globals)]
 impl Language {
-    /// Every supported language, in the order they are listed to users.
-    pub const ALL: [Language; 4] = [
+    pub const Python: Language = Language(Cow::Borrowed("python"));
+    pub const JavaScript: Language = Language(Cow::Borrowed("javascript"));
+    pub const Go: Language = Language(Cow::Borrowed("go"));
+    pub const CSharp: Language = Language(Cow::Borrowed("csharp"));
+
+    /// The four languages CodeBeaker started with, in the order they were listed.
+    pub const FIRST_FOUR: [Language; 4] = [
         Language::Python,
         Language::JavaScript,
         Language::Go,
         Language::CSharp,
     ];
 
+    /// A language by its canonical name (not an alias: resolving those takes the recipes).
+    /// `None` for a name no recipe could have.
+    pub fn new(name: &str) -> Option<Language> {
+        Language::is_valid_name(name).then(|| Language(Cow::Owned(name.to_string())))
+    }
+
+    /// Lowercase ASCII letters, digits and `-`, starting with a letter, at most 32 bytes:
+    /// a name is used in image names, container labels, config keys and metric labels.
+    pub fn is_valid_name(name: &str) -> bool {
+        name.len() <= 32
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+
     /// The canonical name used in the API, in config keys and in container labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Language::Python => "python",
-            Language::JavaScript => "javascript",
-            Language::Go => "go",
-            Language::CSharp => "csharp",
-        }
-    }
-
-    /// Other names accepted for this language (matched case-insensitively).
-    pub fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Language::Python => &["py", "python3"],
-            Language::JavaScript => &["js", "node", "nodejs"],
-            Language::Go => &["golang"],
-            Language::CSharp => &["cs", "c#", "dotnet"],
-        }
-    }
-
-    /// Parses a canonical name or alias, ignoring ASCII case and surrounding spaces.
-    pub fn parse(s: &str) -> Option<Language> {
-        let s = s.trim().to_ascii_lowercase();
-        Language::ALL
-            .into_iter()
-            .find(|l| l.name() == s || l.aliases().contains(&s.as_str()))
-    }
-
-    /// The program's file name inside `/workspace`, as the edge contract names it.
-    pub fn program_file(self) -> &'static str {
-        match self {
-            Language::Python => "program.py",
-            Language::JavaScript => "program.js",
-            Language::Go => "program.go",
-            Language::CSharp => "program.cs",
-        }
-    }
-
-    /// The version of the source translation the agent applies before compiling (C#:
-    /// top-level statements to a `Main`); part of the artifact key. Bump it whenever the
-    /// agent's translation changes its output, so that no cached build is reused.
-    pub fn translator_version(self) -> &'static str {
-        match self {
-            Language::CSharp => "cs-toplevel-1",
-            _ => "",
-        }
-    }
-
-    /// Whether a program must be compiled before it runs (and so is worth caching).
-    pub fn is_compiled(self) -> bool {
-        matches!(self, Language::Go | Language::CSharp)
+    pub fn name(&self) -> &str {
+        &self.0
     }
 }
 
@@ -132,19 +124,24 @@ impl fmt::Display for Language {
 pub const SHARED_CACHE_MOUNT: &str = "/shared-cache";
 
 /// The content address of a compiled artifact: a SHA-256 over the language, the
-/// toolchain's version line, the source translator's version (C# top-level statements)
-/// and the complete source. Anyone can compute it, so it names only what is not shared
+/// toolchain's version line, the source translator's version (C# top-level statements;
+/// the recipe's `Recipe::translator_version`, "" for most) and the complete source. Anyone can compute it, so it names only what is not shared
 /// between tenants: the agent's own launcher, and a container's private cache when the
 /// gateway sent no key. The gateway's keys (shared cache, calls) are keyed hashes of the
 /// same parts and the tenant (`codebeaker_pool::ArtifactKeys`).
-pub fn artifact_key(language: Language, toolchain: &str, source: &[u8]) -> String {
+pub fn artifact_key(
+    language: &Language,
+    translator: &str,
+    toolchain: &str,
+    source: &[u8],
+) -> String {
     use sha2::{Digest, Sha256};
     use std::fmt::Write;
     let mut h = Sha256::new();
     for part in [
         language.name().as_bytes(),
         toolchain.as_bytes(),
-        language.translator_version().as_bytes(),
+        translator.as_bytes(),
         source,
     ] {
         h.update(part);
@@ -156,12 +153,10 @@ pub fn artifact_key(language: Language, toolchain: &str, source: &[u8]) -> Strin
     })
 }
 
-/// The file name of an artifact in the shared cache (Mono wants its `.exe`).
-pub fn artifact_file(language: Language, key: &str) -> String {
-    match language {
-        Language::CSharp => format!("{key}.exe"),
-        _ => key.to_string(),
-    }
+/// The file name of an artifact in the shared cache: its key and the extension of the
+/// recipe's artifact (Mono wants its `.exe`).
+pub fn artifact_file(key: &str, extension: &str) -> String {
+    format!("{key}{extension}")
 }
 
 /// A request from the gateway to the agent. One per line on the container's stdin.
@@ -537,23 +532,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aliases_parse_to_their_language() {
-        for (s, l) in [
-            ("python", Language::Python),
-            ("PY", Language::Python),
-            (" python3 ", Language::Python),
-            ("js", Language::JavaScript),
-            ("node", Language::JavaScript),
-            ("nodejs", Language::JavaScript),
-            ("golang", Language::Go),
-            ("c#", Language::CSharp),
-            ("cs", Language::CSharp),
-            ("dotnet", Language::CSharp),
-        ] {
-            assert_eq!(Language::parse(s), Some(l), "{s}");
+    fn names_are_checked_and_serialize_as_strings() {
+        assert_eq!(Language::new("python"), Some(Language::Python));
+        assert_eq!(Language::new("ruby").unwrap().name(), "ruby");
+        for bad in ["", "Py", "c#", "c++", "../x", "1c", &"a".repeat(33)] {
+            assert_eq!(Language::new(bad), None, "{bad}");
         }
-        assert_eq!(Language::parse("ruby"), None);
-        assert_eq!(Language::parse(""), None);
+        assert_eq!(serde_json::to_string(&Language::CSharp).unwrap(), r#""csharp""#);
+        let l: Language = serde_json::from_str(r#""go""#).unwrap();
+        assert_eq!(l, Language::Go);
     }
 
     #[test]

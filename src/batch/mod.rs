@@ -347,7 +347,7 @@ pub fn plan(
             packages: req.packages.clone(),
             isolation: req.isolation,
         };
-        let inv = requests::invocation(one, settings, caller)
+        let inv = requests::invocation(one, settings, invoker.pools.recipes(), caller)
             .and_then(|inv| requests::packages_available(&invoker.pools, &inv).map(|_| inv))
             .map_err(|e| match e {
                 RequestError::Invalid(m) => RequestError::Invalid(format!("items[{i}]: {m}")),
@@ -359,7 +359,7 @@ pub fn plan(
     // uses (its share, with tenant affinity): more workers would only queue.
     let pool_cap = items
         .iter()
-        .filter_map(|(_, inv)| invoker.pools.tenant_share(inv.language, &inv.packages))
+        .filter_map(|(_, inv)| invoker.pools.tenant_share(&inv.language, &inv.packages))
         .max()
         .unwrap_or(1);
     let concurrency = asked.min(pool_cap).min(items.len()).max(1);
@@ -404,7 +404,13 @@ pub fn run_plan<G: Send + Sync + 'static>(
     let compiled_first = batch
         .items
         .first()
-        .is_some_and(|(_, inv)| inv.language.is_compiled());
+        .is_some_and(|(_, inv)| {
+            invoker
+                .pools
+                .recipes()
+                .get(&inv.language)
+                .is_some_and(|d| d.recipe.is_compiled())
+        });
     let resident = batch
         .items
         .first()
@@ -581,7 +587,7 @@ async fn run_item(
     inv: Invocation,
 ) -> ItemResult {
     let started = Instant::now();
-    let language = inv.language;
+    let language = inv.language.clone();
     if lease
         .as_ref()
         .is_some_and(|l| !l.serves(&inv) || !l.is_usable())
@@ -597,7 +603,7 @@ async fn run_item(
         if lease.is_none() {
             match invoker
                 .pools
-                .lease(language, &inv.packages, &inv.tenant)
+                .lease(&language, &inv.packages, &inv.tenant)
                 .await
             {
                 Ok(l) => *lease = Some(l),
@@ -640,7 +646,7 @@ fn judge(
     let r = match ran {
         Ok(ex) => {
             // Recorded as a call is, without what only a call's answer needs (its id).
-            crate::invoke::record(language, &ex, started);
+            crate::invoke::record(&language, &ex, started);
             let o = ex.outcome;
             ItemResult {
                 id,

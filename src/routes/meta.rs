@@ -16,8 +16,23 @@ use crate::state::AppState;
 pub struct LanguageInfo {
     #[schema(value_type = String)]
     pub name: Language,
-    pub aliases: Vec<&'static str>,
+    /// The display name (`C#`, `C++`).
+    pub title: String,
+    /// Other names a request may use for it.
+    pub aliases: Vec<String>,
+    /// The program's file name in the workspace (its extension is the language's).
+    pub file: String,
+    /// Whether a program is compiled first (its build is cached by content).
+    pub compiled: bool,
+    /// Whether `"isolation": "program"` (resident instances) is offered, in edge mode
+    /// and in plain mode.
+    pub resident: ResidentForms,
+    /// A caveat for users (for example: TypeScript's types are not checked).
+    pub note: Option<String>,
     pub image: String,
+    /// False when the image is not built on the engine: calls get 503
+    /// `language_unavailable` naming the command that builds it.
+    pub available: bool,
     /// The toolchain version the agents reported (null until a container started).
     pub toolchain: Option<String>,
     #[schema(value_type = Object)]
@@ -25,6 +40,13 @@ pub struct LanguageInfo {
     /// The language's package variants: images with allow-listed packages, chosen by a
     /// request's `packages`.
     pub variants: Vec<VariantInfo>,
+}
+
+/// Which run modes a language's resident instances support.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResidentForms {
+    pub edge: bool,
+    pub plain: bool,
 }
 
 /// One package variant as `GET /v1/languages` lists it.
@@ -47,6 +69,8 @@ pub struct VariantInfo {
     security(("api_key" = []), ("bearer" = [])))]
 /// `GET /v1/languages`: each language, its image, toolchain and pool state.
 pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>> {
+    // An image built since the last look is found now (each at most every few seconds).
+    state.pools.refresh_images().await;
     let (variants, languages): (Vec<PoolStatus>, Vec<PoolStatus>) = state
         .pools
         .status()
@@ -78,9 +102,20 @@ pub async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageInfo>>
                             packages: Default::default(),
                             pool: None,
                         });
+                let def = state.pools.recipes().get(&p.language);
+                let recipe = def.map(|d| &d.recipe);
                 LanguageInfo {
-                    name: p.language,
-                    aliases: p.language.aliases().to_vec(),
+                    name: p.language.clone(),
+                    title: recipe.map_or_else(|| p.language.to_string(), |r| r.title.clone()),
+                    aliases: recipe.map(|r| r.aliases.clone()).unwrap_or_default(),
+                    file: recipe.map(|r| r.file.clone()).unwrap_or_default(),
+                    compiled: recipe.is_some_and(|r| r.is_compiled()),
+                    resident: ResidentForms {
+                        edge: def.is_some_and(|d| d.has_resident_form(false)),
+                        plain: def.is_some_and(|d| d.has_resident_form(true)),
+                    },
+                    note: recipe.and_then(|r| r.note.clone()),
+                    available: p.available,
                     image: p.image.clone(),
                     toolchain: p.toolchain.clone(),
                     variants: built.chain(missing).collect(),

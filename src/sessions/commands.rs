@@ -268,7 +268,15 @@ pub async fn execute(
                 Command::RunCode(p) => {
                     let timeout_ms = run_timeout.unwrap_or(limits.default_timeout_ms.as_millis() as u64);
                     let req = RunRequest {
-                        source: codebeaker_pool::wrap(language, &p.code),
+                        source: sessions
+                            .recipes()
+                            .get(language)
+                            .ok_or_else(|| {
+                                SessionError::InvalidParams(format!(
+                                    "{language} is no longer served by this gateway"
+                                ))
+                            })?
+                            .wrap(&p.code, false),
                         input: codebeaker_proto::RawJson::from_value(&p.input),
                         timeout_ms,
                         compile_timeout_ms: limits.compile_timeout_ms.as_millis() as u64,

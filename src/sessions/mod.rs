@@ -56,7 +56,6 @@ use session::{default_runtime, SessionRecord};
 
 use chrono::Utc;
 use codebeaker_pool::{Container, PoolError, Pools, SessionResources};
-use codebeaker_proto::Language;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -125,6 +124,11 @@ pub struct Sessions {
 const LOST_MEMORY: Duration = Duration::from_secs(600);
 
 impl Sessions {
+    /// The served languages' recipes (a session's `run_code` wraps its code with them).
+    pub fn recipes(&self) -> &codebeaker_recipe::Registry {
+        self.pools.recipes()
+    }
+
     /// Builds the manager and re-adopts the session containers the pools found at startup.
     pub fn new(
         pools: Arc<Pools>,
@@ -188,12 +192,18 @@ impl Sessions {
         caller: &Principal,
         p: CreateSession,
     ) -> Result<Arc<Session>, SessionError> {
-        let language = Language::parse(&p.language).ok_or_else(|| {
-            SessionError::InvalidParams(format!(
-                "unsupported language {:?}; supported: python, javascript, go, csharp",
-                p.language
-            ))
-        })?;
+        let recipes = self.pools.recipes();
+        let language = recipes
+            .resolve(&p.language)
+            .map(|d| d.language().clone())
+            .ok_or_else(|| {
+                let served: Vec<&str> = recipes.languages().map(|l| l.name()).collect();
+                SessionError::InvalidParams(format!(
+                    "unsupported language {:?}; supported: {}",
+                    p.language,
+                    served.join(", ")
+                ))
+            })?;
         let idle = self.minutes(
             p.idle_timeout_minutes,
             self.settings.default_idle_minutes,
@@ -207,7 +217,7 @@ impl Sessions {
             "maxLifetimeMinutes",
         )?;
         caller
-            .allow_language(language)
+            .allow_language(&language)
             .map_err(RequestError::from)?;
         let container_mb = self.pools.settings().limits.memory_mb;
         let max_mb = caller.memory_cap(container_mb);
@@ -239,7 +249,7 @@ impl Sessions {
                 None => uuid::Uuid::new_v4().simple().to_string(),
             },
             tenant: caller.tenant.clone(),
-            language,
+            language: language.clone(),
             created_at: Utc::now(),
             idle_timeout_minutes: idle,
             max_lifetime_minutes: life,
@@ -255,7 +265,7 @@ impl Sessions {
         };
         let container = self
             .pools
-            .take_for_session(language, &p.packages, &caller.tenant, raw, resources)
+            .take_for_session(&language, &p.packages, &caller.tenant, raw, resources)
             .await?;
         let s = Arc::new(Session {
             container_id: container.id.clone(),

@@ -61,8 +61,8 @@ impl Session {
     }
 
     /// The language of the session's container.
-    pub fn language(&self) -> Language {
-        self.meta.language
+    pub fn language(&self) -> &Language {
+        &self.meta.language
     }
 
     pub(super) fn idle_timeout(&self) -> Duration {

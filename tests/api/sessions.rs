@@ -9,36 +9,37 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{generous, revoke_key, settings, spawn, spawn_with, Rpc};
 
-fn program(lang: Language) -> (&'static str, &'static str, Value) {
-    match lang {
-        Language::Python => (
+fn program(lang: &Language) -> (&'static str, &'static str, Value) {
+    match lang.name() {
+        "python" => (
             "program.py",
             "import json\nd = json.load(open('/workspace/input.json'))\njson.dump({'sum': sum(d['xs'])}, open('/workspace/output.json', 'w'))\n",
             json!({"commandName": "python3", "args": ["/workspace/program.py"]}),
         ),
-        Language::JavaScript => (
+        "javascript" => (
             "program.js",
             "const fs = require('fs');\nconst d = JSON.parse(fs.readFileSync('/workspace/input.json'));\nfs.writeFileSync('/workspace/output.json', JSON.stringify({sum: d.xs.reduce((a, b) => a + b, 0)}));\n",
             json!({"commandName": "node", "args": ["/workspace/program.js"]}),
         ),
-        Language::Go => (
+        "go" => (
             "program.go",
             "package main\nimport (\"encoding/json\"; \"os\")\nfunc main() {\n var d map[string][]float64\n b, _ := os.ReadFile(\"/workspace/input.json\")\n json.Unmarshal(b, &d)\n s := 0.0\n for _, x := range d[\"xs\"] { s += x }\n o, _ := json.Marshal(map[string]float64{\"sum\": s})\n os.WriteFile(\"/workspace/output.json\", o, 0644)\n}\n",
             json!({"commandName": "go", "args": ["run", "/workspace/program.go"], "env": {"GO111MODULE": "off", "GOCACHE": "/tmp/gocache"}}),
         ),
-        Language::CSharp => (
+        "csharp" => (
             "program.cs",
             "using System.IO;\nusing System.Linq;\nclass P { static void Main() {\n var s = File.ReadAllText(\"/workspace/input.json\");\n var xs = s.Substring(s.IndexOf('[') + 1, s.IndexOf(']') - s.IndexOf('[') - 1).Split(',').Select(int.Parse);\n File.WriteAllText(\"/workspace/output.json\", \"{\\\"sum\\\":\" + xs.Sum() + \"}\");\n} }\n",
             json!({"commandName": "sh", "args": ["-c", "mcs -out:/tmp/p.exe /workspace/program.cs && mono /tmp/p.exe"]}),
         ),
+        other => panic!("no session program for {other}"),
     }
 }
 
 #[tokio::test]
 async fn loopai_flow_over_websocket_for_every_language() {
-    let app = spawn(&Language::ALL).await;
+    let app = spawn(&Language::FIRST_FOUR).await;
     let mut rpc = Rpc::connect(&app, &app.key).await;
-    for lang in Language::ALL {
+    for lang in Language::FIRST_FOUR {
         let created = rpc.ok("session.create", json!({"language": lang.name(), "idleTimeoutMinutes": 10, "maxLifetimeMinutes": 60, "memoryLimitMB": 256})).await;
         let sid = created["sessionId"].as_str().unwrap().to_string();
         assert_eq!(created["language"], lang.name());
@@ -46,7 +47,7 @@ async fn loopai_flow_over_websocket_for_every_language() {
         // Integers stay JSON integers (the .NET client's fields are `int`).
         assert_eq!(created["config"]["idleTimeoutMinutes"], 10);
         assert!(created["containerId"].as_str().unwrap().len() >= 12);
-        let (file, source, mut run) = program(lang);
+        let (file, source, mut run) = program(&lang);
         let w = rpc.exec(&sid, json!({"type": "write_file", "path": "/workspace/input.json", "content": "{\"xs\": [1, 2, 3]}", "mode": "Create"})).await;
         assert_eq!(w["success"], true, "{w}");
         assert_eq!(w["result"]["bytes"], 17);

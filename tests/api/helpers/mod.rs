@@ -53,11 +53,21 @@ pub fn settings(languages: &[Language]) -> Settings {
     s.pool.instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     s.pool.agent_bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle").into();
     s.pool.warm_interval_ms = std::time::Duration::from_millis(100);
-    for (l, ls) in s.pool.languages.iter_mut() {
-        ls.enabled = languages.contains(l);
-        ls.min_idle = 1;
-        ls.max_size = 2;
-    }
+    // Only the languages the test names are served (an empty list would serve all).
+    assert!(!languages.is_empty(), "a test gateway serves at least one language");
+    s.languages.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("languages");
+    s.languages.enabled = languages.iter().map(|l| l.name().to_string()).collect();
+    s.pool.languages = languages
+        .iter()
+        .map(|l| {
+            let ls = codebeaker_pool::LanguageSettings {
+                min_idle: 1,
+                max_size: 2,
+                ..Default::default()
+            };
+            (l.clone(), ls)
+        })
+        .collect();
     let dir = std::env::temp_dir().join(format!("codebeaker-{}", s.pool.instance));
     std::fs::create_dir_all(&dir).unwrap();
     s.auth.keys_file = Some(dir.join("keys.toml"));

@@ -17,13 +17,19 @@ final class CodeBeakerSource
     /** Includes $path with $code as its content; variables are the caller's (global). */
     public static function prepare(string $code): void
     {
-        // Already a PHP file (`<?php`, `<?=`, or a shebang line before it): as written.
-        if (!preg_match('/\A(#![^\n]*\n)?\s*<\?(php|=)/i', $code)) {
-            $code = '<?php ' . $code;
-        }
-        self::$code = $code;
+        self::$code = self::tagged($code);
         stream_wrapper_unregister('file');
         stream_wrapper_register('file', self::class);
+    }
+
+    /** The code as a PHP file: "<?php " put before it on its first line if it has no tag. */
+    public static function tagged(string $code): string
+    {
+        // Already a PHP file (`<?php`, `<?=`, or a shebang line before it): as written.
+        if (preg_match('/\A(#![^\n]*\n)?\s*<\?(php|=)/i', $code)) {
+            return $code;
+        }
+        return '<?php ' . $code;
     }
 
     public function stream_open(string $path, string $mode, int $options, ?string &$opened): bool

@@ -71,7 +71,7 @@ public final class Compile {
             ByteArrayOutputStream msgs = new ByteArrayOutputStream();
             int rc = javac.run(null, msgs, msgs,
                     "-d", classes.toString(), "-cp", cp, "-encoding", "UTF-8",
-                    "-proc:none", "-implicit:none", "-nowarn", "-Xlint:none", "-XDuseUnsharedTable=true",
+                    "-g", "-proc:none", "-implicit:none", "-nowarn", "-Xlint:none", "-XDuseUnsharedTable=true",
                     "-sourcepath", "", src.toString());
             String text = msgs.toString(StandardCharsets.UTF_8).replace(work.toString() + File.separator, "");
             System.err.print(text);

@@ -70,6 +70,18 @@ final class Program {
     }
 
     private static void trim(Throwable e) {
+        java.util.Set<Throwable> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        trim(e, seen);
+    }
+
+    private static void trim(Throwable e, java.util.Set<Throwable> seen) {
+        if (e == null || !seen.add(e)) return;
+        trimOne(e);
+        trim(e.getCause(), seen);
+        for (Throwable s : e.getSuppressed()) trim(s, seen);
+    }
+
+    private static void trimOne(Throwable e) {
         StackTraceElement[] st = e.getStackTrace();
         int end = st.length;
         for (int i = 0; i < st.length; i++) {

@@ -1,7 +1,7 @@
-# Sourced by docker/build-images.sh with $root (the image tree) and $dir (this recipe).
+# Sourced by docker/build-images.sh with $root (the image tree) and $imagedir (this dir).
 # serde_json as rlibs for plain rustc (no cargo, no registry in the image), built in the
 # chroot from the crate sources of librust-serde-json-dev; then the sources go.
-install -m 0755 "$dir/image/build-json.sh" "$root/tmp/build-json.sh"
+install -m 0755 "$imagedir/build-json.sh" "$root/tmp/build-json.sh"
 mount -t proc proc "$root/proc"
 rust_ok=0
 chroot "$root" /bin/sh -c 'OUT=/usr/lib/codebeaker/rust /tmp/build-json.sh' || rust_ok=$?

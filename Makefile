@@ -34,17 +34,20 @@ pytools:
 	@target/py/bin/python -c 'import kubernetes_validate' 2>/dev/null || \
 	  { python3 -m venv target/py && target/py/bin/pip install -q kubernetes-validate; }
 
-## The in-container agent: a static binary (glibc, crt-static) plus the runner launchers,
-## mounted read-only into every container at /opt/codebeaker.
+## The in-container agent: a static binary (glibc, crt-static), mounted read-only into every
+## container at /opt/codebeaker. The languages' recipes, runners and templates come from
+## languages/, mounted beside it at /opt/codebeaker-languages; a copy (without the image
+## recipes) goes into the bundle for deployments, whose gateway reads <bundle>/languages.
 agent:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --profile agent -p codebeaker-agent --target $(AGENT_TARGET)
 	rm -rf $(BUNDLE).new && mkdir -p $(BUNDLE).new
 	cp target/$(AGENT_TARGET)/agent/codebeaker-agent $(BUNDLE).new/
-	cp -r agent/launchers $(BUNDLE).new/launchers
+	cp -r languages $(BUNDLE).new/languages && rm -rf $(BUNDLE).new/languages/*/image
 	chmod -R a+rX $(BUNDLE).new
 	rm -rf $(BUNDLE) && mv $(BUNDLE).new $(BUNDLE)
 
-## Runtime images, built offline from Debian packages (skipped when up to date).
+## Runtime images, one per languages/<name>/image/, built offline from Debian packages
+## (skipped when up to date; missing ones in parallel).
 images:
 	./docker/build-images.sh
 	$(if $(strip $(VARIANTS)),./docker/build-variants.sh $(VARIANTS))

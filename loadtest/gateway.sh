@@ -17,11 +17,12 @@ start_gateway() {
   export CODEBEAKER_POOL__INSTANCE=$INSTANCE
   export CODEBEAKER_SERVER__LOG_FORMAT=json
   export RUST_LOG=${RUST_LOG:-warn}
-  for l in python javascript go csharp; do
-    u=$(echo "$l" | tr a-z A-Z)
+  # Only the languages measured are served (a comma-separated list).
+  export CODEBEAKER_LANGUAGES__ENABLED=$(echo $LANGS | tr ' ' ',')
+  for l in $LANGS; do
+    u=$(echo "$l" | tr a-z- A-Z_)
     export CODEBEAKER_POOL__LANGUAGES__${u}__MIN_IDLE=$MIN_IDLE
     export CODEBEAKER_POOL__LANGUAGES__${u}__MAX_SIZE=${MAX_SIZE:-8}
-    case " $LANGS " in *" $l "*) ;; *) export CODEBEAKER_POOL__LANGUAGES__${u}__ENABLED=false ;; esac
     # RUNTIME=runsc: every language under gVisor (registered with the engine).
     [ -z "${RUNTIME:-}" ] || export CODEBEAKER_POOL__LANGUAGES__${u}__RUNTIME=$RUNTIME
   done

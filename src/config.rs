@@ -520,6 +520,9 @@ impl Settings {
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
+                    // CODEBEAKER_LANGUAGES__ENABLED=python,go
+                    .list_separator(",")
+                    .with_list_parse_key("languages.enabled")
                     .source(Some(settings_environment())),
             )
             .build()
@@ -642,7 +645,7 @@ mod tests {
         std::fs::write(
             &file,
             format!(
-                "[pool]\nagent_bundle = {:?}\n[pool.languages.python]\nmin_idle = 5\n",
+                "[pool]\nagent_bundle = {:?}\n[pool.languages.python]\nmin_idle = 5\n[pool.languages.typescript]\nmin_idle = 1\n",
                 dir.join("bundle")
             ),
         )
@@ -656,9 +659,17 @@ mod tests {
         );
         assert_eq!(
             s.pool.languages.len(),
-            4,
+            5,
             "other languages keep their defaults"
         );
+        // A language only a recipe declares: its table's image is its recipe's.
+        let ts = codebeaker_recipe::Recipe::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("languages/typescript"),
+        )
+        .unwrap();
+        let t = s.pool.for_language(&ts);
+        assert_eq!((t.min_idle, t.max_size), (1, 8));
+        assert_eq!(t.image, "codebeaker-javascript:latest");
         assert_eq!(s.server.bind.port(), 8080);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -280,7 +280,11 @@ mod tests {
                 (403, "limit_exceeded", Some("forbidden")),
             ),
             (
-                RequestError::UnsupportedLanguage("rust".into()).into(),
+                RequestError::UnsupportedLanguage {
+                    name: "cobol".into(),
+                    served: vec!["python (py)".into()],
+                }
+                .into(),
                 (400, "unsupported_language", None),
             ),
             (

@@ -83,8 +83,8 @@
 //!    pinned artifacts, and a cache full of pinned ones files nothing new. C# is first
 //!    translated from top-level statements (the Loopai wrapper's shape) into a `Main`
 //!    (`agent/src/csharp.rs`) and compiled against the image's `System.Text.Json` subset
-//!    (built from `docker/csharp/json`).
-//! 7. It starts the program. Python: a zygote (`agent/launchers/python_zygote.py`,
+//!    (built from `languages/csharp/image/json`).
+//! 7. It starts the program. Python: a zygote (`languages/python/zygote.py`,
 //!    started once per container, `json` preloaded) receives the program path and the
 //!    program's stdin/stdout/stderr over SCM_RIGHTS (`agent/src/zygote.rs`), forks, drops
 //!    the child to the sandbox uid, reseeds from `os.urandom` every random generator it
@@ -94,10 +94,10 @@
 //!    leaves with `os._exit`; a fork costs ~1 ms where an interpreter start costs ~30 ms of
 //!    CPU. The zygote runs as root but never runs user code, and the cleanup kills every
 //!    process except it. For the others the agent writes the program path to the runner it
-//!    pre-started and closes its stdin. JavaScript: `bun agent/launchers/node.js`, which
+//!    pre-started and closes its stdin. JavaScript: `bun languages/javascript/runner.js`, which
 //!    `require`s it (Bun starts in ~9 ms of CPU, official Node 26 in ~24 ms, Debian's Node
 //!    18 in ~70 ms; the launcher also runs under Node, and reports uncaught errors the same
-//!    way under both). C#: `mono` on the launcher (`agent/launchers/Launcher.cs`, compiled
+//!    way under both). C#: `mono` on the launcher (`languages/csharp/Launcher.cs`, compiled
 //!    and AOT-compiled at container start), which loads the assembly and calls `Main`; the
 //!    image's framework assemblies and JSON library are AOT-compiled at build time
 //!    (`X.dll.so`, `docker/build-images.sh`), which cuts a Mono start from ~57 to ~23 ms of

@@ -617,9 +617,10 @@ mod tests {
             (codes::OVERLOADED, Some("concurrency"))
         );
         assert_eq!(
-            code_and_reason(ExecuteError::Request(RequestError::UnsupportedLanguage(
-                "r".into()
-            ))),
+            code_and_reason(ExecuteError::Request(RequestError::UnsupportedLanguage {
+                name: "r".into(),
+                served: Vec::new(),
+            })),
             (INVALID_PARAMS, None)
         );
         assert_eq!(

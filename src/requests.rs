@@ -16,7 +16,7 @@ use crate::domain::{Denied, Principal};
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecuteRequest {
-    /// `python`, `javascript`, `go` or `csharp`, or an alias.
+    /// A served language's name or alias (`python`, `ts`, `c++`, …: `GET /v1/languages`).
     pub language: String,
     /// The user code; the wrapper gives it `input_data` and expects it to set `result`.
     pub code: String,
@@ -89,8 +89,8 @@ pub struct CreateSession {
 /// Why a request cannot run as asked (the caller's fault).
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("unsupported language {0:?}; supported: python (py, python3), javascript (js, node, nodejs), go (golang), csharp (cs, c#, dotnet)")]
-    UnsupportedLanguage(String),
+    #[error("unsupported language {name:?}; supported: {}", served.join(", "))]
+    UnsupportedLanguage { name: String, served: Vec<String> },
     #[error("{what} is {size} bytes; the limit is {limit} bytes")]
     TooLarge {
         what: &'static str,
@@ -118,7 +118,7 @@ pub enum RequestError {
 impl crate::failure::Failure for RequestError {
     fn kind(&self) -> &'static str {
         match self {
-            RequestError::UnsupportedLanguage(_) => "unsupported_language",
+            RequestError::UnsupportedLanguage { .. } => "unsupported_language",
             RequestError::TooLarge { .. } => "payload_too_large",
             RequestError::LimitExceeded(_) => "limit_exceeded",
             RequestError::Invalid(_) => "invalid_request",
@@ -187,10 +187,23 @@ pub fn packages_available(
 }
 
 /// The recipe of the language a request names (by name or alias), if it is served.
-pub fn language<'r>(recipes: &'r Recipes, name: &str) -> Result<&'r std::sync::Arc<LanguageDef>, RequestError> {
+pub fn language<'r>(
+    recipes: &'r Recipes,
+    name: &str,
+) -> Result<&'r std::sync::Arc<LanguageDef>, RequestError> {
     recipes
         .resolve(name)
-        .ok_or_else(|| RequestError::UnsupportedLanguage(name.to_string()))
+        .ok_or_else(|| RequestError::UnsupportedLanguage {
+            name: name.to_string(),
+            // Each served language with its aliases: "python (py, python3)".
+            served: recipes
+                .iter()
+                .map(|d| match d.recipe.aliases.as_slice() {
+                    [] => d.language().to_string(),
+                    a => format!("{} ({})", d.language(), a.join(", ")),
+                })
+                .collect(),
+        })
 }
 
 /// Checks an execute request against the server's and the caller's limits and turns it
@@ -333,7 +346,7 @@ mod tests {
         assert_eq!(inv.memory_mb, None);
         assert!(matches!(
             invocation(req("cobol", "x"), &s, &recipes(), &anyone),
-            Err(RequestError::UnsupportedLanguage(l)) if l == "cobol"
+            Err(RequestError::UnsupportedLanguage { name, served }) if name == "cobol" && served.len() == 12
         ));
         assert!(matches!(
             invocation(req("go", "  \n"), &s, &recipes(), &anyone),

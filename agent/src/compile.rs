@@ -256,9 +256,7 @@ impl LocalCache {
                 });
             }
         }
-        let key = gateway_key
-            .clone()
-            .unwrap_or_else(|| job.local_key());
+        let key = gateway_key.clone().unwrap_or_else(|| job.local_key());
         let dir = Path::new(ARTIFACTS).join(&key);
         let dest = dir.join(&job.compile.artifact);
         if dest.is_file() {

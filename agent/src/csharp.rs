@@ -10,7 +10,7 @@
 //! path (`runtime.rs`) and `dotnet script FILE` in sessions ([`dotnet_main`]: this binary
 //! is installed as `dotnet` in the C# image), so both accept exactly the same programs.
 //!
-//! `System.Text.Json` itself is a library built from `docker/csharp/json` when the image
+//! `System.Text.Json` itself is a library built from `languages/csharp/image/json` when the image
 //! is built (see docs/csharp.md for the subset).
 
 use std::fmt::Write as _;
@@ -386,7 +386,9 @@ fn run_script(file: &str, script_args: &[String]) -> io::Result<ExitCode> {
         .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
     let program = to_program(&source, &name);
     let key = digest(&[
-        codebeaker_recipe::Translator::CsharpTopLevel.version().as_bytes(),
+        codebeaker_recipe::Translator::CsharpTopLevel
+            .version()
+            .as_bytes(),
         program.as_bytes(),
     ]);
     let dir = PathBuf::from(SCRIPT_CACHE).join(&key);
@@ -490,7 +492,7 @@ mod tests {
             p.find("using System.Text;").unwrap() < p.find("class __CodeBeakerTopLevel").unwrap()
         );
         assert!(p.find("__CodeBeakerCall.Result = outputJson;").unwrap() < main_end);
-        // The lines above the code are wrappers/csharp.cs's: compile errors name the same line.
+        // The lines above the code are languages/csharp/edge.cs's: compile errors name the same line.
         let call = include_str!("../../languages/csharp/edge.cs");
         let line_of = |t: &str| t.lines().position(|l| l == "{{code}}");
         assert_eq!(

@@ -34,7 +34,10 @@ impl Compile {
     pub fn argv(&self, source: &str, artifact: &str) -> Vec<String> {
         self.argv
             .iter()
-            .map(|a| a.replace("{source}", source).replace("{artifact}", artifact))
+            .map(|a| {
+                a.replace("{source}", source)
+                    .replace("{artifact}", artifact)
+            })
             .collect()
     }
 }
@@ -82,14 +85,17 @@ pub struct Spec {
 impl Spec {
     /// The compiled artifact's file name ("program" for an interpreted language).
     pub fn artifact(&self) -> &str {
-        self.compile.as_ref().map_or("program", |c| c.artifact.as_str())
+        self.compile
+            .as_ref()
+            .map_or("program", |c| c.artifact.as_str())
     }
 }
 
 /// The agent's form of `recipe`, with `{dir}` resolved.
 pub fn spec(recipe: &Recipe) -> Spec {
     let dir = recipe.container_dir();
-    let fill = |v: &[String]| -> Vec<String> { v.iter().map(|a| a.replace("{dir}", &dir)).collect() };
+    let fill =
+        |v: &[String]| -> Vec<String> { v.iter().map(|a| a.replace("{dir}", &dir)).collect() };
     let env = |e: &BTreeMap<String, String>| -> Env {
         e.iter()
             .map(|(k, v)| (k.clone(), v.replace("{dir}", &dir)))

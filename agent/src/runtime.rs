@@ -20,10 +20,10 @@ use crate::files::{AsUser, User};
 use crate::instance::{Resident, RunnerCommand};
 use crate::outcome::{oom_kills, runtime_message};
 use crate::recipes::{spec, Runner, Spec};
-use codebeaker_recipe::Recipe;
 use crate::shell;
 use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
 use crate::zygote::Zygote;
+use codebeaker_recipe::Recipe;
 
 /// The edge contract's files, relative to the workspace.
 const INPUT: &str = "input.json";
@@ -228,11 +228,8 @@ impl Agent {
                 self.lang
             )));
         };
-        let (argv, env, threads_vary) = (
-            recipe.argv.clone(),
-            recipe.env.clone(),
-            recipe.threads_vary,
-        );
+        let (argv, env, threads_vary) =
+            (recipe.argv.clone(), recipe.env.clone(), recipe.threads_vary);
         // Nothing of an earlier run may be there: the runner counts the container's tasks.
         self.clean_slate()?;
         let mut outcome = RunOutcome::default();
@@ -573,22 +570,23 @@ impl Agent {
             Runner::Prestart { env, .. } => env,
             Runner::Exec { argv, env } => {
                 let path = target.display().to_string();
-                let argv: Vec<String> = argv.iter().map(|a| a.replace("{program}", &path)).collect();
+                let argv: Vec<String> =
+                    argv.iter().map(|a| a.replace("{program}", &path)).collect();
                 let mut child = exec::spawn(&mut exec::user_command(&argv, env, self.user))?;
                 drop(child.stdin.take());
                 return Ok(child);
             }
             // The zygote forks programs itself (`execute`); never launched from here.
-            Runner::Zygote { .. } => return Err(io::Error::other("a zygote language is not launched")),
+            Runner::Zygote { .. } => {
+                return Err(io::Error::other("a zygote language is not launched"))
+            }
         };
         let mut line = target.display().to_string();
         line.push('\n');
         for _attempt in 0..2 {
             let mut child = match self.next_runner.take() {
                 Some(c) => c,
-                None => {
-                    exec::spawn(&mut exec::user_command(&self.runner_argv, env, self.user))?
-                }
+                None => exec::spawn(&mut exec::user_command(&self.runner_argv, env, self.user))?,
             };
             // Closing stdin after the path gives the program an empty stdin.
             let sent = child

@@ -3,7 +3,7 @@
 //! A zygote is a pre-initialised interpreter that forks one child per invocation, so the
 //! per-call cost is a fork instead of an interpreter start. The agent hands it the program
 //! path and the program's stdin/stdout/stderr over SCM_RIGHTS on a Unix socket, and reads
-//! back `pid N` and later `exit N`. See `launchers/python_zygote.py` for the other side.
+//! back `pid N` and later `exit N`. See `languages/python/zygote.py` for the other side.
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

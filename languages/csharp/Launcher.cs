@@ -66,7 +66,7 @@ public static class CodeBeakerLauncher
 // its Main JIT-compiled once; each input line becomes one call of Main, so every top-level
 // variable of the program is a fresh local of that call while static fields (and anything
 // hung on AppDomain data) persist. In edge mode the program is the instance template
-// (wrappers/instance/csharp.cs): its `__CodeBeakerCall` class carries the input line in and
+// (languages/csharp/instance.cs): its `__CodeBeakerCall` class carries the input line in and
 // the serialised `result` out. In plain mode the program's own Main is called per call.
 //
 // Mono has no Mono.Posix in this image, so the descriptors are handled with libc itself.

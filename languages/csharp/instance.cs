@@ -1,7 +1,7 @@
-// CodeBeaker instance template for C# ("isolation": "program"): wrappers/csharp.cs's contract,
-// but the resident runner (agent/launchers/Launcher.cs) calls the generated Main once per
+// CodeBeaker instance template for C# ("isolation": "program"): languages/csharp/edge.cs's contract,
+// but the resident runner (languages/csharp/Launcher.cs) calls the generated Main once per
 // input, so `input_data`, `result` and every top-level variable are fresh each call while
-// static fields persist. The lines above the code match wrappers/csharp.cs (same error lines).
+// static fields persist. The lines above the code match languages/csharp/edge.cs (same error lines).
 using System;
 using System.Collections.Generic;
 using System.IO;

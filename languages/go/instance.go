@@ -11,7 +11,7 @@
 // goroutine still running after the call is reported as `leaked` and the instance is
 // replaced.
 //
-// The user cannot add imports: the packages of call mode's wrapper (wrappers/go.go) are
+// The user cannot add imports: the packages of call mode's wrapper (languages/go/edge.go) are
 // imported under their names, and the runner's own under names the code cannot collide
 // with by accident.
 package main

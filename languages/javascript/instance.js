@@ -200,8 +200,18 @@ try {
   // Not patchable: such workers are caught by the call's timeout at worst.
 }
 
-// The program, built once.
-const source = fs.readFileSync(path, 'utf8');
+// The program, built once. TypeScript (the same runner serves it) is transpiled first:
+// types stripped, not checked, as Bun does for a .ts file in call mode.
+const loader = path.endsWith('.ts') ? 'ts' : 'js';
+let source = fs.readFileSync(path, 'utf8');
+if (loader === 'ts') {
+  try {
+    source = new Bun.Transpiler({ loader: 'ts' }).transformSync(source);
+  } catch (e) {
+    printError(e);
+    process.exit(1);
+  }
+}
 const params = plain ? '__cb_out' : 'input_data, __cb_out';
 // Runs only if the code reaches its end, like the wrapper's tail in call mode (a top-level
 // `return` there skips it: no result).
@@ -233,7 +243,7 @@ try {
   // Bun's parser says where, as call mode reports a syntax error; JSC's message does not.
   let err = e;
   try {
-    new Bun.Transpiler({ loader: 'js' }).transformSync(source);
+    new Bun.Transpiler({ loader }).transformSync(source);
   } catch (b) {
     err = b;
   }

@@ -9,9 +9,11 @@ const fs = require('fs');
 function report(e) {
   let text;
   if (e && e.name === 'BuildMessage' && e.position) {
-    // Bun reports a syntax error as a BuildMessage: give it Node's name and the place.
+    // Bun reports a syntax error as a BuildMessage: give it Node's name and the place. The
+    // program never started: the recipe's compile_error_stderr matches the last words, so
+    // this is a compile_error, unlike a SyntaxError thrown while running (JSON.parse).
     const p = e.position;
-    text = `SyntaxError: ${e.message}\n    at ${p.file}:${p.line}:${p.column + 1}`;
+    text = `SyntaxError: ${e.message}\n    at ${p.file}:${p.line}:${p.column + 1} (the program does not parse)`;
   } else if (e && e.stack) {
     text = String(e.stack);
   } else {

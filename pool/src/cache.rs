@@ -363,35 +363,37 @@ mod tests {
         let dir = root.join("artifacts");
         let keys = cache.keys();
         let a = keys.key("t", &Language::Go, "", "go1", "package a");
-        cache
-            .insert("", &a, &BASE64.encode(b"AAAAAA"))
-            .unwrap();
+        cache.insert("", &a, &BASE64.encode(b"AAAAAA")).unwrap();
         assert_eq!(fs::read(dir.join(&a)).unwrap(), b"AAAAAA");
         for d in [&root, &dir] {
             let mode = fs::metadata(d).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o711, "listing is not allowed");
         }
-        let b = keys.key("t", &Language::CSharp, "cs-toplevel-1", "mono", "class B {}");
-        cache
-            .insert(".exe", &b, &BASE64.encode(b"BBBBBB"))
-            .unwrap();
+        let b = keys.key(
+            "t",
+            &Language::CSharp,
+            "cs-toplevel-1",
+            "mono",
+            "class B {}",
+        );
+        cache.insert(".exe", &b, &BASE64.encode(b"BBBBBB")).unwrap();
         assert!(dir.join(format!("{b}.exe")).is_file());
         assert!(!dir.join(&a).exists(), "the oldest went to make room");
         assert_eq!(cache.size(), 6);
         let big = keys.key("t", &Language::Go, "", "go1", "big");
-        assert!(cache
-            .insert("", &big, &BASE64.encode([0u8; 11]))
-            .is_err());
-        assert!(cache
-            .insert("", "../escape", &BASE64.encode(b"x"))
-            .is_err());
+        assert!(cache.insert("", &big, &BASE64.encode([0u8; 11])).is_err());
+        assert!(cache.insert("", "../escape", &BASE64.encode(b"x")).is_err());
         drop(cache);
         let reopened = SharedCache::open(&root, 10).unwrap();
         assert_eq!(reopened.size(), 6, "books rebuilt from the directory");
         assert_eq!(
-            reopened
-                .keys()
-                .key("t", &Language::CSharp, "cs-toplevel-1", "mono", "class B {}"),
+            reopened.keys().key(
+                "t",
+                &Language::CSharp,
+                "cs-toplevel-1",
+                "mono",
+                "class B {}"
+            ),
             b,
             "the secret survives a restart, and with it the artifacts"
         );
@@ -435,7 +437,9 @@ mod tests {
     fn concurrent_inserts_of_one_key_count_once() {
         let root = temp();
         let cache = Arc::new(SharedCache::open(&root, 1 << 20).unwrap());
-        let key = cache.keys().key("t", &Language::Go, "", "go1", "package main");
+        let key = cache
+            .keys()
+            .key("t", &Language::Go, "", "go1", "package main");
         let data = BASE64.encode([7u8; 4096]);
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -463,28 +467,18 @@ mod tests {
         let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| keys.key("t", &Language::Go, "", "go1", s));
         // A lease prepared `a` (it pins it before the artifact is even filed).
         let pin = cache.pin("", &a);
-        cache
-            .insert("", &a, &BASE64.encode(b"AAAA"))
-            .unwrap();
-        cache
-            .insert("", &b, &BASE64.encode(b"BBBB"))
-            .unwrap();
-        cache
-            .insert("", &c, &BASE64.encode(b"CCCC"))
-            .unwrap();
+        cache.insert("", &a, &BASE64.encode(b"AAAA")).unwrap();
+        cache.insert("", &b, &BASE64.encode(b"BBBB")).unwrap();
+        cache.insert("", &c, &BASE64.encode(b"CCCC")).unwrap();
         assert!(cache.dir().join(&a).is_file(), "pinned: kept");
         assert!(!cache.dir().join(&b).exists(), "the oldest unpinned went");
         assert_eq!(cache.size(), 8);
         // Everything pinned: a new artifact is not filed, the bound holds.
         let pin_c = cache.pin("", &c);
-        assert!(cache
-            .insert("", &d, &BASE64.encode(b"DDDD"))
-            .is_err());
+        assert!(cache.insert("", &d, &BASE64.encode(b"DDDD")).is_err());
         assert_eq!(cache.size(), 8);
         drop((pin, pin_c));
-        cache
-            .insert("", &d, &BASE64.encode(b"DDDD"))
-            .unwrap();
+        cache.insert("", &d, &BASE64.encode(b"DDDD")).unwrap();
         assert!(!cache.dir().join(&a).exists(), "unpinned, the oldest goes");
         assert_eq!(cache.size(), 8);
         assert!(cache.lock().pins.is_empty());

@@ -48,7 +48,7 @@ pub struct PoolSettings {
     /// At startup, containers carrying this label are leftovers of a crashed run and are
     /// removed. Two gateways sharing a Docker engine need different instance names.
     pub instance: String,
-    /// Host directory holding the agent binary and launchers, mounted read-only at
+    /// Host directory holding the agent binary, mounted read-only at
     /// `/opt/codebeaker` in every container.
     pub agent_bundle: PathBuf,
     /// The languages directory (the recipes), mounted read-only at

@@ -247,7 +247,11 @@ pub(crate) struct Sorted {
 pub(crate) fn sort_listed(listed: &[Listed], ours: impl Fn(&str) -> bool, now: i64) -> Sorted {
     let mut out = Sorted::default();
     for c in listed {
-        let language = c.language.as_ref().map_or("unknown", Language::name).to_string();
+        let language = c
+            .language
+            .as_ref()
+            .map_or("unknown", Language::name)
+            .to_string();
         *out.states.entry((language, c.state.clone())).or_default() += 1;
         let ours = ours(&c.id);
         match c.state.as_str() {

@@ -71,7 +71,11 @@ pub fn host_config(
     let mut binds = vec![
         format!("{}:{BUNDLE_MOUNT}:ro", bundle.display()),
         // Every language's recipe: the agent reads its own at start-up.
-        format!("{}:{}:ro", recipes.display(), codebeaker_recipe::CONTAINER_DIR),
+        format!(
+            "{}:{}:ro",
+            recipes.display(),
+            codebeaker_recipe::CONTAINER_DIR
+        ),
     ];
     if let Some(cache) = shared_cache {
         // Read-only: only the gateway writes the shared compile cache (cache.rs).

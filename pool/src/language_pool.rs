@@ -18,8 +18,8 @@
 //! says so ([`CreateError::Wait`]), and the checkout (`run.rs`), which knows its own
 //! deadline, waits and asks again.
 
-use codebeaker_recipe::{LanguageDef, Registry as Recipes};
 use codebeaker_proto::Language;
+use codebeaker_recipe::{LanguageDef, Registry as Recipes};
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

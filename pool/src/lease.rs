@@ -3,8 +3,8 @@
 //! Taken by `Pools::lease`; the checkout is `run.rs`'s, the artifact helpers
 //! `artifacts.rs`'s.
 
-use codebeaker_recipe::LanguageDef;
 use codebeaker_proto::{ItemRequest, Language, PrepareRequest, ProgramErrorKind, RunOutcome};
+use codebeaker_recipe::LanguageDef;
 use deadpool::managed::Object;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -16,8 +16,8 @@
 //! finish until the deadline, close the pools, remove every container of this instance
 //! but the kept sessions, and wait for the removals dropped handles started.
 
-use codebeaker_recipe::Registry as Recipes;
 use codebeaker_proto::Language;
+use codebeaker_recipe::Registry as Recipes;
 use deadpool::managed::Object;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt as _;
@@ -231,7 +231,11 @@ impl Pools {
     }
 
     /// Refuses, before any work is queued, an invocation whose packages no variant has.
-    pub fn check_packages(&self, language: &Language, packages: &[String]) -> Result<(), PoolError> {
+    pub fn check_packages(
+        &self,
+        language: &Language,
+        packages: &[String],
+    ) -> Result<(), PoolError> {
         self.registry.select(language, packages).map(|_| ())
     }
 

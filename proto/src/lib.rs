@@ -538,7 +538,10 @@ mod tests {
         for bad in ["", "Py", "c#", "c++", "../x", "1c", &"a".repeat(33)] {
             assert_eq!(Language::new(bad), None, "{bad}");
         }
-        assert_eq!(serde_json::to_string(&Language::CSharp).unwrap(), r#""csharp""#);
+        assert_eq!(
+            serde_json::to_string(&Language::CSharp).unwrap(),
+            r#""csharp""#
+        );
         let l: Language = serde_json::from_str(r#""go""#).unwrap();
         assert_eq!(l, Language::Go);
     }

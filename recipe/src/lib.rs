@@ -222,7 +222,10 @@ impl Recipe {
             return Err(invalid("compile.argv must not be empty".into()));
         }
         if recipe.file.contains('/') || recipe.file.starts_with('.') || recipe.file.is_empty() {
-            return Err(invalid(format!("file {:?} must be a plain file name", recipe.file)));
+            return Err(invalid(format!(
+                "file {:?} must be a plain file name",
+                recipe.file
+            )));
         }
         Ok(recipe)
     }
@@ -428,7 +431,11 @@ impl Registry {
                 None => {
                     return Err(UnknownLanguage {
                         name: name.clone(),
-                        known: self.languages.keys().map(|l| l.name().to_string()).collect(),
+                        known: self
+                            .languages
+                            .keys()
+                            .map(|l| l.name().to_string())
+                            .collect(),
                     })
                 }
             }
@@ -463,5 +470,79 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.languages.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository() -> Registry {
+        Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../languages")).unwrap()
+    }
+
+    #[test]
+    fn the_repository_declares_twelve_languages_each_with_both_forms() {
+        let r = repository();
+        let names: Vec<&str> = r.languages().map(|l| l.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "bash",
+                "c",
+                "cpp",
+                "csharp",
+                "go",
+                "java",
+                "javascript",
+                "php",
+                "python",
+                "ruby",
+                "rust",
+                "typescript"
+            ]
+        );
+        for def in r.iter() {
+            let edge = def.wrap("CODE_HERE", false);
+            assert_eq!(edge.matches("CODE_HERE").count(), 1, "{}", def.language());
+            assert_eq!(
+                def.wrap("CODE_HERE", true),
+                "CODE_HERE",
+                "{}",
+                def.language()
+            );
+            // The version probe and run argv name something to start.
+            assert!(!def.recipe.version.is_empty(), "{}", def.language());
+        }
+    }
+
+    #[test]
+    fn names_and_aliases_resolve_ignoring_case_and_only_keeps_what_is_enabled() {
+        let r = repository();
+        for (asked, is) in [
+            ("py", "python"),
+            ("TS", "typescript"),
+            ("c++", "cpp"),
+            ("sh", "bash"),
+            (" Rust ", "rust"),
+            ("cs", "csharp"),
+        ] {
+            assert_eq!(
+                r.resolve(asked).map(|d| d.language().name()),
+                Some(is),
+                "{asked}"
+            );
+        }
+        let only = r.only(&["py".into(), "go".into()]).unwrap();
+        assert_eq!(
+            only.languages().map(|l| l.name()).collect::<Vec<_>>(),
+            ["go", "python"]
+        );
+        assert!(only.resolve("javascript").is_none());
+        let e = repository().only(&["cobol".into()]).unwrap_err();
+        assert!(
+            e.to_string().contains("cobol") && e.to_string().contains("python"),
+            "{e}"
+        );
     }
 }

@@ -401,16 +401,13 @@ pub fn run_plan<G: Send + Sync + 'static>(
     let (tx, rx) = tokio::sync::mpsc::channel(concurrency * 2);
     // A compiled program is compiled once per batch: the other workers start when the
     // first item is done, and find its binary in the shared compile cache.
-    let compiled_first = batch
-        .items
-        .first()
-        .is_some_and(|(_, inv)| {
-            invoker
-                .pools
-                .recipes()
-                .get(&inv.language)
-                .is_some_and(|d| d.recipe.is_compiled())
-        });
+    let compiled_first = batch.items.first().is_some_and(|(_, inv)| {
+        invoker
+            .pools
+            .recipes()
+            .get(&inv.language)
+            .is_some_and(|d| d.recipe.is_compiled())
+    });
     let resident = batch
         .items
         .first()

@@ -193,8 +193,13 @@ impl InvokerRunner {
     ) -> Result<String, RunError> {
         let started = Instant::now();
         let budget = self.invoker.settings.limits.max_batch_result_bytes;
-        let inv =
-            requests::invocation(req, &self.invoker.settings, self.invoker.pools.recipes(), caller).map_err(|e| e.to_string())?;
+        let inv = requests::invocation(
+            req,
+            &self.invoker.settings,
+            self.invoker.pools.recipes(),
+            caller,
+        )
+        .map_err(|e| e.to_string())?;
         let _held = self.take_places(caller, 1).await.ok_or(RunError::Busy)?;
         let mut resp = self.invoker.run(inv, None, started).await.map_err(|e| {
             tracing::warn!(error = %e, execution = %id, "an async execution could not run");
@@ -219,7 +224,12 @@ impl Runner for InvokerRunner {
         match request {
             JobRequest::Batch(req) => batch::plan(&self.invoker, caller, req).map(|_| ()),
             JobRequest::Execute(req) => {
-                let inv = requests::invocation(req, &self.invoker.settings, self.invoker.pools.recipes(), caller)?;
+                let inv = requests::invocation(
+                    req,
+                    &self.invoker.settings,
+                    self.invoker.pools.recipes(),
+                    caller,
+                )?;
                 requests::packages_available(&self.invoker.pools, &inv)
             }
         }

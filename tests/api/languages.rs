@@ -10,7 +10,7 @@ fn unicode_input() -> Value {
 }
 
 async fn assert_echo(language: Language, code: &str) {
-    let app = spawn(&[language.clone()]).await;
+    let app = spawn(std::slice::from_ref(&language)).await;
     let input = unicode_input();
     let body = app.run(language.name(), code, input.clone()).await;
     assert_eq!(body["success"], true, "{body}");
@@ -23,7 +23,9 @@ async fn assert_echo(language: Language, code: &str) {
     let again = app.run(language.name(), code, input.clone()).await;
     assert_eq!(again["output"], body["output"]);
     let recipe = codebeaker_recipe::Recipe::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("languages").join(language.name()),
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("languages")
+            .join(language.name()),
     )
     .unwrap();
     if recipe.is_compiled() {

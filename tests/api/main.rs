@@ -15,6 +15,7 @@ mod languages;
 mod loopai;
 mod pool;
 mod program;
+mod recipes;
 mod replicas;
 mod requests;
 mod runsc;

@@ -147,9 +147,7 @@ async fn a_rate_limit_holds_across_replicas() {
             cluster.dir.join("twin.db"),
         )
         .env("CODEBEAKER_POOL__INSTANCE", &ia)
-        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
+        .env("CODEBEAKER_LANGUAGES__ENABLED", "python")
         .env(
             "CODEBEAKER_POOL__AGENT_BUNDLE",
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle"),

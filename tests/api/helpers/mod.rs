@@ -54,7 +54,10 @@ pub fn settings(languages: &[Language]) -> Settings {
     s.pool.agent_bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle").into();
     s.pool.warm_interval_ms = std::time::Duration::from_millis(100);
     // Only the languages the test names are served (an empty list would serve all).
-    assert!(!languages.is_empty(), "a test gateway serves at least one language");
+    assert!(
+        !languages.is_empty(),
+        "a test gateway serves at least one language"
+    );
     s.languages.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("languages");
     s.languages.enabled = languages.iter().map(|l| l.name().to_string()).collect();
     s.pool.languages = languages

@@ -29,9 +29,7 @@ pub fn start_gateway_process(env: &[(&str, &std::ffi::OsStr)]) -> GatewayProcess
             "CODEBEAKER_POOL__AGENT_BUNDLE",
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/agent-bundle"),
         )
-        .env("CODEBEAKER_POOL__LANGUAGES__JAVASCRIPT__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__GO__ENABLED", "false")
-        .env("CODEBEAKER_POOL__LANGUAGES__CSHARP__ENABLED", "false")
+        .env("CODEBEAKER_LANGUAGES__ENABLED", "python")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {

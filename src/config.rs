@@ -432,6 +432,14 @@ pub struct ExecutionLimits {
     pub result_limit_bytes: NonZeroU64,
     pub max_code_bytes: NonZeroUsize,
     pub max_input_bytes: NonZeroUsize,
+    /// Largest `stdin` of a program.
+    pub max_stdin_bytes: NonZeroUsize,
+    /// Most `args` of a program (their total size is capped at 64 KiB).
+    pub max_args: NonZeroUsize,
+    /// Most `files` written beside a program...
+    pub max_files: NonZeroUsize,
+    /// ...and their total size, decoded.
+    pub max_files_bytes: NonZeroUsize,
     /// Whole request body; checked before any JSON parsing.
     pub max_body_bytes: NonZeroUsize,
     /// Most items in one batch.
@@ -473,6 +481,10 @@ impl Default for ExecutionLimits {
             result_limit_bytes: nz64(4 * 1024 * 1024),
             max_code_bytes: nzu(256 * 1024),
             max_input_bytes: nzu(4 * 1024 * 1024),
+            max_stdin_bytes: nzu(1024 * 1024),
+            max_args: nzu(64),
+            max_files: nzu(32),
+            max_files_bytes: nzu(4 * 1024 * 1024),
             max_body_bytes: nzu(5 * 1024 * 1024),
             max_batch_items: nzu(10_000),
             max_batch_body_bytes: nzu(32 * 1024 * 1024),

@@ -5,7 +5,7 @@
 use codebeaker_pool::{Invocation, Isolation};
 use codebeaker_proto::RawJson;
 use codebeaker_recipe::{LanguageDef, Registry as Recipes};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::config::Settings;
@@ -46,6 +46,177 @@ pub struct ExecuteRequest {
     #[serde(default)]
     #[schema(value_type = String)]
     pub isolation: Isolation,
+    /// The program's standard input (then end of file). At most `limits.max_stdin_bytes`.
+    #[serde(default)]
+    pub stdin: String,
+    /// The program's arguments (`sys.argv[1:]`, `process.argv.slice(2)`, `os.Args[1:]`,
+    /// `args` of `Main`). At most `limits.max_args`, 64 KiB together.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Files written into `/workspace` beside the program before it is compiled and run
+    /// (a module it imports, a header it includes, a data file it reads). At most
+    /// `limits.max_files`, `limits.max_files_bytes` together.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+}
+
+/// One file of [`ExecuteRequest::files`].
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Relative to `/workspace` (`lib/util.py`): no `..`, no leading `/`, not the
+    /// program's own file, `input.json` or `output.json`.
+    pub path: String,
+    pub content: String,
+    /// `utf8` (the default) or `base64`.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub encoding: codebeaker_proto::Encoding,
+}
+
+/// The most bytes all of a program's `args` may hold together.
+const MAX_ARGS_BYTES: usize = 64 * 1024;
+/// The longest `files[].path`.
+const MAX_PATH_BYTES: usize = 255;
+
+/// Checks a program's stdin, args and files against the limits and the program's own file
+/// name, and gives them as the agent takes them.
+pub fn extras(
+    stdin: String,
+    args: Vec<String>,
+    files: Vec<FileSpec>,
+    settings: &Settings,
+    program_file: &str,
+) -> Result<codebeaker_proto::Extras, RequestError> {
+    use base64::Engine as _;
+    let limits = &settings.limits;
+    if stdin.len() > limits.max_stdin_bytes.get() {
+        return Err(RequestError::TooLarge {
+            what: "stdin",
+            size: stdin.len(),
+            limit: limits.max_stdin_bytes.get(),
+        });
+    }
+    if args.len() > limits.max_args.get() {
+        return Err(RequestError::Invalid(format!(
+            "args has {} arguments; at most {}",
+            args.len(),
+            limits.max_args
+        )));
+    }
+    let args_bytes: usize = args.iter().map(String::len).sum();
+    if args_bytes > MAX_ARGS_BYTES {
+        return Err(RequestError::TooLarge {
+            what: "args",
+            size: args_bytes,
+            limit: MAX_ARGS_BYTES,
+        });
+    }
+    if args.iter().any(|a| a.contains('\0')) {
+        return Err(RequestError::Invalid(
+            "args: an argument holds a NUL byte".into(),
+        ));
+    }
+    if files.len() > limits.max_files.get() {
+        return Err(RequestError::Invalid(format!(
+            "files has {} files; at most {}",
+            files.len(),
+            limits.max_files
+        )));
+    }
+    let mut total = 0usize;
+    let mut seen: Vec<&str> = Vec::with_capacity(files.len());
+    for f in &files {
+        check_path(&f.path, program_file)?;
+        if let Some(other) = seen
+            .iter()
+            .find(|o| **o == f.path || is_below(o, &f.path) || is_below(&f.path, o))
+        {
+            return Err(RequestError::Invalid(format!(
+                "files: {:?} and {other:?} cannot both be written",
+                f.path
+            )));
+        }
+        seen.push(&f.path);
+        total += match f.encoding {
+            codebeaker_proto::Encoding::Utf8 => f.content.len(),
+            codebeaker_proto::Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(f.content.as_bytes())
+                .map_err(|e| {
+                    RequestError::Invalid(format!("files: {:?} is not valid base64: {e}", f.path))
+                })?
+                .len(),
+        };
+    }
+    if total > limits.max_files_bytes.get() {
+        return Err(RequestError::TooLarge {
+            what: "files",
+            size: total,
+            limit: limits.max_files_bytes.get(),
+        });
+    }
+    Ok(codebeaker_proto::Extras {
+        stdin,
+        args,
+        files: files
+            .into_iter()
+            .map(|f| codebeaker_proto::ProgramFile {
+                path: f.path,
+                content: f.content,
+                encoding: f.encoding,
+            })
+            .collect(),
+    })
+}
+
+/// What [`extras`] checks that depends on one batch item: its own stdin's size, and the
+/// batch's file paths against its language's program file.
+pub fn extras_for_item(
+    stdin: &str,
+    files: &[codebeaker_proto::ProgramFile],
+    program_file: &str,
+    settings: &Settings,
+) -> Result<(), RequestError> {
+    if stdin.len() > settings.limits.max_stdin_bytes.get() {
+        return Err(RequestError::TooLarge {
+            what: "stdin",
+            size: stdin.len(),
+            limit: settings.limits.max_stdin_bytes.get(),
+        });
+    }
+    files
+        .iter()
+        .try_for_each(|f| check_path(&f.path, program_file))
+}
+
+/// `inner` is a path below the directory `dir`.
+fn is_below(dir: &str, inner: &str) -> bool {
+    inner.len() > dir.len() && inner.starts_with(dir) && inner.as_bytes()[dir.len()] == b'/'
+}
+
+/// A file path a program may be given: relative, normal, inside the workspace, and none of
+/// the run's own files.
+fn check_path(path: &str, program_file: &str) -> Result<(), RequestError> {
+    let bad = |why: &str| Err(RequestError::Invalid(format!("files: path {path:?} {why}")));
+    if path.is_empty() || path.len() > MAX_PATH_BYTES {
+        return bad("must be 1 to 255 bytes");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative to the workspace");
+    }
+    if path.contains('\0') || path.contains('\\') {
+        return bad("holds a NUL byte or a backslash");
+    }
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return bad("must not have empty, `.` or `..` components");
+    }
+    if [program_file, "input.json", "output.json"].contains(&path) {
+        return bad("is the run's own file");
+    }
+    Ok(())
 }
 
 /// How the code is run.
@@ -244,6 +415,15 @@ pub fn invocation(
     }
     check_packages(&req.packages)?;
     let plain = req.mode == RunMode::Plain;
+    let extras = extras(req.stdin, req.args, req.files, settings, &def.recipe.file)?;
+    let codebeaker_proto::Extras { stdin, args, files } = extras;
+    if req.isolation == Isolation::Program
+        && !(stdin.is_empty() && args.is_empty() && files.is_empty())
+    {
+        return Err(RequestError::Invalid(
+            "stdin, args and files need a fresh process (\"isolation\": \"call\"): a resident instance is started once for many calls".into(),
+        ));
+    }
     if req.isolation == Isolation::Program && !def.has_resident_form(plain) {
         return Err(RequestError::Invalid(format!(
             "{language} {} cannot run as a resident instance (\"isolation\": \"program\"); use \"isolation\": \"call\"",
@@ -264,6 +444,9 @@ pub fn invocation(
         packages: req.packages,
         tenant: caller.tenant.as_str().into(),
         isolation: req.isolation,
+        stdin,
+        args: args.into(),
+        files: files.into(),
     })
 }
 
@@ -333,6 +516,9 @@ mod tests {
             memory_limit_mb: None,
             mode: RunMode::Edge,
             packages: Vec::new(),
+            stdin: String::new(),
+            args: Vec::new(),
+            files: Vec::new(),
         }
     }
 

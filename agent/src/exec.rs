@@ -151,6 +151,20 @@ pub enum ExitSource<'a> {
     },
 }
 
+/// Writes `data` to a process's stdin and closes it (end of file). Input larger than a
+/// pipe buffer must not block the agent before it reads the process's output, nor wait on
+/// a program that never reads: that much is written by a thread of its own, which ends
+/// when the data is written or the reader is gone (`EPIPE`; SIGPIPE is ignored).
+pub fn feed(mut pipe: impl Write + Send + 'static, data: Vec<u8>) {
+    if data.len() <= 60 * 1024 {
+        let _ = pipe.write_all(&data);
+    } else {
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+}
+
 /// Spawns `cmd` (built by [`user_command`]), gives it `stdin` (then EOF), and collects it
 /// under `timeout` and `limit`; `sink` receives output as it arrives. The one way the agent
 /// runs a command to its end (toolchain probes, compilers, session shell commands).
@@ -163,15 +177,8 @@ pub fn run_to_end(
     sink: Option<OutputSink<'_, '_>>,
 ) -> io::Result<Collected> {
     let mut child = spawn(cmd)?;
-    if let Some(mut pipe) = child.stdin.take() {
-        // Input larger than the pipe buffer must not block us before we read output.
-        if stdin.len() <= 60 * 1024 {
-            let _ = pipe.write_all(&stdin);
-        } else {
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&stdin);
-            });
-        }
+    if let Some(pipe) = child.stdin.take() {
+        feed(pipe, stdin);
     }
     collect_streaming(reaper, ExitSource::Child(&mut child), timeout, limit, sink)
 }

@@ -3,9 +3,9 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use codebeaker_proto::{
-    CommandErrorKind, FileCommand, InstanceRequest, ItemRequest, Language, PrepareRequest,
-    ProgramError, ProgramErrorKind, RawJson, RunOutcome, RunRequest, ShellRequest, ShellResult,
-    WriteMode,
+    CommandErrorKind, Extras, FileCommand, InstanceRequest, ItemRequest, Language, PrepareRequest,
+    ProgramError, ProgramErrorKind, ProgramFile, RawJson, RunOutcome, RunRequest, ShellRequest,
+    ShellResult, WriteMode,
 };
 use nix::sys::signal::Signal;
 use std::io::{self, Write};
@@ -25,6 +25,27 @@ use crate::workspace::{CappedRead, CommandError, Workspace, WORKSPACE};
 use crate::zygote::Zygote;
 use codebeaker_recipe::Recipe;
 
+/// Writes a program's extra files into the workspace (as the user, each confined to it,
+/// parent directories created). The gateway checked the paths; this is the second check.
+fn write_files(ws: &Workspace, files: &[ProgramFile]) -> io::Result<()> {
+    for f in files {
+        if let Some((parent, _)) = f.path.rsplit_once('/') {
+            ws.handle(FileCommand::CreateDirectory {
+                path: parent.to_string(),
+            })
+            .map_err(|e| io::Error::other(format!("file {}: {}", f.path, e.message)))?;
+        }
+        ws.handle(FileCommand::WriteFile {
+            path: f.path.clone(),
+            content: f.content.clone(),
+            mode: WriteMode::Create,
+            encoding: f.encoding,
+        })
+        .map_err(|e| io::Error::other(format!("file {}: {}", f.path, e.message)))?;
+    }
+    Ok(())
+}
+
 /// The edge contract's files, relative to the workspace.
 const INPUT: &str = "input.json";
 const OUTPUT: &str = "output.json";
@@ -38,6 +59,8 @@ struct Prepared {
     plain: bool,
     cache_key: Option<String>,
     compile_timeout_ms: u64,
+    /// Every item's arguments and files.
+    extras: Extras,
 }
 
 /// The agent's state between requests.
@@ -272,6 +295,7 @@ impl Agent {
                 plain: req.plain,
                 cache_key: req.cache_key,
                 compile_timeout_ms: req.compile_timeout_ms,
+                extras: Extras::default(),
             },
         ));
         Ok(outcome)
@@ -324,6 +348,7 @@ impl Agent {
         let mut outcome = RunOutcome::default();
         // One descriptor of /workspace for the run's files (input, program, result).
         let ws = Workspace::open(self.user)?;
+        write_files(&ws, &req.extras.files)?;
         self.write_run_files(&ws, &req.input, &req.source)?;
         let key = req.cache_key.as_deref();
         let target = match self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)? {
@@ -338,8 +363,10 @@ impl Agent {
             timeout_ms: req.timeout_ms,
             stream_limit_bytes: req.stream_limit_bytes,
             result_limit_bytes: req.result_limit_bytes,
+            stdin: req.extras.stdin,
         };
-        self.execute(&ws, &target, req.plain, &limits, started, outcome)
+        let args = req.extras.args;
+        self.execute(&ws, (&target, req.plain, &args), &limits, started, outcome)
     }
 
     /// Prepares a program for a stream of items: writes and compiles it once. `Ok(outcome)`
@@ -347,6 +374,7 @@ impl Agent {
     pub fn prepare(&mut self, req: PrepareRequest) -> io::Result<RunOutcome> {
         self.prepared = None;
         let mut outcome = RunOutcome::default();
+        write_files(&Workspace::open(self.user)?, &req.extras.files)?;
         self.write_program(&req.source)?;
         let key = req.cache_key.as_deref();
         if let Some(target) = self.build(&req.source, key, req.compile_timeout_ms, &mut outcome)? {
@@ -356,6 +384,7 @@ impl Agent {
                 plain: req.plain,
                 cache_key: req.cache_key,
                 compile_timeout_ms: req.compile_timeout_ms,
+                extras: req.extras,
             });
         }
         Ok(outcome)
@@ -370,6 +399,7 @@ impl Agent {
         self.invocations += 1;
         let started = Instant::now();
         let result = Workspace::open(self.user).and_then(|ws| {
+            write_files(&ws, &p.extras.files)?;
             self.write_run_files(&ws, &req.input, &p.source)?;
             if !p.target.exists() {
                 // The shared cache evicted the binary since `prepare` (the gateway pins what
@@ -387,8 +417,7 @@ impl Agent {
             }
             self.execute(
                 &ws,
-                &p.target,
-                p.plain,
+                (&p.target, p.plain, &p.extras.args),
                 &req,
                 started,
                 RunOutcome::default(),
@@ -473,8 +502,7 @@ impl Agent {
     fn execute(
         &mut self,
         ws: &Workspace,
-        target: &Artifact,
-        plain: bool,
+        (target, plain, args): (&Artifact, bool, &[String]),
         req: &ItemRequest,
         started: Instant,
         mut outcome: RunOutcome,
@@ -485,7 +513,9 @@ impl Agent {
         let limit = req.stream_limit_bytes as usize;
         let c = if let Some(zygote) = self.zygote.as_mut() {
             // The fork must happen within the program's own time limit.
-            let (pid, stdout, stderr) = match zygote.start(&target.display().to_string(), timeout) {
+            let path = target.display().to_string();
+            let stdin = req.stdin.as_bytes().to_vec();
+            let (pid, stdout, stderr) = match zygote.start(&path, args, stdin, timeout) {
                 Ok(started) => started,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     outcome.error = Some(err(
@@ -508,7 +538,7 @@ impl Agent {
             };
             exec::collect(&mut self.reaper, watch, timeout, limit)?
         } else {
-            let mut child = self.launch(target)?;
+            let mut child = self.launch(target, args, req.stdin.as_bytes())?;
             exec::collect(
                 &mut self.reaper,
                 ExitSource::Child(&mut child),
@@ -564,16 +594,22 @@ impl Agent {
             .any(|p| stderr.contains(p.as_str()))
     }
 
-    /// Starts the program: hands its path to the pre-started runner, or execs it directly.
-    fn launch(&mut self, target: &Path) -> io::Result<Child> {
+    /// Starts the program: hands its path to the pre-started runner, or execs it directly;
+    /// then gives it `stdin` and end of file.
+    fn launch(&mut self, target: &Path, args: &[String], stdin: &[u8]) -> io::Result<Child> {
         let env = match &self.spec.runner {
             Runner::Prestart { env, .. } => env,
             Runner::Exec { argv, env } => {
                 let path = target.display().to_string();
-                let argv: Vec<String> =
-                    argv.iter().map(|a| a.replace("{program}", &path)).collect();
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| a.replace("{program}", &path))
+                    .chain(args.iter().cloned())
+                    .collect();
                 let mut child = exec::spawn(&mut exec::user_command(&argv, env, self.user))?;
-                drop(child.stdin.take());
+                if let Some(pipe) = child.stdin.take() {
+                    exec::feed(pipe, stdin.to_vec());
+                }
                 return Ok(child);
             }
             // The zygote forks programs itself (`execute`); never launched from here.
@@ -581,19 +617,33 @@ impl Agent {
                 return Err(io::Error::other("a zygote language is not launched"))
             }
         };
+        // The runner reads one line, byte by byte so that nothing after it is consumed: the
+        // program's path, then each argument base64-encoded after a tab (an argument may
+        // hold any character). What follows the line is the program's stdin.
         let mut line = target.display().to_string();
+        for a in args {
+            line.push('\t');
+            line.push_str(&BASE64.encode(a.as_bytes()));
+        }
         line.push('\n');
         for _attempt in 0..2 {
             let mut child = match self.next_runner.take() {
                 Some(c) => c,
                 None => exec::spawn(&mut exec::user_command(&self.runner_argv, env, self.user))?,
             };
-            // Closing stdin after the path gives the program an empty stdin.
-            let sent = child
-                .stdin
-                .take()
-                .map(|mut s| s.write_all(line.as_bytes()))
-                .unwrap_or(Ok(()));
+            let Some(mut pipe) = child.stdin.take() else {
+                return Err(io::Error::other("the runner has no stdin"));
+            };
+            // Written at once only while it fits the pipe; the line and the stdin together
+            // go to `feed` when they may not (a program need never read its stdin).
+            let sent = if stdin.is_empty() && line.len() <= 60 * 1024 {
+                pipe.write_all(line.as_bytes())
+            } else {
+                let mut all = std::mem::take(&mut line).into_bytes();
+                all.extend_from_slice(stdin);
+                exec::feed(pipe, all);
+                return Ok(child);
+            };
             match sent {
                 Ok(()) => return Ok(child),
                 // The pre-started runner died while waiting (it should not); start another.

@@ -108,7 +108,13 @@ fn python_via_zygote(
 ) -> Result<ShellResult, CommandError> {
     let started = Instant::now();
     let (pid, stdout, stderr) = zygote
-        .start_with(&req.args[0], &req.args[1..], cwd, Duration::from_secs(10))
+        .start_with(
+            &req.args[0],
+            &req.args[1..],
+            Vec::new(),
+            cwd,
+            Duration::from_secs(10),
+        )
         .map_err(|e| io_err(e, &req.command_name))?;
     let watch = ExitSource::Forked {
         pid,

@@ -70,11 +70,17 @@ impl Zygote {
     }
 
     /// Forks a child running `path`; returns its pid and the read ends of its stdout and
-    /// stderr. Its stdin is an empty pipe. `wait` bounds the wait for the fork: a zygote
+    /// stderr. Its stdin is a pipe holding `stdin`, then end of file. `wait` bounds the wait for the fork: a zygote
     /// starved of CPU by the container's previous program must not hold the call forever
     /// (an error of kind `TimedOut` then, and the zygote is tainted).
-    pub fn start(&mut self, path: &str, wait: Duration) -> io::Result<(Pid, File, File)> {
-        self.start_with(path, &[], "/workspace", wait)
+    pub fn start(
+        &mut self,
+        path: &str,
+        args: &[String],
+        stdin: Vec<u8>,
+        wait: Duration,
+    ) -> io::Result<(Pid, File, File)> {
+        self.start_with(path, args, stdin, "/workspace", wait)
     }
 
     /// Like [`Zygote::start`], as `python3 PATH ARGS…` run in `cwd` would.
@@ -82,11 +88,11 @@ impl Zygote {
         &mut self,
         path: &str,
         args: &[String],
+        stdin: Vec<u8>,
         cwd: &str,
         wait: Duration,
     ) -> io::Result<(Pid, File, File)> {
         let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC)?;
-        drop(in_w);
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
         let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
@@ -101,6 +107,8 @@ impl Zygote {
         )?;
         // Our copies of the write ends must go, or EOF would never arrive.
         drop((in_r, out_w, err_w));
+        // The program's stdin, then end of file (`in_w` closed).
+        crate::exec::feed(File::from(in_w), stdin);
         let reply = self.wait_line(wait).inspect_err(|_| self.tainted = true)?;
         let pid = reply
             .strip_prefix("pid ")

@@ -16,6 +16,8 @@ public static class CodeBeakerLauncher
 {
     [DllImport("libc", EntryPoint = "_exit")]
     internal static extern void SysExit(int status);
+    [DllImport("libc", SetLastError = true)]
+    static extern IntPtr read(int fd, byte[] buf, IntPtr count);
 
     // Mono's orderly shutdown costs tens of milliseconds; the container is wiped after
     // every run, so flush what the program wrote and leave at once.
@@ -31,12 +33,22 @@ public static class CodeBeakerLauncher
         if (args.Length == 2)
             return CodeBeakerInstance.Run(args[0], args[1] == "plain");
         Warm();
-        var path = Console.In.ReadLine();
+        // One line: the program's path, then each argument base64-encoded after a tab. Read a
+        // byte at a time with read(2), never through Console.In (it would buffer ahead): what
+        // follows the line stays in the pipe, the program's stdin.
+        var line = new System.Collections.Generic.List<byte>();
+        var one = new byte[1];
+        while (read(0, one, (IntPtr)1) == (IntPtr)1 && one[0] != (byte)'\n') line.Add(one[0]);
+        var parts = Encoding.UTF8.GetString(line.ToArray()).Split('\t');
+        var path = parts[0];
         if (string.IsNullOrEmpty(path)) return 2;
+        var programArgs = new string[parts.Length - 1];
+        for (int i = 1; i < parts.Length; i++)
+            programArgs[i - 1] = Encoding.UTF8.GetString(Convert.FromBase64String(parts[i]));
         var entry = Assembly.LoadFile(path.Trim()).EntryPoint;
         try
         {
-            var args0 = entry.GetParameters().Length == 0 ? null : new object[] { new string[0] };
+            var args0 = entry.GetParameters().Length == 0 ? null : new object[] { programArgs };
             var ret = entry.Invoke(null, args0);
             Exit(ret is int code ? code : 0);
             return 0;

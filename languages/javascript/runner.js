@@ -28,15 +28,16 @@ function report(e) {
 process.on('uncaughtException', report);
 process.on('unhandledRejection', report);
 
-const buf = Buffer.alloc(4096);
-let line = '';
-while (!line.includes('\n')) {
-  const n = fs.readSync(0, buf, 0, buf.length, null);
-  if (n === 0) break;
-  line += buf.toString('utf8', 0, n);
-}
+// One line: the program's path, then each argument base64-encoded after a tab. Read a byte
+// at a time, so that what follows the line stays in the pipe: the program's stdin.
+const one = Buffer.alloc(1);
+const bytes = [];
+while (fs.readSync(0, one, 0, 1, null) === 1 && one[0] !== 10) bytes.push(one[0]);
+const [path, ...args] = Buffer.from(bytes).toString('utf8').split('\t');
+// As `bun PATH ARGS...` would have it: argv[1] the program, its arguments after.
+process.argv = [process.argv[0], path, ...args.map((a) => Buffer.from(a, 'base64').toString('utf8'))];
 try {
-  require(line.trim());
+  require(path);
 } catch (e) {
   report(e);
 }

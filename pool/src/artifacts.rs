@@ -16,6 +16,7 @@ pub(crate) fn program_key(
     recipe: &Recipe,
     container: &Container,
     source: &str,
+    files: &[codebeaker_proto::ProgramFile],
 ) -> Option<String> {
     recipe.is_compiled().then(|| {
         keys.key(
@@ -24,6 +25,7 @@ pub(crate) fn program_key(
             recipe.translator_version(),
             &container.info.toolchain,
             source,
+            files,
         )
     })
 }

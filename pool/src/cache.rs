@@ -100,6 +100,7 @@ impl ArtifactKeys {
         translator: &str,
         toolchain: &str,
         source: &str,
+        files: &[codebeaker_proto::ProgramFile],
     ) -> String {
         use std::fmt::Write as _;
         let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret) else {
@@ -117,6 +118,18 @@ impl ArtifactKeys {
             mac.update(&(part.len() as u64).to_le_bytes());
             mac.update(part);
         }
+        // The files written beside the program reach its compiler (a header, a module):
+        // they are part of what was compiled. None: the key of the source alone.
+        for f in files {
+            for part in [
+                f.path.as_bytes(),
+                f.content.as_bytes(),
+                encoding_tag(f.encoding),
+            ] {
+                mac.update(&(part.len() as u64).to_le_bytes());
+                mac.update(part);
+            }
+        }
         mac.finalize()
             .into_bytes()
             .iter()
@@ -124,6 +137,13 @@ impl ArtifactKeys {
                 let _ = write!(s, "{b:02x}");
                 s
             })
+    }
+}
+
+fn encoding_tag(e: codebeaker_proto::Encoding) -> &'static [u8] {
+    match e {
+        codebeaker_proto::Encoding::Utf8 => b"utf8",
+        codebeaker_proto::Encoding::Base64 => b"base64",
     }
 }
 
@@ -362,7 +382,7 @@ mod tests {
         let cache = SharedCache::open(&root, 10).unwrap();
         let dir = root.join("artifacts");
         let keys = cache.keys();
-        let a = keys.key("t", &Language::Go, "", "go1", "package a");
+        let a = keys.key("t", &Language::Go, "", "go1", "package a", &[]);
         cache.insert("", &a, &BASE64.encode(b"AAAAAA")).unwrap();
         assert_eq!(fs::read(dir.join(&a)).unwrap(), b"AAAAAA");
         for d in [&root, &dir] {
@@ -375,12 +395,13 @@ mod tests {
             "cs-toplevel-1",
             "mono",
             "class B {}",
+            &[],
         );
         cache.insert(".exe", &b, &BASE64.encode(b"BBBBBB")).unwrap();
         assert!(dir.join(format!("{b}.exe")).is_file());
         assert!(!dir.join(&a).exists(), "the oldest went to make room");
         assert_eq!(cache.size(), 6);
-        let big = keys.key("t", &Language::Go, "", "go1", "big");
+        let big = keys.key("t", &Language::Go, "", "go1", "big", &[]);
         assert!(cache.insert("", &big, &BASE64.encode([0u8; 11])).is_err());
         assert!(cache.insert("", "../escape", &BASE64.encode(b"x")).is_err());
         drop(cache);
@@ -392,7 +413,8 @@ mod tests {
                 &Language::CSharp,
                 "cs-toplevel-1",
                 "mono",
-                "class B {}"
+                "class B {}",
+                &[]
             ),
             b,
             "the secret survives a restart, and with it the artifacts"
@@ -405,22 +427,34 @@ mod tests {
         let root = temp();
         let cache = SharedCache::open(&root, 10).unwrap();
         let keys = cache.keys();
-        let a = keys.key("a", &Language::Go, "", "go1", "package main");
+        let a = keys.key("a", &Language::Go, "", "go1", "package main", &[]);
         assert_eq!(a.len(), 64);
-        assert_eq!(a, keys.key("a", &Language::Go, "", "go1", "package main"));
-        assert_ne!(a, keys.key("b", &Language::Go, "", "go1", "package main"));
-        assert_ne!(a, keys.key("a", &Language::Go, "", "go2", "package main"));
+        assert_eq!(
+            a,
+            keys.key("a", &Language::Go, "", "go1", "package main", &[])
+        );
+        assert_ne!(
+            a,
+            keys.key("b", &Language::Go, "", "go1", "package main", &[])
+        );
+        assert_ne!(
+            a,
+            keys.key("a", &Language::Go, "", "go2", "package main", &[])
+        );
         // Not the public content hash: without the secret no one can compute it.
         assert_ne!(
             a,
             codebeaker_proto::artifact_key(&Language::Go, "", "go1", b"package main")
         );
         let other = ArtifactKeys::random().unwrap();
-        assert_ne!(a, other.key("a", &Language::Go, "", "go1", "package main"));
+        assert_ne!(
+            a,
+            other.key("a", &Language::Go, "", "go1", "package main", &[])
+        );
         // Length-prefixed parts: moving bytes from one part to the next changes the key.
         assert_ne!(
-            keys.key("ab", &Language::Go, "", "c", "d"),
-            keys.key("a", &Language::Go, "", "bc", "d")
+            keys.key("ab", &Language::Go, "", "c", "d", &[]),
+            keys.key("a", &Language::Go, "", "bc", "d", &[])
         );
         // The secret is outside the mounted directory, and only the gateway reads it.
         let secret = root.join("secret");
@@ -439,7 +473,7 @@ mod tests {
         let cache = Arc::new(SharedCache::open(&root, 1 << 20).unwrap());
         let key = cache
             .keys()
-            .key("t", &Language::Go, "", "go1", "package main");
+            .key("t", &Language::Go, "", "go1", "package main", &[]);
         let data = BASE64.encode([7u8; 4096]);
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -464,7 +498,8 @@ mod tests {
         let root = temp();
         let cache = Arc::new(SharedCache::open(&root, 10).unwrap());
         let keys = cache.keys();
-        let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| keys.key("t", &Language::Go, "", "go1", s));
+        let [a, b, c, d] =
+            ["a", "b", "c", "d"].map(|s| keys.key("t", &Language::Go, "", "go1", s, &[]));
         // A lease prepared `a` (it pins it before the artifact is even filed).
         let pin = cache.pin("", &a);
         cache.insert("", &a, &BASE64.encode(b"AAAA")).unwrap();

@@ -112,6 +112,7 @@ impl Instance {
             timeout_ms: inv.timeout.as_millis() as u64,
             stream_limit_bytes: inv.stream_limit_bytes,
             result_limit_bytes: inv.result_limit_bytes,
+            stdin: String::new(),
         })
     }
 
@@ -300,7 +301,7 @@ pub(crate) async fn acquire(
     obj.settle(crate::container::CLEAN_TIMEOUT).await?;
     obj.set_memory(key.memory_mb).await?;
     let recipe = &lp.def().recipe;
-    let cache_key = program_key(&cx.keys, &inv.tenant, recipe, &obj, &source);
+    let cache_key = program_key(&cx.keys, &inv.tenant, recipe, &obj, &source, &[]);
     let pinned = pin(&cx.cache, recipe, cache_key.as_deref());
     let mut outcome = obj
         .start_instance(InstanceRequest {

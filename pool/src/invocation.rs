@@ -31,6 +31,12 @@ pub struct Invocation {
     pub tenant: Arc<str>,
     /// A fresh process per call, or a resident instance of the program.
     pub isolation: Isolation,
+    /// The program's stdin (none for a resident instance).
+    pub stdin: String,
+    /// Its arguments and the files written beside it (none for a resident instance);
+    /// shared by a batch's items.
+    pub args: Arc<[String]>,
+    pub files: Arc<[codebeaker_proto::ProgramFile]>,
 }
 
 /// What one call is isolated from.

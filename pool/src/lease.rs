@@ -52,6 +52,10 @@ pub struct Lease {
 struct ProgramKey {
     code: Arc<str>,
     plain: bool,
+    /// The items' arguments and files (their stdin is each item's own); a batch's items
+    /// share them, so comparing is mostly `Arc::ptr_eq`.
+    args: Arc<[String]>,
+    files: Arc<[codebeaker_proto::ProgramFile]>,
 }
 
 impl Lease {
@@ -142,13 +146,22 @@ impl Lease {
         let key = ProgramKey {
             code: inv.code.clone(),
             plain: inv.plain,
+            args: inv.args.clone(),
+            files: inv.files.clone(),
         };
         let t = Instant::now();
         let mut compile = None;
         if self.prepared.as_ref().map(|(k, _)| k) != Some(&key) {
             self.prepared = None;
             let source = self.def.wrap(&key.code, key.plain);
-            let cache_key = program_key(&self.keys, &self.tenant, &self.def.recipe, obj, &source);
+            let cache_key = program_key(
+                &self.keys,
+                &self.tenant,
+                &self.def.recipe,
+                obj,
+                &source,
+                &key.files,
+            );
             // Pinned before the prepare: the artifact the agent finds (or files) now must
             // still be there for the last item.
             self.pin = pin(&self.cache, &self.def.recipe, cache_key.as_deref());
@@ -158,6 +171,11 @@ impl Lease {
                     compile_timeout_ms: inv.compile_timeout.as_millis() as u64,
                     plain: key.plain,
                     cache_key: cache_key.clone(),
+                    extras: codebeaker_proto::Extras {
+                        stdin: String::new(),
+                        args: key.args.to_vec(),
+                        files: key.files.to_vec(),
+                    },
                 })
                 .await?;
             file_artifact(
@@ -187,6 +205,7 @@ impl Lease {
                 timeout_ms: inv.timeout.as_millis() as u64,
                 stream_limit_bytes: inv.stream_limit_bytes,
                 result_limit_bytes: inv.result_limit_bytes,
+                stdin: inv.stdin.clone(),
             })
             .await?;
         // The first item of a program carries its compile, as a call would.

@@ -138,6 +138,11 @@ pub(crate) async fn run_on_pool(
         stream_limit_bytes: inv.stream_limit_bytes,
         result_limit_bytes: inv.result_limit_bytes,
         cache_key: None,
+        extras: codebeaker_proto::Extras {
+            stdin: inv.stdin,
+            args: inv.args.to_vec(),
+            files: inv.files.to_vec(),
+        },
     };
     let default_mb = settings.limits.memory_mb;
     loop {
@@ -154,7 +159,14 @@ pub(crate) async fn run_on_pool(
         // The program's key for this tenant and this container's toolchain; pinned in the
         // shared cache while the call may run it from there.
         let recipe = &lp.def().recipe;
-        req.cache_key = program_key(&cx.keys, &inv.tenant, recipe, &obj, &req.source);
+        req.cache_key = program_key(
+            &cx.keys,
+            &inv.tenant,
+            recipe,
+            &obj,
+            &req.source,
+            &req.extras.files,
+        );
         let _pin = pin(&cx.cache, recipe, req.cache_key.as_deref());
         let result = async {
             // The limit this call needs. A container keeps the last one it was given (no

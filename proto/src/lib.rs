@@ -352,6 +352,42 @@ pub struct RunRequest {
     /// and does not use the shared cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<String>,
+    /// What the program is started with besides its input: stdin, argv and extra files.
+    #[serde(default, skip_serializing_if = "Extras::is_empty")]
+    pub extras: Extras,
+}
+
+/// A program's stdin, its arguments and the files written beside it in `/workspace`
+/// (before it is compiled, so a compiler finds them too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Extras {
+    /// The program's standard input (then end of file). Empty: an empty stdin.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stdin: String,
+    /// Arguments after the program (`sys.argv[1:]`, `process.argv.slice(2)`, `os.Args[1:]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Files written into `/workspace` before the program (paths relative to it, checked
+    /// by the gateway and confined again by the agent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ProgramFile>,
+}
+
+impl Extras {
+    pub fn is_empty(&self) -> bool {
+        self.stdin.is_empty() && self.args.is_empty() && self.files.is_empty()
+    }
+}
+
+/// One file written beside the program.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgramFile {
+    /// Relative to `/workspace`.
+    pub path: String,
+    pub content: String,
+    #[serde(default)]
+    pub encoding: Encoding,
 }
 
 /// A program to keep for [`Request::Item`]s.
@@ -368,6 +404,9 @@ pub struct PrepareRequest {
     /// See [`RunRequest::cache_key`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<String>,
+    /// The arguments and files of every item (each item brings its own stdin).
+    #[serde(default, skip_serializing_if = "Extras::is_empty")]
+    pub extras: Extras,
 }
 
 /// A program to keep resident for [`Request::Call`]s.
@@ -401,6 +440,9 @@ pub struct ItemRequest {
     pub timeout_ms: u64,
     pub stream_limit_bytes: u64,
     pub result_limit_bytes: u64,
+    /// This item's stdin (a prepared program's items; not for resident calls).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdin: String,
 }
 
 /// Limits for session file commands, sent with each command.
@@ -549,6 +591,7 @@ mod tests {
     #[test]
     fn requests_and_replies_are_one_line_of_json() {
         let req = Request::Run(RunRequest {
+            extras: Extras::default(),
             source: "print('a\\nb')\n".into(),
             input: RawJson::from_value(&serde_json::json!({"x": "é\n"})),
             timeout_ms: 1000,

@@ -92,6 +92,15 @@ pub struct BatchRequest {
     #[serde(default)]
     #[schema(value_type = String)]
     pub isolation: codebeaker_pool::Isolation,
+    /// The stdin of every item that does not bring its own.
+    #[serde(default)]
+    pub stdin: String,
+    /// Every item's arguments (see `POST /v1/execute`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Files written beside every item's program (see `POST /v1/execute`).
+    #[serde(default)]
+    pub files: Vec<requests::FileSpec>,
 }
 
 /// One input of a batch.
@@ -107,6 +116,8 @@ pub struct BatchItem {
     pub language: Option<String>,
     /// This item's own code (a mixed batch).
     pub code: Option<String>,
+    /// This item's own stdin (instead of the batch's).
+    pub stdin: Option<String>,
 }
 
 /// One item's outcome.
@@ -301,7 +312,7 @@ async fn hold(
 pub fn plan(
     invoker: &Invoker,
     caller: &Principal,
-    req: BatchRequest,
+    mut req: BatchRequest,
 ) -> Result<Plan, RequestError> {
     let settings = &invoker.settings;
     let max_items = settings.limits.max_batch_items.get();
@@ -327,6 +338,19 @@ pub fn plan(
             "maxConcurrency {asked} is above this credential's max_concurrent of {max_concurrent}"
         )));
     }
+    // The batch's stdin, args and files, checked once and shared by every item (a 10,000
+    // item batch does not copy its files 10,000 times). The paths are checked against each
+    // item's own program file below.
+    let extras = requests::extras(
+        std::mem::take(&mut req.stdin),
+        std::mem::take(&mut req.args),
+        std::mem::take(&mut req.files),
+        settings,
+        "",
+    )?;
+    let batch_stdin = extras.stdin;
+    let args: std::sync::Arc<[String]> = extras.args.into();
+    let files: std::sync::Arc<[codebeaker_proto::ProgramFile]> = extras.files.into();
     let mut items = Vec::with_capacity(req.items.len());
     for (i, item) in req.items.into_iter().enumerate() {
         let language = item.language.or_else(|| req.language.clone());
@@ -346,9 +370,38 @@ pub fn plan(
             mode: req.mode,
             packages: req.packages.clone(),
             isolation: req.isolation,
+            stdin: String::new(),
+            args: Vec::new(),
+            files: Vec::new(),
         };
+        let stdin = item.stdin.unwrap_or_else(|| batch_stdin.clone());
         let inv = requests::invocation(one, settings, invoker.pools.recipes(), caller)
-            .and_then(|inv| requests::packages_available(&invoker.pools, &inv).map(|_| inv))
+            .and_then(|mut inv| {
+                requests::packages_available(&invoker.pools, &inv)?;
+                let recipe = &invoker
+                    .pools
+                    .recipes()
+                    .get(&inv.language)
+                    .map(|d| d.recipe.file.clone());
+                requests::extras_for_item(
+                    &stdin,
+                    &files,
+                    recipe.as_deref().unwrap_or(""),
+                    settings,
+                )?;
+                if inv.isolation == Isolation::Program
+                    && !(stdin.is_empty() && args.is_empty() && files.is_empty())
+                {
+                    return Err(RequestError::Invalid(
+                        "stdin, args and files need a fresh process (\"isolation\": \"call\")"
+                            .into(),
+                    ));
+                }
+                inv.stdin = stdin;
+                inv.args = args.clone();
+                inv.files = files.clone();
+                Ok(inv)
+            })
             .map_err(|e| match e {
                 RequestError::Invalid(m) => RequestError::Invalid(format!("items[{i}]: {m}")),
                 other => other,

@@ -22,6 +22,13 @@ pub struct SeedExecuteRequest {
     pub language: String,
     #[serde(default)]
     pub config: SeedConfig,
+    /// As on `/v1/execute`: the program's stdin, arguments and extra files.
+    #[serde(default)]
+    pub stdin: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<crate::requests::FileSpec>,
 }
 
 /// The seeds' `ExecutionConfig`: `timeout` in seconds, `memoryLimit` in MB.
@@ -70,6 +77,9 @@ pub async fn execute(
         mode: RunMode::Plain,
         packages: req.config.packages,
         isolation: Default::default(),
+        stdin: req.stdin,
+        args: req.args,
+        files: req.files,
     };
     let r = state.invoker.execute(&caller, run, None).await?;
     let timeout = r.error.as_ref().is_some_and(|e| e.kind == "timeout");

@@ -187,6 +187,9 @@ pub async fn seed_submit(
         "timeoutMs": req.config.timeout.map(|s| s.saturating_mul(1000)),
         "memoryLimitMb": req.config.memory_limit,
         "packages": req.config.packages,
+        "stdin": req.stdin,
+        "args": req.args,
+        "files": req.files,
     });
     let (job, _) = state.executions.submit(&caller, body, None).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"executionId": job.id}))))

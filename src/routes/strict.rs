@@ -1,5 +1,5 @@
 //! `Strict<T>`: the JSON body of a native `/v1` route, refusing members the route does not
-//! know. A misspelt or unsupported option (`"stdin"`, `"timeout"` for `timeoutMs`) must not
+//! know. A misspelt or unsupported option (`"stdn"`, `"timeout"` for `timeoutMs`) must not
 //! run silently without it. The compatibility routes (Loopai's JSON-RPC, the seeds'
 //! `/api/execute`) keep axum's lenient `Json`, as their clients send extra members.
 
@@ -53,11 +53,11 @@ mod tests {
     #[test]
     fn an_unknown_member_is_named_at_any_depth() {
         let e = parse::<crate::requests::ExecuteRequest>(
-            r#"{"language":"python","code":"x","stdin":"hello"}"#,
+            r#"{"language":"python","code":"x","stdn":"hello"}"#,
         )
         .err()
         .unwrap();
-        assert!(e.to_string().contains("stdin"), "{e}");
+        assert!(e.to_string().contains("stdn"), "{e}");
         let e = parse::<crate::batch::BatchRequest>(
             r#"{"language":"python","code":"x","items":[{"id":"a","inputs":{}}]}"#,
         )

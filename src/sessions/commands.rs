@@ -283,6 +283,7 @@ pub async fn execute(
                         stream_limit_bytes: limits.stream_limit_bytes.get(),
                         result_limit_bytes: limits.result_limit_bytes.get(),
                         plain: false,
+                        extras: Default::default(),
                         // The container keys its own cache (see `compile.rs`).
                         cache_key: None,
                     };

@@ -355,7 +355,7 @@ async fn session_with_big_file(app: &TestApp) -> String {
 async fn native_routes_refuse_unknown_fields_and_name_them() {
     let app = spawn(&[Language::Python]).await;
     let (st, b) = app
-        .execute(json!({"language": "python", "code": "print(input())", "stdin": "hello"}))
+        .execute(json!({"language": "python", "code": "print(input())", "stdn": "hello"}))
         .await;
     assert_eq!(
         (st, b["error"]["kind"].as_str()),
@@ -363,7 +363,15 @@ async fn native_routes_refuse_unknown_fields_and_name_them() {
         "{b}"
     );
     assert!(
-        b["error"]["message"].as_str().unwrap().contains("stdin"),
+        b["error"]["message"].as_str().unwrap().contains("stdn"),
+        "{b}"
+    );
+    let (st, b) = app
+        .execute(json!({"language": "python", "code": "x", "files": [{"path": "a", "content": "", "mode": "x"}]}))
+        .await;
+    assert_eq!(
+        (st, b["error"]["kind"].as_str()),
+        (400, Some("unknown_field")),
         "{b}"
     );
     let r = app.post("/v1/execute/batch")

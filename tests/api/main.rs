@@ -15,6 +15,7 @@ mod languages;
 mod loopai;
 mod pool;
 mod program;
+mod program_io;
 mod recipes;
 mod replicas;
 mod requests;

@@ -23,8 +23,16 @@ public final class Launcher {
     public static void main(String[] args) throws Exception {
         Program.streams();
         warm();
-        String path = readLine(System.in);
-        if (path == null || path.isEmpty()) System.exit(2);
+        // The program's path, then each argument base64-encoded after a tab. System.in is
+        // the program's own stdin after the line (the same buffered stream).
+        String line = readLine(System.in);
+        if (line == null || line.isEmpty()) System.exit(2);
+        String[] parts = line.split("\t", -1);
+        String path = parts[0];
+        String[] programArgs = new String[parts.length - 1];
+        for (int i = 1; i < parts.length; i++) {
+            programArgs[i - 1] = new String(java.util.Base64.getDecoder().decode(parts[i]), StandardCharsets.UTF_8);
+        }
         Method main;
         try {
             main = new Program(path.trim()).mainMethod();
@@ -35,7 +43,7 @@ public final class Launcher {
             return;
         }
         try {
-            main.invoke(null, (Object) new String[0]);
+            main.invoke(null, (Object) programArgs);
         } catch (Throwable e) {
             Program.uncaught(e);
             System.exit(1);

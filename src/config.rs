@@ -113,6 +113,55 @@ pub struct Settings {
     pub instances: codebeaker_pool::InstanceSettings,
     /// `[languages]`: where the recipes are, and which are served.
     pub languages: LanguagesSettings,
+    /// `[compat]`: the Piston and Judge0 APIs and their optional anonymous caller.
+    pub compat: CompatSettings,
+}
+
+/// `[compat]`: the compatibility APIs (Piston v2 at `/api/v2`, Judge0 CE at
+/// `/submissions` and its siblings). They are authenticated like every route; with
+/// `anonymous` on, a request to them that carries no credential runs as one shared
+/// anonymous caller with its own tenant and quota (Piston clients cannot send a header).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatSettings {
+    /// Serve the Piston API v2.
+    pub piston: bool,
+    /// Serve the Judge0 CE API.
+    pub judge0: bool,
+    /// Let requests without a credential use the compatibility APIs as the anonymous
+    /// caller. Off by default; logged loudly at start-up when on.
+    pub anonymous: bool,
+    /// The anonymous caller's tenant (its executions, metrics and pools' share).
+    pub anonymous_tenant: String,
+    /// Its sustained requests per second, shared by every anonymous client (0 = unlimited).
+    pub anonymous_rate_per_second: u32,
+    /// Its burst above that rate.
+    pub anonymous_burst: u32,
+    /// Its invocations in flight at once.
+    pub anonymous_max_concurrent: u32,
+    /// The languages it may use, by name; empty means every served language.
+    pub anonymous_languages: Vec<String>,
+    /// Its longest run time (ms), under `limits.max_timeout_ms`.
+    pub anonymous_max_timeout_ms: u64,
+    /// Its largest memory limit (MB), under the container's.
+    pub anonymous_max_memory_mb: u64,
+}
+
+impl Default for CompatSettings {
+    fn default() -> Self {
+        CompatSettings {
+            piston: true,
+            judge0: true,
+            anonymous: false,
+            anonymous_tenant: "anonymous".into(),
+            anonymous_rate_per_second: 5,
+            anonymous_burst: 10,
+            anonymous_max_concurrent: 2,
+            anonymous_languages: Vec::new(),
+            anonymous_max_timeout_ms: 10_000,
+            anonymous_max_memory_mb: 256,
+        }
+    }
 }
 
 /// `[languages]`: each language is a recipe directory (`languages/<name>/language.toml`);

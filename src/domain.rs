@@ -76,6 +76,8 @@ impl Default for Quota {
 pub enum Via {
     ApiKey,
     Jwt,
+    /// No credential: the compatibility APIs' anonymous caller (`compat.anonymous`).
+    Anonymous,
 }
 
 /// An authenticated caller.

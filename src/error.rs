@@ -184,8 +184,27 @@ impl ApiError {
     }
 }
 
+/// Whose error shape a refusal is written in: the native API's, or a compatibility API's
+/// (its clients parse their peer's shape). Status, headers and metrics are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{"error": {"kind", "message"}}`
+    Native,
+    /// Piston: `{"message"}` (its clients raise exactly a one-member `message` object).
+    Piston,
+    /// Judge0: `{"error"}`, and an empty body for 401 as Judge0 answers it.
+    Judge0,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(Dialect::Native)
+    }
+}
+
+impl ApiError {
+    /// The response to this refusal, with its body in `dialect`'s shape.
+    pub fn respond(self, dialect: Dialect) -> Response {
         let (kind, class) = (self.kind(), self.class());
         let status = self.status();
         if let Some(reason) = crate::failure::rejection_reason(kind) {
@@ -199,10 +218,22 @@ impl IntoResponse for ApiError {
             tracing::debug!(%status, kind, error = %self, "request rejected");
             self.to_string()
         };
-        let body = Json(ErrorBody {
-            error: ErrorDetail { kind, message },
-        });
-        let mut resp = (status, body).into_response();
+        let mut resp = match dialect {
+            Dialect::Native => (
+                status,
+                Json(ErrorBody {
+                    error: ErrorDetail { kind, message },
+                }),
+            )
+                .into_response(),
+            Dialect::Piston => {
+                (status, Json(serde_json::json!({ "message": message }))).into_response()
+            }
+            Dialect::Judge0 if status == StatusCode::UNAUTHORIZED => status.into_response(),
+            Dialect::Judge0 => {
+                (status, Json(serde_json::json!({ "error": message }))).into_response()
+            }
+        };
         let h = resp.headers_mut();
         match class {
             // When waiting helps, in whole seconds (at least 1).

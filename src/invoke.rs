@@ -279,8 +279,9 @@ impl Invoker {
         // Both go with the work, not with this request: they are given back when the
         // container is done, even if the caller has gone away.
         let language = inv.language.clone();
+        let tenant = inv.tenant.clone();
         let ex = self.pools.execute_holding(inv, (admitted, permit)).await?;
-        let resp = respond(language, ex, request_id, started);
+        let resp = respond(language, &tenant, ex, request_id, started);
         tracing::info!(
             execution_id = %resp.execution_id, language = %resp.language,
             subject = %caller.subject, success = resp.success, duration_ms = resp.duration_ms,
@@ -298,16 +299,18 @@ impl Invoker {
         started: Instant,
     ) -> Result<ExecuteResponse, PoolError> {
         let language = inv.language.clone();
+        let tenant = inv.tenant.clone();
         let ex = self.pools.execute(inv).await?;
-        Ok(respond(language, ex, request_id, started))
+        Ok(respond(language, &tenant, ex, request_id, started))
     }
 }
 
 /// Records an invocation that ran: its metrics (`started` is when the request arrived).
 /// Batch items are recorded here too.
-pub fn record(language: &Language, ex: &RunOutput, started: Instant) {
+pub fn record(language: &Language, tenant: &str, ex: &RunOutput, started: Instant) {
     let o = &ex.outcome;
     let outcome = o.error.as_ref().map_or("success", |e| e.kind.as_str());
+    crate::metrics::tenant_invocation(tenant, outcome);
     crate::metrics::invocation(
         language.name().to_string(),
         outcome,
@@ -322,11 +325,12 @@ pub fn record(language: &Language, ex: &RunOutput, started: Instant) {
 /// (`started` is when the request arrived).
 pub fn respond(
     language: Language,
+    tenant: &str,
     ex: RunOutput,
     request_id: Option<String>,
     started: Instant,
 ) -> ExecuteResponse {
-    record(&language, &ex, started);
+    record(&language, tenant, &ex, started);
     let o = ex.outcome;
     let execution_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(

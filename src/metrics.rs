@@ -103,6 +103,14 @@ pub fn invocation(
     }
 }
 
+/// One invocation of `tenant`'s that ran, by outcome: each tenant (the compatibility APIs'
+/// anonymous caller included) shows as its own series. Tenants are the operator's (keys
+/// and token issuers), so the label's values stay few.
+pub fn tenant_invocation(tenant: &str, outcome: &'static str) {
+    counter!("codebeaker_tenant_invocations_total", "tenant" => tenant.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// Pool gauges and lifecycle counters, set from a snapshot at scrape time.
 pub fn pools(
     status: &[codebeaker_pool::PoolStatus],

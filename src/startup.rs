@@ -148,6 +148,21 @@ impl Application {
             languages = ?recipes.languages().map(|l| l.name()).collect::<Vec<_>>(),
             "language recipes loaded"
         );
+        let anonymous = match settings.compat.anonymous {
+            false => None,
+            true => {
+                let p = crate::auth::anonymous(&settings.compat, &recipes)
+                    .map_err(|m| StartupError::Config(ConfigError::Invalid(m)))?;
+                // Loud on purpose: anyone who reaches this port can run code as this caller.
+                tracing::warn!(
+                    tenant = %p.tenant,
+                    rate_per_second = p.quota.rate_per_second,
+                    max_concurrent = p.quota.max_concurrent,
+                    "compat.anonymous is ON: requests without a credential to the Piston and Judge0 APIs run code as the anonymous caller"
+                );
+                Some(Arc::new(p))
+            }
+        };
         let mut pool_settings = settings.pool.clone();
         pool_settings.languages_dir = settings.languages.dir.clone();
         let pools = Pools::start(
@@ -244,6 +259,7 @@ impl Application {
             metrics: crate::metrics::install(),
             sessions,
             executions,
+            anonymous,
             shared,
             shutdown: shutdown.clone(),
             tasks,
@@ -429,9 +445,22 @@ pub fn router(state: AppState) -> Router {
     if state.settings.server.metrics_bind.is_none() {
         open = open.route("/metrics", get(meta::metrics));
     }
-    Router::new()
-        .merge(v1)
-        .merge(open)
+    let mut router = Router::new().merge(v1).merge(open);
+    if state.settings.compat.piston {
+        let piston = Router::new()
+            .route("/api/v2/runtimes", get(crate::routes::piston::runtimes))
+            .route("/api/v2/execute", post(crate::routes::piston::execute))
+            .route(
+                "/api/v2/{*rest}",
+                axum::routing::any(crate::routes::piston::not_found),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                (state.clone(), crate::error::Dialect::Piston),
+                crate::routes::auth::authenticate_compat,
+            ));
+        router = router.merge(piston);
+    }
+    router
         // After routing, so the route template is known and labels stay low-cardinality.
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         // The body limit applies before JSON parsing: an oversized body is refused (413)

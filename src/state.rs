@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub sessions: Arc<Sessions>,
     pub executions: Arc<AsyncEngine>,
+    /// The compatibility APIs' anonymous caller, when `compat.anonymous` is on.
+    pub anonymous: Option<Arc<crate::domain::Principal>>,
     /// The Redis shared with other replicas, when `[shared]` is configured.
     pub shared: Option<Arc<Shared>>,
     /// Cancelled at shutdown; WebSocket loops and their tasks watch it.

@@ -81,6 +81,10 @@ pub struct Recipe {
     #[serde(default)]
     pub launcher: Option<Launcher>,
     pub wrap: Wrap,
+    /// The Judge0 CE language ids this language answers to (`/submissions`'
+    /// `language_id`), as Judge0 CE 1.13.1 numbers its languages; none: not offered there.
+    #[serde(default)]
+    pub judge0: Vec<u32>,
 }
 
 /// How a language compiles. `{source}` is the program file, `{artifact}` the output.

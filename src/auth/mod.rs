@@ -125,3 +125,43 @@ impl Authenticator {
         }
     }
 }
+
+/// The compatibility APIs' anonymous caller (`compat.anonymous`): one shared principal with
+/// its own tenant, allowed to execute only, within the `compat.anonymous_*` quota. Its
+/// languages must be served ones.
+pub fn anonymous(
+    compat: &crate::config::CompatSettings,
+    recipes: &codebeaker_recipe::Registry,
+) -> Result<Principal, String> {
+    let tenant = compat.anonymous_tenant.trim();
+    if tenant.is_empty() {
+        return Err("compat.anonymous_tenant must not be empty".into());
+    }
+    let languages = compat
+        .anonymous_languages
+        .iter()
+        .map(|name| {
+            recipes
+                .resolve(name)
+                .map(|d| d.language().clone())
+                .ok_or_else(|| {
+                    format!("compat.anonymous_languages: {name:?} is not a served language")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Principal {
+        subject: format!("anonymous:{tenant}"),
+        tenant: tenant.to_string(),
+        scopes: vec![crate::domain::Scope::Execute],
+        quota: crate::domain::Quota {
+            rate_per_second: compat.anonymous_rate_per_second,
+            burst: compat.anonymous_burst,
+            max_concurrent: compat.anonymous_max_concurrent,
+            max_sessions: 0,
+            languages,
+            max_timeout_ms: Some(compat.anonymous_max_timeout_ms),
+            max_memory_mb: Some(compat.anonymous_max_memory_mb),
+        },
+        via: crate::domain::Via::Anonymous,
+    })
+}

@@ -465,7 +465,12 @@ pub fn run_plan<G: Send + Sync + 'static>(
         .items
         .first()
         .is_some_and(|(_, inv)| inv.isolation == Isolation::Program);
+    let tenant: Arc<str> = batch
+        .items
+        .first()
+        .map_or_else(|| Arc::from(""), |(_, inv)| inv.tenant.clone());
     let shared = Arc::new(BatchRunState {
+        tenant,
         queue: Mutex::new(batch.items.into_iter().enumerate()),
         stop: AtomicBool::new(false),
         stop_on_first_error: batch.stop_on_first_error,
@@ -498,6 +503,8 @@ pub fn run_plan<G: Send + Sync + 'static>(
 
 /// What a batch's workers share: the items not yet taken, in request order.
 struct BatchRunState {
+    /// Whose batch it is (every item is the caller's).
+    tenant: Arc<str>,
     queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<(String, Invocation)>>>,
     stop: AtomicBool,
     stop_on_first_error: bool,
@@ -696,7 +703,7 @@ fn judge(
     let r = match ran {
         Ok(ex) => {
             // Recorded as a call is, without what only a call's answer needs (its id).
-            crate::invoke::record(&language, &ex, started);
+            crate::invoke::record(&language, &shared.tenant, &ex, started);
             let o = ex.outcome;
             ItemResult {
                 id,

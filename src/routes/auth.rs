@@ -10,12 +10,12 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 
 use crate::auth::{AuthFailure, Credential};
 use crate::domain::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 use crate::limits::RateError;
 use crate::state::AppState;
 
@@ -59,6 +59,19 @@ fn from_headers(headers: &HeaderMap) -> Option<Credential> {
     }
 }
 
+/// Judge0's credential header: `X-Auth-Token: <key>` (a JWT if it has the JWT's shape).
+fn judge0_token(headers: &HeaderMap) -> Option<Credential> {
+    let t = headers.get("x-auth-token")?.to_str().ok()?.trim();
+    if t.is_empty() {
+        return None;
+    }
+    Some(if t.split('.').count() == 3 && !t.starts_with("cb_") {
+        Credential::Bearer(t.to_string())
+    } else {
+        Credential::ApiKey(t.to_string())
+    })
+}
+
 /// `api_key` or `access_token` from a query string (form-decoded).
 fn query_credential(query: &str) -> Option<Credential> {
     form_urlencoded::parse(query.as_bytes()).find_map(|(name, value)| {
@@ -72,20 +85,39 @@ fn query_credential(query: &str) -> Option<Credential> {
 }
 
 /// The authentication layer: credential → principal → rate limit → handler.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    admit(state, Dialect::Native, req, next).await
+}
+
+/// The compatibility APIs' authentication layer (its state names the API): as
+/// [`authenticate`], plus Judge0's `X-Auth-Token` header carrying a key, and, when
+/// `compat.anonymous` is on, the anonymous caller for a request that presents no
+/// credential at all (a wrong one is still refused). Refusals in the API's own shape.
+pub async fn authenticate_compat(
+    State((state, dialect)): State<(AppState, Dialect)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    admit(state, dialect, req, next).await
+}
+
+async fn admit(state: AppState, dialect: Dialect, mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("auth", subject = tracing::field::Empty);
+    let compat = dialect != Dialect::Native;
     let principal = {
         let _enter = span.enter();
         let allow_query = req.uri().path() == WEBSOCKET_PATH;
-        let presented = credential(req.headers(), req.uri().query(), allow_query);
+        let presented = credential(req.headers(), req.uri().query(), allow_query)
+            .map(|c| c.or_else(|| compat.then(|| judge0_token(req.headers())).flatten()));
         let who = match &presented {
             Ok(Some(c)) => c.describe(),
             _ => "none".into(),
         };
-        let result = match presented {
-            Ok(None) => Err(AuthFailure::Missing),
-            Ok(Some(c)) => state.auth.verify(&c),
-            Err(e) => Err(e),
+        let result = match (presented, &state.anonymous) {
+            (Ok(None), Some(anonymous)) if compat => Ok(anonymous.clone()),
+            (Ok(None), _) => Err(AuthFailure::Missing),
+            (Ok(Some(c)), _) => state.auth.verify(&c),
+            (Err(e), _) => Err(e),
         };
         match result {
             Ok(p) => {
@@ -94,7 +126,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             }
             Err(e) => {
                 tracing::warn!(reason = %e, %who, "authentication failed");
-                return ApiError::Unauthenticated(e).into_response();
+                return ApiError::Unauthenticated(e).respond(dialect);
             }
         }
     };
@@ -114,9 +146,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(info) => info,
         Err(RateError::Limited(limited)) => {
             tracing::info!(subject = %principal.subject, "rate limited");
-            return ApiError::RateLimited(limited).into_response();
+            return ApiError::RateLimited(limited).respond(dialect);
         }
-        Err(RateError::Unavailable(e)) => return ApiError::Shared(e).into_response(),
+        Err(RateError::Unavailable(e)) => return ApiError::Shared(e).respond(dialect),
     };
     req.extensions_mut().insert(principal);
     let mut resp = next.run(req).await;

@@ -7,5 +7,6 @@ pub mod execute;
 pub mod executions;
 pub mod forward;
 pub mod meta;
+pub mod piston;
 pub mod sessions;
 pub mod strict;

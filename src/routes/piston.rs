@@ -28,17 +28,17 @@ use crate::state::AppState;
 
 /// A refusal in Piston's shape: `{"message": "..."}` (Piston answers 400 for every
 /// request it cannot run).
-pub struct PistonError(Response);
+pub struct PistonError(Box<Response>);
 
 impl IntoResponse for PistonError {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
 impl<E: Into<ApiError>> From<E> for PistonError {
     fn from(e: E) -> Self {
-        PistonError(e.into().respond(Dialect::Piston))
+        PistonError(Box::new(e.into().respond(Dialect::Piston)))
     }
 }
 

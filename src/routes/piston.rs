@@ -43,13 +43,13 @@ impl<E: Into<ApiError>> From<E> for PistonError {
 }
 
 fn bad(message: impl Into<String>) -> PistonError {
-    PistonError(
+    PistonError(Box::new(
         (
             StatusCode::BAD_REQUEST,
             Json(json!({ "message": message.into() })),
         )
             .into_response(),
-    )
+    ))
 }
 
 /// One runtime as Piston lists it.

@@ -24,6 +24,7 @@ pub mod webhooks;
 // Transports: the only modules that know `AppState` and map errors.
 pub mod error;
 pub mod jsonrpc;
+pub mod judge0;
 pub mod openapi;
 pub mod routes;
 pub mod state;

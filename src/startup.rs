@@ -460,6 +460,29 @@ pub fn router(state: AppState) -> Router {
             ));
         router = router.merge(piston);
     }
+    if state.settings.compat.judge0 {
+        use crate::routes::judge0 as j;
+        let judge0 = Router::new()
+            .route("/about", get(j::about))
+            .route("/version", get(j::version))
+            .route("/config_info", get(j::config_info))
+            .route("/statuses", get(j::statuses))
+            .route("/languages", get(j::list_languages))
+            .route("/languages/all", get(j::all_languages))
+            .route("/languages/{id}", get(j::language))
+            .route("/submissions", post(j::create))
+            // Before `/{token}`: "batch" is not a token.
+            .route(
+                "/submissions/batch",
+                post(j::create_batch).get(j::show_batch),
+            )
+            .route("/submissions/{token}", get(j::show).delete(j::delete))
+            .layer(axum::middleware::from_fn_with_state(
+                (state.clone(), crate::error::Dialect::Judge0),
+                crate::routes::auth::authenticate_compat,
+            ));
+        router = router.merge(judge0);
+    }
     router
         // After routing, so the route template is known and labels stay low-cardinality.
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))

@@ -397,8 +397,12 @@ async fn deliver(
         .webhook_secret_for(&d.subject, &d.tenant)
         .ok_or("not delivered: the caller's webhook secret is gone (key revoked or removed)")?;
     let timestamp = chrono::Utc::now().timestamp();
+    let method = match d.method.as_str() {
+        "PUT" => reqwest::Method::PUT,
+        _ => reqwest::Method::POST,
+    };
     let resp = client
-        .post(&d.url)
+        .request(method, &d.url)
         .header("content-type", "application/json")
         .header("x-codebeaker-timestamp", timestamp.to_string())
         .header(

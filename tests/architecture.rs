@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "config",
     "executions",
     "invoke",
+    "judge0",
     "limits",
     "requests",
     "sessions",

@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -151,20 +151,6 @@ pub enum ExitSource<'a> {
     },
 }
 
-/// Writes `data` to a process's stdin and closes it (end of file). Input larger than a
-/// pipe buffer must not block the agent before it reads the process's output, nor wait on
-/// a program that never reads: that much is written by a thread of its own, which ends
-/// when the data is written or the reader is gone (`EPIPE`; SIGPIPE is ignored).
-pub fn feed(mut pipe: impl Write + Send + 'static, data: Vec<u8>) {
-    if data.len() <= 60 * 1024 {
-        let _ = pipe.write_all(&data);
-    } else {
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-    }
-}
-
 /// Spawns `cmd` (built by [`user_command`]), gives it `stdin` (then EOF), and collects it
 /// under `timeout` and `limit`; `sink` receives output as it arrives. The one way the agent
 /// runs a command to its end (toolchain probes, compilers, session shell commands).
@@ -178,7 +164,7 @@ pub fn run_to_end(
 ) -> io::Result<Collected> {
     let mut child = spawn(cmd)?;
     if let Some(pipe) = child.stdin.take() {
-        feed(pipe, stdin);
+        crate::process::feed(pipe, stdin);
     }
     collect_streaming(reaper, ExitSource::Child(&mut child), timeout, limit, sink)
 }

@@ -5,6 +5,7 @@
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
+use std::io::Write;
 
 /// The environment every user process starts with. Nothing from the agent's own
 /// environment leaks through (it has none worth keeping, and secrets never belong here).
@@ -53,5 +54,19 @@ impl ExitStatus {
             }),
             _ => None,
         }
+    }
+}
+
+/// Writes `data` to a process's stdin and closes it (end of file). Input larger than a
+/// pipe buffer must not block the agent before it reads the process's output, nor wait on
+/// a program that never reads: that much is written by a thread of its own, which ends
+/// when the data is written or the reader is gone (`EPIPE`; SIGPIPE is ignored).
+pub fn feed(mut pipe: impl Write + Send + 'static, data: Vec<u8>) {
+    if data.len() <= 60 * 1024 {
+        let _ = pipe.write_all(&data);
+    } else {
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
     }
 }

@@ -608,7 +608,7 @@ impl Agent {
                     .collect();
                 let mut child = exec::spawn(&mut exec::user_command(&argv, env, self.user))?;
                 if let Some(pipe) = child.stdin.take() {
-                    exec::feed(pipe, stdin.to_vec());
+                    crate::process::feed(pipe, stdin.to_vec());
                 }
                 return Ok(child);
             }
@@ -641,7 +641,7 @@ impl Agent {
             } else {
                 let mut all = std::mem::take(&mut line).into_bytes();
                 all.extend_from_slice(stdin);
-                exec::feed(pipe, all);
+                crate::process::feed(pipe, all);
                 return Ok(child);
             };
             match sent {

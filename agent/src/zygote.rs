@@ -108,7 +108,7 @@ impl Zygote {
         // Our copies of the write ends must go, or EOF would never arrive.
         drop((in_r, out_w, err_w));
         // The program's stdin, then end of file (`in_w` closed).
-        crate::exec::feed(File::from(in_w), stdin);
+        crate::process::feed(File::from(in_w), stdin);
         let reply = self.wait_line(wait).inspect_err(|_| self.tainted = true)?;
         let pid = reply
             .strip_prefix("pid ")

@@ -9,7 +9,8 @@ use crate::store::{JobRecord, Status};
 impl AsyncEngine {
     /// Cancels the caller's tenant's execution `id`; answers with it as it is after.
     pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<JobRecord, ExecutionsError> {
-        let job = self.get(caller, id).await?;
+        // With its request: a Judge0 submission's callback is built from it.
+        let job = self.get_with_request(caller, id).await?;
         if !job.status.is_final() {
             let end = self.end(
                 &job,

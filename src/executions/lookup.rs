@@ -15,6 +15,19 @@ impl AsyncEngine {
             .ok_or(ExecutionsError::NotFound)
     }
 
+    /// The caller's tenant's execution with its request (a Judge0 submission shows what it
+    /// was submitted with).
+    pub async fn get_with_request(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<JobRecord, ExecutionsError> {
+        self.store
+            .get_with_request(&caller.tenant, id)
+            .await?
+            .ok_or(ExecutionsError::NotFound)
+    }
+
     /// The caller's tenant's executions, newest first.
     pub async fn list(
         &self,

@@ -222,6 +222,7 @@ impl InvokerRunner {
 impl Runner for InvokerRunner {
     fn check(&self, caller: &Principal, request: JobRequest) -> Result<(), RequestError> {
         match request {
+            JobRequest::Judge0(inner, _) => self.check(caller, *inner),
             JobRequest::Batch(req) => batch::plan(&self.invoker, caller, req).map(|_| ()),
             JobRequest::Execute(req) => {
                 let inv = requests::invocation(
@@ -242,6 +243,11 @@ impl Runner for InvokerRunner {
         request: JobRequest,
     ) -> Result<String, RunError> {
         match request {
+            JobRequest::Judge0(inner, _) => match *inner {
+                JobRequest::Batch(req) => self.batch(id, caller, req).await,
+                JobRequest::Execute(req) => self.execute(id, caller, req).await,
+                JobRequest::Judge0(..) => Err(RunError::Failed("a nested Judge0 request".into())),
+            },
             JobRequest::Batch(req) => self.batch(id, caller, req).await,
             JobRequest::Execute(req) => self.execute(id, caller, req).await,
         }

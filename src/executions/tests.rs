@@ -159,6 +159,13 @@ impl JobStore for Flaky {
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
         self.inner.get(tenant, id).await
     }
+    async fn get_with_request(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.get_with_request(tenant, id).await
+    }
     async fn list(
         &self,
         tenant: &str,

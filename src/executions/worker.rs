@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::RunError;
 use super::AsyncEngine;
-use crate::store::{JobEnd, JobRecord, Status};
+use crate::store::{JobEnd, JobRecord, JobRequest, Status};
 
 /// Attempts at storing a result before it is given up as `result_not_stored`.
 const STORE_ATTEMPTS: u32 = 4;
@@ -104,6 +104,10 @@ impl AsyncEngine {
                 ))
             })
             .map_err(|e| e.to_string())?;
+        // A Judge0 submission's end needs its Judge0 fields (its callback is Judge0's).
+        if let JobRequest::Judge0(..) = &request {
+            job.request = Some(Ok(request.clone()));
+        }
         self.runner.run(&job.id, &caller, request).await
     }
 
@@ -177,7 +181,13 @@ impl AsyncEngine {
         let at = crate::store::now();
         JobEnd {
             status,
-            callback: self.callback(job, status, error.as_deref(), at),
+            callback: self.callback(
+                job,
+                status,
+                result.as_deref().map(String::as_str),
+                error.as_deref(),
+                at,
+            ),
             result,
             error,
             at,

@@ -6,6 +6,7 @@ pub mod compat;
 pub mod execute;
 pub mod executions;
 pub mod forward;
+pub mod judge0;
 pub mod meta;
 pub mod piston;
 pub mod sessions;

@@ -107,6 +107,13 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Option<JobRecord>, StoreError>;
     /// The job, if it belongs to `tenant` (without its request).
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// The job with its request, if it belongs to `tenant` (a Judge0 submission is shown
+    /// with what it was submitted with).
+    async fn get_with_request(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError>;
     /// The tenant's jobs, newest first, optionally of one status; without their `result`
     /// and `request` (a list shows neither, and each can be tens of MB).
     async fn list(

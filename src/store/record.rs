@@ -62,6 +62,9 @@ impl Status {
 pub enum JobKind {
     Execute,
     Batch,
+    /// A Judge0 submission: an execute (or, for several runs, a batch) with Judge0's own
+    /// fields kept beside it (`"judge0"` in the stored body).
+    Judge0,
 }
 
 impl JobKind {
@@ -70,6 +73,7 @@ impl JobKind {
         match self {
             JobKind::Execute => "execute",
             JobKind::Batch => "batch",
+            JobKind::Judge0 => "judge0",
         }
     }
 
@@ -77,15 +81,19 @@ impl JobKind {
     pub fn parse(s: &str) -> JobKind {
         match s {
             "batch" => JobKind::Batch,
+            "judge0" => JobKind::Judge0,
             _ => JobKind::Execute,
         }
     }
 
-    /// The kind of a submitted body: a batch has `items`.
+    /// The kind of a submitted body: a Judge0 submission has `judge0`, a batch `items`.
     pub fn of_body(body: &Value) -> JobKind {
-        match body.get("items") {
-            Some(_) => JobKind::Batch,
-            None => JobKind::Execute,
+        if body.get("judge0").is_some() {
+            JobKind::Judge0
+        } else if body.get("items").is_some() {
+            JobKind::Batch
+        } else {
+            JobKind::Execute
         }
     }
 }
@@ -95,14 +103,24 @@ impl JobKind {
 pub enum JobRequest {
     Execute(ExecuteRequest),
     Batch(BatchRequest),
+    /// What runs (an execute or a batch), and the submission's Judge0 fields.
+    Judge0(Box<JobRequest>, Value),
 }
 
 impl JobRequest {
     /// A submitted body as a request of `kind`.
-    pub fn from_value(kind: JobKind, body: Value) -> Result<JobRequest, serde_json::Error> {
+    pub fn from_value(kind: JobKind, mut body: Value) -> Result<JobRequest, serde_json::Error> {
         Ok(match kind {
             JobKind::Execute => JobRequest::Execute(serde_json::from_value(body)?),
             JobKind::Batch => JobRequest::Batch(serde_json::from_value(body)?),
+            JobKind::Judge0 => {
+                let meta = body
+                    .as_object_mut()
+                    .and_then(|m| m.remove("judge0"))
+                    .unwrap_or_default();
+                let inner = JobRequest::from_value(JobKind::of_body(&body), body)?;
+                JobRequest::Judge0(Box::new(inner), meta)
+            }
         })
     }
 
@@ -111,6 +129,8 @@ impl JobRequest {
         let typed = match kind {
             JobKind::Execute => serde_json::from_str(body).map(JobRequest::Execute),
             JobKind::Batch => serde_json::from_str(body).map(JobRequest::Batch),
+            JobKind::Judge0 => serde_json::from_str::<Value>(body)
+                .and_then(|v| JobRequest::from_value(JobKind::Judge0, v)),
         };
         typed.map_err(|e| Unreadable(format!("stored request unreadable: {e}")))
     }
@@ -214,6 +234,8 @@ pub struct Delivery {
     #[serde(skip)]
     pub subject: String,
     pub url: String,
+    /// `POST` (CodeBeaker's callbacks) or `PUT` (Judge0's).
+    pub method: String,
     #[serde(skip)]
     pub payload: String,
     /// `pending`, `delivered` or `dead`.

@@ -8,7 +8,7 @@ use codebeaker_proto::Language;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::helpers::{settings, spawn_with, TestApp};
 
@@ -16,6 +16,9 @@ use crate::helpers::{settings, spawn_with, TestApp};
 const PISTON_CLIENT: &str = "piston-client@1.0.2";
 const PISTONAPI: &str = "pistonapi==1.0.1";
 const JUDGE0: &str = "judge0==0.0.8";
+
+/// What a callback receiver saw: (method, body) per request.
+type Calls = Arc<Mutex<Vec<(String, String)>>>;
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
@@ -277,4 +280,199 @@ async fn without_the_anonymous_caller_piston_clients_get_piston_shaped_refusals(
         .unwrap();
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["run"]["stdout"], "ok\n", "{b}");
+}
+
+#[tokio::test]
+async fn the_judge0_sdk_runs_unchanged_and_submissions_are_async_executions() {
+    let dir = tokio::task::spawn_blocking(clients).await.unwrap();
+    let mut s = settings(&[
+        Language::Python,
+        Language::new("c").unwrap(),
+        Language::new("cpp").unwrap(),
+        Language::Go,
+        Language::JavaScript,
+    ]);
+    s.webhooks.allow_private = true; // the callback receiver below is on loopback
+    s.limits.compile_timeout_ms = std::time::Duration::from_millis(60_000);
+    s.pool.queue_timeout_ms = std::time::Duration::from_millis(60_000);
+    let app = spawn_with(s).await;
+    drive(
+        &dir.join("venv/bin/python"),
+        "judge0_client.py",
+        dir,
+        &[("CODEBEAKER_URL", &app.addr), ("CODEBEAKER_KEY", &app.key)],
+    )
+    .await;
+
+    let j0 = |m: reqwest::Method, path: &str| {
+        app.client
+            .request(m, format!("{}{path}", app.addr))
+            .header("X-Auth-Token", &app.key)
+    };
+    // Judge0's 401: no body. Without compat.anonymous, no credential is refused too.
+    let r = app
+        .client
+        .get(format!("{}/languages", app.addr))
+        .header("X-Auth-Token", "cb_nope_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), "");
+    let r = app
+        .client
+        .get(format!("{}/about", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // wait=true without base64: text as it is; the fields asked for and no others.
+    let r = j0(
+        reqwest::Method::POST,
+        "/submissions?wait=true&fields=stdout,status,language_id,time",
+    )
+    .json(&json!({"source_code": "print('héllo', input())", "language_id": 71, "stdin": "wörld"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let b: Value = r.json().await.unwrap();
+    let mut keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["language_id", "status", "stdout", "time"], "{b}");
+    assert_eq!(b["stdout"], "héllo wörld\n", "{b}");
+    assert_eq!(b["status"], json!({"id": 3, "description": "Accepted"}));
+
+    // Validation in Judge0's shape; above the server's limits is clamped, not refused.
+    let r = j0(reqwest::Method::POST, "/submissions")
+        .json(&json!({"language_id": 999, "cpu_time_limit": -1, "compiler_options": "-O2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["source_code"], json!(["can't be blank"]), "{b}");
+    assert_eq!(
+        b["language_id"],
+        json!(["language with id 999 doesn't exist"]),
+        "{b}"
+    );
+    assert_eq!(
+        b["cpu_time_limit"],
+        json!(["must be greater than or equal to 0"]),
+        "{b}"
+    );
+    assert_eq!(
+        b["compiler_options"],
+        json!(["setting compiler options is not allowed"]),
+        "{b}"
+    );
+    let r = j0(reqwest::Method::POST, "/submissions?wait=true&fields=*")
+        .json(&json!({"source_code": "print(1)", "language_id": 71, "cpu_time_limit": 1000, "memory_limit": 99_999_999}))
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["status"]["id"], 3, "{b}");
+    assert_eq!(b["cpu_time_limit"], "60.0", "{b}");
+    let r = j0(
+        reqwest::Method::GET,
+        "/submissions/00000000-0000-4000-8000-000000000000",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = j0(reqwest::Method::GET, "/submissions/batch?tokens=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"submissions": [null]})
+    );
+    let r = j0(
+        reqwest::Method::GET,
+        &format!("/submissions/{}?fields=bogus", b["token"].as_str().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.json::<Value>().await.unwrap()),
+        (400, json!({"error": "invalid fields: [bogus]"}))
+    );
+    let r = j0(
+        reqwest::Method::DELETE,
+        &format!("/submissions/{}", b["token"].as_str().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.json::<Value>().await.unwrap()),
+        (400, json!({"error": "delete not allowed"}))
+    );
+
+    // A submission is an async execution: listed under its kind, for its tenant only.
+    let (_, list) = app.get("/v1/executions?limit=200").await;
+    assert!(
+        list["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["executionId"] == b["token"] && e["kind"] == "judge0"),
+        "{list}"
+    );
+    let other = app.add_tenant_key("someone-else");
+    let r = app
+        .client
+        .get(format!(
+            "{}/submissions/{}",
+            app.addr,
+            b["token"].as_str().unwrap()
+        ))
+        .header("X-Auth-Token", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // callback_url: a PUT of the submission (base64, default fields) through the webhook
+    // machinery (signed, retried).
+    let seen: Calls = Arc::default();
+    let hook = axum::Router::new()
+        .route(
+            "/judge0",
+            axum::routing::any(
+                |axum::extract::State(seen): axum::extract::State<Calls>,
+                 method: reqwest::Method,
+                 body: String| async move {
+                    seen.lock().unwrap().push((method.to_string(), body));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/judge0", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let r = j0(reqwest::Method::POST, "/submissions?base64_encoded=true")
+        .json(&json!({"source_code": "cHJpbnQoJ2NiJyk=", "language_id": 71, "callback_url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::webhooks::wait_for("the Judge0 callback", || !seen.lock().unwrap().is_empty()).await;
+    let (method, body) = seen.lock().unwrap()[0].clone();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(method, "PUT");
+    assert_eq!(body["token"], token.as_str());
+    assert_eq!(body["stdout"], "Y2IK\n", "{body}");
+    assert_eq!(body["status"]["id"], 3, "{body}");
 }

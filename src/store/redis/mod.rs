@@ -509,6 +509,16 @@ impl JobStore for RedisStore {
         Ok(self.check(r)?.filter(|j| j.tenant == tenant))
     }
 
+    async fn get_with_request(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let r = self.job(&mut c, id, &JOB_FIELDS).await;
+        Ok(self.check(r)?.filter(|j| j.tenant == tenant))
+    }
+
     async fn list(
         &self,
         tenant: &str,

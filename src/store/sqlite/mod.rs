@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at INTEGER NOT NULL,
     last_error TEXT,
     created_at INTEGER NOT NULL,
-    delivered_at INTEGER
+    delivered_at INTEGER,
+    method TEXT NOT NULL DEFAULT 'POST'
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (status, created_at);
@@ -75,7 +76,7 @@ const LOOKUP_COLUMNS: &str = "id, tenant, caller, kind, NULL, status, created_at
 /// [`COLUMNS`] without the request and the result (a list shows neither).
 const LIST_COLUMNS: &str = "id, tenant, caller, kind, NULL, status, created_at, started_at, finished_at, NULL, error, attempts, idempotency_key, request_hash, callback_url";
 
-const DELIVERY_COLUMNS: &str = "id, execution_id, tenant, subject, url, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
+const DELIVERY_COLUMNS: &str = "id, execution_id, tenant, subject, url, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at, method";
 
 fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -91,6 +92,7 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         last_error: r.get(9)?,
         created_at: r.get(10)?,
         delivered_at: r.get(11)?,
+        method: r.get(12)?,
     })
 }
 
@@ -144,6 +146,17 @@ impl SqliteStore {
         if !has_callback {
             conn.execute_batch("ALTER TABLE executions ADD COLUMN callback_url TEXT")
                 .map_err(open)?;
+        }
+        // ...and from before Judge0's PUT callbacks, the method (theirs were POSTs).
+        let has_method: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('deliveries') WHERE name = 'method'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(open)?;
+        if !has_method {
+            conn.execute_batch(
+                "ALTER TABLE deliveries ADD COLUMN method TEXT NOT NULL DEFAULT 'POST'",
+            )
+            .map_err(open)?;
         }
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -251,10 +264,11 @@ impl Db {
         )?;
         if let (1, Some(d)) = (n, &end.callback) {
             tx.execute(
-                &format!("INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                &format!("INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                 params![
                     d.id, d.execution_id, d.tenant, d.subject, d.url, d.payload, d.status,
-                    d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.delivered_at
+                    d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.delivered_at,
+                    d.method
                 ],
             )?;
         }
@@ -275,7 +289,7 @@ impl Db {
         ))?;
         let rows = stmt.query_map(params![now, limit as i64], |r| {
             let mut d = row_to_delivery(r)?;
-            let result: Option<String> = r.get(12)?;
+            let result: Option<String> = r.get(13)?;
             d.payload = with_result(std::mem::take(&mut d.payload), result);
             Ok(d)
         })?;
@@ -413,6 +427,16 @@ impl JobStore for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn get_with_request(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.call(move |db| db.job_where(COLUMNS, "id = ?1 AND tenant = ?2", params![id, tenant]))
+            .await
     }
 
     async fn list(

@@ -204,6 +204,7 @@ async fn a_callback_carries_the_stored_result_and_settled_ones_are_purged() {
         tenant: "t".into(),
         subject: "k".into(),
         url: "http://127.0.0.1:9/".into(),
+        method: "PUT".into(),
         payload: r#"{"executionId":"x","result":null,"error":null}"#.into(),
         status: "pending".into(),
         attempts: 0,
@@ -219,6 +220,10 @@ async fn a_callback_carries_the_stored_result_and_settled_ones_are_purged() {
     };
     assert!(s.finish("x", &with_callback).await.unwrap());
     let due = s.due_deliveries(5, 10).await.unwrap();
+    assert_eq!(
+        due[0].method, "PUT",
+        "the method reads back (Judge0's callbacks)"
+    );
     assert_eq!(
         due[0].payload,
         format!(r#"{{"executionId":"x","result":{result},"error":null}}"#)

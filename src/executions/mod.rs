@@ -99,6 +99,9 @@ pub enum ExecutionsError {
     Request(#[from] RequestError),
     #[error("execution not found")]
     NotFound,
+    /// The seeds' status route: the execution exists but has no result yet.
+    #[error("execution {0} has no result yet ({1}); ask again later")]
+    NoResultYet(String, &'static str),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
     #[error("this tenant already has {0} executions queued; retry later")]
@@ -113,7 +116,7 @@ impl crate::failure::Failure for ExecutionsError {
     fn kind(&self) -> &'static str {
         match self {
             ExecutionsError::Request(e) => e.kind(),
-            ExecutionsError::NotFound => "execution_not_found",
+            ExecutionsError::NotFound | ExecutionsError::NoResultYet(..) => "execution_not_found",
             ExecutionsError::IdempotencyMismatch => "idempotency_key_reused",
             ExecutionsError::TenantQueueFull(_) | ExecutionsError::QueueFull(_) => "queue_full",
             ExecutionsError::Store(e) => e.kind(),
@@ -122,7 +125,9 @@ impl crate::failure::Failure for ExecutionsError {
     fn class(&self) -> crate::failure::Class {
         match self {
             ExecutionsError::Request(e) => e.class(),
-            ExecutionsError::NotFound | ExecutionsError::IdempotencyMismatch => {
+            ExecutionsError::NotFound
+            | ExecutionsError::NoResultYet(..)
+            | ExecutionsError::IdempotencyMismatch => {
                 crate::failure::Class::Caller
             }
             ExecutionsError::TenantQueueFull(_) => crate::failure::OVER_QUOTA,

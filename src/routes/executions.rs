@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::domain::Scope;
 use crate::error::ApiError;
-use crate::executions::ExecutionResource;
+use crate::executions::{ExecutionResource, ExecutionsError};
 use crate::requests::RequestError;
 use crate::routes::auth::Caller;
 use crate::routes::compat::SeedExecuteRequest;
@@ -195,7 +195,10 @@ pub async fn seed_submit(
     Ok((StatusCode::ACCEPTED, Json(json!({"executionId": job.id}))))
 }
 
-/// `GET /api/execute/status/{id}` (the seeds' API): status, and the seeds' result shape.
+/// `GET /api/execute/status/{id}` (the seeds' API, as seed 000 has it): the
+/// `ExecutionResult` itself once the execution has ended, 404 until then. An execution
+/// that failed or was cancelled without running ends with exit code -1 and the reason on
+/// stderr.
 pub async fn seed_status(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -203,18 +206,22 @@ pub async fn seed_status(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Execute)?;
     let job = state.executions.get(&caller, &id).await?;
-    let view = ExecutionResource::of(&job, 0, 0);
-    let mut out = json!({"executionId": job.id, "status": job.status, "error": view.error});
-    if let Some(r) = view.result {
-        let timeout = r["error"]["kind"] == "timeout";
-        out["result"] = json!({
-            "executionId": job.id,
-            "stdout": r["stdout"],
-            "stderr": r["stderr"],
-            "exitCode": r["exitCode"].as_i64().unwrap_or(-1),
-            "durationMs": r["durationMs"],
-            "timeout": timeout,
-        });
+    if !job.status.is_final() {
+        return Err(ExecutionsError::NoResultYet(job.id, job.status.as_str()).into());
     }
-    Ok(Json(out))
+    let view = ExecutionResource::of(&job, 0, 0);
+    let r = view.result.unwrap_or(Value::Null);
+    let timeout = r["error"]["kind"] == "timeout";
+    let duration = job
+        .finished_at
+        .zip(job.started_at)
+        .map_or(0, |(f, s)| (f - s).num_milliseconds().max(0) as u64);
+    Ok(Json(json!({
+        "executionId": job.id,
+        "stdout": r["stdout"].as_str().unwrap_or_default(),
+        "stderr": r["stderr"].as_str().map_or_else(|| view.error.unwrap_or_default(), str::to_string),
+        "exitCode": r["exitCode"].as_i64().unwrap_or(-1),
+        "durationMs": r["durationMs"].as_u64().unwrap_or(duration),
+        "timeout": timeout,
+    })))
 }

@@ -78,17 +78,32 @@ async fn an_async_execution_and_an_async_batch_complete_with_their_results() {
         .unwrap()
         .to_string();
     app.wait_final(&id).await;
+    // As seed 000: the ExecutionResult itself (404 until it exists).
     let (st, s) = app.get(&format!("/api/execute/status/{id}")).await;
     assert_eq!(st, 200);
     assert_eq!(
         (
-            s["status"].as_str(),
-            s["result"]["stdout"].as_str(),
-            s["result"]["exitCode"].as_i64()
+            s["executionId"].as_str(),
+            s["stdout"].as_str(),
+            s["exitCode"].as_i64(),
+            s["timeout"].as_bool()
         ),
-        (Some("completed"), Some("later\n"), Some(0)),
+        (Some(id.as_str()), Some("later\n"), Some(0), Some(false)),
         "{s}"
     );
+    assert!(s["durationMs"].is_u64() && s.get("status").is_none(), "{s}");
+    let r = app
+        .post("/api/execute/async")
+        .json(&json!({"code": "import time\ntime.sleep(3)", "language": "python"}))
+        .send()
+        .await
+        .unwrap();
+    let slow = r.json::<Value>().await.unwrap()["executionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, s) = app.get(&format!("/api/execute/status/{slow}")).await;
+    assert_eq!((st, s["error"]["kind"].as_str()), (404, Some("execution_not_found")), "{s}");
     app.stop().await;
 }
 

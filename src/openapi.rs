@@ -33,7 +33,7 @@ use crate::routes::meta::LanguageInfo;
         crate::routes::sessions::close,
         openapi_json,
     ),
-    components(schemas(crate::executions::ExecutionResource, CreateSession, ExecuteRequest, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
+    components(schemas(crate::executions::ExecutionResource, CreateSession, ExecuteRequest, crate::requests::FileSpec, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []))
 )]

@@ -127,9 +127,7 @@ impl crate::failure::Failure for ExecutionsError {
             ExecutionsError::Request(e) => e.class(),
             ExecutionsError::NotFound
             | ExecutionsError::NoResultYet(..)
-            | ExecutionsError::IdempotencyMismatch => {
-                crate::failure::Class::Caller
-            }
+            | ExecutionsError::IdempotencyMismatch => crate::failure::Class::Caller,
             ExecutionsError::TenantQueueFull(_) => crate::failure::OVER_QUOTA,
             ExecutionsError::QueueFull(_) => crate::failure::BUSY,
             ExecutionsError::Store(e) => e.class(),

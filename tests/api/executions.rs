@@ -103,7 +103,11 @@ async fn an_async_execution_and_an_async_batch_complete_with_their_results() {
         .unwrap()
         .to_string();
     let (st, s) = app.get(&format!("/api/execute/status/{slow}")).await;
-    assert_eq!((st, s["error"]["kind"].as_str()), (404, Some("execution_not_found")), "{s}");
+    assert_eq!(
+        (st, s["error"]["kind"].as_str()),
+        (404, Some("execution_not_found")),
+        "{s}"
+    );
     app.stop().await;
 }
 

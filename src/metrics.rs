@@ -111,6 +111,14 @@ pub fn tenant_invocation(tenant: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// What `/readyz` says, at scrape time, for alerts: the engine answers (`engine_up`),
+/// the gateway takes traffic (`ready`), and the sessions open on this replica.
+pub fn readiness(engine_up: bool, ready: bool, sessions_open: usize) {
+    gauge!("codebeaker_engine_up").set(if engine_up { 1.0 } else { 0.0 });
+    gauge!("codebeaker_ready").set(if ready { 1.0 } else { 0.0 });
+    gauge!("codebeaker_sessions_open").set(sessions_open as f64);
+}
+
 /// Pool gauges and lifecycle counters, set from a snapshot at scrape time.
 pub fn pools(
     status: &[codebeaker_pool::PoolStatus],

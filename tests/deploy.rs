@@ -100,3 +100,89 @@ fn the_compose_file_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The metric names a query uses (`codebeaker_…`), a histogram's `_bucket`, `_count` and
+/// `_sum` series taken as the histogram's own name.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("codebeaker_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        names.insert(base.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_query_metrics_the_gateway_exports() {
+    // What the gateway registers: every name given to counter!, gauge! or histogram!.
+    let exported = metric_names(&std::fs::read_to_string(root().join("src/metrics.rs")).unwrap());
+    let files = root().join("deploy/helm/codebeaker/files");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files.join("dashboard.json")).unwrap())
+            .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().expect("targets") {
+            queries.push(t["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    let alerts = std::fs::read_to_string(files.join("alerts.yaml")).unwrap();
+    let rules: Vec<&str> = alerts
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+        .collect();
+    for alert in [
+        "CodeBeakerNotReady",
+        "CodeBeakerEngineUnavailable",
+        "CodeBeakerPoolExhausted",
+        "CodeBeakerWebhookDeadLetters",
+        "CodeBeakerHighErrorRatio",
+    ] {
+        assert!(rules.iter().any(|r| r.contains(alert)), "no alert {alert}");
+    }
+    queries.push(alerts);
+    for q in &queries {
+        let used = metric_names(q);
+        assert!(!used.is_empty(), "a query names no CodeBeaker metric: {q}");
+        for name in used {
+            assert!(
+                exported.contains(&name),
+                "{name} (in {q:?}) is not a metric the gateway exports"
+            );
+        }
+    }
+    // The panels the issue asks for.
+    let titles: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for want in [
+        "Calls per second",
+        "Latency p99",
+        "Queue wait",
+        "Pool containers",
+        "Docker containers",
+        "Rejections",
+        "Sessions",
+        "Async executions",
+        "Webhook",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(want)),
+            "no panel for {want}: {titles:?}"
+        );
+    }
+}

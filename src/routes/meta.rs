@@ -135,15 +135,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// Docker answers and every enabled language has its minimum of idle containers.
 #[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let docker = state.pools.docker_alive().await;
-    let pools = state.pools.status();
-    let warm = pools.iter().all(|p| p.is_warm());
-    // With replicas, a replica that cannot reach Redis cannot take traffic either.
-    let redis = match &state.shared {
-        Some(s) => Some(s.ping().await),
-        None => None,
-    };
-    let ready = docker && warm && redis != Some(false);
+    let (ready, docker, redis, pools) = readiness(&state).await;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -155,9 +147,27 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     )
 }
 
+/// Whether the gateway takes traffic: the engine answers, every pool has its warm
+/// minimum and (with replicas) Redis answers. (ready, docker, redis, pools)
+async fn readiness(
+    state: &AppState,
+) -> (bool, bool, Option<bool>, Vec<codebeaker_pool::PoolStatus>) {
+    let docker = state.pools.docker_alive().await;
+    let pools = state.pools.status();
+    let warm = pools.iter().all(|p| p.is_warm());
+    // With replicas, a replica that cannot reach Redis cannot take traffic either.
+    let redis = match &state.shared {
+        Some(s) => Some(s.ping().await),
+        None => None,
+    };
+    (docker && warm && redis != Some(false), docker, redis, pools)
+}
+
 /// `GET /metrics`: pool gauges and lifecycle counters are read at scrape time.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (ready, docker, _, _) = readiness(&state).await;
+    crate::metrics::readiness(docker, ready, state.sessions.len());
     crate::metrics::pools(
         &state.pools.status(),
         state.admission.in_flight(),

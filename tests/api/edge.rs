@@ -391,6 +391,10 @@ async fn metrics_expose_the_named_series_and_they_move() {
         "codebeaker_containers_recycled_total",
         "codebeaker_containers_retired_total",
         "codebeaker_rejections_total",
+        "codebeaker_tenant_invocations_total",
+        "codebeaker_ready",
+        "codebeaker_engine_up",
+        "codebeaker_sessions_open",
     ] {
         assert!(after.contains(name), "{name} missing from:\n{after}");
     }

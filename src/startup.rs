@@ -454,7 +454,8 @@ pub fn router(state: AppState) -> Router {
                 "/api/v2/{*rest}",
                 axum::routing::any(crate::routes::piston::not_found),
             )
-            .layer(axum::middleware::from_fn_with_state(
+            // On its routes only: a path no route has stays a 404, not a 401.
+            .route_layer(axum::middleware::from_fn_with_state(
                 (state.clone(), crate::error::Dialect::Piston),
                 crate::routes::auth::authenticate_compat,
             ));
@@ -477,7 +478,7 @@ pub fn router(state: AppState) -> Router {
                 post(j::create_batch).get(j::show_batch),
             )
             .route("/submissions/{token}", get(j::show).delete(j::delete))
-            .layer(axum::middleware::from_fn_with_state(
+            .route_layer(axum::middleware::from_fn_with_state(
                 (state.clone(), crate::error::Dialect::Judge0),
                 crate::routes::auth::authenticate_compat,
             ));

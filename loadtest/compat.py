@@ -13,11 +13,12 @@ Four ways of running `print(input())` with stdin `hi` in Python, on one gateway:
   D  Judge0 wait    POST /submissions?wait=true (the gateway polls its queue every 5 ms)
 
 Phase 1 (sequential, one client, one keep-alive connection): WARMUP calls of each, then N
-of each, interleaved round-robin (the order rotated every round, so each mode follows
-each other equally often and machine noise falls on all four alike).
+of each, interleaved: one call of each mode per round, the rounds going through the 24
+orders of the four (so each mode comes first, and follows each other mode, equally often;
+machine noise falls on all four alike; N a multiple of 24 balances it exactly).
 
 Phase 2 (optional, --mix-seconds > 0): CONCURRENCY clients, each with its own keep-alive
-connection, each going round the four modes, for MIX seconds: calls/s in total and the
+connection, each going through the 24 orders of the four modes, for MIX seconds: calls/s in total and the
 latency per mode under load.
 
 Phase 3 (optional, --solo-seconds > 0): CONCURRENCY clients on one mode at a time for SOLO
@@ -32,6 +33,7 @@ Standard library only. Prints markdown.
 """
 import argparse
 import http.client
+import itertools
 import json
 import sys
 import threading
@@ -44,6 +46,9 @@ STDIN = "hi"
 EXPECTED = "hi\n"
 FINAL = {"completed", "failed", "cancelled", "canceled", "expired"}
 MODES = ["A", "B", "C", "D"]
+# Round i runs the modes in the i-th of the 24 orders: over 24 rounds each mode comes
+# first, second, … equally often and follows each other mode equally often.
+ORDERS = [list(p) for p in itertools.permutations(MODES)]
 NAMES = {
     "A": "A native sync `POST /v1/execute`",
     "B": "B Piston `POST /api/v2/execute`",
@@ -108,6 +113,10 @@ class Client:
 NATIVE = {"language": "python", "code": CODE, "mode": "plain", "stdin": STDIN}
 PISTON = {"language": "python", "version": "*", "files": [{"content": CODE}], "stdin": STDIN}
 JUDGE0 = {"source_code": CODE, "language_id": 71, "stdin": STDIN}
+# --judge0-memory-kb / --native-memory-mb add a memory limit to D / to A and C (a control:
+# Judge0's default memory_limit, 128000 KB, is 125 MiB, while a native or Piston call
+# without one runs under the container's own limit, so interleaved calls make a container
+# change its limit back and forth).
 
 
 def call(c, mode, detail=True):
@@ -259,19 +268,34 @@ def server_table(rec):
               f"{gb - ga:+.2f} ms\n")
 
 
+def prev_table(rec):
+    print("### Sequential p50 ms by the mode called just before\n")
+    print("| mode | after A | after B | after C | after D |")
+    print("|---|---|---|---|---|")
+    for m in MODES:
+        cells = []
+        for q in MODES:
+            xs = [x for x, i in zip(rec.ms[m], rec.info[m]) if i.get("prev") == q]
+            cells.append(f"{fmt(pct(xs, 50))} (n={len(xs)})" if xs else "–")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    print()
+
+
 def sequential(args):
     c = Client(args.url, args.key)
     rec = Rec()
     total = args.warmup + args.n
+    prev = None
     t0 = time.perf_counter()
     for i in range(total):
-        order = MODES[i % 4:] + MODES[:i % 4]
-        for m in order:
+        for m in ORDERS[i % len(ORDERS)]:
             ms, ok, info = call(c, m, detail=i >= args.warmup)
             if i >= args.warmup:
+                info["prev"] = prev
                 rec.add(m, ms, ok, info)
             elif not ok:
                 print(f"warm-up call {m} failed: {info.get('error')}", file=sys.stderr)
+            prev = m
     wall = time.perf_counter() - t0
     return rec, wall, c.requests
 
@@ -313,16 +337,34 @@ def main():
     ap.add_argument("--solo-seconds", type=float, default=0,
                     help="concurrent one-mode phases, each this long (0: skip)")
     ap.add_argument("--solo-rounds", type=int, default=2)
+    ap.add_argument("--solo-modes", default="ABCD",
+                    help="the modes of the one-mode phases (e.g. B for profiling B alone)")
+    ap.add_argument("--judge0-memory-kb", type=int, default=None,
+                    help="control: send this memory_limit with D")
+    ap.add_argument("--native-memory-mb", type=int, default=None,
+                    help="control: send this memoryLimitMb with A and C")
     args = ap.parse_args()
+    if args.judge0_memory_kb is not None:
+        JUDGE0["memory_limit"] = args.judge0_memory_kb
+    if args.native_memory_mb is not None:
+        NATIVE["memoryLimitMb"] = args.native_memory_mb
 
-    print(f"## compat.py: {args.url}, n={args.n}, warmup={args.warmup}\n")
-    rec, wall, reqs = sequential(args)
-    latency_table(rec, f"Sequential, one client, interleaved ({wall:.1f} s, {reqs} HTTP requests)")
-    server_table(rec)
+    print(f"## compat.py: {args.url}, n={args.n}, warmup={args.warmup}, "
+          f"judge0 memory_limit={args.judge0_memory_kb}, native memoryLimitMb="
+          f"{args.native_memory_mb}\n")
+    if args.n > 0:
+        rec, wall, reqs = sequential(args)
+        latency_table(rec, f"Sequential, one client, interleaved ({wall:.1f} s, "
+                           f"{reqs} HTTP requests)")
+        server_table(rec)
+        prev_table(rec)
 
     if args.mix_seconds > 0:
+        # Worker w goes through the 24 orders from the (6w)-th on: every mode follows every
+        # other equally often on each connection.
         rec, wall, reqs = concurrent(
-            args, lambda w: MODES[w % 4:] + MODES[:w % 4], args.mix_seconds)
+            args, lambda w: [m for k in range(24) for m in ORDERS[(k + 6 * w) % 24]],
+            args.mix_seconds)
         calls = sum(len(rec.ms[m]) + rec.errors[m] for m in MODES)
         latency_table(rec, f"Concurrent mix, {args.concurrency} clients, {wall:.1f} s: "
                            f"{calls / wall:.1f} calls/s ({reqs / wall:.1f} HTTP requests/s)")
@@ -330,8 +372,9 @@ def main():
     if args.solo_seconds > 0:
         per = {m: [] for m in MODES}
         lat = {m: [] for m in MODES}
+        solo = [m for m in MODES if m in args.solo_modes.upper()]
         for _ in range(args.solo_rounds):
-            for m in MODES:
+            for m in solo:
                 rec, wall, reqs = concurrent(args, lambda w, m=m: [m], args.solo_seconds)
                 per[m].append((len(rec.ms[m]) / wall, reqs / wall, rec.errors[m]))
                 lat[m].extend(rec.ms[m])
@@ -340,7 +383,7 @@ def main():
         print("| mode | calls/s (per round) | mean calls/s | HTTP req/s | errors | p50 ms | p90 ms | p99 ms |")
         print("|---|---|---|---|---|---|---|---|")
         base = {}
-        for m in MODES:
+        for m in solo:
             rates = [r for r, _, _ in per[m]]
             mean = sum(rates) / len(rates)
             base[m] = mean
@@ -349,8 +392,10 @@ def main():
                   f"{sum(e for _, _, e in per[m])} | {fmt(pct(lat[m], 50))} | "
                   f"{fmt(pct(lat[m], 90))} | {fmt(pct(lat[m], 99))} |")
         print()
-        print(f"Throughput ratios: B/A {base['B'] / base['A']:.3f}, "
-              f"D/C {base['D'] / base['C']:.3f}, D/A {base['D'] / base['A']:.3f}\n")
+        ratios = [f"{a}/{b} {base[a] / base[b]:.3f}" for a, b in (("B", "A"), ("D", "C"), ("D", "A"))
+                  if a in base and b in base and base[b]]
+        if ratios:
+            print("Throughput ratios: " + ", ".join(ratios) + "\n")
 
 
 if __name__ == "__main__":

@@ -205,7 +205,8 @@ pub async fn config_info(State(state): State<AppState>, Caller(caller): Caller) 
         "max_cpu_extra_time": max_s,
         "wall_time_limit": 10.0_f64.min(max_s),
         "max_wall_time_limit": max_s,
-        "memory_limit": 128_000.min(max_memory_kb(&state, &caller)),
+        // The container's own limit: the default needs no `docker update` per call.
+        "memory_limit": max_memory_kb(&state, &caller),
         "max_memory_limit": max_memory_kb(&state, &caller),
         "stack_limit": 64_000,
         "max_stack_limit": 128_000,
@@ -376,7 +377,9 @@ fn submission(
     let cpu_time_limit = limit("cpu_time_limit", 5.0, 0.0, false, max_s);
     let cpu_extra_time = limit("cpu_extra_time", 1.0, 0.0, false, max_s);
     let wall_time_limit = limit("wall_time_limit", 10.0, 1.0, false, max_s);
-    let memory_limit = limit("memory_limit", 128_000.0, 2048.0, false, max_kb as f64) as u64;
+    // The default is the container's own limit, not Judge0's 128,000 KB: a container keeps
+    // the last limit it was given, and switching it costs a `docker update` (~15 ms, run W).
+    let memory_limit = limit("memory_limit", max_kb as f64, 2048.0, false, max_kb as f64) as u64;
     let stack_limit = limit("stack_limit", 64_000.0, 0.0, false, 128_000.0) as u64;
     let max_processes = limit("max_processes_and_or_threads", 60.0, 0.0, true, 120.0) as u64;
     let max_file_size = limit("max_file_size", 1024.0, 0.0, false, 4096.0) as u64;
@@ -459,9 +462,12 @@ fn submission(
         "stdin": meta.stdin.clone().unwrap_or_default(),
         "args": arguments.as_deref().map(split_args).unwrap_or_default(),
         "timeoutMs": (seconds * 1000.0).ceil() as u64,
-        "memoryLimitMb": memory_mb,
         "judge0": serde_json::to_value(&meta).unwrap_or_default(),
     });
+    // Only a limit below the container's is a limit of its own.
+    if memory_mb < container_mb {
+        native["memoryLimitMb"] = json!(memory_mb);
+    }
     if let Some(url) = callback_url {
         native["callbackUrl"] = json!(url);
     }

@@ -441,7 +441,9 @@ pub fn router(state: AppState) -> Router {
         // The seeds' name for it.
         .route("/health", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
-        .route("/openapi.json", get(crate::openapi::openapi_json));
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        // The web console: public static files that call `/v1` with the user's key.
+        .merge(crate::routes::console::router());
     if state.settings.server.metrics_bind.is_none() {
         open = open.route("/metrics", get(meta::metrics));
     }

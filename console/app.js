@@ -292,7 +292,9 @@
         const s = await sessions.json();
         $('sessions-count').textContent = String(s.count);
         for (const x of s.sessions) {
-          body.appendChild(row([x.sessionId, x.language, x.state, x.executionCount, x.idleMinutes]));
+          const tr = row([x.sessionId, x.language, x.state, x.executionCount, x.idleMinutes]);
+          tr.children[0].className = 'mono';
+          body.appendChild(tr);
         }
       } else {
         $('sessions-count').textContent = '?';

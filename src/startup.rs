@@ -392,7 +392,7 @@ impl Stopping {
     }
 }
 
-/// The route table. `/v1` routes pass the auth layer; probes, metrics and the API
+/// The route table. `/v1` routes pass the auth layer; probes, metrics, the console and the API
 /// document do not.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes.get();

@@ -25,7 +25,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/console", get(|| asset(INDEX, "text/html; charset=utf-8")))
-        .route("/console/", get(|| asset(INDEX, "text/html; charset=utf-8")))
+        .route(
+            "/console/",
+            get(|| asset(INDEX, "text/html; charset=utf-8")),
+        )
         .route(
             "/console/app.js",
             get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),

@@ -392,7 +392,7 @@ impl Stopping {
     }
 }
 
-/// The route table. `/v1` routes pass the auth layer; probes, metrics and the API
+/// The route table. `/v1` routes pass the auth layer; probes, metrics, the console and the API
 /// document do not.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes.get();
@@ -441,7 +441,9 @@ pub fn router(state: AppState) -> Router {
         // The seeds' name for it.
         .route("/health", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
-        .route("/openapi.json", get(crate::openapi::openapi_json));
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        // The web console: public static files that call `/v1` with the user's key.
+        .merge(crate::routes::console::router());
     if state.settings.server.metrics_bind.is_none() {
         open = open.route("/metrics", get(meta::metrics));
     }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod batch;
 pub mod compat;
+pub mod console;
 pub mod execute;
 pub mod executions;
 pub mod forward;

@@ -6,6 +6,7 @@ mod helpers;
 mod async_work;
 mod batch;
 mod compat;
+mod console;
 mod edge;
 mod executions;
 mod hardening;

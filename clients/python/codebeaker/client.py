@@ -115,7 +115,9 @@ class Client(Api):
         from websockets.sync.client import connect
         ws = connect(ws_url(self.url), additional_headers=_http.headers(self.api_key),
                      open_timeout=open_timeout, max_size=None)
-        return Rpc(ws)
+        # Entered here and closed by `Rpc.close`/`__exit__` (websockets wants the
+        # connection used as a context manager).
+        return Rpc(ws.__enter__())
 
 
 class SessionScope:

@@ -36,7 +36,7 @@ def test_idempotency_key_returns_the_first_execution(client):
 
 
 def test_cancel(client):
-    sub = client.submit("python", "import time\ntime.sleep(20)\nresult = 1", timeout_ms=25_000)
+    sub = client.submit("python", "import time\ntime.sleep(3)\nresult = 1", timeout_ms=10_000)
     cancelled = client.cancel(sub.execution_id)
     assert cancelled.execution_id == sub.execution_id
     final = client.wait(sub.execution_id, poll_interval=0.1, timeout=60)
@@ -44,7 +44,7 @@ def test_cancel(client):
 
 
 def test_wait_times_out(client):
-    sub = client.submit("python", "import time\ntime.sleep(5)\nresult = 1", timeout_ms=10_000)
+    sub = client.submit("python", "import time\ntime.sleep(2)\nresult = 1", timeout_ms=10_000)
     with pytest.raises(codebeaker.TransportError):
         client.wait(sub.execution_id, poll_interval=0.1, timeout=0.3)
     client.cancel(sub.execution_id)
@@ -56,7 +56,7 @@ def test_async_submit_wait_and_cancel(url):
             sub = await c.submit("python", "result = 'async'")
             done = await c.wait(sub.execution_id, poll_interval=0.1, timeout=60)
             assert done.result.output == "async"
-            slow = await c.submit("python", "import time\ntime.sleep(20)", timeout_ms=25_000)
+            slow = await c.submit("python", "import time\ntime.sleep(3)", timeout_ms=10_000)
             await c.cancel(slow.execution_id)
             assert (await c.wait(slow.execution_id, poll_interval=0.1)).status == "cancelled"
     asyncio.run(main())

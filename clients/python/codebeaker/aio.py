@@ -8,11 +8,12 @@ import time
 from typing import Any, AsyncIterator, Optional, Sequence
 
 import httpx
+from websockets.exceptions import WebSocketException
 
 from . import _http
 from ._requests import Api, Call, batch_body, settings
 from .errors import TransportError
-from .jsonrpc import AsyncRpc, ws_url
+from .jsonrpc import AsyncRpc, handshake_error, ws_url
 from .types import BatchItemResult, BatchSummary, Execution, Session
 
 
@@ -113,8 +114,12 @@ class AsyncClient(Api):
 
     async def connect(self, *, open_timeout: float = 10.0) -> AsyncRpc:
         from websockets.asyncio.client import connect
-        ws = await connect(ws_url(self.url), additional_headers=_http.headers(self.api_key),
-                           open_timeout=open_timeout, max_size=None)
+        url = ws_url(self.url)
+        try:
+            ws = await connect(url, additional_headers=_http.headers(self.api_key),
+                               open_timeout=open_timeout, max_size=None)
+        except (OSError, asyncio.TimeoutError, WebSocketException) as e:
+            raise handshake_error(e, url) from None
         return AsyncRpc(ws)
 
 

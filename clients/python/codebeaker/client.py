@@ -7,11 +7,12 @@ import time
 from typing import Any, Iterator, Optional, Sequence
 
 import httpx
+from websockets.exceptions import WebSocketException
 
 from . import _http
 from ._requests import Api, Call, batch_body, settings
 from .errors import TransportError
-from .jsonrpc import Rpc, ws_url
+from .jsonrpc import Rpc, handshake_error, ws_url
 from .types import BatchItemResult, BatchSummary, Execution, Session
 
 
@@ -113,8 +114,12 @@ class Client(Api):
     def connect(self, *, open_timeout: float = 10.0) -> Rpc:
         """The WebSocket JSON-RPC connection (`/ws/jsonrpc`); use it as a context manager."""
         from websockets.sync.client import connect
-        ws = connect(ws_url(self.url), additional_headers=_http.headers(self.api_key),
-                     open_timeout=open_timeout, max_size=None)
+        url = ws_url(self.url)
+        try:
+            ws = connect(url, additional_headers=_http.headers(self.api_key),
+                         open_timeout=open_timeout, max_size=None)
+        except (OSError, WebSocketException) as e:
+            raise handshake_error(e, url) from None
         # Entered here and closed by `Rpc.close`/`__exit__` (websockets wants the
         # connection used as a context manager).
         return Rpc(ws.__enter__())

@@ -9,7 +9,7 @@ import json
 from typing import Any, AsyncIterator, Callable, Iterator, Optional, Sequence
 
 from ._requests import execute_body, session_body, shell_command
-from .errors import rpc_error
+from .errors import CodeBeakerError, TransportError, error_for, rpc_error
 from .types import CommandResult, ExecuteResult, Output, Session
 
 OnOutput = Callable[[Output], Any]
@@ -21,6 +21,20 @@ def ws_url(base: str) -> str:
     if base.startswith("http://"):
         return "ws://" + base[len("http://"):] + "/ws/jsonrpc"
     return base + "/ws/jsonrpc"
+
+
+def handshake_error(e: Exception, url: str) -> CodeBeakerError:
+    """A refused or failed upgrade as the error the same refusal over HTTP raises."""
+    response = getattr(e, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        kind, message = f"http_{response.status_code}", str(e)
+        try:
+            err = json.loads(bytes(response.body or b""))["error"]
+            kind, message = err["kind"], err["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        return error_for(kind, message, response.status_code)
+    return TransportError("unreachable", f"cannot open the WebSocket at {url}: {e}")
 
 
 def _request(rid: int, method: str, params: dict) -> str:

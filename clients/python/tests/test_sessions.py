@@ -1,5 +1,4 @@
 import asyncio
-import os
 
 import pytest
 
@@ -92,4 +91,17 @@ def test_async_websocket_and_rest_sessions(url):
                 stream = rpc.stream_shell(s.session_id, "echo", ["there"])
                 assert "".join([o.data async for o in stream]) == "there\n" and stream.result.success
                 assert await rpc.close_session(s.session_id)
+    asyncio.run(main())
+
+
+def test_a_refused_websocket_upgrade_raises_the_class_of_its_kind(url):
+    with pytest.raises(codebeaker.Unauthenticated) as e:
+        codebeaker.Client("cb_000000000000_wrong", url).connect()
+    assert e.value.status == 401
+
+    async def main():
+        with pytest.raises(codebeaker.Unauthenticated):
+            await codebeaker.AsyncClient("cb_000000000000_wrong", url).connect()
+        with pytest.raises(codebeaker.TransportError):
+            await codebeaker.AsyncClient("k", "http://127.0.0.1:9").connect(open_timeout=2)
     asyncio.run(main())

@@ -72,7 +72,11 @@ async fn the_python_sdk_passes_its_tests_against_the_live_gateway() {
     let venv = tokio::task::spawn_blocking(venv).await.unwrap();
     let mut s = settings(&[Language::Python]);
     // Sessions, streamed batches and async executions at once: room for all of them.
-    s.pool.languages.get_mut(&Language::Python).unwrap().max_size = 4;
+    s.pool
+        .languages
+        .get_mut(&Language::Python)
+        .unwrap()
+        .max_size = 4;
     s.webhooks.allow_private = true; // the callback receiver is the test's own, on loopback
     let app = spawn_with(s).await;
     // A key over whose rate the retry tests go: one call per second, no burst.
@@ -92,7 +96,13 @@ async fn the_python_sdk_passes_its_tests_against_the_live_gateway() {
         // `bin/pytest`, not `python -m pytest`: the tests import the installed package,
         // not the source directory beside them.
         tokio::process::Command::new(venv.join("bin/pytest"))
-            .args(["-q", "-p", "no:cacheprovider", "-W", "error::DeprecationWarning"])
+            .args([
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-W",
+                "error::DeprecationWarning",
+            ])
             .current_dir(&sdk)
             .env("CODEBEAKER_URL", &app.addr)
             .env("CODEBEAKER_API_KEY", &app.key)

@@ -22,6 +22,7 @@ mod recipes;
 mod replicas;
 mod requests;
 mod runsc;
+mod sdk_python;
 mod sessions;
 mod shared_state;
 mod tenants;

@@ -29,6 +29,8 @@ interface Socket {
   send(data: string): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: string, listener: (event: any) => void): void;
+  /** `ws` only: drop the connection without the closing handshake. */
+  terminate?(): void;
 }
 
 async function openSocket(url: string, apiKey: string | undefined): Promise<Socket> {
@@ -116,10 +118,24 @@ export class RpcClient {
     return this.call("execution.run", request);
   }
 
-  close(): void {
-    this.closed = true;
-    this.socket.close(1000);
+  /** Closes the socket (not its sessions); resolves once it is closed. */
+  close(): Promise<void> {
     this.fail(new ConnectionError("connection_closed", "the WebSocket was closed by the client"));
+    if (this.socket.readyState === 3) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.addEventListener("close", () => resolve());
+      this.socket.close(1000);
+      // `ws` waits up to 30 s for the server's Close frame, keeping Node alive meanwhile:
+      // after a short grace, drop the connection instead. (Browsers handle this themselves.)
+      const terminate = this.socket.terminate;
+      if (terminate) {
+        const timer: unknown = setTimeout(() => {
+          terminate.call(this.socket);
+          resolve();
+        }, 1_000);
+        (timer as { unref?: () => void }).unref?.();
+      }
+    });
   }
 
   private receive(text: string): void {

@@ -73,6 +73,6 @@ test("a JSON-RPC session over the WebSocket, with streamed output", async () => 
     await session.close();
     await assert.rejects(session.readFile("count.py"), (e) => e instanceof SessionNotFoundError && e.rpcCode === -32001);
   } finally {
-    rpc.close();
+    await rpc.close();
   }
 });

@@ -48,7 +48,7 @@ test("a real callback from the gateway verifies with the key's secret", async ()
     const { executionId } = await c.submit({ language: "python", code: "result = 'called back'" }, { callbackUrl });
     const { headers, body } = await Promise.race([
       received,
-      new Promise((_, reject) => setTimeout(() => reject(new Error("no callback within 30 s")), 30_000)),
+      new Promise((_, reject) => setTimeout(() => reject(new Error("no callback within 30 s")), 30_000).unref()),
     ]);
     const ok = await verifyWebhook(secret, headers["x-codebeaker-timestamp"], headers["x-codebeaker-signature"], body);
     assert.equal(ok, true, JSON.stringify(headers));
@@ -56,5 +56,7 @@ test("a real callback from the gateway verifies with the key's secret", async ()
     assert.equal(await verifyWebhook(secret, headers["x-codebeaker-timestamp"], headers["x-codebeaker-signature"], body + " "), false);
   } finally {
     server.close();
+    // The gateway keeps its connection alive; it must not keep this process alive.
+    server.closeAllConnections();
   }
 });

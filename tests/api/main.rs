@@ -21,6 +21,7 @@ mod recipes;
 mod replicas;
 mod requests;
 mod runsc;
+mod sdk_typescript;
 mod sessions;
 mod shared_state;
 mod tenants;

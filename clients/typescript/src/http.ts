@@ -67,9 +67,11 @@ export class Transport {
         timedOut = true;
         controller.abort();
       }, this.options.timeoutMs);
+      // A streamed body stays tied to the caller's signal after the headers.
+      let streaming = false;
       const done = () => {
         clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
+        if (!streaming) opts.signal?.removeEventListener("abort", onAbort);
       };
       try {
         let response: Response;
@@ -79,7 +81,7 @@ export class Transport {
           throw this.failure(e, timedOut, method, path);
         }
         if (response.ok && opts.stream) {
-          done();
+          streaming = true;
           return response;
         }
         let text: string;

@@ -11,7 +11,11 @@ async function hmacSha256(secret: string, message: string): Promise<Uint8Array> 
   if (!subtle) {
     // A variable specifier: bundlers for browsers leave it alone, and browsers never get here.
     const nodeCrypto = "node:crypto";
-    subtle = ((await import(nodeCrypto)) as { webcrypto: Crypto }).webcrypto.subtle;
+    try {
+      subtle = ((await import(nodeCrypto)) as { webcrypto: Crypto }).webcrypto.subtle;
+    } catch {
+      throw new Error("no WebCrypto here (a browser page not served over HTTPS?): signatures cannot be checked");
+    }
   }
   const key = await subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return new Uint8Array(await subtle.sign("HMAC", key, encoder.encode(message)));

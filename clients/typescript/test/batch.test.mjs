@@ -43,3 +43,19 @@ test("a batchStream can be left early", async () => {
   }
   assert.equal(seen, 2);
 });
+
+test("aborting a batchStream mid-way ends the iteration", async () => {
+  const controller = new AbortController();
+  const many = Array.from({ length: 10 }, (_, i) => ({ id: String(i), input: { v: i } }));
+  const seen = [];
+  await assert.rejects(async () => {
+    for await (const event of client().batchStream(
+      { language: "python", code: "import time\ntime.sleep(0.2)\nresult = 1", items: many, maxConcurrency: 1 },
+      { signal: controller.signal },
+    )) {
+      seen.push(event);
+      controller.abort();
+    }
+  }, (e) => e.name === "AbortError");
+  assert.equal(seen.length, 1);
+});

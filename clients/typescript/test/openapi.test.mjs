@@ -1,5 +1,6 @@
 // The SDK is hand-written, so this holds it to the OpenAPI document: every member it
-// sends for execute, batch and async executions must be a property of the route's schema.
+// sends for execute, batch, async executions and session creation must be a property of
+// the route's schema (requests are recorded at its `fetch`, with every option set).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { client, URL_ } from "./helpers.mjs";
@@ -64,6 +65,17 @@ test("what the SDK sends is what /openapi.json declares", async (t) => {
   const batchSubmitted = await c.submit({ language: "python", code: "result = 1", items, ...everything });
   await c.wait(batchSubmitted.executionId, { intervalMs: 50 });
 
+  const session = await c.createSession({
+    language: "python",
+    idleTimeoutMinutes: 5,
+    maxLifetimeMinutes: 10,
+    memoryLimitMB: 256,
+    cpuShares: 512,
+    runtime: "docker",
+    packages: [],
+  });
+  await session.close();
+
   const execute = properties(doc, bodySchema(doc, "/v1/execute"));
   const batch = properties(doc, bodySchema(doc, "/v1/execute/batch"));
   const item = properties(doc, doc.components.schemas.BatchItem);
@@ -76,6 +88,7 @@ test("what the SDK sends is what /openapi.json declares", async (t) => {
       assertAllowed(batch, body, "batch");
       for (const i of body.items) assertAllowed(item, i, "a batch item");
     }
+    if (path === "/v1/sessions") assertAllowed(properties(doc, bodySchema(doc, "/v1/sessions")), body, "createSession");
     if (path === "/v1/executions") {
       if (executions.size > 0) {
         assertAllowed(executions, body, "submit");
@@ -90,6 +103,6 @@ test("what the SDK sends is what /openapi.json declares", async (t) => {
   }
   assert.deepEqual(
     [...new Set(sent.map((s) => s.path))].sort(),
-    ["/v1/execute", "/v1/execute/batch", "/v1/executions"],
+    ["/v1/execute", "/v1/execute/batch", "/v1/executions", "/v1/sessions"],
   );
 });

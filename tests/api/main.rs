@@ -23,6 +23,7 @@ mod replicas;
 mod requests;
 mod runsc;
 mod sdk_python;
+mod sdk_typescript;
 mod sessions;
 mod shared_state;
 mod tenants;

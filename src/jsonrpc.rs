@@ -175,6 +175,9 @@ impl Outbox {
 /// Why a socket's read loop ended.
 enum Ended {
     ByClient,
+    /// The client sent a Close frame: the handshake wants ours back, or the client waits
+    /// for it (the npm `ws` package for 30 s) and its close ends as abnormal (1006).
+    ClosedByClient,
     Shutdown,
     CredentialRevoked,
     /// Nothing (no message, no pong) for `server.websocket_idle_timeout_ms`.
@@ -229,6 +232,8 @@ async fn serve(
             if let Ok(frame) = close_rx.await {
                 let _ = sink.send(Message::Close(Some(frame))).await;
             }
+            // Flushes a close reply the protocol queued (a client's Close is answered).
+            let _ = sink.close().await;
         })
     };
     // This socket's requests in flight: at shutdown they finish (within the gateway's
@@ -256,7 +261,8 @@ async fn serve(
         let text = match msg {
             Some(Ok(Message::Text(t))) => t.to_string(),
             Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
-            Some(Ok(Message::Close(_)) | Err(_)) | None => break Ended::ByClient,
+            Some(Ok(Message::Close(_))) => break Ended::ClosedByClient,
+            Some(Err(_)) | None => break Ended::ByClient,
             Some(Ok(_)) => continue,
         };
         let still_valid = credential
@@ -299,6 +305,12 @@ async fn serve(
             let _ = close_tx.send(CloseFrame {
                 code: axum::extract::ws::close_code::POLICY,
                 reason: "idle timeout: no message or pong".into(),
+            });
+        }
+        Ended::ClosedByClient => {
+            let _ = close_tx.send(CloseFrame {
+                code: axum::extract::ws::close_code::NORMAL,
+                reason: "".into(),
             });
         }
         Ended::ByClient | Ended::CredentialRevoked | Ended::NotReading => {}

@@ -572,3 +572,38 @@ async fn a_websocket_command_in_flight_at_shutdown_gets_its_answer_then_a_close(
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_closes_gets_the_servers_close_frame_back() {
+    // Without the server's half of the close handshake, the npm `ws` client waits 30 s and
+    // reports 1006 (abnormal); a well-behaved server answers at once.
+    let app = spawn(&[Language::Python]).await;
+    let mut rpc = Rpc::connect(&app, &app.key).await;
+    let r = rpc.call("session.list", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    use futures_util::SinkExt;
+    rpc.ws
+        .send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match rpc.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return Some(frame),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the server answers a Close within 2 s");
+    assert!(
+        reply.is_some(),
+        "the server dropped the socket without its Close frame"
+    );
+}

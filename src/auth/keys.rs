@@ -293,14 +293,14 @@ fn change_record<T>(
     change: impl FnOnce(&mut KeyRecord) -> Result<T, KeyChangeError>,
 ) -> Result<T, KeyChangeError> {
     let mut file = read_file(path)?;
-    let record = file
-        .keys
-        .iter_mut()
-        .find(|k| k.id == id)
-        .ok_or_else(|| KeyChangeError::NotFound {
-            id: id.to_string(),
-            path: path.to_path_buf(),
-        })?;
+    let record =
+        file.keys
+            .iter_mut()
+            .find(|k| k.id == id)
+            .ok_or_else(|| KeyChangeError::NotFound {
+                id: id.to_string(),
+                path: path.to_path_buf(),
+            })?;
     let out = change(record)?;
     write_file(path, &file)?;
     Ok(out)
@@ -450,7 +450,10 @@ mod tests {
         revoke(&path, &id).unwrap();
         store.reload().unwrap();
         assert!(matches!(store.verify(&new), Err(AuthFailure::Revoked)));
-        assert!(matches!(rotate(&path, &id), Err(KeyChangeError::Revoked(_))));
+        assert!(matches!(
+            rotate(&path, &id),
+            Err(KeyChangeError::Revoked(_))
+        ));
         assert!(matches!(
             revoke(&path, "nope"),
             Err(KeyChangeError::NotFound { .. })

@@ -93,7 +93,10 @@ fn items(text: &str, as_items: bool) -> Result<Vec<Value>, CliError> {
 
 fn body(a: &BatchArgs, items: Vec<Value>) -> Result<Value, CliError> {
     let mut b = Map::new();
-    b.insert("language".into(), json!(language_for(&a.file, a.language.as_deref())?));
+    b.insert(
+        "language".into(),
+        json!(language_for(&a.file, a.language.as_deref())?),
+    );
     b.insert("code".into(), json!(read_text(&a.file)?));
     b.insert("items".into(), Value::Array(items));
     if let Some(c) = a.concurrency {
@@ -105,7 +108,12 @@ fn body(a: &BatchArgs, items: Vec<Value>) -> Result<Value, CliError> {
     if let Some(m) = &a.mode {
         b.insert("mode".into(), json!(m));
     }
-    let packages: Vec<&str> = a.packages.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect();
+    let packages: Vec<&str> = a
+        .packages
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect();
     if !packages.is_empty() {
         b.insert("packages".into(), json!(packages));
     }
@@ -140,9 +148,10 @@ async fn stream(a: &BatchArgs) -> Result<u64, CliError> {
     let mut summary = None;
     let mut out = std::io::stdout();
     loop {
-        let chunk = resp.chunk().await.map_err(|e| {
-            CliError::Failed(format!("the batch's answer stopped midway: {e}"))
-        })?;
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| CliError::Failed(format!("the batch's answer stopped midway: {e}")))?;
         let Some(chunk) = chunk else { break };
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
@@ -180,9 +189,16 @@ mod tests {
         let got = items("{\"v\":1}\n\n[2]\n", false).unwrap();
         assert_eq!(
             got,
-            vec![json!({"id": "1", "input": {"v": 1}}), json!({"id": "3", "input": [2]})]
+            vec![
+                json!({"id": "1", "input": {"v": 1}}),
+                json!({"id": "3", "input": [2]})
+            ]
         );
-        let got = items("{\"id\":\"a\",\"input\":1}\n{\"input\":2,\"stdin\":\"x\"}", true).unwrap();
+        let got = items(
+            "{\"id\":\"a\",\"input\":1}\n{\"input\":2,\"stdin\":\"x\"}",
+            true,
+        )
+        .unwrap();
         assert_eq!(got[0], json!({"id": "a", "input": 1}));
         assert_eq!(got[1], json!({"id": "2", "input": 2, "stdin": "x"}));
         assert!(items("1\n", true).is_err());

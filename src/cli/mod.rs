@@ -29,7 +29,9 @@ pub const EXIT_AUTH: u8 = 77;
 pub enum CliError {
     #[error("cannot reach the gateway at {url} ({reason}); start it with `codebeaker serve` or point CODEBEAKER_URL (or --url) at it")]
     Unreachable { url: String, reason: String },
-    #[error("no API key: set CODEBEAKER_API_KEY or pass --key (the gateway answered 401: {message})")]
+    #[error(
+        "no API key: set CODEBEAKER_API_KEY or pass --key (the gateway answered 401: {message})"
+    )]
     NoKey { message: String },
     #[error("the gateway refused the API key (401: {message}); check CODEBEAKER_API_KEY or --key")]
     WrongKey { message: String },

@@ -61,7 +61,10 @@ pub async fn run(a: RunArgs) -> ExitCode {
 /// ones).
 pub fn body(a: &RunArgs) -> Result<Value, CliError> {
     let mut b = Map::new();
-    b.insert("language".into(), json!(language_for(&a.file, a.language.as_deref())?));
+    b.insert(
+        "language".into(),
+        json!(language_for(&a.file, a.language.as_deref())?),
+    );
     b.insert("code".into(), json!(read_text(&a.file)?));
     if let Some(input) = &a.input {
         let text = text_or_file(input)?;
@@ -99,9 +102,7 @@ pub fn body(a: &RunArgs) -> Result<Value, CliError> {
 async fn execute(a: &RunArgs) -> Result<Value, CliError> {
     let body = body(a)?;
     let client = Client::new(&a.conn)?;
-    client
-        .json(client.post("/v1/execute").json(&body))
-        .await
+    client.json(client.post("/v1/execute").json(&body)).await
 }
 
 /// The exit code of a program that ran: its own, else 1 when it failed (a compile error,
@@ -155,7 +156,10 @@ mod tests {
     fn the_exit_code_is_the_programs_else_one_when_it_failed() {
         assert_eq!(exit_code_of(&json!({"success": true, "exitCode": 0})), 0);
         assert_eq!(exit_code_of(&json!({"success": false, "exitCode": 3})), 3);
-        assert_eq!(exit_code_of(&json!({"success": false, "exitCode": null})), 1);
+        assert_eq!(
+            exit_code_of(&json!({"success": false, "exitCode": null})),
+            1
+        );
         // A program that exited 0 without a result failed all the same.
         assert_eq!(exit_code_of(&json!({"success": false, "exitCode": 0})), 1);
         assert_eq!(exit_code_of(&json!({"success": false, "exitCode": -9})), 1);

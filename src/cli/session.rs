@@ -41,7 +41,11 @@ pub async fn run(a: SessionArgs) -> ExitCode {
         Err(e) => return e.report(),
     };
     let created = client
-        .json(client.post("/v1/sessions").json(&json!({"language": a.language})))
+        .json(
+            client
+                .post("/v1/sessions")
+                .json(&json!({"language": a.language})),
+        )
         .await;
     let id = match created {
         Ok(v) => v["sessionId"].as_str().unwrap_or_default().to_string(),
@@ -85,8 +89,16 @@ pub async fn run(a: SessionArgs) -> ExitCode {
             Err(e) => {
                 let fatal = matches!(
                     e,
-                    CliError::Unreachable { .. } | CliError::NoKey { .. } | CliError::WrongKey { .. }
-                ) || matches!(&e, CliError::Refused { status: 404 | 410, .. });
+                    CliError::Unreachable { .. }
+                        | CliError::NoKey { .. }
+                        | CliError::WrongKey { .. }
+                ) || matches!(
+                    &e,
+                    CliError::Refused {
+                        status: 404 | 410,
+                        ..
+                    }
+                );
                 eprintln!("codebeaker: {e}");
                 status = e.exit_code();
                 if fatal {
@@ -158,7 +170,10 @@ impl Session {
         if r["success"].as_bool() == Some(true) {
             return Ok(0);
         }
-        eprintln!("codebeaker: {}", r["error"].as_str().unwrap_or("the command failed"));
+        eprintln!(
+            "codebeaker: {}",
+            r["error"].as_str().unwrap_or("the command failed")
+        );
         Ok(match result["exitCode"].as_i64() {
             Some(n @ 1..=255) => n as u8,
             _ => 1,
@@ -170,11 +185,16 @@ impl Session {
             .map_err(|e| CliError::Input(format!("cannot read {local}: {e}")))?;
         let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
         let r = self
-            .command(json!({"type": "write_file", "path": remote, "content": content,
-                            "encoding": "base64"}))
+            .command(
+                json!({"type": "write_file", "path": remote, "content": content,
+                            "encoding": "base64"}),
+            )
             .await?;
         if !failed(&r) {
-            eprintln!("codebeaker: put {local} -> {remote} ({} bytes)", bytes.len());
+            eprintln!(
+                "codebeaker: put {local} -> {remote} ({} bytes)",
+                bytes.len()
+            );
         }
         Ok(u8::from(failed(&r)))
     }
@@ -222,7 +242,10 @@ fn failed(r: &Value) -> bool {
     if r["success"].as_bool() == Some(true) {
         return false;
     }
-    eprintln!("codebeaker: {}", r["error"].as_str().unwrap_or("the command failed"));
+    eprintln!(
+        "codebeaker: {}",
+        r["error"].as_str().unwrap_or("the command failed")
+    );
     true
 }
 

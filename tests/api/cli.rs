@@ -285,8 +285,8 @@ async fn batch_streams_ndjson_shows_progress_on_stderr_and_fails_when_an_item_fa
     assert_eq!(b["item"]["success"], false);
     assert_eq!(lines[2]["summary"]["failureCount"], 1);
     assert!(
-        out.stderr.contains("2/2 items") && out.stderr.contains("1 failed"),
-        "the bar shows items and failures: {out:?}"
+        out.stderr.contains("2/2 items · ") && out.stderr.contains("1 failed"),
+        "the bar (not only the last line) shows items and failures: {out:?}"
     );
     assert!(out.stderr.contains("items/s"), "{out:?}");
 

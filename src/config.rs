@@ -662,8 +662,10 @@ impl Settings {
 }
 
 const ENV_PREFIX: &str = "CODEBEAKER";
-/// Variables with the prefix that are not settings (the config file's path).
-const NOT_SETTINGS: &[&str] = &["CODEBEAKER_CONFIG"];
+/// Variables with the prefix that are not settings: the config file's path, and the
+/// client commands' gateway address and key (`codebeaker run`, docs/cli.md), which a shell
+/// that also starts the gateway may well export.
+const NOT_SETTINGS: &[&str] = &["CODEBEAKER_CONFIG", "CODEBEAKER_URL", "CODEBEAKER_API_KEY"];
 
 /// The process environment minus the variables that share the prefix but are not settings.
 fn settings_environment() -> config::Map<String, String> {

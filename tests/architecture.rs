@@ -83,7 +83,8 @@ fn modules_in(dir: &str) -> BTreeMap<String, String> {
                 .as_os_str()
                 .to_string_lossy();
             let module = first.trim_end_matches(".rs").to_string();
-            if module == "lib" || module == "main" {
+            // `cli` is the binary's client commands: wiring, like `main`.
+            if module == "lib" || module == "main" || module == "cli" {
                 continue;
             }
             out.entry(module).or_default().push_str(&code_of(&p));

@@ -241,21 +241,92 @@ pub fn generate(
     (key, record)
 }
 
-/// Appends `record` to the keys file (created if missing), rewriting it atomically.
-pub fn append_to_file(path: &Path, record: KeyRecord) -> Result<(), KeysFileError> {
-    let mut file = match std::fs::read_to_string(path) {
+/// Reads the keys file; a missing file has no keys.
+pub fn read_file(path: &Path) -> Result<KeysFile, KeysFileError> {
+    match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str::<KeysFile>(&text).map_err(|source| KeysFileError::Parse {
             path: path.to_path_buf(),
             source,
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    file.keys.push(record);
-    let text = toml::to_string_pretty(&file)?;
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeysFile::default()),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// Writes the keys file atomically (a temporary file renamed over it), so a gateway that
+/// reloads it meanwhile reads the old or the new file, never half of one.
+pub fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysFileError> {
+    let text = toml::to_string_pretty(file)?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).map_err(io_error(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// Appends `record` to the keys file (created if missing), rewriting it atomically.
+pub fn append_to_file(path: &Path, record: KeyRecord) -> Result<(), KeysFileError> {
+    let mut file = read_file(path)?;
+    file.keys.push(record);
+    write_file(path, &file)
+}
+
+/// Why a key of the keys file could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyChangeError {
+    #[error(transparent)]
+    File(#[from] KeysFileError),
+    #[error("no key with id {id:?} in {path}")]
+    NotFound { id: String, path: PathBuf },
+    #[error("key {0} is revoked; create a new key instead of rotating it")]
+    Revoked(String),
+}
+
+/// The key id named by `id_or_key`: an id, or a whole `cb_<id>_<secret>` key.
+pub fn id_of(id_or_key: &str) -> &str {
+    key_id(id_or_key).unwrap_or(id_or_key)
+}
+
+/// Changes the record `id` with `change` and writes the file back; returns what `change`
+/// returned.
+fn change_record<T>(
+    path: &Path,
+    id: &str,
+    change: impl FnOnce(&mut KeyRecord) -> Result<T, KeyChangeError>,
+) -> Result<T, KeyChangeError> {
+    let mut file = read_file(path)?;
+    let record =
+        file.keys
+            .iter_mut()
+            .find(|k| k.id == id)
+            .ok_or_else(|| KeyChangeError::NotFound {
+                id: id.to_string(),
+                path: path.to_path_buf(),
+            })?;
+    let out = change(record)?;
+    write_file(path, &file)?;
+    Ok(out)
+}
+
+/// Marks key `id` revoked (the gateway refuses it from its next reload). Revoking a
+/// revoked key is not an error.
+pub fn revoke(path: &Path, id: &str) -> Result<(), KeyChangeError> {
+    change_record(path, id, |k| {
+        k.revoked = true;
+        Ok(())
+    })
+}
+
+/// Gives key `id` a new secret and returns the new key, `cb_<id>_<secret>` (shown once).
+/// Everything else of the record stays (name, tenant, scopes, limits, webhook secret): the
+/// old secret stops working at the gateway's next reload.
+pub fn rotate(path: &Path, id: &str) -> Result<String, KeyChangeError> {
+    change_record(path, id, |k| {
+        if k.revoked {
+            return Err(KeyChangeError::Revoked(k.id.clone()));
+        }
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        k.hash = format!("sha256:{}", hex::encode(hash_secret(&secret)));
+        Ok(format!("cb_{}_{secret}", k.id))
+    })
 }
 
 /// Watches the keys file (mtime polling) and SIGHUP until `shutdown`.
@@ -355,6 +426,38 @@ mod tests {
             store.verify(&first).is_ok(),
             "a broken file leaves the keys in force"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotate_keeps_the_record_with_a_new_secret_and_revoke_refuses_the_key() {
+        let dir = std::env::temp_dir().join(format!("cb-keys-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.toml");
+        let (old, rec) = generate("ci", "acme", vec![Scope::Execute], Quota::default());
+        let id = rec.id.clone();
+        append_to_file(&path, rec.clone()).unwrap();
+        let new = rotate(&path, id_of(&old)).unwrap();
+        assert!(new.starts_with(&format!("cb_{id}_")) && new != old);
+        let after = &read_file(&path).unwrap().keys[0];
+        assert_eq!(
+            (&after.name, &after.tenant, &after.webhook_secret),
+            (&rec.name, &rec.tenant, &rec.webhook_secret)
+        );
+        let store = KeyStore::load(Some(path.clone())).unwrap();
+        assert!(store.verify(&new).is_ok());
+        assert!(matches!(store.verify(&old), Err(AuthFailure::WrongKey)));
+        revoke(&path, &id).unwrap();
+        store.reload().unwrap();
+        assert!(matches!(store.verify(&new), Err(AuthFailure::Revoked)));
+        assert!(matches!(
+            rotate(&path, &id),
+            Err(KeyChangeError::Revoked(_))
+        ));
+        assert!(matches!(
+            revoke(&path, "nope"),
+            Err(KeyChangeError::NotFound { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

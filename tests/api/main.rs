@@ -5,6 +5,7 @@ mod helpers;
 
 mod async_work;
 mod batch;
+mod cli;
 mod compat;
 mod console;
 mod edge;

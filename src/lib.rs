@@ -26,6 +26,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod judge0;
 pub mod openapi;
+pub mod openapi_refine;
 pub mod routes;
 pub mod state;
 // Wiring.

@@ -1,0 +1,100 @@
+//! The OpenAPI document holds: schemathesis (PyPI) generates requests from
+//! `/openapi.json` for every native route and checks the live gateway's answers against
+//! the document (every check: statuses, response schemas and content types, schema-valid
+//! requests accepted, schema-invalid ones refused, authentication). Zero failures.
+
+use crate::helpers::{settings, spawn_with};
+use codebeaker_proto::Language;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The schemathesis this test pins (works on Python 3.11).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// Generated cases per operation: enough to find a wrong bound or status, small enough
+/// for the run to take a couple of minutes.
+const MAX_EXAMPLES: &str = "25";
+/// Fixed, so a CI run is reproducible (a new failure shows up here, not by chance).
+const SEED: &str = "24";
+/// The native routes; the compatibility routes are documented in docs/compat.md.
+const NATIVE: &str = r"^/(v1/.*|healthz|readyz|metrics|openapi\.json)$";
+
+/// schemathesis in a venv under `target/schemathesis-venv`, installed once per test run
+/// (kept between runs: a second run only checks it).
+fn schemathesis() -> &'static PathBuf {
+    static ST: OnceLock<PathBuf> = OnceLock::new();
+    ST.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
+        let st = venv.join("bin/st");
+        let run = |cmd: &mut std::process::Command, what: &str| {
+            let out = cmd.output().unwrap_or_else(|e| {
+                panic!("the OpenAPI test needs python3 with venv (apt-get install python3-venv): {what}: {e}")
+            });
+            assert!(
+                out.status.success(),
+                "{what} failed (the OpenAPI test needs python3-venv and PyPI):\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if !venv.join("bin/python").is_file() {
+            run(
+                std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "python3 -m venv",
+            );
+        }
+        run(
+            std::process::Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                SCHEMATHESIS,
+            ]),
+            "pip install schemathesis",
+        );
+        st
+    })
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_failure_on_the_native_routes() {
+    let st = tokio::task::spawn_blocking(|| schemathesis().clone())
+        .await
+        .unwrap();
+    let mut s = settings(&[Language::Python]);
+    // Generated programs really run: short ones only.
+    s.limits.default_timeout_ms = Duration::from_millis(1_000);
+    s.limits.max_timeout_ms = Duration::from_millis(2_000);
+    let app = spawn_with(s).await;
+    let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-report");
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(&st)
+            .arg("run")
+            .arg(format!("{}/openapi.json", app.addr))
+            .args(["--header", &format!("X-API-Key: {}", app.key)])
+            .args(["--checks", "all"])
+            .args(["--include-path-regex", NATIVE])
+            .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
+            .args(["--request-timeout", "30", "--workers", "2"])
+            .arg("--report-dir")
+            .arg(&report)
+            .args(["--report", "junit"])
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("schemathesis did not finish within 600 s")
+    .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The summary, also on success: the CI log shows what was covered.
+    println!("{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures (exit {:?}):\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    app.stop().await;
+}

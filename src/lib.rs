@@ -27,6 +27,7 @@ pub mod jsonrpc;
 pub mod judge0;
 pub mod openapi;
 pub mod openapi_refine;
+pub mod json_int;
 pub mod routes;
 pub mod state;
 // Wiring.

@@ -92,7 +92,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
             "description": "Packages the program imports (every one from a variant of its language: `GET /v1/languages`)."})
     };
     let code = json!({"type": "string", "minLength": 1, "pattern": r"\S",
-        "maxLength": limits.max_code_bytes.get() / 4,
+        "maxLength": limits.max_code_bytes.get(),
         "description": "The program (not blank; at most `limits.max_code_bytes` bytes)."});
     let timeout = json!({"type": ["integer", "null"], "minimum": 1,
         "maximum": limits.max_timeout_ms.as_millis() as u64,
@@ -101,7 +101,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
         "description": "Memory limit in MB (32 to the container's limit)."});
     let args = json!({"type": "array", "maxItems": limits.max_args.get(),
         "items": {"type": "string", "pattern": r"^[^\x00]*$", "maxLength": 1024}});
-    let stdin = json!({"type": "string", "maxLength": limits.max_stdin_bytes.get() / 4});
+    let stdin = json!({"type": "string", "maxLength": limits.max_stdin_bytes.get()});
     let files = json!({"type": "array", "maxItems": limits.max_files.get(),
         "uniqueItems": true, "items": {"$ref": "#/components/schemas/FileSpec"}});
     // `program` runs on a resident instance: started once, it takes no stdin, args or files.
@@ -138,7 +138,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
         p["args"] = args.clone();
         p["stdin"] = stdin.clone();
         p["files"] = files.clone();
-        p["maxConcurrency"] = json!({"type": ["integer", "null"], "minimum": 1,
+        p["maxConcurrency"] = json!({"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX,
             "description": "Items run at once (default and maximum: the caller's `max_concurrent`)."});
         p["items"] = json!({"type": "array", "minItems": 1, "maxItems": limits.max_batch_items.get(),
             "items": {"$ref": "#/components/schemas/BatchItem"}});
@@ -165,7 +165,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
         let p = &mut s["properties"];
         p["language"] = language.clone();
         p["code"] = code.clone();
-        p["stdin"] = json!({"type": ["string", "null"], "maxLength": limits.max_stdin_bytes.get() / 4});
+        p["stdin"] = json!({"type": ["string", "null"], "maxLength": limits.max_stdin_bytes.get()});
         p["input"] = json!({"description": "Any JSON value (default `{}`)."});
         set(s, "additionalProperties", json!(false));
     }
@@ -215,8 +215,47 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
         "content": {"application/json": {"schema": {"oneOf": [
             {"$ref": "#/components/schemas/ExecuteRequest"},
             {"$ref": "#/components/schemas/BatchRequest"}]}}}});
+    doc["paths"]["/v1/sessions/{id}/commands"]["post"]["requestBody"] = json!({"required": true,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionCommand"}}}});
+    doc["components"]["schemas"]["SessionCommand"] = session_command();
     common_responses(&mut doc);
     doc
+}
+
+/// A session command (`POST /v1/sessions/{id}/commands`, and JSON-RPC `session.execute`'s
+/// `command`), one shape per `type`. Members a command does not know are ignored.
+fn session_command() -> Value {
+    let kind = |names: &[&str]| json!({"type": "string", "enum": names});
+    let string = json!({"type": "string"});
+    let encoding = json!({"type": "string", "enum": ["utf8", "base64"], "default": "utf8"});
+    let timeout = json!({"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX});
+    let shape = |names: &[&str], props: Value, required: &[&str]| {
+        let mut p = props;
+        p["type"] = kind(names);
+        let mut r = vec!["type"];
+        r.extend_from_slice(required);
+        json!({"type": "object", "properties": p, "required": r})
+    };
+    json!({"oneOf": [
+        shape(&["write_file"], json!({"path": string, "content": string, "encoding": encoding,
+            "mode": {"type": "string", "enum": ["Create", "Overwrite", "create", "overwrite",
+                "CreateNew", "createNew", "create_new", "Append", "append", "Truncate", "truncate"]}}),
+            &["path", "content"]),
+        shape(&["read_file"], json!({"path": string, "encoding": encoding}), &["path"]),
+        shape(&["list_directory"], json!({"path": string}), &[]),
+        shape(&["create_directory", "create_dir"], json!({"path": string}), &["path"]),
+        shape(&["delete_file"], json!({"path": string, "recursive": {"type": "boolean"}}), &["path"]),
+        shape(&["copy_file"], json!({"source": string, "destination": string,
+            "overwrite": {"type": "boolean"}}), &["source", "destination"]),
+        shape(&["execute_shell", "shell"], json!({"commandName": string,
+            "args": {"type": "array", "items": string},
+            "workingDirectory": {"type": ["string", "null"]},
+            "env": {"type": "object", "additionalProperties": string},
+            "timeoutMs": timeout, "stdin": {"type": ["string", "null"]},
+            "stream": {"type": "boolean"}}), &["commandName"]),
+        shape(&["run_code"], json!({"code": string, "input": {"description": "Any JSON value"},
+            "timeoutMs": timeout}), &["code"]),
+    ]})
 }
 
 fn error(description: &str) -> Value {

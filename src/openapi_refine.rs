@@ -77,10 +77,18 @@ fn set(v: &mut Value, key: &str, value: Value) {
 /// A relative path of normal components: none empty, `.` or `..`, no NUL or backslash.
 const PATH_PATTERN: &str = r"^(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+)(?:/(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+))*$";
 /// Standard base64, padded.
-const BASE64_PATTERN: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
+/// Standard base64, padded, canonical (the unused bits of the last symbol are zero, as the
+/// decoder requires).
+const BASE64_PATTERN: &str =
+    r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
 
 pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
     let limits = &settings.limits;
+    let mut names: Vec<Value> = served.languages.iter().map(|l| json!(l)).collect();
+    names.push(Value::Null);
+    // A batch's and an item's language and code may be null (absent): the other gives it.
+    let language_or_null = json!({"enum": names,
+        "description": "A served language's name or alias, or null."});
     let language = json!({"type": "string", "enum": served.languages,
         "description": "A served language's name or alias (`GET /v1/languages`)."});
     let packages = if served.packages.is_empty() {
@@ -130,8 +138,8 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
     {
         let s = schema(&mut doc, "BatchRequest");
         let p = &mut s["properties"];
-        p["language"] = language.clone();
-        p["code"] = code.clone();
+        p["language"] = language_or_null.clone();
+        p["code"] = nullable(&code);
         p["packages"] = packages.clone();
         p["timeoutMs"] = timeout.clone();
         p["memoryLimitMb"] = memory.clone();
@@ -149,10 +157,12 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
             s,
             "allOf",
             json!([
-                {"anyOf": [{"required": ["language"]},
-                    {"properties": {"items": {"items": {"required": ["language"]}}}}]},
-                {"anyOf": [{"required": ["code"]},
-                    {"properties": {"items": {"items": {"required": ["code"]}}}}]},
+                {"anyOf": [{"required": ["language"], "properties": {"language": {"type": "string"}}},
+                    {"properties": {"items": {"items": {"required": ["language"],
+                        "properties": {"language": {"type": "string"}}}}}}]},
+                {"anyOf": [{"required": ["code"], "properties": {"code": {"type": "string"}}},
+                    {"properties": {"items": {"items": {"required": ["code"],
+                        "properties": {"code": {"type": "string"}}}}}}]},
                 {"if": resident["if"].clone(),
                  "then": {"properties": {"stdin": {"maxLength": 0}, "args": {"maxItems": 0},
                     "files": {"maxItems": 0},
@@ -163,8 +173,8 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
     {
         let s = schema(&mut doc, "BatchItem");
         let p = &mut s["properties"];
-        p["language"] = language.clone();
-        p["code"] = code.clone();
+        p["language"] = language_or_null;
+        p["code"] = nullable(&code);
         p["stdin"] = json!({"type": ["string", "null"], "maxLength": limits.max_stdin_bytes.get()});
         p["input"] = json!({"description": "Any JSON value (default `{}`)."});
         set(s, "additionalProperties", json!(false));
@@ -173,7 +183,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
         let s = schema(&mut doc, "FileSpec");
         let mut reserved = served.program_files.clone();
         reserved.extend(["input.json".to_string(), "output.json".to_string()]);
-        s["properties"]["path"] = json!({"type": "string", "minLength": 1, "maxLength": 63,
+        s["properties"]["path"] = json!({"type": "string", "minLength": 1, "maxLength": 255,
             "pattern": PATH_PATTERN, "not": {"enum": reserved},
             "description": "Relative to `/workspace`: no `..`, no leading `/`, not the program's own file, `input.json` or `output.json`; two files may not be one inside the other."});
         set(
@@ -258,6 +268,13 @@ fn session_command() -> Value {
     ]})
 }
 
+/// `schema` (a string's), or null.
+fn nullable(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    s["type"] = json!(["string", "null"]);
+    s
+}
+
 fn error(description: &str) -> Value {
     json!({"description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
@@ -275,10 +292,7 @@ fn common_responses(doc: &mut Value) {
         for op in ops.values_mut() {
             let secured = op.get("security").is_some();
             let has_body = op.get("requestBody").is_some();
-            let Some(responses) = op
-                .get_mut("responses")
-                .and_then(Value::as_object_mut)
-            else {
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
             };
             let mut add = |status: &str, description: &str| {
@@ -288,13 +302,28 @@ fn common_responses(doc: &mut Value) {
             };
             if secured {
                 add("401", "Missing or invalid credential");
-                add("403", "The credential lacks the route's scope, or asks above its limits");
-                add("429", "Rate limit or concurrency cap (see Retry-After, RateLimit-*)");
-                add("503", "The gateway is at capacity or a dependency is unavailable (see Retry-After)");
+                add(
+                    "403",
+                    "The credential lacks the route's scope, or asks above its limits",
+                );
+                add(
+                    "429",
+                    "Rate limit or concurrency cap (see Retry-After, RateLimit-*)",
+                );
+                add(
+                    "503",
+                    "The gateway is at capacity or a dependency is unavailable (see Retry-After)",
+                );
             }
             if has_body {
-                add("400", "Malformed JSON, an unknown member, or an unsupported language");
-                add("408", "The body did not arrive within `server.body_read_timeout_ms`");
+                add(
+                    "400",
+                    "Malformed JSON, an unknown member, or an unsupported language",
+                );
+                add(
+                    "408",
+                    "The body did not arrive within `server.body_read_timeout_ms`",
+                );
                 add("413", "The body, or a part of it, is too large");
                 add("415", "Not `application/json`");
                 add("422", "A member has an invalid value");

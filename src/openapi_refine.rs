@@ -108,7 +108,7 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
     let memory = json!({"type": ["integer", "null"], "minimum": 32, "maximum": served.memory_mb,
         "description": "Memory limit in MB (32 to the container's limit)."});
     let args = json!({"type": "array", "maxItems": limits.max_args.get(),
-        "items": {"type": "string", "pattern": r"^[^\x00]*$", "maxLength": 1024}});
+        "items": {"type": "string", "pattern": r"^[^\x00]*$", "maxLength": 65536}});
     let stdin = json!({"type": "string", "maxLength": limits.max_stdin_bytes.get()});
     let files = json!({"type": "array", "maxItems": limits.max_files.get(),
         "uniqueItems": true, "items": {"$ref": "#/components/schemas/FileSpec"}});
@@ -138,8 +138,10 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
     {
         let s = schema(&mut doc, "BatchRequest");
         let p = &mut s["properties"];
-        p["language"] = language_or_null.clone();
-        p["code"] = nullable(&code);
+        // Any string where every item names its own language (see `allOf` below).
+        p["language"] = json!({"type": ["string", "null"]});
+        // Blank only where every item brings its own code (see `allOf` below).
+        p["code"] = json!({"type": ["string", "null"]});
         p["packages"] = packages.clone();
         p["timeoutMs"] = timeout.clone();
         p["memoryLimitMb"] = memory.clone();
@@ -157,10 +159,11 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
             s,
             "allOf",
             json!([
-                {"anyOf": [{"required": ["language"], "properties": {"language": {"type": "string"}}},
+                {"anyOf": [{"required": ["language"], "properties": {"language": language.clone()}},
                     {"properties": {"items": {"items": {"required": ["language"],
                         "properties": {"language": {"type": "string"}}}}}}]},
-                {"anyOf": [{"required": ["code"], "properties": {"code": {"type": "string"}}},
+                {"anyOf": [{"required": ["code"], "properties": {"code": {"type": "string", "pattern": r"\S",
+                    "maxLength": limits.max_code_bytes.get()}}},
                     {"properties": {"items": {"items": {"required": ["code"],
                         "properties": {"code": {"type": "string"}}}}}}]},
                 {"if": resident["if"].clone(),

@@ -8,19 +8,14 @@
 //! (tests/api/openapi.rs).
 
 use serde_json::{json, Value};
-use utoipa::OpenApi;
 
 use crate::config::Settings;
 use crate::state::AppState;
 
-/// The document `GET /openapi.json` answers.
-pub fn document(state: &AppState) -> Value {
+/// The document `GET /openapi.json` answers: `base` (the annotations' document) refined.
+pub fn document(base: Value, state: &AppState) -> Value {
     let served = Served::of(state);
-    refine(
-        serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap_or_default(),
-        &state.settings,
-        &served,
-    )
+    refine(base, &state.settings, &served)
 }
 
 /// What this gateway serves, as requests name it.

@@ -23,9 +23,11 @@ pub mod store;
 pub mod webhooks;
 // Transports: the only modules that know `AppState` and map errors.
 pub mod error;
+pub mod json_int;
 pub mod jsonrpc;
 pub mod judge0;
 pub mod openapi;
+pub mod openapi_refine;
 pub mod routes;
 pub mod state;
 // Wiring.

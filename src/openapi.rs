@@ -1,6 +1,10 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations.
 
+use axum::extract::State;
 use axum::Json;
+use serde_json::Value;
+
+use crate::state::AppState;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -34,8 +38,7 @@ use crate::routes::meta::LanguageInfo;
         openapi_json,
     ),
     components(schemas(crate::executions::ExecutionResource, CreateSession, ExecuteRequest, crate::requests::FileSpec, crate::batch::BatchRequest, crate::batch::BatchItem, crate::batch::ItemResult, crate::batch::ItemError, crate::batch::BatchSummary, crate::requests::RunMode, crate::routes::compat::SeedExecuteRequest, crate::routes::compat::SeedConfig, crate::routes::compat::SeedExecutionResult, ExecuteResponse, ProgramErrorBody, LanguageInfo, ErrorBody, ErrorDetail)),
-    modifiers(&Security),
-    security(("api_key" = []), ("bearer" = []))
+    modifiers(&Security)
 )]
 /// The OpenAPI document of the HTTP API.
 pub struct ApiDoc;
@@ -63,6 +66,7 @@ impl Modify for Security {
 
 /// `GET /openapi.json`
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
+    let base = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    Json(crate::openapi_refine::document(base, &state))
 }

@@ -25,8 +25,10 @@ pub struct ExecuteRequest {
     #[schema(value_type = Object)]
     pub input: RawJson,
     /// Run-time limit in milliseconds (server default when absent).
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub timeout_ms: Option<u64>,
     /// Memory limit in MB, at most the container's limit.
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub memory_limit_mb: Option<u64>,
     /// `edge` (the default: the code runs inside the language's wrapper, reads
     /// `input_data` and sets `result`) or `plain` (the code is the whole program; success
@@ -245,8 +247,10 @@ pub struct CreateSession {
     pub idle_timeout_minutes: Option<f64>,
     pub max_lifetime_minutes: Option<f64>,
     #[serde(rename = "memoryLimitMB", alias = "memoryLimitMb")]
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub memory_limit_mb: Option<u64>,
     /// Relative CPU weight (Docker's `--cpu-shares`), lowered to `sessions.max_cpu_shares`.
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub cpu_shares: Option<i64>,
     /// The runtime the client asked for (Loopai sends `docker`, `deno`, `python`, …).
     /// Every session runs in a Docker container of the language's image, whose tools

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const LEAVES: &[&str] = &["domain", "failure", "metrics"];
+const LEAVES: &[&str] = &["domain", "failure", "json_int", "metrics"];
 const LAYERS: &[&str] = &[
     "auth",
     "batch",
@@ -35,6 +35,7 @@ const TRANSPORTS: &[&str] = &[
     "routes",
     "jsonrpc",
     "openapi",
+    "openapi_refine",
     "serve",
     "startup",
     // The HTTP request span and the process's subscriber.

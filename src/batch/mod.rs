@@ -73,13 +73,16 @@ pub struct BatchRequest {
     pub items: Vec<BatchItem>,
     /// Items run at once (default and maximum: the caller's `max_concurrent`, further
     /// capped by the language's pool size).
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub max_concurrency: Option<usize>,
     /// After the first failing item, items not yet started are skipped.
     #[serde(default)]
     pub stop_on_first_error: bool,
     /// Run-time limit per item, in milliseconds.
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub timeout_ms: Option<u64>,
     /// Memory limit per item, in MB.
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     pub memory_limit_mb: Option<u64>,
     /// `edge` (default) or `plain`, for every item.
     #[serde(default)]

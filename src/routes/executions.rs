@@ -40,6 +40,7 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Scope::Execute)?;
     let Json(body) = body?;
+    strict_body(&body)?;
     let (job, created) = state
         .executions
         .submit(&caller, body, idempotency_key(&headers))
@@ -57,6 +58,23 @@ pub async fn submit(
             "statusUrl": format!("/v1/executions/{}", job.id),
         })),
     ))
+}
+
+/// The native route refuses members it does not know, as `POST /v1/execute` and
+/// `/v1/execute/batch` do: the body is theirs plus `callbackUrl`. (The Judge0 and seed
+/// routes submit through the same queue with their own members.)
+fn strict_body(body: &Value) -> Result<(), ApiError> {
+    let mut own = body.clone();
+    if let Some(o) = own.as_object_mut() {
+        o.remove("callbackUrl");
+    }
+    let text = own.to_string();
+    match crate::store::JobKind::of_body(body) {
+        crate::store::JobKind::Batch => {
+            crate::routes::strict::parse::<crate::batch::BatchRequest>(&text).map(drop)
+        }
+        _ => crate::routes::strict::parse::<crate::requests::ExecuteRequest>(&text).map(drop),
+    }
 }
 
 /// Paging of a batch's results.

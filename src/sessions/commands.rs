@@ -67,6 +67,7 @@ pub struct RunCodeParams {
     code: String,
     #[serde(default = "empty_object")]
     input: Value,
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     timeout_ms: Option<u64>,
 }
 

@@ -16,6 +16,7 @@ mod hostile;
 mod jwt;
 mod languages;
 mod loopai;
+mod openapi;
 mod pool;
 mod program;
 mod program_io;

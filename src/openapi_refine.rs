@@ -194,6 +194,8 @@ pub fn refine(mut doc: Value, settings: &Settings, served: &Served) -> Value {
             "then",
             json!({"properties": {"content": {"pattern": BASE64_PATTERN}}}),
         );
+        // The native routes refuse a file's unknown members too (`files.N.x`).
+        set(s, "additionalProperties", json!(false));
     }
     {
         let s = schema(&mut doc, "CreateSession");

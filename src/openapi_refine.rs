@@ -70,7 +70,9 @@ fn set(v: &mut Value, key: &str, value: Value) {
 }
 
 /// A relative path of normal components: none empty, `.` or `..`, no NUL or backslash.
-const PATH_PATTERN: &str = r"^(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+)(?:/(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+))*$";
+/// Components of at most 63 characters (`requests::MAX_PATH_COMPONENT_CHARS`), none of
+/// them empty, `.` or `..`.
+const PATH_PATTERN: &str = r"^(?:[^/\\\x00.][^/\\\x00]{0,62}|\.[^/\\\x00.][^/\\\x00]{0,61}|\.\.[^/\\\x00]{1,61})(?:/(?:[^/\\\x00.][^/\\\x00]{0,62}|\.[^/\\\x00.][^/\\\x00]{0,61}|\.\.[^/\\\x00]{1,61}))*$";
 /// Standard base64, padded.
 /// Standard base64, padded, canonical (the unused bits of the last symbol are zero, as the
 /// decoder requires).

@@ -80,7 +80,11 @@ pub struct FileSpec {
 /// The most bytes all of a program's `args` may hold together.
 const MAX_ARGS_BYTES: usize = 64 * 1024;
 /// The longest `files[].path`.
-const MAX_PATH_BYTES: usize = 255;
+const MAX_PATH_CHARS: usize = 255;
+/// The longest component of a `files[].path`, in characters: 63 characters of up to 4
+/// bytes fit a file name's 255 bytes, and a length in characters is what a JSON Schema
+/// can state (`pattern` in the OpenAPI document), so the document and the gateway agree.
+pub const MAX_PATH_COMPONENT_CHARS: usize = 63;
 
 /// Checks a program's stdin, args and files against the limits and the program's own file
 /// name, and gives them as the agent takes them.
@@ -201,8 +205,14 @@ fn is_below(dir: &str, inner: &str) -> bool {
 /// the run's own files.
 fn check_path(path: &str, program_file: &str) -> Result<(), RequestError> {
     let bad = |why: &str| Err(RequestError::Invalid(format!("files: path {path:?} {why}")));
-    if path.is_empty() || path.len() > MAX_PATH_BYTES {
-        return bad("must be 1 to 255 bytes");
+    if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
+        return bad("must be 1 to 255 characters");
+    }
+    if path
+        .split('/')
+        .any(|c| c.chars().count() > MAX_PATH_COMPONENT_CHARS)
+    {
+        return bad("has a component longer than 63 characters");
     }
     if path.starts_with('/') {
         return bad("must be relative to the workspace");

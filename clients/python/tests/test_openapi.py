@@ -28,7 +28,10 @@ def _properties(doc, schema) -> dict:
     props = dict(schema.get("properties", {}))
     for key in ("allOf", "oneOf", "anyOf"):
         for sub in schema.get(key, []):
-            props.update(_properties(doc, sub))
+            # A branch that narrows a property (`allOf: [{properties: {items: …}}]`) does
+            # not replace the property's own schema.
+            for name, value in _properties(doc, sub).items():
+                props.setdefault(name, value)
     return props
 
 
@@ -77,8 +80,11 @@ def test_execution_bodies_match_the_document(doc):
         _check(doc, {k: v for k, v in many.items() if k != "callbackUrl"},
                _request_schema(doc, "post", "/v1/execute/batch"), "POST /v1/executions")
         return
-    _check(doc, one, schema, "POST /v1/executions")
-    _check(doc, many, schema, "POST /v1/executions")
+    # `callbackUrl` is accepted but deliberately undeclared (docs/api.md: a schema fuzzer
+    # would make the gateway call made-up addresses).
+    for body in (one, many):
+        _check(doc, {k: v for k, v in body.items() if k != "callbackUrl"}, schema,
+               "POST /v1/executions")
 
 
 def test_session_body_matches_the_document(doc):

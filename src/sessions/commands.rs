@@ -54,6 +54,7 @@ pub struct ShellParams {
     working_directory: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "crate::json_int::option")]
     timeout_ms: Option<u64>,
     stdin: Option<String>,
     #[serde(default)]

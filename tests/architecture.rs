@@ -291,3 +291,32 @@ fn no_docker_type_reaches_the_gateway() {
         assert!(!line.contains("bollard"), "pool/src/lib.rs: {line}");
     }
 }
+
+/// `wrappers/` is the one place to read every language's wrapper: each recipe's edge
+/// template is linked there as `<language>.<ext>`, and nothing there points elsewhere.
+#[test]
+fn every_language_has_its_wrapper_in_wrappers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let recipes = codebeaker_recipe::Registry::load(&root.join("languages")).unwrap();
+    for def in recipes.iter() {
+        let edge = &def.recipe.wrap.edge;
+        let ext = Path::new(edge).extension().unwrap().to_str().unwrap();
+        let link = root.join("wrappers").join(format!("{}.{ext}", def.language().name()));
+        let target = root.join("languages").join(def.language().name()).join(edge);
+        assert_eq!(
+            std::fs::canonicalize(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display())),
+            std::fs::canonicalize(&target).unwrap(),
+            "wrappers/ must link each language's edge template"
+        );
+    }
+    for dir in ["wrappers", "wrappers/instance"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() || p.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let real = std::fs::canonicalize(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(real.starts_with(root.join("languages").canonicalize().unwrap()), "{} points outside languages/", p.display());
+        }
+    }
+}

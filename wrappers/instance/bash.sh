@@ -1,0 +1,1 @@
+../../languages/bash/instance.sh

@@ -1,0 +1,1 @@
+../../languages/cpp/instance.cpp

@@ -1,0 +1,1 @@
+../../languages/javascript/instance.js

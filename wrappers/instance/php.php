@@ -1,0 +1,1 @@
+../../languages/php/instance.php

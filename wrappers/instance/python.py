@@ -1,0 +1,1 @@
+../../languages/python/instance.py

@@ -1,0 +1,1 @@
+../../languages/rust/instance.rs

@@ -1,0 +1,1 @@
+../languages/ruby/edge.rb

@@ -1,0 +1,1 @@
+../languages/rust/edge.rs

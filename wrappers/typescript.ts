@@ -1,0 +1,1 @@
+../languages/typescript/edge.ts

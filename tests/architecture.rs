@@ -301,8 +301,13 @@ fn every_language_has_its_wrapper_in_wrappers() {
     for def in recipes.iter() {
         let edge = &def.recipe.wrap.edge;
         let ext = Path::new(edge).extension().unwrap().to_str().unwrap();
-        let link = root.join("wrappers").join(format!("{}.{ext}", def.language().name()));
-        let target = root.join("languages").join(def.language().name()).join(edge);
+        let link = root
+            .join("wrappers")
+            .join(format!("{}.{ext}", def.language().name()));
+        let target = root
+            .join("languages")
+            .join(def.language().name())
+            .join(edge);
         assert_eq!(
             std::fs::canonicalize(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display())),
             std::fs::canonicalize(&target).unwrap(),
@@ -316,7 +321,11 @@ fn every_language_has_its_wrapper_in_wrappers() {
                 continue;
             }
             let real = std::fs::canonicalize(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(real.starts_with(root.join("languages").canonicalize().unwrap()), "{} points outside languages/", p.display());
+            assert!(
+                real.starts_with(root.join("languages").canonicalize().unwrap()),
+                "{} points outside languages/",
+                p.display()
+            );
         }
     }
 }

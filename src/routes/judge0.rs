@@ -92,11 +92,7 @@ fn languages(state: &AppState) -> Vec<(u32, String, Arc<codebeaker_recipe::Langu
         .recipes()
         .iter()
         .flat_map(|d| {
-            let version = status
-                .iter()
-                .find(|p| &p.language == d.language() && p.packages.is_none())
-                .and_then(|p| p.toolchain.as_deref())
-                .and_then(crate::routes::piston::toolchain_version)
+            let version = crate::routes::piston::served_version(&status, d.language())
                 .map_or_else(|| "CodeBeaker".to_string(), |v| v.to_string());
             let name = format!("{} ({version})", d.recipe.title);
             d.recipe
@@ -507,6 +503,33 @@ async fn submit(
     }
 }
 
+/// A batch of `n` submissions (created or shown) is 1 to [`MAX_BATCH`], with Judge0's words.
+fn batch_size(n: usize) -> Result<(), Judge0Error> {
+    if n == 0 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "there should be at least one submission in a batch",
+        ));
+    }
+    if n > MAX_BATCH {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("number of submissions in a batch should be less than or equal to {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A request body as JSON (Judge0's clients send JSON; the content type is not checked).
+fn json_body(body: &[u8]) -> Result<Value, Judge0Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not JSON: {e}"),
+        )
+    })
+}
+
 fn unprocessable(errors: Invalid) -> Judge0Error {
     Judge0Error(Box::new(
         (
@@ -547,12 +570,7 @@ pub async fn create(
     caller.require(Scope::Execute)?;
     let fields =
         model::fields(q.fields.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the request body is not JSON: {e}"),
-        )
-    })?;
+    let body = json_body(&body)?;
     let (native, meta) = submission(&state, &caller, &body, q.base64()).map_err(unprocessable)?;
     let runs = u64::from(meta.number_of_runs);
     let job = match submit(&state, &caller, native).await {
@@ -621,25 +639,9 @@ pub async fn create_batch(
     body: axum::body::Bytes,
 ) -> Result<Response, Judge0Error> {
     caller.require(Scope::Execute)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the request body is not JSON: {e}"),
-        )
-    })?;
+    let body = json_body(&body)?;
     let items = body["submissions"].as_array().cloned().unwrap_or_default();
-    if items.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "there should be at least one submission in a batch",
-        ));
-    }
-    if items.len() > MAX_BATCH {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("number of submissions in a batch should be less than or equal to {MAX_BATCH}"),
-        ));
-    }
+    batch_size(items.len())?;
     let mut out = Vec::with_capacity(items.len());
     let mut any = false;
     for item in &items {
@@ -681,18 +683,7 @@ pub async fn show_batch(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
-    if tokens.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "there should be at least one submission in a batch",
-        ));
-    }
-    if tokens.len() > MAX_BATCH {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("number of submissions in a batch should be less than or equal to {MAX_BATCH}"),
-        ));
-    }
+    batch_size(tokens.len())?;
     let mut out = Vec::with_capacity(tokens.len());
     for t in tokens {
         out.push(match load(&state, &caller, t).await {

@@ -138,31 +138,36 @@ pub fn satisfies(selector: &str, version: &semver::Version) -> Option<bool> {
 
 /// The served languages as Piston runtimes: the version is the toolchain's, as its first
 /// container reported it (`0.0.0` until one has).
-fn runtimes_of(state: &AppState) -> Vec<(Runtime, Option<semver::Version>)> {
+fn runtimes_of(state: &AppState) -> Vec<Runtime> {
     let status = state.pools.status();
     state
         .pools
         .recipes()
         .iter()
-        .map(|d| {
-            let version = status
-                .iter()
-                .find(|p| &p.language == d.language() && p.packages.is_none())
-                .and_then(|p| p.toolchain.as_deref())
-                .and_then(toolchain_version);
-            let shown = version
-                .as_ref()
-                .map_or_else(|| "0.0.0".to_string(), ToString::to_string);
-            (
-                Runtime {
-                    language: d.language().to_string(),
-                    version: shown,
-                    aliases: d.recipe.aliases.clone(),
-                },
-                version,
-            )
+        .map(|d| Runtime {
+            language: d.language().to_string(),
+            version: shown(served_version(&status, d.language()).as_ref()),
+            aliases: d.recipe.aliases.clone(),
         })
         .collect()
+}
+
+/// The version `language`'s toolchain reported (its own pool's first container), if one
+/// has yet. Shared by Piston's runtimes and Judge0's language names.
+pub fn served_version(
+    status: &[codebeaker_pool::PoolStatus],
+    language: &codebeaker_proto::Language,
+) -> Option<semver::Version> {
+    status
+        .iter()
+        .find(|p| &p.language == language && p.packages.is_none())
+        .and_then(|p| p.toolchain.as_deref())
+        .and_then(toolchain_version)
+}
+
+/// A runtime's version as Piston lists it: `0.0.0` until a container has reported one.
+fn shown(version: Option<&semver::Version>) -> String {
+    version.map_or_else(|| "0.0.0".to_string(), ToString::to_string)
 }
 
 /// `GET /api/v2/runtimes`: always an array (piston-client calls `.filter` on it).
@@ -170,7 +175,7 @@ pub async fn runtimes(
     State(state): State<AppState>,
     Caller(_caller): Caller,
 ) -> Json<Vec<Runtime>> {
-    Json(runtimes_of(&state).into_iter().map(|(r, _)| r).collect())
+    Json(runtimes_of(&state))
 }
 
 /// Anything else under `/api/v2`: Piston's 404.
@@ -283,7 +288,7 @@ fn limit(body: &Map<String, Value>, name: &str) -> Result<Option<f64>, PistonErr
 fn translate(
     state: &AppState,
     caller: &crate::domain::Principal,
-    body: Map<String, Value>,
+    mut body: Map<String, Value>,
 ) -> Result<(ExecuteRequest, String, String, bool), PistonError> {
     let language = match body.get("language") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -296,8 +301,9 @@ fn translate(
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(bad("version is required as a string")),
     };
-    let files = match body.get("files") {
-        Some(Value::Array(f)) => f.clone(),
+    // Taken, not copied: the files hold the program.
+    let files = match body.remove("files") {
+        Some(Value::Array(f)) => f,
         _ => return Err(bad("files is required as an array")),
     };
     for (i, f) in files.iter().enumerate() {
@@ -311,10 +317,8 @@ fn translate(
         .recipes()
         .resolve(&language)
         .ok_or_else(unknown)?;
-    let (runtime, current) = runtimes_of(state)
-        .into_iter()
-        .find(|(r, _)| r.language == def.language().name())
-        .ok_or_else(unknown)?;
+    // Only this language's version: no runtime list per call.
+    let current = served_version(&state.pools.status(), def.language());
     // A toolchain no container has reported yet cannot refute the selector.
     if let Some(v) = &current {
         if satisfies(&version, v) != Some(true) {
@@ -334,8 +338,11 @@ fn translate(
         .ok_or_else(|| bad("files must include at least one utf8 encoded file"))?;
     let mut code = String::new();
     let mut extra = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let content = f["content"].as_str().unwrap_or_default().to_string();
+    for (i, mut f) in files.into_iter().enumerate() {
+        let content = match f.get_mut("content").map(Value::take) {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
         if i == main {
             code = content;
             continue;
@@ -345,7 +352,7 @@ fn translate(
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map_or_else(|| format!("file{i}.code"), str::to_string);
-        let (content, encoding) = match encoding(f).as_str() {
+        let (content, encoding) = match encoding(&f).as_str() {
             "base64" => (content, codebeaker_proto::Encoding::Base64),
             "hex" => {
                 let bytes = hex_decode(&content)
@@ -434,7 +441,12 @@ fn translate(
         args,
         files: extra,
     };
-    Ok((req, runtime.language, runtime.version, compiled))
+    Ok((
+        req,
+        def.language().to_string(),
+        shown(current.as_ref()),
+        compiled,
+    ))
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
